@@ -1,5 +1,5 @@
 """Shared fixtures: a fresh PostgreSQL database per test (cloned from a migrated template) and a
-unique MQTT topic prefix per test, so tests can run in parallel against one server and one broker."""
+unique MQTT topic prefix per test, so tests run in parallel on one server and one broker."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""qadam cloud service: ingest (MQTT -> PostgreSQL), HTTP API, domain logic."""

@@ -1,0 +1,110 @@
+"""``GET /api/v1/events``: stored taps, newest first, with filters and pagination."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+from psycopg import sql
+from pydantic import BaseModel
+
+from cloud.api.deps import ConnDep
+
+router = APIRouter(prefix="/api/v1", tags=["events"])
+
+
+class EventOut(BaseModel):
+    device: str
+    boot: int
+    seq: int
+    school: str
+    person: int | None
+    person_name: str | None
+    card_key: str
+    kind: str
+    reader: str
+    result: str
+    reason: str
+    occurred_at: datetime
+    clock_synced: bool
+    received_at: datetime
+
+
+class EventPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[EventOut]
+
+
+def _utc(value: datetime) -> datetime:
+    """Datetimes without an offset are taken as UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+@router.get("/events", response_model=EventPage)
+def list_events(
+    conn: ConnDep,
+    school: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    device: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
+    person: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    since: Annotated[
+        datetime | None, Query(description="ISO 8601; inclusive; no offset = UTC")
+    ] = None,
+    until: Annotated[
+        datetime | None, Query(description="ISO 8601; exclusive; no offset = UTC")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> EventPage:
+    if since is not None and until is not None and _utc(since) > _utc(until):
+        raise HTTPException(
+            status_code=422,
+            detail=[
+                {
+                    "type": "value_error",
+                    "loc": ["query", "since"],
+                    "msg": "since must not be after until",
+                    "input": since.isoformat(),
+                }
+            ],
+        )
+    where: list[sql.Composable] = []
+    params: dict[str, Any] = {}
+    if school is not None:
+        where.append(sql.SQL("e.school_id = %(school)s"))
+        params["school"] = school
+    if device is not None:
+        where.append(sql.SQL("e.device_id = %(device)s"))
+        params["device"] = device
+    if person is not None:
+        where.append(sql.SQL("e.person_id = %(person)s"))
+        params["person"] = person
+    if since is not None:
+        where.append(sql.SQL("e.occurred_at >= %(since)s"))
+        params["since"] = _utc(since)
+    if until is not None:
+        where.append(sql.SQL("e.occurred_at < %(until)s"))
+        params["until"] = _utc(until)
+    cond = sql.SQL(" AND ").join(where) if where else sql.SQL("TRUE")
+
+    count_row = conn.execute(
+        sql.SQL("SELECT count(*) FROM events e WHERE {}").format(cond), params
+    ).fetchone()
+    total = int(count_row[0]) if count_row else 0
+    rows = conn.execute(
+        sql.SQL(
+            "SELECT e.device_id, e.boot, e.seq, e.school_id, e.person_id, p.full_name,"
+            " e.card_key, e.kind, e.reader, e.result, e.reason, e.occurred_at, e.clock_synced,"
+            " e.received_at"
+            " FROM events e LEFT JOIN people p ON p.id = e.person_id"
+            " WHERE {}"
+            " ORDER BY e.occurred_at DESC, e.seq DESC, e.device_id, e.boot DESC"
+            " LIMIT %(limit)s OFFSET %(offset)s"
+        ).format(cond),
+        {**params, "limit": limit, "offset": offset},
+    ).fetchall()
+    keys = list(EventOut.model_fields)
+    items = [EventOut(**dict(zip(keys, row, strict=True))) for row in rows]
+    return EventPage(total=total, limit=limit, offset=offset, items=items)

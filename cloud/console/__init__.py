@@ -1,0 +1,1 @@
+"""Static console pages served by the API."""

@@ -1,0 +1,1 @@
+"""MQTT ingest: decode event batches, store them, ack after commit."""

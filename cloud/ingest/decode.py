@@ -1,0 +1,279 @@
+"""Pure decoder of event batches (docs/protocol.md, "Event batch").
+
+``decode(topic, payload)`` returns a :class:`Batch` or a :class:`Reject`; it never raises.
+Everything a :class:`Batch` holds can be stored in PostgreSQL as is (no NUL characters, no lone
+surrogates, integers within ``bigint``, times within ``timestamptz``), so a well-formed but hostile
+payload cannot make the writer fail and stall the ingest on retries.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_PAYLOAD = 16 * 1024
+MAX_EVENTS = 32
+# A payload this big is not parsed at all, not even to find the range to ack.
+MAX_PARSE_FOR_RANGE = 1024 * 1024
+INT8_MAX = 2**63 - 1
+T_MAX = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second Python's datetime can hold
+MAX_STR = 64
+
+DEVICE_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+CARD_RE = re.compile(r"[0-9a-f]{16}")
+READERS = frozenset({"in", "out", "canteen"})
+RESULTS = frozenset({"granted", "denied"})
+
+# Reject reasons (stored in quarantine.reason).
+BAD_TOPIC = "bad_topic"
+TOO_LARGE = "too_large"
+NOT_UTF8 = "not_utf8"
+NOT_JSON = "not_json"
+NOT_OBJECT = "not_object"
+BAD_VERSION = "bad_version"
+DEV_MISMATCH = "dev_mismatch"
+BAD_BOOT = "bad_boot"
+BAD_EVENTS = "bad_events"
+BAD_EVENT = "bad_event"
+BOOT_MISMATCH = "boot_mismatch"
+SEQ_ORDER = "seq_order"
+INTERNAL = "internal_error"
+UNKNOWN_DEVICE = "unknown_device"  # set by the writer (D4), not by the decoder
+
+REASONS = frozenset(
+    {
+        BAD_TOPIC,
+        TOO_LARGE,
+        NOT_UTF8,
+        NOT_JSON,
+        NOT_OBJECT,
+        BAD_VERSION,
+        DEV_MISMATCH,
+        BAD_BOOT,
+        BAD_EVENTS,
+        BAD_EVENT,
+        BOOT_MISMATCH,
+        SEQ_ORDER,
+        INTERNAL,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    boot: int
+    seq: int
+    t: int
+    sync: bool
+    up: int
+    kind: str
+    reader: str
+    card: str
+    result: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    device: str
+    boot: int
+    events: tuple[Event, ...]
+    topic: str = ""
+    payload: bytes = b""
+
+    @property
+    def first(self) -> int:
+        return self.events[0].seq
+
+    @property
+    def last(self) -> int:
+        return self.events[-1].seq
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    reason: str
+    device: str | None = None
+    boot: int | None = None
+    first: int | None = None
+    last: int | None = None
+    detail: str = ""
+    topic: str = ""
+    payload: bytes = field(default=b"", repr=False)
+
+    @property
+    def ackable(self) -> bool:
+        return (
+            self.device is not None
+            and self.boot is not None
+            and self.first is not None
+            and self.last is not None
+        )
+
+
+Decoded = Batch | Reject
+
+
+class _Invalid(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(reason, detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def device_from_topic(topic: str) -> str | None:
+    """The ``{device}`` of ``{prefix}/v1/dev/{device}/events``, or None if the topic is not one."""
+    parts = topic.split("/")
+    if len(parts) < 5 or parts[-4:-2] != ["v1", "dev"] or parts[-1] != "events":
+        return None
+    if not all(parts[:-4]):
+        return None
+    dev = parts[-2]
+    return dev if DEVICE_RE.fullmatch(dev) else None
+
+
+def _is_int(v: Any, lo: int, hi: int) -> bool:
+    return type(v) is int and lo <= v <= hi
+
+
+def _is_str(v: Any, max_len: int = MAX_STR) -> bool:
+    if type(v) is not str or not v or len(v) > max_len or "\x00" in v:
+        return False
+    try:
+        v.encode("utf-8")  # lone surrogates from "\ud800" escapes cannot be stored
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def _event(raw: Any, index: int, boot: int) -> Event:
+    where = f"events[{index}]"
+    if type(raw) is not dict:
+        raise _Invalid(BAD_EVENT, f"{where} is not an object")
+    checks: tuple[tuple[str, bool], ...] = (
+        ("boot", _is_int(raw.get("boot"), 0, INT8_MAX)),
+        ("seq", _is_int(raw.get("seq"), 1, INT8_MAX)),
+        ("t", _is_int(raw.get("t"), 0, T_MAX)),
+        ("sync", _is_int(raw.get("sync"), 0, 1)),
+        ("up", _is_int(raw.get("up"), 0, INT8_MAX)),
+        ("kind", _is_str(raw.get("kind"))),
+        ("reader", raw.get("reader") in READERS),
+        ("card", type(raw.get("card")) is str and bool(CARD_RE.fullmatch(raw["card"]))),
+        ("result", raw.get("result") in RESULTS),
+        ("reason", _is_str(raw.get("reason"))),
+    )
+    for key, ok in checks:
+        if not ok:
+            what = "missing" if key not in raw else "invalid"
+            raise _Invalid(BAD_EVENT, f"{where}.{key} {what}")
+    if raw["boot"] != boot:
+        raise _Invalid(BOOT_MISMATCH, f"{where}.boot {raw['boot']} != batch boot {boot}")
+    return Event(
+        boot=raw["boot"],
+        seq=raw["seq"],
+        t=raw["t"],
+        sync=raw["sync"] == 1,
+        up=raw["up"],
+        kind=raw["kind"],
+        reader=raw["reader"],
+        card=raw["card"],
+        result=raw["result"],
+        reason=raw["reason"],
+    )
+
+
+def _decode(topic: str, payload: bytes, device: str) -> Batch:
+    if len(payload) > MAX_PAYLOAD:
+        raise _Invalid(TOO_LARGE, f"{len(payload)} bytes > {MAX_PAYLOAD}")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _Invalid(NOT_UTF8, f"invalid UTF-8 at byte {e.start}") from None
+    try:
+        doc = _loads(text)
+    except (ValueError, RecursionError) as e:
+        raise _Invalid(NOT_JSON, str(e)[:200]) from None
+    if type(doc) is not dict:
+        raise _Invalid(NOT_OBJECT, f"top level is {type(doc).__name__}")
+    if "v" not in doc or type(doc["v"]) is not int or doc["v"] != 1:
+        raise _Invalid(BAD_VERSION, f"v={doc.get('v')!r:.40}")
+    if doc.get("dev") != device:
+        raise _Invalid(DEV_MISMATCH, f"dev={doc.get('dev')!r:.40} topic device={device}")
+    raw_boot = doc.get("boot")
+    if not isinstance(raw_boot, int) or not _is_int(raw_boot, 0, INT8_MAX):
+        raise _Invalid(BAD_BOOT, f"boot={raw_boot!r:.40}")
+    boot = raw_boot
+    raw_events = doc.get("events")
+    if type(raw_events) is not list:
+        raise _Invalid(BAD_EVENTS, "events is not a list")
+    if not 1 <= len(raw_events) <= MAX_EVENTS:
+        raise _Invalid(BAD_EVENTS, f"{len(raw_events)} events, want 1..{MAX_EVENTS}")
+    events = tuple(_event(raw, i, boot) for i, raw in enumerate(raw_events))
+    for prev, cur in zip(events, events[1:], strict=False):
+        if cur.seq <= prev.seq:
+            raise _Invalid(SEQ_ORDER, f"seq {cur.seq} after {prev.seq}")
+    return Batch(device=device, boot=boot, events=events, topic=topic, payload=payload)
+
+
+def _range(payload: bytes) -> tuple[int | None, int | None, int | None]:
+    """Best effort: the batch's boot and its min/max seq, to ack a rejected batch so the board's
+    journal drains (protocol.md, Quarantine)."""
+    try:
+        if len(payload) > MAX_PARSE_FOR_RANGE:
+            return None, None, None
+        doc = _loads(payload.decode("utf-8"))
+        if type(doc) is not dict:
+            return None, None, None
+        boot = doc.get("boot")
+        if not _is_int(boot, 0, INT8_MAX):
+            return None, None, None
+        evs = doc.get("events")
+        if type(evs) is not list:
+            return boot, None, None
+        seqs = [e["seq"] for e in evs if type(e) is dict and _is_int(e.get("seq"), 1, INT8_MAX)]
+        if not seqs:
+            return boot, None, None
+        return boot, min(seqs), max(seqs)
+    except Exception:
+        return None, None, None
+
+
+def decode(topic: str, payload: bytes | bytearray | memoryview) -> Decoded:
+    """Decode one MQTT message from ``{prefix}/v1/dev/{device}/events``. Never raises."""
+    raw = payload
+    try:
+        payload = bytes(raw)
+        device = device_from_topic(topic) if isinstance(topic, str) else None
+        if device is None:
+            return Reject(
+                BAD_TOPIC, detail=f"topic {topic!r:.120}", topic=str(topic), payload=payload
+            )
+        try:
+            return _decode(topic, payload, device)
+        except _Invalid as e:
+            boot, first, last = _range(payload)
+            return Reject(
+                e.reason,
+                device=device,
+                boot=boot,
+                first=first,
+                last=last,
+                detail=e.detail,
+                topic=topic,
+                payload=payload,
+            )
+    except Exception as e:  # pragma: no cover - defensive: the decoder must never raise
+        try:
+            return Reject(INTERNAL, detail=repr(e)[:200], topic=str(topic), payload=bytes(payload))
+        except Exception:
+            return Reject(INTERNAL)

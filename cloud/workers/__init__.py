@@ -1,0 +1,1 @@
+"""Background workers (clock correction, outbox delivery): later issues."""

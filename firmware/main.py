@@ -1,0 +1,42 @@
+# Entry point. cwd is the board's flash directory (board.json, device.json, whitelist.bin,
+# journal files). The boot counter is incremented and persisted before anything else happens, so
+# every event of this boot gets an identity never used before (protocol.md "Names").
+from store.journal import Journal, next_boot
+
+boot = next_boot(".")
+
+import gc  # noqa: E402  (after the boot counter on purpose)
+import json  # noqa: E402
+
+from compat import asyncio  # noqa: E402
+
+# The sim runs in a 64 KiB heap (an ESP32 has not much more): compiling a module needs scratch
+# RAM, so collect between imports to keep the heap from fragmenting.
+for _m in ("store.whitelist", "store.cardkey", "net.mqttpkt", "net.mqtt", "net.link", "net.sync", "net.clock",
+           "app.door", "app.runner"):
+    __import__(_m)
+    gc.collect()
+
+
+def _load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def main():
+    global boot
+    board_cfg = _load("board.json")
+    dev_cfg = _load("device.json")
+    journal = Journal(".")
+    if journal.min_boot() >= boot:
+        # boot.cnt was lost or corrupt: never reuse a boot the journal has already seen.
+        boot = next_boot(".", journal.min_boot())
+    name = board_cfg.get("hal", "sim")
+    hal = getattr(__import__("hal." + name), name)
+    gc.collect()
+    from app.runner import App
+    app = App(hal.Board(board_cfg), dev_cfg, boot, journal)
+    asyncio.run(app.run())
+
+
+main()

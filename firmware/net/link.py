@@ -1,0 +1,71 @@
+# Resilience layer over the MQTT protocol core: keeps one connection up, reconnecting with
+# exponential backoff + jitter (so a school's boards don't all hit the broker at the same instant
+# after a power cut). Callers learn about up/down through callbacks.
+import os
+
+from compat import asyncio, sleep_ms, ticks_diff, ticks_ms
+from net.mqtt import MQTTClient
+
+BACKOFF_MIN_MS = 500
+BACKOFF_MAX_MS = 30000
+STABLE_MS = 10000  # a connection that lived this long resets the backoff
+
+
+def _jitter(ms):
+    # 50..100 % of ms; os.urandom exists on both ports, random differs between them.
+    r = os.urandom(1)[0]
+    return ms // 2 + (ms // 2) * r // 255
+
+
+def backoff_ms(attempt):
+    ms = BACKOFF_MIN_MS << min(attempt, 10)
+    if ms > BACKOFF_MAX_MS:
+        ms = BACKOFF_MAX_MS
+    return _jitter(ms)
+
+
+class Link:
+    def __init__(self, device, mcfg, will=None, on_message=None, on_up=None, on_down=None):
+        self.client = MQTTClient(
+            device, mcfg.get("host", "127.0.0.1"), mcfg.get("port", 1883),
+            user=mcfg.get("user"), password=mcfg.get("password"),
+            keepalive=mcfg.get("keepalive", 30), will=will, on_message=on_message)
+        self.on_up = on_up  # async callback(client), run after every (re)connect
+        self.on_down = on_down  # sync callback()
+        self.up = False
+        self._stop = False
+
+    async def run(self):
+        attempt = 0
+        while not self._stop:
+            t0 = ticks_ms()
+            try:
+                await self.client.connect()
+            except Exception as e:
+                print("# link: connect failed:", repr(e))
+                await sleep_ms(backoff_ms(attempt))
+                attempt += 1
+                continue
+            self.up = True
+            try:
+                if self.on_up:
+                    await self.on_up(self.client)
+            except Exception as e:
+                # e.g. SUBACK timeout: start over rather than run half set up.
+                print("# link: setup after connect failed:", repr(e))
+                await self.client.disconnect()
+            await self.client.wait_closed()
+            self.up = False
+            if self.on_down:
+                self.on_down()
+            if self._stop:
+                break
+            attempt = 0 if ticks_diff(ticks_ms(), t0) > STABLE_MS else attempt + 1
+            await sleep_ms(backoff_ms(attempt))
+
+    async def publish(self, topic, payload, qos=1, retain=False, timeout_ms=5000):
+        await self.client.publish(topic, payload, qos, retain, timeout_ms)
+
+    async def stop(self):
+        self._stop = True
+        await self.client.disconnect()

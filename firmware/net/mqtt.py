@@ -1,0 +1,197 @@
+# Minimal asyncio MQTT 3.1.1 client (invariant 7). Protocol core only: one connection, no
+# reconnect (that is net/link.py). Never blocks the event loop: all I/O goes through asyncio
+# streams. Packet encoding lives in net/mqttpkt.py.
+import struct
+
+from compat import asyncio, sleep_ms, ticks_diff, ticks_ms, wait_ms
+from net.mqttpkt import (CONNACK, DISCONNECT_PACKET, PINGREQ_PACKET, PINGRESP, PUBACK, PUBLISH,
+                         SUBACK, MQTTError, connect_packet, parse_publish, publish_header,
+                         puback_packet, subscribe_packet)
+
+
+class MQTTClient:
+    def __init__(self, client_id, host, port=1883, user=None, password=None, keepalive=30,
+                 will=None, on_message=None):
+        self.client_id = client_id
+        self.host = host
+        self.port = port
+        self.user = user
+        self.password = password
+        self.keepalive = keepalive
+        self.will = will
+        self.on_message = on_message  # callback(topic, payload bytes); sync, must not block
+        self.connected = False
+        self._r = self._w = None
+        self._pid = 0
+        self._waiting = {}  # pid -> Event, for PUBACK/SUBACK
+        self._wlock = asyncio.Lock()  # one writer at a time: packets must not interleave
+        self._closed = asyncio.Event()
+        self._last_rx = 0
+        self._tasks = []
+
+    def _next_pid(self):
+        self._pid = self._pid % 65535 + 1
+        return self._pid
+
+    async def _send(self, pkt, tail=None):
+        if self._w is None:
+            raise MQTTError("not connected")
+        async with self._wlock:
+            self._w.write(pkt)
+            if tail:
+                self._w.write(tail)
+            await self._w.drain()
+
+    async def _read_packet(self):
+        hdr = await self._r.readexactly(1)
+        first = hdr[0]
+        mult = 1
+        n = 0
+        for _ in range(4):
+            b = (await self._r.readexactly(1))[0]
+            n += (b & 0x7F) * mult
+            if not b & 0x80:
+                break
+            mult <<= 7
+        else:
+            raise MQTTError("bad remaining length")
+        body = await self._r.readexactly(n) if n else b""
+        self._last_rx = ticks_ms()
+        return first, body
+
+    async def connect(self, timeout_ms=10000):
+        self._closed = asyncio.Event()
+        self._r, self._w = await wait_ms(asyncio.open_connection(self.host, self.port), timeout_ms)
+        try:
+            await self._send(connect_packet(self.client_id, self.keepalive, self.user,
+                                            self.password, self.will))
+            first, body = await wait_ms(self._read_packet(), timeout_ms)
+            if first != CONNACK or len(body) != 2:
+                raise MQTTError("expected CONNACK, got 0x%02x" % first)
+            if body[1]:
+                # 4 = bad user name or password, 5 = not authorized (MQTT 3.1.1 table 3.1)
+                raise MQTTError("connect refused, code %d" % body[1])
+        except BaseException:
+            await self._close_streams()
+            raise
+        self.connected = True
+        self._tasks = [asyncio.create_task(self._reader()), asyncio.create_task(self._pinger())]
+
+    async def _reader(self):
+        try:
+            while True:
+                first, body = await self._read_packet()
+                kind = first & 0xF0
+                if kind == PUBLISH:
+                    topic, payload, qos, pid, _ = parse_publish(first, body)
+                    if self.on_message:
+                        try:
+                            self.on_message(topic, payload)
+                        except Exception as e:  # a bad message must not kill the connection
+                            print("# mqtt: on_message failed:", repr(e))
+                    # PUBACK after the handler ran: the broker re-delivers if we die before.
+                    if qos == 1:
+                        await self._send(puback_packet(pid))
+                elif kind in (PUBACK, SUBACK):
+                    (pid,) = struct.unpack("!H", body[0:2])
+                    ev = self._waiting.get(pid)
+                    if ev is not None:
+                        if kind == SUBACK and len(body) > 2 and body[2] == 0x80:
+                            self._waiting[pid] = False  # subscription refused
+                        ev.set()
+                elif kind == PINGRESP:
+                    pass
+        except asyncio.CancelledError:
+            return
+        except Exception as e:
+            if self.connected:
+                print("# mqtt: connection lost:", repr(e))
+        await self._drop()
+
+    async def _pinger(self):
+        # Ping at half the keepalive; declare the link dead if nothing came back for 1.5 x.
+        period = self.keepalive * 500
+        try:
+            while self.connected:
+                await sleep_ms(period)
+                if ticks_diff(ticks_ms(), self._last_rx) > self.keepalive * 1500:
+                    print("# mqtt: keepalive timeout")
+                    break
+                await self._send(PINGREQ_PACKET)
+        except asyncio.CancelledError:
+            return
+        except Exception as e:
+            print("# mqtt: ping failed:", repr(e))
+        await self._drop()
+
+    async def publish(self, topic, payload, qos=0, retain=False, timeout_ms=5000):
+        """QoS 1 returns when the PUBACK arrived (which is not a cloud receipt, invariant 3)."""
+        if isinstance(payload, str):
+            payload = payload.encode()
+        pid = self._next_pid() if qos else 0
+        await self._request(pid, publish_header(topic, len(payload), qos, retain, pid), payload,
+                            timeout_ms)
+
+    async def subscribe(self, topic, qos=1, timeout_ms=5000):
+        pid = self._next_pid()
+        await self._request(pid, subscribe_packet(pid, topic, qos), None, timeout_ms)
+
+    async def _request(self, pid, pkt, tail, timeout_ms):
+        if not pid:
+            await self._send(pkt, tail)
+            return
+        # Register the waiter before sending so a fast PUBACK/SUBACK cannot be missed.
+        ev = asyncio.Event()
+        self._waiting[pid] = ev
+        try:
+            await self._send(pkt, tail)
+            await wait_ms(ev.wait(), timeout_ms)
+        except asyncio.TimeoutError:
+            raise MQTTError("no ack for packet %d" % pid)
+        finally:
+            res = self._waiting.pop(pid, None)
+        if res is False:
+            raise MQTTError("refused (packet %d)" % pid)
+        if not self.connected:
+            raise MQTTError("disconnected")
+
+    async def wait_closed(self):
+        await self._closed.wait()
+
+    async def _drop(self):
+        if not self.connected and self._w is None:
+            return
+        self.connected = False
+        me = asyncio.current_task()
+        for t in self._tasks:
+            if t is not me:
+                t.cancel()  # the reader may sit in a read on a half-dead socket
+        self._tasks = []
+        for ev in self._waiting.values():
+            if ev:
+                ev.set()  # wake publishers; they see connected == False
+        await self._close_streams()
+        self._closed.set()
+
+    async def _close_streams(self):
+        w = self._w
+        self._r = self._w = None
+        if w is not None:
+            try:
+                w.close()
+                await w.wait_closed()
+            except Exception:
+                pass
+
+    async def disconnect(self):
+        if self.connected:
+            try:
+                await self._send(DISCONNECT_PACKET)
+            except Exception:
+                pass
+        await self._drop()
+
+    async def abort(self):
+        """Drop the connection without DISCONNECT, like a power cut: the broker publishes the
+        will (the retained offline status)."""
+        await self._drop()

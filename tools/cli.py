@@ -1,0 +1,90 @@
+"""The `qadam` console script: one entry point with a subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from cloud.api.app import create_app
+    from cloud.db.migrate import apply
+    from cloud.settings import get_settings
+
+    settings = get_settings()
+    apply(settings.database_url)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host or settings.http_host,
+        port=args.port or settings.http_port,
+    )
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from cloud.db.migrate import apply
+    from cloud.ingest.service import Ingest
+    from cloud.settings import get_settings
+
+    settings = get_settings()
+    apply(settings.database_url)
+    Ingest(settings).run_forever()
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from cloud.db.migrate import apply
+    from cloud.settings import get_settings
+
+    url = args.database_url or get_settings().database_url
+    applied = apply(url)
+    print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from simulator import cli as sim_cli
+    from tools import demo
+
+    parser = argparse.ArgumentParser(prog="qadam", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "demo", help="run a simulated school against the cloud (starts what is missing)"
+    )
+    demo.add_arguments(p)
+    p.set_defaults(func=demo.run)
+
+    p = sub.add_parser("serve", help="run the web API and console")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("ingest", help="run the MQTT ingest worker")
+    p.set_defaults(func=_ingest)
+
+    p = sub.add_parser("migrate", help="apply database migrations")
+    p.add_argument("--database-url")
+    p.set_defaults(func=_migrate)
+
+    p = sub.add_parser("sim", help="run virtual boards for a simulated school")
+    sim_cli.add_arguments(p)
+    p.set_defaults(func=sim_cli.run)
+
+    p = sub.add_parser("flash", help="technician tool: build and flash firmware to a board")
+    from tools import flash
+
+    flash.add_arguments(p)
+    p.set_defaults(func=flash.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -161,7 +161,12 @@ class VirtualBoard:
             self.last_stat = None
             self.exited = False
         self.proc = subprocess.Popen(
-            [micropython_binary(), "-X", f"heapsize={self.heap}", str(firmware_bundle() / "main.py")],
+            [
+                micropython_binary(),
+                "-X",
+                f"heapsize={self.heap}",
+                str(firmware_bundle() / "main.py"),
+            ],
             cwd=self.flash,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

@@ -116,10 +116,11 @@ def _interactive(school: SimulatedSchool) -> None:
                 return
             if words[0] == "tap":
                 count = int(words[1]) if len(words) > 1 else 1
-                boards = [_pick_board(school, words[2])] if len(words) > 2 else None
+                boards = [_pick_board(school, words[2])] if len(words) > 2 else school.boards
+                before = {b.config.device: len(b.taps) for b in boards}
                 school.tap_many(count, boards=boards)
-                for board in boards or school.boards:
-                    for tap in board.taps[-count:]:
+                for board in boards:
+                    for tap in board.taps[before[board.config.device] :]:
                         print(f"{board.config.device}: {tap}", flush=True)
             elif words[0] == "stat":
                 for board in school.boards:

@@ -1,25 +1,20 @@
 """Runs every firmware case module (tests/firmware/cases/test_*.py) inside the real MicroPython
 VM with the board's heap size, one pytest test per module."""
 
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from simulator.board import micropython_binary
 
 HERE = Path(__file__).resolve().parent
 CASES = sorted(p.stem for p in (HERE / "cases").glob("test_*.py"))
 
 
 def micropython() -> str:
-    exe = Path(sys.executable).with_name("micropython")
-    if exe.exists():
-        return str(exe)
-    found = shutil.which("micropython")
-    if not found:
-        pytest.skip("micropython binary not found")
-    return found
+    # A missing VM is a broken install, not a reason to skip: fail loudly.
+    return micropython_binary()
 
 
 @pytest.mark.parametrize("module", CASES)

@@ -111,6 +111,7 @@ class SimulatedSchool:
             )
             self.boards.append(VirtualBoard(config, self.state_dir / config.device, echo=echo))
         self._rng = random.Random(seed + 2)
+        self._stored_before = 0
 
     # -- cloud side -------------------------------------------------------------------------
     def register(self) -> bytes:
@@ -147,6 +148,8 @@ class SimulatedSchool:
     # -- boards -----------------------------------------------------------------------------
     def start(self, register: bool = True) -> None:
         whitelist = self.register() if register else None
+        # A school may be re-run against the same database: count only this run's rows.
+        self._stored_before = self.stored_events()
         for board in self.boards:
             fresh = not (board.flash / "device.json").exists()
             if fresh or whitelist is not None:
@@ -201,7 +204,7 @@ class SimulatedSchool:
             s.acked += len(taps) - depth
             s.per_board[board.config.device] = len(taps)
         if with_db:
-            s.stored = self.stored_events()
+            s.stored = self.stored_events() - self._stored_before
         return s
 
 

@@ -78,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     flash.add_arguments(p)
     p.set_defaults(func=flash.run)
+
+    p = sub.add_parser(
+        "validate-board", help="check board.json files (board-configs/) against the schema and pins"
+    )
+    from tools import boardconfig
+
+    boardconfig.add_arguments(p)
+    p.set_defaults(func=boardconfig.run)
     return parser
 
 

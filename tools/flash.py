@@ -4,6 +4,11 @@ This first version compiles firmware/ with mpy-cross (boot.py and main.py stay s
 MicroPython runs those by name), then copies the bundle and the board's configuration files with
 mpremote. Erasing/writing a MicroPython image with esptool, hash verification, incremental copies
 and provisioning come with the technician-tooling issue.
+
+Every --config file must be JSON (the firmware json.loads each one). A board configuration (a file
+named board.json, or any file with a "hal" key, e.g. one from board-configs/) is validated with
+tools/boardconfig.py before anything is built or copied, and is copied as board.json, the name
+the firmware reads.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 FIRMWARE = REPO / "firmware"
 KEEP_AS_SOURCE = {"boot.py", "main.py"}
+BOARD_JSON = "board.json"
 
 
 class FlashError(RuntimeError):
@@ -60,11 +66,50 @@ def build_bundle(out: Path, root: Path = FIRMWARE) -> list[Path]:
     return files
 
 
+def check_configs(configs: list[Path]) -> dict[Path, str]:
+    """Check the configuration files before anything touches the board; return the name each one
+    gets on the board. Raises FlashError naming every problem; prints warnings."""
+    from tools import boardconfig
+
+    names: dict[Path, str] = {}
+    boards: list[Path] = []
+    for cfg in configs:
+        try:
+            doc = boardconfig.load_board(cfg)
+        except boardconfig.BoardConfigError as exc:
+            raise FlashError(f"config {exc}") from None
+        if cfg.name != BOARD_JSON and not (isinstance(doc, dict) and "hal" in doc):
+            names[cfg] = cfg.name
+            continue
+        boards.append(cfg)
+        problems = boardconfig.validate(doc)
+        bad = boardconfig.errors(problems)
+        for p in problems:
+            if p.level != boardconfig.ERROR:
+                print(f"{cfg}: {p}", file=sys.stderr)
+        if bad:
+            lines = "\n".join(f"  {cfg}: {p}" for p in bad)
+            raise FlashError(
+                f"board config {cfg} is invalid, nothing was copied "
+                f"(check it with `qadam validate-board {cfg}`):\n{lines}"
+            )
+        names[cfg] = BOARD_JSON
+    if len(boards) > 1:
+        raise FlashError("more than one board config given: " + ", ".join(str(b) for b in boards))
+    return names
+
+
 def copy_commands(
-    bundle: Path, files: list[Path], port: str, configs: list[Path]
+    bundle: Path,
+    files: list[Path],
+    port: str,
+    configs: list[Path],
+    names: dict[Path, str] | None = None,
 ) -> list[list[str]]:
-    """The mpremote invocations that put the bundle and the configuration files on the board."""
+    """The mpremote invocations that put the bundle and the configuration files on the board.
+    `names` maps a config file to its name on the board (default: its own name)."""
     mpremote = _tool("mpremote")
+    names = names or {}
     dirs = sorted({f.relative_to(bundle).parent.as_posix() for f in files} - {"."})
     cmds = [[mpremote, "connect", port, "fs", "mkdir", f":{d}"] for d in dirs]
     for f in files:
@@ -72,7 +117,8 @@ def copy_commands(
             [mpremote, "connect", port, "fs", "cp", str(f), f":{f.relative_to(bundle).as_posix()}"]
         )
     for cfg in configs:
-        cmds.append([mpremote, "connect", port, "fs", "cp", str(cfg), f":{cfg.name}"])
+        dest = names.get(cfg, cfg.name)
+        cmds.append([mpremote, "connect", port, "fs", "cp", str(cfg), f":{dest}"])
     return cmds
 
 
@@ -80,7 +126,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", help="serial port of the board (e.g. /dev/ttyUSB0)")
     p.add_argument("--out", type=Path, default=REPO / "build" / "firmware", help="bundle directory")
     p.add_argument(
-        "--config", type=Path, action="append", default=[], help="board.json / device.json to copy"
+        "--config",
+        type=Path,
+        action="append",
+        default=[],
+        help="board.json / device.json to copy; a board config (board-configs/*.json) is "
+        "validated first and copied as board.json",
     )
     p.add_argument(
         "--dry-run", action="store_true", help="build and print the commands, copy nothing"
@@ -93,12 +144,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: config file {cfg} does not exist", file=sys.stderr)
             return 2
     try:
+        names = check_configs(args.config)
         files = build_bundle(args.out)
         print(f"built {len(files)} files in {args.out}")
         if not args.port:
             print("no --port given: bundle built, nothing copied")
             return 0
-        for cmd in copy_commands(args.out, files, args.port, args.config):
+        for cmd in copy_commands(args.out, files, args.port, args.config, names):
             print(" ".join(cmd))
             if args.dry_run:
                 continue

@@ -14,6 +14,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from simulator.board import DEFAULT_HEAP, firmware_bundle, micropython_binary
+
 HERE = Path(__file__).resolve().parent
 FIRMWARE = HERE.parent.parent / "firmware"
 sys.path.append(str(HERE / "cases"))
@@ -30,9 +32,11 @@ class Board:
     """One virtual board process; collects its "@tag {json}" lines."""
 
     def __init__(self, flash: Path) -> None:
-        exe = Path(sys.executable).with_name("micropython")
+        # The whole board runs as the simulator runs it: the .mpy bundle in a board-sized heap
+        # (docs/decisions.md D7).
         self.proc = subprocess.Popen(
-            [str(exe), "-X", "heapsize=64K", str(FIRMWARE / "main.py")],
+            [micropython_binary(), "-X", f"heapsize={DEFAULT_HEAP}",
+             str(firmware_bundle() / "main.py")],
             cwd=flash, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, bufsize=1,
         )

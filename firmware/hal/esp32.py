@@ -1,25 +1,27 @@
-# ESP32 board adapter. Pins come from board.json so one firmware image serves every supported
-# board; the drivers get machine.Pin objects. Card reader drivers (MFRC522/PN532/Wiegand) come in a
-# later issue: until then the reader task logs and exits and the board only syncs.
+# ESP32 board adapter. The wiring comes from board.json (docs/board-configs.md, schema in
+# board-configs/schema.json) so one firmware image serves every supported board: `buses` become
+# machine.SPI / machine.I2C objects, each `readers[]` entry a driver front-end (hal.readers) polled
+# by its own asyncio task, `relays[]` drivers.Relay objects, `leds` a drivers.Led, `buzzer` a
+# drivers.Buzzer (PWM when `freq_hz` is given), `passage_sensors` input pins. Drivers are imported
+# only for the reader types the board has.
 import machine
 
-from compat import asyncio, log
-from hal.drivers import Led, Relay
+from compat import asyncio, log, sleep_ms
+from hal.drivers import Buzzer, Led, Relay
+
+Pin = machine.Pin
 
 
-def _pin(n):
-    return None if n is None else machine.Pin(n, machine.Pin.OUT)
+def _out(n, level):
+    # value= sets the output latch before the pin becomes an output: no glitch at boot.
+    return Pin(n, Pin.OUT, value=level)
 
 
-class Reader:
-    """Placeholder: a real driver polls the bus and calls app.tap(uid_bytes, reader_name)."""
+class _NoPin:
+    """Stands in for an output a board does not have (a canteen board has no relay)."""
 
-    def __init__(self, bus=None, name="in"):
-        self.bus = bus
-        self.name = name
-
-    async def run(self, app):
-        raise NotImplementedError("card reader driver not written yet")
+    def value(self, v=None):
+        return 0
 
 
 class Board:
@@ -27,15 +29,117 @@ class Board:
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.relay = Relay(_pin(cfg.get("relay_pin", 26)), cfg.get("relay_active_high", True))
-        self.led = Led(_pin(cfg.get("led_green_pin")), _pin(cfg.get("led_red_pin")))
-        self.readers = [Reader(None, "in")]
+        self._buses = {}
+        self.relays = []
+        for r in cfg.get("relays") or ():
+            ah = r.get("active_high", True)
+            rel = Relay(_out(r["pin"], Relay.off_level(ah)), ah)
+            rel.reader = r.get("reader")  # None: serves every reader (door)
+            rel.pulse_ms = r.get("pulse_ms", 300)
+            self.relays.append(rel)
+        self.relay = self.relays[0] if self.relays else Relay(_NoPin())
+        ld = cfg.get("leds") or {}
+        ah = ld.get("active_high", True)
+        off = 0 if ah else 1
+        g, r = ld.get("green"), ld.get("red")
+        self.led = Led(None if g is None else _out(g, off), None if r is None else _out(r, off), ah)
+        self.buzzer = None
+        bz = cfg.get("buzzer")
+        if bz:
+            ah = bz.get("active_high", True)
+            out = _out(bz["pin"], 0 if ah else 1)
+            f = bz.get("freq_hz")
+            if f:  # passive buzzer: PWM, created silent
+                out = machine.PWM(out, freq=f, duty_u16=0)
+            self.buzzer = Buzzer(out, ah, freq=f or 2700)
+        self.passage_sensors = []  # (reader, pin, active_high)
+        for s in cfg.get("passage_sensors") or ():
+            pull = {"up": Pin.PULL_UP, "down": Pin.PULL_DOWN}.get(s.get("pull"))
+            self.passage_sensors.append((s["reader"], Pin(s["pin"], Pin.IN, pull),
+                                         s.get("active_high", True)))
+        self.readers = [self._reader(rc) for rc in cfg.get("readers") or ()]
 
+    def relay_for(self, reader):
+        """The relay releasing `reader`'s direction (turnstile), else the board's first relay."""
+        for rel in self.relays:
+            if rel.reader == reader:
+                return rel
+        return self.relay
+
+    # -- buses and readers ---------------------------------------------------------------------
+    def _bus(self, name):
+        b = self._buses.get(name)
+        if b is None:
+            c = self.cfg["buses"][name]
+            if c["type"] == "spi":
+                b = machine.SPI(c.get("id", 2), baudrate=c.get("baudrate", 1000000), polarity=0,
+                                phase=0, sck=Pin(c["sck"]), mosi=Pin(c["mosi"]), miso=Pin(c["miso"]))
+            else:
+                b = machine.I2C(c.get("id", 0), scl=Pin(c["scl"]), sda=Pin(c["sda"]),
+                                freq=c.get("freq", 400000))
+            self._buses[name] = b
+        return b
+
+    def _reader(self, rc):
+        t = rc["type"]
+        p = rc.get("pins") or {}
+        name = rc["reader"]
+        if t == "mfrc522":
+            from hal.readers import MFRC522Reader
+
+            if p.get("rst") is not None:
+                _out(p["rst"], 1)  # NRSTPD high: chip running (the driver soft-resets it)
+            irq = p.get("irq")
+            return MFRC522Reader(name, self._bus(rc["bus"]), _out(p["cs"], 1),
+                                 None if irq is None else Pin(irq, Pin.IN))
+        if t == "pn532":
+            from hal.readers import PN532Reader
+
+            if p.get("reset") is not None:
+                _out(p["reset"], 1)  # RSTPDN high: chip running
+            return PN532Reader(name, self._bus(rc["bus"]), rc.get("address", 0x24))
+        if t in ("wiegand26", "wiegand34"):
+            from hal.readers import WiegandReader
+
+            # Wiegand lines need external pull-ups (level shifter; GPIO 34-39 have none).
+            return WiegandReader(name, 26 if t == "wiegand26" else 34, Pin(p["d0"], Pin.IN),
+                                 Pin(p["d1"], Pin.IN))
+        raise ValueError("unknown reader type " + t)
+
+    # -- tasks ---------------------------------------------------------------------------------
     def start(self, app):
-        return [asyncio.create_task(self._guard(r, app)) for r in self.readers]
+        return [asyncio.create_task(self._poll(rd, app)) for rd in self.readers]
 
-    async def _guard(self, reader, app):
-        try:
-            await reader.run(app)
-        except NotImplementedError as e:
-            log("reader", reader.name, "disabled:", e)
+    async def _init(self, rd):
+        wait = 1000
+        while True:
+            try:
+                rd.init()
+                log("reader", rd.name, rd.kind, "ready")
+                return
+            except Exception as e:  # chip absent or not answering: retry, the board still syncs
+                log("reader", rd.name, rd.kind, "init failed:", repr(e))
+            await sleep_ms(wait)
+            wait = min(wait * 2, 30000)
+
+    async def _poll(self, rd, app):
+        await self._init(rd)
+        errors = 0
+        while True:
+            uid = None
+            try:
+                uid = rd.poll()
+                errors = 0
+            except Exception as e:
+                errors += 1
+                if errors == 1:
+                    log("reader", rd.name, "poll failed:", repr(e))
+                if errors >= 20:  # persistently failing: the chip may have reset, set it up again
+                    errors = 0
+                    await self._init(rd)
+            if uid is not None:
+                try:
+                    app.tap(uid, rd.name)
+                except Exception as e:  # never let one tap kill the reader task
+                    log("tap failed:", repr(e))
+            await sleep_ms(rd.period_ms)

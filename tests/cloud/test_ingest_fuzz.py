@@ -1,0 +1,122 @@
+"""Decoder fuzz, 100,000 payloads in the default suite (a few seconds).
+
+Hypothesis draws 200 seed batches (valid ones, with random boots, seqs, times, readers and
+extra keys); each seed is then mutated 500 times by a seeded byte-level mutator (flips,
+insertions, deletions, truncations, token splices). Every one of the 100,000 payloads must
+decode to a Batch or a Reject without raising, and whatever is accepted must be storable.
+The long pure-hypothesis run is ``python -m bench fuzz_decoder``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cloud.ingest import decode as d
+from cloud.ingest.decode import Batch, Reject, decode
+
+SEEDS = 200
+MUTATIONS = 500
+TOPIC = "qadam/v1/dev/gate-1/events"
+TOKENS = [b'"', b"{", b"}", b"[", b"]", b",", b":", b"-", b"0", b"1e999", b"null", b"true",
+          b"\\u0000", b"\\ud800", b"\xff", b"\xc3", b"9" * 25, b'"seq"', b'"boot"', b'"v"',
+          b"NaN", b"Infinity", b" ", b"\x00"]  # fmt: skip
+
+events_st = st.builds(
+    dict,
+    step=st.integers(1, 2**20),
+    t=st.integers(0, 2**34),
+    sync=st.sampled_from([0, 1]),
+    up=st.integers(0, 2**40),
+    kind=st.sampled_from(["tap", "x" * 64, "é"]),
+    reader=st.sampled_from(["in", "out", "canteen"]),
+    card=st.binary(min_size=8, max_size=8).map(bytes.hex),
+    result=st.sampled_from(["granted", "denied"]),
+    reason=st.sampled_from(["ok", "unknown_card"]),
+)
+
+
+def _seed_doc(boot: int, start: int, evs: list[dict[str, Any]],
+              extra: dict[str, int]) -> dict[str, Any]:  # fmt: skip
+    out, seq = [], start
+    for e in evs:
+        seq += e.pop("step")
+        out.append({"boot": boot, "seq": seq, **e})
+    return {"v": 1, "dev": "gate-1", "boot": boot, "events": out, **extra}
+
+
+seed_st = st.builds(
+    _seed_doc,
+    boot=st.integers(0, 2**63 - 1),
+    start=st.integers(0, 2**62),
+    evs=st.lists(events_st, min_size=1, max_size=32),
+    extra=st.dictionaries(st.sampled_from(["x", "diag", "v2"]), st.integers(), max_size=2),
+)  # fmt: skip
+
+
+def mutate(data: bytes, rng: random.Random) -> bytes:
+    b = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        op = rng.randrange(6)
+        i = rng.randrange(len(b) + 1)
+        if op == 0 and b:  # flip a byte
+            b[min(i, len(b) - 1)] ^= 1 << rng.randrange(8)
+        elif op == 1:  # insert a token
+            b[i:i] = rng.choice(TOKENS)
+        elif op == 2:  # delete a span
+            del b[i : i + rng.randint(1, 8)]
+        elif op == 3:  # truncate
+            del b[i:]
+        elif op == 4:  # duplicate a span
+            j = rng.randrange(len(b) + 1)
+            b[i:i] = b[j : j + rng.randint(1, 40)]
+        else:  # replace a span with random bytes
+            b[i : i + rng.randint(0, 4)] = rng.randbytes(rng.randint(1, 4))
+    return bytes(b)
+
+
+def check_total(result: object) -> None:
+    assert isinstance(result, Batch | Reject)
+    if isinstance(result, Batch):
+        assert 1 <= len(result.events) <= 32
+        seqs = [e.seq for e in result.events]
+        assert seqs == sorted(set(seqs))
+        for e in result.events:
+            assert e.boot == result.boot
+            assert 0 <= e.boot < 2**63 and 1 <= e.seq < 2**63 and 0 <= e.up < 2**63
+            assert 0 <= e.t <= d.T_MAX
+            for s in (e.kind, e.reason, e.reader, e.card, e.result):
+                s.encode("utf-8")
+                assert "\x00" not in s
+    else:
+        assert result.reason in d.REASONS
+
+
+COUNT = {"payloads": 0, "batches": 0}
+
+
+@settings(max_examples=SEEDS, deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))  # fmt: skip
+@given(doc=seed_st, seed=st.integers(0, 2**32))
+def _fuzz_one_seed(doc: dict[str, Any], seed: int) -> None:
+    payload = json.dumps(doc, separators=(",", ":")).encode()
+    got = decode(TOPIC, payload)
+    assert isinstance(got, Batch) == (len(payload) <= d.MAX_PAYLOAD), got
+    rng = random.Random(seed)
+    for _ in range(MUTATIONS - 1):
+        r = decode(TOPIC, mutate(payload, rng))
+        check_total(r)
+        COUNT["batches"] += isinstance(r, Batch)
+    COUNT["payloads"] += MUTATIONS
+
+
+def test_decoder_fuzz_100k() -> None:
+    COUNT.update(payloads=0, batches=0)
+    _fuzz_one_seed()
+    assert COUNT["payloads"] >= 100_000
+    # the mutator is not trivially destructive: some mutants are still valid batches
+    assert 0 < COUNT["batches"] < COUNT["payloads"]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -25,6 +26,9 @@ from store.cardkey import card_key  # noqa: E402  (firmware/ is on sys.path via 
 SITE_KEY = bytes(range(16))
 KNOWN_UID = "04a1b2c3"
 UNKNOWN_UID = "0badcafe"
+# The device id is the MQTT client id: unique per test process so parallel runs on the shared
+# broker never take over each other's connection.
+DEVICE = f"gate-{uuid.uuid4().hex[:8]}"
 EVENT_KEYS = {"boot", "seq", "t", "sync", "up", "kind", "reader", "card", "result", "reason"}
 
 
@@ -106,7 +110,7 @@ def raw_events(payload: bytes) -> list[bytes]:
 def flash(tmp_path: Path, topic_prefix: str, mqtt_addr: tuple[str, int]) -> Path:
     host, port = mqtt_addr
     dev = {
-        "device": "gate-1", "school": "s1", "site_key": SITE_KEY.hex(), "reader": "in",
+        "device": DEVICE, "school": "s1", "site_key": SITE_KEY.hex(), "reader": "in",
         "relay_ms": 300, "ack_timeout_ms": 60000, "batch": 32, "clock_synced": True,
         "mqtt": {"host": host, "port": port, "prefix": topic_prefix, "user": None,
                  "password": None, "keepalive": 30},
@@ -125,7 +129,7 @@ def cloud(topic_prefix: str, mqtt_addr: tuple[str, int]):
     c.on_message = lambda _c, _u, m: msgs.put((m.topic, bytes(m.payload), bool(m.retain)))
     c.connect(*mqtt_addr)
     c.loop_start()
-    base = f"{topic_prefix}/v1/dev/gate-1/"
+    base = f"{topic_prefix}/v1/dev/{DEVICE}/"
     c.subscribe([(base + "events", 1), (base + "status", 1)])
     time.sleep(0.3)
     c.msgs = msgs
@@ -150,7 +154,7 @@ def next_msg(c, leaf: str, timeout: float = 10.0) -> bytes:
 
 def check_batch(payload: bytes, boot: int) -> dict:
     b = json.loads(payload)
-    assert b["v"] == 1 and b["dev"] == "gate-1" and b["boot"] == boot
+    assert b["v"] == 1 and b["dev"] == DEVICE and b["boot"] == boot
     assert 1 <= len(b["events"]) <= 32
     seqs = [e["seq"] for e in b["events"]]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
@@ -164,7 +168,7 @@ def test_board_batches_acks_and_byte_identical_resend(flash: Path, cloud) -> Non
     board = Board(flash)
     try:
         ready = board.expect("ready")
-        assert ready == {"dev": "gate-1", "boot": 1, "wl": 3, "journal": 0}
+        assert ready == {"dev": DEVICE, "boot": 1, "wl": 3, "journal": 0}
         board.expect("mqtt", up=True)
         assert json.loads(next_msg(cloud, "status"))["online"] is True
 
@@ -198,7 +202,7 @@ def test_board_batches_acks_and_byte_identical_resend(flash: Path, cloud) -> Non
 
         # Restart without acking: new boot, same journal, re-sent from the oldest record.
         board = Board(flash)
-        assert board.expect("ready") == {"dev": "gate-1", "boot": 2, "wl": 3, "journal": 2}
+        assert board.expect("ready") == {"dev": DEVICE, "boot": 2, "wl": 3, "journal": 2}
         again = next_msg(cloud, "events")
         batch2 = check_batch(again, boot=1)
         resent = dict(zip([e["seq"] for e in batch2["events"]], raw_events(again), strict=True))

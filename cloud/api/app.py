@@ -6,22 +6,87 @@ import logging
 from pathlib import Path
 
 import psycopg
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 
+from cloud.api import audit, auth, canteen, consents, devices, org, people, users
 from cloud.api.deps import SettingsDep
 from cloud.api.events import router as events_router
 from cloud.db.conn import connect
+from cloud.domain.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from cloud.settings import Settings, get_settings
 
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
 log = logging.getLogger("qadam.api")
 
+ROUTERS = (
+    auth.router,
+    users.router,
+    org.router,
+    people.router,
+    devices.router,
+    canteen.router,
+    consents.router,
+    audit.router,
+    events_router,
+)
+
+
+def _domain_error(_req: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, Invalid):
+        detail = [{"type": "value_error", "loc": ["body", exc.field], "msg": exc.msg}]
+        return JSONResponse({"detail": detail}, status_code=422)
+    statuses: dict[type[Exception], int] = {NotFound: 404, Forbidden: 403, Conflict: 409}
+    status = statuses.get(type(exc), 400)
+    return JSONResponse({"detail": str(exc)}, status_code=status)
+
+
+def _db_error(_req: Request, exc: Exception) -> JSONResponse:
+    """Constraint and data errors the request models could not see: the transaction was rolled
+    back, so nothing changed. Reported without SQL details."""
+    diag = getattr(exc, "diag", None)
+    constraint = getattr(diag, "constraint_name", None) or ""
+    primary = getattr(diag, "message_primary", None) or ""
+    if isinstance(exc, psycopg.errors.UniqueViolation):
+        return JSONResponse({"detail": f"already exists ({constraint})"}, status_code=409)
+    if isinstance(exc, psycopg.errors.ForeignKeyViolation):
+        if primary.startswith("update or delete"):
+            return JSONResponse(
+                {"detail": f"still referenced by other records ({constraint})"}, status_code=409
+            )
+        detail = [
+            {
+                "type": "value_error",
+                "loc": ["body"],
+                "msg": f"refers to a missing record ({constraint})",
+            }
+        ]
+        return JSONResponse({"detail": detail}, status_code=422)
+    if isinstance(exc, psycopg.errors.IntegrityError | psycopg.DataError):
+        msg = f"value rejected by the database ({constraint or type(exc).__name__})"
+        return JSONResponse(
+            {"detail": [{"type": "value_error", "loc": ["body"], "msg": msg}]}, status_code=422
+        )
+    log.error("database error error=%s", type(exc).__name__)
+    return JSONResponse({"detail": "database error"}, status_code=503)
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    app = FastAPI(title="qadam", version="0.1.0")
+    app = FastAPI(
+        title="qadam",
+        version="0.1.0",
+        description="School attendance, canteen and parent information (see docs/api.md).",
+    )
     app.state.settings = settings if settings is not None else get_settings()
-    app.include_router(events_router)
+    if not app.state.settings.auth_required:
+        log.warning(
+            "AUTH NOT REQUIRED for GET /api/v1/events: anyone who reaches this port reads every "
+            "event. Demo/dev only; set QADAM_AUTH_REQUIRED=1 in production."
+        )
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(psycopg.Error, _db_error)
 
     @app.get("/healthz", tags=["ops"])
     def healthz(s: SettingsDep) -> JSONResponse:

@@ -1,15 +1,25 @@
-"""FastAPI dependencies, as ``Annotated`` aliases routes can use as parameter types."""
+"""FastAPI dependencies, as ``Annotated`` aliases routes can use as parameter types.
+
+Every role rule of the API is one alias here (``allow(...)``); routes name the alias, so the
+table of who may call what reads from this module and the route signatures.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Query, Request
+from fastapi.security import OAuth2PasswordBearer
 
+from cloud.auth.principal import ANONYMOUS_READER, Principal, Role
+from cloud.auth.sessions import principal_for
 from cloud.db.conn import connect
 from cloud.settings import Settings
+
+TOKEN_URL = "/api/v1/auth/token"
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -18,10 +28,126 @@ def get_app_settings(request: Request) -> Settings:
 
 
 def get_conn(settings: Annotated[Settings, Depends(get_app_settings)]) -> Iterator[Any]:
-    """One read-only autocommit connection per request (no pool yet)."""
-    with connect(settings.database_url, autocommit=True, application_name="qadam-api") as conn:
+    """One connection and one transaction per request: committed when the route returns,
+    rolled back when it raises (so a rejected request changes nothing). ``scope="function"``
+    ends it before the response is sent, so a client never reads ahead of the commit."""
+    with connect(settings.database_url, application_name="qadam-api") as conn:
         yield conn
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
-ConnDep = Annotated[psycopg.Connection[Any], Depends(get_conn)]
+ConnDep = Annotated[psycopg.Connection[Any], Depends(get_conn, scope="function")]
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
+TokenDep = Annotated[str | None, Depends(oauth2_scheme)]
+
+
+def _unauthorized() -> HTTPException:
+    return HTTPException(
+        status_code=401,
+        detail="not authenticated: log in at " + TOKEN_URL,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def get_principal(conn: ConnDep, token: TokenDep) -> Principal:
+    if token is None:
+        raise _unauthorized()
+    principal = principal_for(conn, token)
+    if principal is None:
+        raise _unauthorized()
+    return principal
+
+
+EVENT_READERS = ("platform_admin", "district_authority", "school_admin", "guardian")
+
+
+def get_events_reader(conn: ConnDep, token: TokenDep, settings: SettingsDep) -> Principal:
+    """Like get_principal, but with settings.auth_required False a request without a token reads
+    every event (the demo's live page; D8)."""
+    if token is None and not settings.auth_required:
+        return ANONYMOUS_READER
+    principal = get_principal(conn, token)
+    if principal.role not in EVENT_READERS:
+        raise HTTPException(status_code=403, detail=f"role {principal.role} may not read events")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+EventsReaderDep = Annotated[Principal, Depends(get_events_reader)]
+
+
+def allow(*roles: Role) -> Callable[[Principal], Principal]:
+    def check(principal: PrincipalDep) -> Principal:
+        if principal.role not in roles:
+            raise HTTPException(status_code=403, detail=f"role {principal.role} may not do this")
+        return principal
+
+    check.__name__ = "allow_" + "_".join(roles)
+    return check
+
+
+# The role table. Object scope (own school, own district, own children) is checked on top by
+# cloud.auth.scope.
+PlatformAdmin = Annotated[Principal, Depends(allow("platform_admin"))]
+OrgReader = Annotated[Principal, Depends(allow("platform_admin", "district_authority"))]
+SchoolReader = Annotated[
+    Principal,
+    Depends(
+        allow(
+            "platform_admin",
+            "district_authority",
+            "school_admin",
+            "canteen_operator",
+            "technician",
+        )
+    ),
+]
+SchoolAdmin = Annotated[Principal, Depends(allow("platform_admin", "school_admin"))]
+UserManager = SchoolAdmin
+ClassReader = Annotated[
+    Principal, Depends(allow("platform_admin", "district_authority", "school_admin"))
+]
+PeopleReader = Annotated[
+    Principal,
+    Depends(
+        allow(
+            "platform_admin",
+            "district_authority",
+            "school_admin",
+            "canteen_operator",
+            "guardian",
+        )
+    ),
+]
+CardReader = Annotated[Principal, Depends(allow("platform_admin", "school_admin", "guardian"))]
+CardRevoker = CardReader  # a guardian reports their child's lost card
+DeviceReader = Annotated[
+    Principal,
+    Depends(allow("platform_admin", "district_authority", "school_admin", "technician")),
+]
+DeviceWriter = Annotated[Principal, Depends(allow("platform_admin", "school_admin", "technician"))]
+CanteenReader = PeopleReader  # dishes, meal categories, ratings: the menu is for guardians too
+RestrictionReader = Annotated[
+    Principal,
+    Depends(allow("platform_admin", "school_admin", "canteen_operator", "guardian")),
+]
+GuardianOrAdmin = Annotated[Principal, Depends(allow("platform_admin", "guardian"))]
+ConsentKeeper = Annotated[Principal, Depends(allow("platform_admin", "school_admin", "guardian"))]
+AuditReader = SchoolAdmin
+
+
+@dataclass(frozen=True)
+class PageParams:
+    limit: int
+    offset: int
+
+
+def get_page(
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> PageParams:
+    return PageParams(limit, offset)
+
+
+PageDep = Annotated[PageParams, Depends(get_page)]

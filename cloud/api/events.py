@@ -9,7 +9,9 @@ from fastapi import APIRouter, HTTPException, Query
 from psycopg import sql
 from pydantic import BaseModel
 
-from cloud.api.deps import ConnDep
+from cloud.api.deps import ConnDep, EventsReaderDep
+from cloud.api.models import IsoDateTime
+from cloud.auth import scope
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 
@@ -46,14 +48,15 @@ def _utc(value: datetime) -> datetime:
 @router.get("/events", response_model=EventPage)
 def list_events(
     conn: ConnDep,
+    principal: EventsReaderDep,
     school: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
     device: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
     person: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     since: Annotated[
-        datetime | None, Query(description="ISO 8601; inclusive; no offset = UTC")
+        IsoDateTime | None, Query(description="ISO 8601; inclusive; no offset = UTC")
     ] = None,
     until: Annotated[
-        datetime | None, Query(description="ISO 8601; exclusive; no offset = UTC")
+        IsoDateTime | None, Query(description="ISO 8601; exclusive; no offset = UTC")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
@@ -87,6 +90,15 @@ def list_events(
     if until is not None:
         where.append(sql.SQL("e.occurred_at < %(until)s"))
         params["until"] = _utc(until)
+    # scope (D8): guardians see their children's events, staff their schools' events
+    if principal.role == "guardian":
+        where.append(sql.SQL("e.person_id = ANY(%(scope_people)s)"))
+        params["scope_people"] = scope.child_ids(conn, principal)
+    else:
+        schools = scope.school_ids(conn, principal)
+        if schools is not None:
+            where.append(sql.SQL("e.school_id = ANY(%(scope_schools)s)"))
+            params["scope_schools"] = schools
     cond = sql.SQL(" AND ").join(where) if where else sql.SQL("TRUE")
 
     count_row = conn.execute(

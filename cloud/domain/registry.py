@@ -80,11 +80,11 @@ def revoke_card(conn: Conn, card_key: str) -> None:
 
 
 def compile_whitelist(conn: Conn, school_id: str, version: int) -> bytes:
-    """The format-1 whitelist of the school's non-revoked cards."""
+    """The format-1 whitelist of the school's non-revoked cards of active people."""
     rows = conn.execute(
         "SELECT c.card_key, p.kind, p.meal_category, p.access_profile, p.allergen_mask"
         " FROM cards c JOIN people p ON p.id = c.person_id"
-        " WHERE p.school_id = %s AND c.revoked_at IS NULL",
+        " WHERE p.school_id = %s AND c.revoked_at IS NULL AND p.active",
         (school_id,),
     ).fetchall()
     return build_whitelist(

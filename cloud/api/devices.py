@@ -1,0 +1,101 @@
+"""``/api/v1/devices``: the readers of a school (technicians' part of the API)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, StringConstraints
+
+from cloud.api.deps import ConnDep, DeviceReader, DeviceWriter, PageDep
+from cloud.api.models import Input, Page, SchoolId, page_of, text
+from cloud.auth import scope
+from cloud.auth.principal import Principal
+from cloud.domain import store
+from cloud.domain.errors import Conflict, NotFound
+
+router = APIRouter(prefix="/api/v1", tags=["devices"])
+
+DEVICE_ID = r"^[a-z0-9][a-z0-9-]{0,31}$"  # protocol.md, "device id"
+DeviceId = Annotated[str, StringConstraints(pattern=DEVICE_ID)]
+DevicePath = Annotated[str, Path(min_length=1, max_length=32)]
+Mode = Literal["door", "turnstile", "canteen"]
+
+
+class DeviceIn(Input):
+    id: DeviceId
+    school_id: SchoolId
+    place: text(0, 200) = ""  # type: ignore[valid-type]
+    mode: Mode
+    reader: text(0, 50) = ""  # type: ignore[valid-type]
+
+
+class DevicePatch(Input):
+    place: text(0, 200) | None = None  # type: ignore[valid-type]
+    mode: Mode | None = None
+    reader: text(0, 50) | None = None  # type: ignore[valid-type]
+
+
+class DeviceOut(BaseModel):
+    id: str
+    school_id: str
+    place: str
+    mode: Mode
+    reader: str
+    created_at: datetime
+
+
+def _visible(conn: ConnDep, p: Principal, device_id: str) -> dict[str, object]:
+    row = store.get(conn, "devices", device_id)
+    ids = scope.school_ids(conn, p)
+    if ids is not None and row["school_id"] not in ids:
+        raise NotFound(f"device {device_id} not found")
+    return row
+
+
+@router.get("/devices", response_model=Page[DeviceOut])
+def list_devices(
+    conn: ConnDep,
+    p: DeviceReader,
+    pg: PageDep,
+    school: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    mode: Mode | None = None,
+) -> Page[DeviceOut]:
+    where = [
+        ("t.school_id = ANY(%s)", scope.school_ids(conn, p)),
+        ("t.school_id = %s", school),
+        ("t.mode = %s", mode),
+    ]
+    total, rows = store.page(conn, "devices", where, limit=pg.limit, offset=pg.offset)
+    return page_of(DeviceOut, total, pg.limit, pg.offset, rows)
+
+
+@router.post("/devices", response_model=DeviceOut, status_code=201)
+def create_device(conn: ConnDep, p: DeviceWriter, body: DeviceIn) -> DeviceOut:
+    """Register a reader (D4: events of unregistered devices are quarantined)."""
+    scope.require_school(conn, p, body.school_id)
+    return DeviceOut.model_validate(store.insert(conn, p, "devices", body.model_dump()))
+
+
+@router.get("/devices/{device_id}", response_model=DeviceOut)
+def get_device(conn: ConnDep, p: DeviceReader, device_id: DevicePath) -> DeviceOut:
+    return DeviceOut.model_validate(_visible(conn, p, device_id))
+
+
+@router.patch("/devices/{device_id}", response_model=DeviceOut)
+def update_device(
+    conn: ConnDep, p: DeviceWriter, device_id: DevicePath, body: DevicePatch
+) -> DeviceOut:
+    _visible(conn, p, device_id)
+    values = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
+    return DeviceOut.model_validate(store.update(conn, p, "devices", device_id, values))
+
+
+@router.delete("/devices/{device_id}", status_code=204)
+def delete_device(conn: ConnDep, p: DeviceWriter, device_id: DevicePath) -> None:
+    """Only a device that never sent an event can be deleted (events keep their device)."""
+    _visible(conn, p, device_id)
+    if conn.execute("SELECT 1 FROM events WHERE device_id = %s LIMIT 1", (device_id,)).fetchone():
+        raise Conflict(f"device {device_id} has events and cannot be deleted")
+    store.delete(conn, p, "devices", device_id)

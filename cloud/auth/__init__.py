@@ -1,0 +1,1 @@
+"""Authentication (argon2 passwords, opaque bearer sessions) and authorisation (roles, scopes)."""

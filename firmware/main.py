@@ -8,12 +8,10 @@ boot = next_boot(".")
 import gc  # noqa: E402  (after the boot counter on purpose)
 import json  # noqa: E402
 
-from compat import asyncio  # noqa: E402
-
 # The sim runs in a 64 KiB heap (an ESP32 has not much more): compiling a module needs scratch
 # RAM, so collect between imports to keep the heap from fragmenting.
 for _m in ("store.whitelist", "store.cardkey", "net.mqttpkt", "net.mqtt", "net.link", "net.sync", "net.clock",
-           "app.door", "app.runner"):
+           "app.door", "app.runner", "app.supervisor"):
     __import__(_m)
     gc.collect()
 
@@ -35,8 +33,9 @@ def main():
     hal = getattr(__import__("hal." + name), name)
     gc.collect()
     from app.runner import App
-    app = App(hal.Board(board_cfg), dev_cfg, boot, journal)
-    asyncio.run(app.run())
+    from app.supervisor import start_supervisor
+    # Watchdog, safe mode and the optional door features around App(...).run() (app/supervisor).
+    start_supervisor(App, hal.Board(board_cfg), dev_cfg, boot, journal)
 
 
 main()

@@ -50,3 +50,63 @@ def build_whitelist(version: int, entries: Iterable[Entry]) -> bytes:
     body = b"".join(records[k] for k in sorted(records))
     header = HEADER.pack(MAGIC, FORMAT, RECORD_SIZE, version, len(records), zlib.crc32(body))
     return header + body
+
+
+# --- updates over MQTT (protocol.md "Whitelist updates") ------------------------------------------
+DELTA_MAGIC = b"QWD1"
+DELTA_HEADER = struct.Struct("<4sHHIIIIII")  # magic, format, rsize, base, version, nrem, nadd,
+#                                              result count, result record CRC
+CHUNK_HEADER = struct.Struct("<4sBBHHHIIIII")  # magic, kind, flags, index, count, reserved,
+#                                                version, base, total, crc32 of total, offset
+CHUNK_MAGIC = b"QWC1"
+SNAPSHOT, DELTA = 0, 1
+CHUNK_DATA = 1024  # data bytes per chunk; boards accept up to 4096
+
+assert DELTA_HEADER.size == 32 and CHUNK_HEADER.size == 32
+
+
+def _records(wl: bytes) -> tuple[int, dict[bytes, bytes]]:
+    magic, fmt, rsize, version, count, _crc = HEADER.unpack_from(wl, 0)
+    if magic != MAGIC or fmt != FORMAT or rsize != RECORD_SIZE:
+        raise ValueError("not a format-1 whitelist")
+    if len(wl) != HEADER.size + count * RECORD_SIZE:
+        raise ValueError("whitelist length does not match its count")
+    recs = {}
+    for i in range(count):
+        off = HEADER.size + i * RECORD_SIZE
+        recs[wl[off : off + 8]] = wl[off : off + RECORD_SIZE]
+    return version, recs
+
+
+def build_delta(old: bytes, new: bytes) -> bytes:
+    """The delta that turns whitelist ``old`` into ``new`` on a board (both format-1 bytes, as
+    :func:`build_whitelist` makes them): sorted keys to remove, sorted records to add or replace,
+    and the count and record CRC the merged list must have."""
+    base, a = _records(old)
+    version, b = _records(new)
+    _m, _f, _r, _v, count, crc = HEADER.unpack_from(new, 0)
+    remove = sorted(k for k in a if k not in b)
+    add = sorted(k for k in b if a.get(k) != b[k])
+    head = DELTA_HEADER.pack(
+        DELTA_MAGIC, FORMAT, RECORD_SIZE, base, version, len(remove), len(add), count, crc
+    )
+    return head + b"".join(remove) + b"".join(b[k] for k in add)
+
+
+def chunk(
+    data: bytes, version: int, *, base: int = 0, kind: int = SNAPSHOT, size: int = CHUNK_DATA
+) -> list[bytes]:
+    """Split a snapshot (``kind=SNAPSHOT``, a whole whitelist) or a delta (``kind=DELTA``, from
+    :func:`build_delta`, ``base`` = the version it applies to) into the MQTT messages published,
+    in order, QoS 1, to ``{prefix}/v1/dev/{device}/wl``."""
+    if not 32 <= size <= 4096:
+        raise ValueError("chunk size must be 32..4096")
+    crc = zlib.crc32(data)
+    count = max(1, -(-len(data) // size))
+    return [
+        CHUNK_HEADER.pack(
+            CHUNK_MAGIC, kind, 0, i, count, 0, version, base, len(data), crc, i * size
+        )
+        + data[i * size : (i + 1) * size]
+        for i in range(count)
+    ]

@@ -1,6 +1,9 @@
-# Door controller. Invariant 1: the tap decision is local and never waits on the network or on the
-# journal write: card key -> whitelist lookup -> relay/LED first, then the event is journaled and
-# the sync task is woken.
+# Door / turnstile controller. Invariant 1: the tap decision is local and never waits on the
+# network or on the journal write: card key -> whitelist lookup -> rules -> relay/LED first, then
+# the event is journaled and the sync task is woken.
+# Optional parts live in app.turnstile (loaded by app.supervisor only when device.json/board.json
+# ask for them): schedules and anti-passback (app.rules), passage sensors ("not_passed" events),
+# LED/buzzer patterns.
 import gc
 
 from compat import asyncio, emit, hexlify, sleep_ms, ticks_add, ticks_diff, ticks_ms
@@ -25,10 +28,12 @@ class Door:
         self.reader = reader
         self.on_event = on_event
         self.taps = 0
+        self.rules = None  # app.rules.Rules: schedules, anti-passback
+        self.online = None  # callable: the cloud is reachable (hard vs soft anti-passback)
+        self.passage = None  # app.turnstile.Passage
+        self.signal = None  # callable(granted, reason): LED/buzzer patterns (app.turnstile)
         self._last_key = None
         self._last_t = 0
-        self._off_at = 0
-        self._pulsing = False
 
     def tap(self, uid, reader=None):
         """Handle one card read. Returns the result string, or None if debounced/invalid."""
@@ -45,59 +50,78 @@ class Door:
         self._last_key = key
         self._last_t = now
 
-        if self.wl is None:
+        clk = self.clock
+        wl = self.wl
+        rules = self.rules
+        if wl is None:
             granted, reason = False, self.wl_reason
-        elif self.wl.lookup(key):
-            # Access profiles other than 0 are not defined yet; the listed card is let in.
+        elif not wl.lookup(key):
+            granted, reason = False, "unknown_card"
+        elif rules is None:
             granted, reason = True, "ok"
         else:
-            granted, reason = False, "unknown_card"
+            granted, reason = rules.check(wl.attrs() & 3, wl.profile(), key, reader, clk.now(),
+                                          clk.synced, self.online() if self.online else True)
         if granted:
-            self._pulse()
+            self._pulse(reader)
             self.board.led.ok()
         else:
             self.board.led.deny()
+        if self.signal:
+            self.signal(granted, reason)
         result = "granted" if granted else "denied"
 
         # Only now the slow parts: identity, journal (flash write), report, wake sync.
         self.seq += 1
         self.taps += 1
-        card = hexlify(key)
-        clk = self.clock
         # The journal stores the fields (31 bytes) and renders the event JSON from them; it returns
         # the seq the event got (seq + 1 if a full journal had to write a "dropped" event first).
-        ev = (self.boot, self.seq, clk.now(), clk.synced, clk.up_ms(), reader, key, result, reason)
-        try:
-            try:
-                self.seq = self.journal.append_tap(*ev)
-            except MemoryError:
-                # A burst can leave the heap fragmented; one full collection usually frees room.
-                gc.collect()
-                self.seq = self.journal.append_tap(*ev)
-        except (OSError, MemoryError) as e:
-            # Flash full or heap exhausted: the door already acted; say so loudly, keep going.
-            print("# door: journal append failed:", repr(e))
-        emit("tap", {"boot": self.boot, "seq": self.seq, "card": card, "reader": reader,
+        self.append(self.journal.append_tap, (self.boot, self.seq, clk.now(), clk.synced,
+                                              clk.up_ms(), reader, key, result, reason))
+        emit("tap", {"boot": self.boot, "seq": self.seq, "card": hexlify(key), "reader": reader,
                      "result": result, "reason": reason})
+        if granted:
+            p = self.passage
+            if (p is None or not p.expect(reader, self.seq, key)) and rules is not None:
+                rules.passed(key, reader)  # no passage sensor: the grant counts as passage
         if self.on_event:
             self.on_event()
         return result
 
-    def _pulse(self):
-        self._off_at = ticks_add(ticks_ms(), self.relay_ms)
-        if not self.board.relay.is_on:
-            self.board.relay.on()
-        if not self._pulsing:
-            self._pulsing = True
-            asyncio.create_task(self._relay_off())
+    def append(self, fn, ev):
+        try:
+            try:
+                self.seq = fn(*ev)
+            except MemoryError:
+                # A burst can leave the heap fragmented; one full collection usually frees room.
+                gc.collect()
+                self.seq = fn(*ev)
+        except (OSError, MemoryError, ValueError) as e:
+            # Flash full or heap exhausted: the door already acted; say so loudly, keep going.
+            print("# door: journal append failed:", repr(e))
+            if self.signal:
+                self.signal(False, "error")
 
-    async def _relay_off(self):
-        # One timer task; a new grant during the pulse just moves the deadline.
+    def _pulse(self, reader=None):
+        # The relay of the reader's direction (turnstile), else the board's one relay; its own
+        # pulse length (board.json pulse_ms) else device.json relay_ms.
+        b = self.board
+        rel = b.relay_for(reader or self.reader) if hasattr(b, "relay_for") else b.relay
+        rel.off_at = ticks_add(ticks_ms(), getattr(rel, "pulse_ms", None) or self.relay_ms)
+        if not rel.is_on:
+            rel.on()
+        if not getattr(rel, "pulsing", False):
+            rel.pulsing = True
+            asyncio.create_task(self._relay_off(rel))
+
+    async def _relay_off(self, rel):
+        # One timer task per relay; a new grant during the pulse just moves the deadline.
         while True:
-            d = ticks_diff(self._off_at, ticks_ms())
+            d = ticks_diff(rel.off_at, ticks_ms())
             if d <= 0:
                 break
             await sleep_ms(d)
-        self.board.relay.off()
-        self.board.led.off()
-        self._pulsing = False
+        rel.off()
+        rel.pulsing = False
+        if not self.signal:
+            self.board.led.off()

@@ -1,12 +1,25 @@
-# Wires the board together: HAL adapter + whitelist + journal + door + MQTT link + sync.
+# Wires the board together: HAL adapter + whitelist + journal + door + MQTT link + sync, and the
+# network features: whitelist updates, commands, heartbeat, clock (protocol.md).
 import binascii
+import os
 
 from app.door import Door
 from compat import asyncio, emit, mem_free
 from net.clock import Clock
 from net.link import Link
-from net.sync import Sync
-from store.whitelist import open_whitelist
+from net.sync import Sync, topic
+from store.whitelist import Whitelist, open_whitelist
+
+
+def _unload(*names):
+    # Drop a lazily imported module again so its bytecode does not stay in the heap.
+    import sys
+    for n in names:
+        sys.modules.pop(n, None)
+        pkg, _, leaf = n.rpartition(".")
+        p = sys.modules.get(pkg)
+        if p is not None and hasattr(p, leaf):
+            delattr(p, leaf)
 
 
 class App:
@@ -17,23 +30,107 @@ class App:
         self.journal = journal
         dev = cfg["device"]
         mcfg = cfg.get("mqtt") or {}
+        prefix = mcfg.get("prefix", "qadam")
+        for n in ("wl.part", "whitelist.new"):  # an update a reset interrupted: never trusted
+            try:
+                os.remove(n)
+            except OSError:
+                pass
         self.wl, wl_reason = open_whitelist("whitelist.bin")
         self.wl_version = self.wl.version if self.wl else 0
-        # Batch buffer: 16 KiB (protocol maximum) when the heap allows. In the 64 KiB sim the code
-        # leaves ~16 KiB free here and the rest of start-up, the running tasks and a burst of taps
-        # need ~15 KiB, so it gets ~1 KiB (about 5 events per batch; the protocol allows 1..32).
-        bb = cfg.get("batch_bytes") or max(768, mem_free() - 15360)
-        self.sync = Sync(journal, dev, mcfg.get("prefix", "qadam"), cfg.get("batch", 32),
+        self.clock = Clock(cfg.get("clock_synced", False))
+        self.sync = Sync(journal, dev, prefix, cfg.get("batch", 32),
                          cfg.get("ack_timeout_ms", 3000),
-                         status={"boot": boot, "wl": self.wl_version}, batch_bytes=bb)
-        self.link = Link(dev, mcfg, will=self.sync.will(), on_message=self.sync.on_message,
+                         status={"boot": boot, "wl": self.wl_version}, batch_bytes=0,
+                         heartbeat_s=cfg.get("heartbeat_s", 60), clock=self.clock)
+        self.clock.on_sync = self.sync.status_changed
+        self.t_wl = topic(prefix, dev, "wl")
+        self.t_cmd = topic(prefix, dev, "cmd")
+        self.sync.subs += [self.t_wl, self.t_cmd]
+        self.link = Link(dev, mcfg, will=self.sync.will(), on_message=self.on_message,
                          on_up=self.sync.on_up, on_down=self.sync.on_down)
         self.sync.link = self.link
-        self.door = Door(board, self.wl, wl_reason, journal,
-                         Clock(cfg.get("clock_synced", False)),
+        self.door = Door(board, self.wl, wl_reason, journal, self.clock,
                          binascii.unhexlify(cfg["site_key"]), boot,
                          cfg.get("relay_ms", 300), cfg.get("reader", "in"), self.sync.wake)
         self._done = asyncio.Event()
+        self._wlu = None  # whitelist update in progress (store.wlupdate.Update)
+        self._wl_busy = False
+        self._last_cmd = None  # (id, reply) of the last command: a re-delivery is not re-run
+        self.rebooting = False
+
+    # --- MQTT ---------------------------------------------------------------------------------
+    def on_message(self, t, payload):
+        if t == self.sync.t_ack:
+            self.sync.on_message(t, payload)
+        elif t == self.t_wl:
+            self._wl_chunk(payload)
+        elif t == self.t_cmd:
+            asyncio.create_task(self._cmd(bytes(payload)))  # the view dies
+
+    # --- whitelist updates (protocol.md "Whitelist updates") ----------------------------------
+    def _wl_chunk(self, payload):
+        if self._wl_busy:
+            print("# wl: chunk while installing; dropped")
+            return
+        try:
+            if self._wlu is None:
+                from store.wlupdate import Update
+                self._wlu = Update(".")
+            done = self._wlu.feed(payload)
+        except Exception as e:  # WlError, flash or heap trouble: the old list stays
+            self._wl_fail(e)
+            return
+        if done:
+            self._wl_busy = True
+            asyncio.create_task(self._wl_install())
+
+    async def _wl_install(self):
+        try:
+            ver = await self._wlu.install(self.wl_version)
+            new = Whitelist("whitelist.bin", False)  # verified while it was assembled
+        except Exception as e:
+            self._wl_fail(e)
+        else:
+            # The event loop runs one task at a time and a tap is decided in one synchronous
+            # call, so the swap falls between two taps, never inside a lookup.
+            old = self.wl
+            self.wl = self.door.wl = new
+            if old is not None:
+                old.close()
+            self.wl_version = self.sync.status["wl"] = ver
+            self.sync.status.pop("wl_err", None)
+            emit("wl", {"installed": ver})
+            self.sync.status_changed()
+            self._wlu = None
+            _unload("store.wlupdate", "store.wlmerge")
+        self._wl_busy = False
+
+    def _wl_fail(self, e):
+        reason = e.args[0] if e.args and isinstance(e.args[0], str) else type(e).__name__
+        if self._wlu is not None:
+            try:
+                self._wlu.abort()
+            except Exception:
+                pass
+        self._wlu = None
+        _unload("store.wlupdate", "store.wlmerge")
+        print("# wl: update rejected:", repr(e))
+        emit("wl", {"rejected": reason})
+        self.sync.status["wl_err"] = reason
+        self.sync.status_changed()
+
+    # --- commands (protocol.md "Commands"; executed by net/cmd.py, loaded per command) -------
+    async def _cmd(self, payload):
+        import net.cmd
+        try:
+            await net.cmd.handle(self, payload)
+        finally:
+            _unload("net.cmd")
+
+    def _reboot(self):
+        self.rebooting = True
+        self.quit()
 
     # --- commands from the HAL (the sim's stdin, a real reader) -------------------------------
     def tap(self, uid, reader=None):
@@ -41,15 +138,54 @@ class App:
 
     def stat(self):
         emit("stat", {"journal": self.journal.count, "taps": self.door.taps,
-                      "acked": self.sync.acked, "mqtt": self.link.up, "heap": mem_free()})
+                      "acked": self.sync.acked, "mqtt": self.link.up, "heap": mem_free(),
+                      "wl": self.wl_version, "bb": len(self.sync.buf),
+                      "dups": self.link.client.dups, "sync": self.clock.synced})
 
     def quit(self):
         self._done.set()
 
+    async def _heartbeat(self):
+        # The retained status every heartbeat_s and on change (protocol.md "Status").
+        from compat import wait_ms
+        s = self.sync
+        while True:
+            try:
+                await wait_ms(s._hb.wait(), s.heartbeat_ms)
+            except asyncio.TimeoutError:
+                pass
+            s._hb.clear()
+            if not self.link.up:
+                continue
+            try:
+                await self.link.publish(s.t_status, s.status_payload(), 1, True)
+            except Exception as e:
+                print("# status publish failed:", repr(e))
+
+    async def _sync_clock_later(self, ms):
+        from compat import sleep_ms
+        await sleep_ms(ms)
+        self.clock.set()
+
     async def run(self):
+        # Batch buffer: 16 KiB (protocol maximum) when the heap allows. Sized here, after every
+        # module of start-up (supervisor, door features) is loaded: the running tasks, a burst
+        # of taps, the connection and a whitelist update need ~20 KiB, the buffer gets the rest
+        # (the protocol allows 1..32 events per batch).
+        self.sync.alloc(self.cfg.get("batch_bytes") or max(768, mem_free() - 20480))
         emit("ready", {"dev": self.cfg["device"], "boot": self.boot, "wl": self.wl_version,
                        "journal": self.journal.count})
-        tasks = [asyncio.create_task(self.sync.run()), asyncio.create_task(self.link.run())]
+        tasks = [asyncio.create_task(self.sync.run()), asyncio.create_task(self.link.run()),
+                 asyncio.create_task(self._heartbeat())]
+        ntp = self.cfg.get("ntp")
+        if ntp:
+            import net.ntp
+            tasks.append(asyncio.create_task(net.ntp.run(self.clock, ntp.get("host"),
+                                                         ntp.get("port", 123),
+                                                         ntp.get("every_s", 3600))))
+        elif not self.clock.synced and self.cfg.get("clock_sync_ms"):
+            # Sim only: the host clock "becomes synced" after a while (tests of the correction).
+            tasks.append(asyncio.create_task(self._sync_clock_later(self.cfg["clock_sync_ms"])))
         tasks += self.board.start(self) or []
         await self._done.wait()
         for t in tasks:
@@ -58,3 +194,10 @@ class App:
         self.link.on_down = None
         await self.link.client.abort()
         emit("bye", {})
+        if self.rebooting:
+            emit("reboot", {})
+            if self.board.name == "sim":
+                import sys
+                sys.exit(75)  # the simulator sees the exit code; power it on again to "reboot"
+            import machine
+            machine.reset()

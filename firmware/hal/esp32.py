@@ -66,6 +66,16 @@ class Board:
                 return rel
         return self.relay
 
+    def passage(self, reader):
+        """(pin, active_high) of `reader`'s passage sensor, or None (app.turnstile)."""
+        for r, pin, ah in self.passage_sensors:
+            if r == reader:
+                return pin, ah
+        return None
+
+    def watchdog(self, ms):
+        return machine.WDT(timeout=ms)  # app.supervisor feeds it; cannot be stopped
+
     # -- buses and readers ---------------------------------------------------------------------
     def _bus(self, name):
         b = self._buses.get(name)
@@ -108,9 +118,11 @@ class Board:
 
     # -- tasks ---------------------------------------------------------------------------------
     def start(self, app):
+        if getattr(app, "safe_mode", False):  # app.supervisor: network and commands only
+            return []
         return [asyncio.create_task(self._poll(rd, app)) for rd in self.readers]
 
-    async def _init(self, rd):
+    async def _init(self, rd, sup):
         wait = 1000
         while True:
             try:
@@ -119,13 +131,19 @@ class Board:
                 return
             except Exception as e:  # chip absent or not answering: retry, the board still syncs
                 log("reader", rd.name, rd.kind, "init failed:", repr(e))
-            await sleep_ms(wait)
+            for _ in range(wait // 1000):  # backing off is alive: keep the heartbeat
+                if sup:
+                    sup.beat(rd.name)
+                await sleep_ms(1000)
             wait = min(wait * 2, 30000)
 
     async def _poll(self, rd, app):
-        await self._init(rd)
+        sup = getattr(app, "sup", None)  # app.supervisor: heartbeat, re-init count
+        await self._init(rd, sup)
         errors = 0
         while True:
+            if sup:
+                sup.beat(rd.name)
             uid = None
             try:
                 uid = rd.poll()
@@ -136,7 +154,9 @@ class Board:
                     log("reader", rd.name, "poll failed:", repr(e))
                 if errors >= 20:  # persistently failing: the chip may have reset, set it up again
                     errors = 0
-                    await self._init(rd)
+                    if sup:
+                        sup.reinit(rd.name)
+                    await self._init(rd, sup)
             if uid is not None:
                 try:
                     app.tap(uid, rd.name)

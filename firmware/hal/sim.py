@@ -1,37 +1,31 @@
 # Simulator board adapter (decisions.md D5): the virtual board's control channel is stdin/stdout.
-# stdin commands: "tap <uid-hex> [reader]", "stat", "quit". The relay prints "@relay" lines; the
-# LED prints human-readable lines. Everything else in firmware/ is shared with the real board.
+# stdin commands: "tap <uid-hex> [reader]", "stat", "quit"; the rest (turnstile parts, watchdog
+# stand-in, fault injection) is in hal.simx, loaded only when used. A tap goes through a reader
+# task like a real reader's: polled, re-initialised with backoff on errors, heartbeat for the
+# supervisor. The relay prints "@relay" lines; the LED prints human-readable lines. Everything
+# else in firmware/ is shared with the real board.
 import binascii
 import sys
 
-from compat import asyncio, emit, log
+from compat import asyncio, emit, log, sleep_ms, ticks_diff, ticks_ms
+
 from hal.drivers import Led, Relay
 
 
-class RelayPin:
-    def __init__(self):
+class Pin:
+    def __init__(self, name=None):
+        self.name = name  # None: the relay
         self._v = None
 
     def value(self, v=None):
         if v is None:
             return self._v
         if v != self._v:
-            if self._v is not None:  # the initial "off" at start-up is not a switch
+            if self.name:
+                log(self.name, "on" if v else "off")
+            elif self._v is not None:  # the initial "off" at start-up is not a switch
                 emit("relay", {"on": v})
             self._v = v
-
-
-class LedPin:
-    def __init__(self, name):
-        self.name = name
-        self._v = 0
-
-    def value(self, v=None):
-        if v is None:
-            return self._v
-        if v != self._v:
-            self._v = v
-            log("led", self.name, "on" if v else "off")
 
 
 class Board:
@@ -39,11 +33,74 @@ class Board:
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.relay = Relay(RelayPin())
-        self.led = Led(LedPin("green"), LedPin("red"))
+        self.relay = Relay(Pin())
+        self.led = Led(Pin("led green"), Pin("led red"))
+        self.fail = 0  # the reader fails `fail` times in a row (hal.simx "fail reader <n>")
+        self.down = False  # the reader is being re-initialised: taps are not read
+        self.wedged = False
+        self.passage_sensors = cfg.get("passage_sensors")
+        if self.passage_sensors or cfg.get("relays") or cfg.get("buzzer"):
+            import hal.simx
+            hal.simx.extend(self, cfg)
+
+    def watchdog(self, ms):
+        # machine.WDT stand-in: a thread (it fires even when the event loop is stuck) prints @wdt
+        # and kills the process when feed() has not been called for `ms`.
+        import _thread
+        import os
+        import time
+        self.fed = ticks_ms()
+
+        def watch():
+            while True:  # wakes up about once per timeout, not more: the GIL is shared
+                d = ms - ticks_diff(ticks_ms(), self.fed)
+                if d < 0:
+                    break
+                time.sleep_ms(d + 10)
+            print('@wdt {"timeout_ms":%d}' % ms)  # noqa: UP031
+            os.system("kill -9 $PPID")  # the unix port has no os._exit; a reset is abrupt too
+
+        _thread.start_new_thread(watch, ())
+        return self
+
+    def feed(self):
+        self.fed = ticks_ms()
 
     def start(self, app):
-        return [asyncio.create_task(self._stdin(app))]
+        tasks = [asyncio.create_task(self._stdin(app))]
+        if not getattr(app, "safe_mode", False):
+            tasks.append(asyncio.create_task(self._reader(app)))
+        return tasks
+
+    async def _reader(self, app):
+        # The reader task, as on the board: polls the (simulated) chip, re-initialises it with
+        # backoff on errors (counted, no reboot) and beats for the supervisor. Taps typed on stdin
+        # are decided at once (the simulator's bursts must not queue up in a 100 KiB heap), unless
+        # the reader is down.
+        sup = getattr(app, "sup", None)
+        back = 500
+        while True:
+            if sup:
+                sup.beat("reader")
+            if self.wedged:
+                await asyncio.Event().wait()  # never set: the task is stuck
+            if not self.fail:
+                self.down = False
+                back = 500
+                await sleep_ms(200)
+                continue
+            self.fail -= 1
+            self.down = True
+            log("reader failed: no answer - re-init in", back, "ms")
+            if sup:
+                sup.reinit("sim")
+            wait = back
+            back = min(back * 2, 8000)
+            while wait > 0:  # backing off is alive: keep beating
+                await sleep_ms(min(wait, 1000))
+                wait -= 1000
+                if sup:
+                    sup.beat("reader")
 
     async def _stdin(self, app):
         reader = asyncio.StreamReader(sys.stdin)
@@ -62,14 +119,22 @@ class Board:
                 except ValueError:
                     log("bad uid hex:", parts[1])
                     continue
-                try:
-                    app.tap(uid, parts[2] if len(parts) == 3 else None)
-                except Exception as e:  # keep the control channel alive whatever happens
-                    log("tap failed:", repr(e))
+                if getattr(app, "safe_mode", False):
+                    emit("ignored", {"why": "safe_mode"})
+                elif self.down or self.wedged:
+                    emit("ignored", {"why": "reader_down"})
+                else:
+                    try:
+                        app.tap(uid, parts[2] if len(parts) == 3 else None)
+                    except Exception as e:  # keep the control channel alive whatever happens
+                        log("tap failed:", repr(e))
             elif cmd == "stat":
                 app.stat()
+                if hasattr(app, "sup"):
+                    emit("sup", app.sup.info())
             elif cmd == "quit":
                 app.quit()
                 return
             else:
-                log("unknown command:", line.decode().strip())
+                import hal.simx
+                hal.simx.command(self, parts)

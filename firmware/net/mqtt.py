@@ -5,8 +5,11 @@ import struct
 
 from compat import asyncio, sleep_ms, ticks_diff, ticks_ms, wait_ms
 from net.mqttpkt import (CONNACK, DISCONNECT_PACKET, PINGREQ_PACKET, PINGRESP, PUBACK, PUBLISH,
-                         SUBACK, MQTTError, connect_packet, parse_publish, publish_header,
+                         SUBACK, MQTTError, connect_packet, publish_header,
                          puback_packet, subscribe_packet)
+
+
+RXBUF = 1152  # a whitelist chunk (32 + 1024 bytes) + topic fits
 
 
 class MQTTClient:
@@ -28,6 +31,8 @@ class MQTTClient:
         self._closed = asyncio.Event()
         self._last_rx = 0
         self._tasks = []
+        self._rbuf = bytearray(RXBUF)
+        self.dups = 0  # PUBLISH retransmissions (diagnostics)
 
     def _next_pid(self):
         self._pid = self._pid % 65535 + 1
@@ -55,10 +60,22 @@ class MQTTClient:
             mult <<= 7
         else:
             raise MQTTError("bad remaining length")
-        body = await self._r.readexactly(n) if n else b""
+        if not n:
+            body = b""
+        elif n <= len(self._rbuf) and hasattr(self._r, "readinto"):
+            # Into the preallocated buffer (MicroPython): a whitelist chunk a second allocates
+            # nothing, so the heap does not fragment. Valid until the next packet is read.
+            body = memoryview(self._rbuf)[:n]
+            got = 0
+            while got < n:
+                k = await self._r.readinto(body[got:])
+                if not k:
+                    raise EOFError
+                got += k
+        else:
+            body = await self._r.readexactly(n)
         self._last_rx = ticks_ms()
         return first, body
-
     async def connect(self, timeout_ms=10000):
         self._closed = asyncio.Event()
         self._r, self._w = await wait_ms(asyncio.open_connection(self.host, self.port), timeout_ms)
@@ -83,7 +100,9 @@ class MQTTClient:
                 first, body = await self._read_packet()
                 kind = first & 0xF0
                 if kind == PUBLISH:
-                    topic, payload, qos, pid, _ = parse_publish(first, body)
+                    # The payload is a memoryview into the receive buffer, valid during the
+                    # callback only: a handler that keeps it must copy it.
+                    topic, payload, qos, pid = _publish_mv(first, body)
                     if self.on_message:
                         try:
                             self.on_message(topic, payload)
@@ -124,19 +143,21 @@ class MQTTClient:
             print("# mqtt: ping failed:", repr(e))
         await self._drop()
 
-    async def publish(self, topic, payload, qos=0, retain=False, timeout_ms=5000):
-        """QoS 1 returns when the PUBACK arrived (which is not a cloud receipt, invariant 3)."""
+    async def publish(self, topic, payload, qos=0, retain=False, timeout_ms=5000, retries=2):
+        """QoS 1 returns when the PUBACK arrived (which is not a cloud receipt, invariant 3).
+        Without a PUBACK within timeout_ms the same PUBLISH (same packet id) is sent again with
+        the DUP flag, up to `retries` times on this connection (MQTT 3.1.1 4.4)."""
         if isinstance(payload, str):
             payload = payload.encode()
         pid = self._next_pid() if qos else 0
         await self._request(pid, publish_header(topic, len(payload), qos, retain, pid), payload,
-                            timeout_ms)
+                            timeout_ms, retries)
 
     async def subscribe(self, topic, qos=1, timeout_ms=5000):
         pid = self._next_pid()
         await self._request(pid, subscribe_packet(pid, topic, qos), None, timeout_ms)
 
-    async def _request(self, pid, pkt, tail, timeout_ms):
+    async def _request(self, pid, pkt, tail, timeout_ms, retries=0):
         if not pid:
             await self._send(pkt, tail)
             return
@@ -145,9 +166,17 @@ class MQTTClient:
         self._waiting[pid] = ev
         try:
             await self._send(pkt, tail)
-            await wait_ms(ev.wait(), timeout_ms)
-        except asyncio.TimeoutError:
-            raise MQTTError("no ack for packet %d" % pid)
+            while True:
+                try:
+                    await wait_ms(ev.wait(), timeout_ms)
+                    break
+                except asyncio.TimeoutError:
+                    if retries <= 0 or not self.connected:
+                        raise MQTTError("no ack for packet %d" % pid) from None
+                retries -= 1
+                self.dups += 1
+                pkt = bytes([pkt[0] | 0x08]) + pkt[1:]  # DUP: a retransmission, same packet id
+                await self._send(pkt, tail)
         finally:
             res = self._waiting.pop(pid, None)
         if res is False:
@@ -195,3 +224,16 @@ class MQTTClient:
         """Drop the connection without DISCONNECT, like a power cut: the broker publishes the
         will (the retained offline status)."""
         await self._drop()
+
+
+def _publish_mv(first, body):
+    # parse_publish (net/mqttpkt.py) without copying the payload.
+    qos = (first >> 1) & 3
+    tlen = (body[0] << 8) | body[1]
+    topic = bytes(body[2:2 + tlen]).decode()
+    pos = 2 + tlen
+    pid = 0
+    if qos:
+        pid = (body[pos] << 8) | body[pos + 1]
+        pos += 2
+    return topic, memoryview(body)[pos:], qos, pid

@@ -29,7 +29,7 @@ def topic(prefix, device, leaf):
 
 class Sync:
     def __init__(self, journal, device, prefix, batch=32, ack_timeout_ms=3000, status=None,
-                 batch_bytes=MAX_BATCH_BYTES):
+                 batch_bytes=MAX_BATCH_BYTES, heartbeat_s=60, clock=None):
         self.journal = journal
         self.device = device
         self.t_events = topic(prefix, device, "events")
@@ -38,11 +38,20 @@ class Sync:
         self.batch = min(max(batch, 1), 32)
         self.ack_timeout_ms = ack_timeout_ms
         self.status = status or {}  # extra status keys (boot, wl), filled by the app
+        self.subs = [self.t_ack]  # topics (re)subscribed after every connect; the app adds more
+        self.heartbeat_ms = heartbeat_s * 1000
+        self.clock = clock
+        self._hb = asyncio.Event()
         self.link = None
-        self.buf = bytearray(min(max(batch_bytes, 512), MAX_BATCH_BYTES))
+        self.buf = None
+        if batch_bytes:
+            self.alloc(batch_bytes)
         self.acked = 0  # records trimmed since boot
         self._wake = asyncio.Event()
         self._inflight = None  # (boot, first, last, deadline) of the batch awaiting its ack
+
+    def alloc(self, batch_bytes):
+        self.buf = bytearray(min(max(batch_bytes, 512), MAX_BATCH_BYTES))
 
     def will(self):
         return (self.t_status, b'{"v":1,"online":false}', True, 1)
@@ -53,6 +62,7 @@ class Sync:
     def on_message(self, t, payload):
         if t != self.t_ack:
             return
+        payload = bytes(payload)  # the client passes a view into its receive buffer
         a = parse_ack(payload)
         if a is None:
             print("# sync: ignoring malformed ack %r" % payload[:80])
@@ -73,7 +83,8 @@ class Sync:
         # Runs after every (re)connect: clean session, so subscribe again, then announce, then
         # re-send from the oldest record (what was in flight before may have been lost).
         self._inflight = None
-        await client.subscribe(self.t_ack, 1)
+        for t in self.subs:
+            await client.subscribe(t, 1)
         await client.publish(self.t_status, self.status_payload(), 1, True)
         emit("mqtt", {"up": True})
         self.wake()
@@ -87,7 +98,15 @@ class Sync:
         s.update(self.status)
         s["journal"] = self.journal.count
         s["heap"] = mem_free()
+        c = self.clock
+        if c is not None:
+            s["up"] = c.up_ms() // 1000
+            s["clock"] = c.status()
         return json.dumps(s)
+
+    def status_changed(self):
+        # e.g. a new whitelist version or the clock got synced: report now, not at the next beat.
+        self._hb.set()
 
     async def run(self):
         while True:

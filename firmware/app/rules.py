@@ -1,0 +1,136 @@
+# Access rules of a door/turnstile beyond "the card is listed": schedules per access profile
+# (staff vs student) and anti-passback. Loaded only when device.json configures `profiles` or
+# `antipassback` (app.door.Door.setup). No allocation per tap: the anti-passback table is one
+# bytearray allocated at start-up.
+STUDENT = 1
+STAFF = 2
+
+
+def _hm(s):
+    h, m = s.split(":")
+    return int(h) * 60 + int(m)
+
+
+def local_time(t, tz_min):
+    """Unix seconds -> (ISO weekday 1=Mon..7=Sun, minute of the day) at UTC + tz_min."""
+    t += tz_min * 60
+    d = t // 86400
+    return (d + 3) % 7 + 1, (t // 60) % 1440  # 1970-01-01 was a Thursday
+
+
+class Schedules:
+    """device.json `profiles`: {"1": {"days": "12345", "from": "07:00", "to": "18:00",
+    "staff": "always"|"window"|"never"}}. Profile 0 (or a card without profile): every reader at
+    every time. Students get in only inside their profile's window; staff at any time unless the
+    profile says "staff": "window" (same window as students) or "never". An access profile the
+    board does not know lets staff in and keeps students out. Exits are never restricted (nobody is
+    locked inside a school)."""
+
+    def __init__(self, profiles, tz_min=0):
+        self.tz = tz_min
+        self.p = {}
+        for k, v in (profiles or {}).items():
+            days = 0
+            for c in v.get("days", "1234567"):
+                days |= 1 << int(c)
+            staff = ("always", "window", "never").index(v.get("staff", "always"))
+            self.p[int(k)] = (days, _hm(v.get("from", "00:00")), _hm(v.get("to", "24:00")), staff)
+
+    def allowed(self, profile, kind, t):
+        if not profile:
+            return True
+        p = self.p.get(profile)
+        if p is None:
+            return kind == STAFF
+        if kind == STAFF:
+            if p[3] == 0:
+                return True
+            if p[3] == 2:
+                return False
+        wd, m = local_time(t, self.tz)
+        return bool(p[0] & (1 << wd)) and p[1] <= m < p[2]
+
+
+class Passback:
+    """Inside/outside per card key in a fixed RAM table: 4-way set-associative, LRU inside a set,
+    2 bytes per slot (a 15-bit tag from key bytes 2-3, bit 0 = inside; 0 = empty slot). The set
+    comes from key bytes 0-1 (card keys are SHA-256 output: uniform). A card evicted or never seen
+    is "unknown" and passes. The table is cleared when the local day changes, so a card that left
+    without tapping out (tailgating) is not locked out the next morning."""
+
+    WAYS = 4
+
+    def __init__(self, slots=2048):
+        self.sets = max(slots // self.WAYS, 1)
+        self.t = bytearray(self.sets * self.WAYS * 2)
+        self.day = -1
+
+    def _locate(self, key):
+        tag = ((key[2] << 8 | key[3]) << 1) & 0xFFFE or 2
+        base = ((key[0] << 8 | key[1]) % self.sets) * self.WAYS * 2
+        t = self.t
+        for i in range(self.WAYS):
+            o = base + 2 * i
+            if (t[o] << 8 | t[o + 1]) & 0xFFFE == tag:
+                return base, i, tag
+        return base, -1, tag
+
+    def day_check(self, day):
+        if day != self.day:
+            if self.day >= 0:
+                t = self.t
+                for i in range(len(t)):
+                    t[i] = 0
+            self.day = day
+
+    def get(self, key):
+        """1 inside, 0 outside, -1 unknown."""
+        base, i, _ = self._locate(key)
+        if i < 0:
+            return -1
+        return self.t[base + 2 * i + 1] & 1
+
+    def set(self, key, inside):
+        base, i, tag = self._locate(key)
+        t = self.t
+        if i < 0:
+            i = self.WAYS - 1  # the least recently used slot of the set goes
+        # Move slots 0..i-1 down one, the card goes to the front (most recently used).
+        for j in range(base + 2 * i + 1, base + 1, -1):
+            t[j] = t[j - 2]
+        v = tag | (1 if inside else 0)
+        t[base] = v >> 8
+        t[base + 1] = v & 0xFF
+
+
+class Rules:
+    """The decision for a listed card: -> reason string ("ok" or a denial/flag)."""
+
+    def __init__(self, cfg):
+        tz = cfg.get("tz_offset_min", 0)
+        self.sched = Schedules(cfg.get("profiles"), tz) if cfg.get("profiles") else None
+        ap = cfg.get("antipassback")
+        self.pb = Passback(cfg.get("antipassback_slots", 2048)) if ap else None
+        self.tz = tz
+
+    def check(self, kind, profile, key, reader, t, synced, online):
+        """(granted, reason). `t` board time; `synced` whether it can be trusted; `online`
+        whether the board reaches the cloud (hard anti-passback) or not (soft)."""
+        if reader != "in":
+            return True, "ok"
+        # Without a synced clock the window cannot be checked: the schedule is not enforced.
+        if self.sched is not None and synced and not self.sched.allowed(profile, kind, t):
+            return False, "schedule"
+        pb = self.pb
+        if pb is not None:
+            pb.day_check((t + self.tz * 60) // 86400)
+            if pb.get(key) == 1:
+                if online:
+                    return False, "antipassback"
+                return True, "antipassback_soft"
+        return True, "ok"
+
+    def passed(self, key, reader):
+        """A granted card went through (passage sensor, or the grant when there is none)."""
+        if self.pb is not None and reader in ("in", "out"):
+            self.pb.set(key, reader == "in")

@@ -1,0 +1,134 @@
+# Remote commands (protocol.md "Commands"): {prefix}/v1/dev/{device}/cmd, JSON
+# {"v":1,"id":..,"cmd":"open"|"reboot"|"resync"|"config", ...}; the board answers on .../cmd/res
+# {"v":1,"id":..,"ok":true|false,"error":..}. Parsing and validation only; the app executes.
+# Imported lazily, on the first command.
+import json
+
+from compat import write_atomic
+
+CMDS = ("open", "reboot", "resync", "config")
+# device.json keys a "config" command may set, with their ranges (anything else is refused).
+CONFIG = {"heartbeat_s": (10, 86400), "relay_ms": (50, 10000), "ack_timeout_ms": (500, 600000),
+          "batch": (1, 32)}
+READERS = ("in", "out", "canteen")
+
+
+class CmdError(Exception):
+    def __init__(self, msg, cid=None):
+        super().__init__(msg)
+        self.id = cid
+
+
+def parse(payload):
+    """-> (id, cmd, the whole command dict). Raises CmdError (with .id when known)."""
+    try:
+        c = json.loads(payload)
+    except (ValueError, TypeError):
+        raise CmdError("bad_json") from None
+    if not isinstance(c, dict):
+        raise CmdError("bad_json")
+    cid = c.get("id")
+    if isinstance(cid, bool) or not isinstance(cid, (int, str)):
+        raise CmdError("bad_id")
+    if c.get("v") != 1:
+        raise CmdError("bad_version", cid)
+    cmd = c.get("cmd")
+    if cmd not in CMDS:
+        raise CmdError("unknown_cmd", cid)
+    if cmd == "config":
+        check_config(c.get("set"), cid)
+    return cid, cmd, c
+
+
+def check_config(st, cid=None):
+    if not isinstance(st, dict) or not st:
+        raise CmdError("bad_config", cid)
+    for k in st:
+        v = st[k]
+        if k == "reader":
+            ok = v in READERS
+        elif k in CONFIG:
+            lo, hi = CONFIG[k]
+            ok = isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+        else:
+            raise CmdError("key_not_allowed:" + str(k), cid)
+        if not ok:
+            raise CmdError("bad_value:" + k, cid)
+    return st
+
+
+def reply(cid, ok, error=None):
+    r = {"v": 1, "id": cid, "ok": ok}
+    if error:
+        r["error"] = error
+    return json.dumps(r)
+
+
+def save_config(path, st):
+    """Merge `st` into device.json, atomically (write-then-rename)."""
+    with open(path) as f:
+        cfg = json.load(f)
+    cfg.update(st)
+    write_atomic(path, json.dumps(cfg).encode())
+    return cfg
+
+
+async def handle(app, payload):
+    """Run one command on the App (app/runner.py) and publish the reply on .../cmd/res."""
+    cid, after, res = None, None, None
+    try:
+        cid, cmd, c = parse(payload)
+        last = app._last_cmd
+        if last and last[0] == cid:
+            res = last[1]  # re-delivered: answer again, do not run again
+        elif cmd == "open":
+            app.door._pulse()
+            app.board.led.ok()
+        elif cmd == "reboot":
+            after = app._reboot
+        elif cmd == "resync":
+            app.sync._inflight = None  # re-send the journal from its oldest record
+            app.sync.wake()
+            if app._wlu is not None:
+                app._wlu.abort()
+                app._wlu = None
+            await app.link.publish(app.t_wl + "/req", '{"v":1,"have":%d,"want":"snapshot"}'
+                                   % app.wl_version, 1, False)
+        elif cmd == "config":
+            st = c["set"]
+            save_config("device.json", st)
+            _apply(app, st)
+        if res is None:
+            res = reply(cid, True)
+    except CmdError as e:
+        cid = e.id
+        res = reply(cid, False, e.args[0])
+    except Exception as e:
+        print("# cmd failed:", repr(e))
+        res = reply(cid, False, "failed")
+    app._last_cmd = (cid, res)
+    from compat import emit
+    emit("cmd", {"res": res})
+    try:
+        await app.link.publish(app.t_cmd + "/res", res, 1, False)
+    except Exception as e:
+        print("# cmd: reply failed:", repr(e))
+    if after:
+        after()
+
+
+def _apply(app, st):
+    # What can change at run time does; device.json holds it for the next boot too.
+    s, d = app.sync, app.door
+    if "heartbeat_s" in st:
+        s.heartbeat_ms = st["heartbeat_s"] * 1000
+        s.status_changed()
+    if "ack_timeout_ms" in st:
+        s.ack_timeout_ms = st["ack_timeout_ms"]
+    if "batch" in st:
+        s.batch = st["batch"]
+    if "relay_ms" in st:
+        d.relay_ms = st["relay_ms"]
+    if "reader" in st:
+        d.reader = st["reader"]
+    app.cfg.update(st)

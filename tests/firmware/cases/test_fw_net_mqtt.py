@@ -1,0 +1,57 @@
+# QoS 1 retransmission: a PUBLISH without PUBACK is sent again with DUP and the same packet id.
+from compat import asyncio
+from net.mqtt import MQTTClient
+from net.mqttpkt import MQTTError
+
+
+class FakeWriter:
+    def __init__(self):
+        self.out = []
+
+    def write(self, b):
+        self.out.append(bytes(b))
+
+    async def drain(self):
+        pass
+
+
+def _client():
+    c = MQTTClient("dev", "127.0.0.1")
+    c._w = FakeWriter()
+    c.connected = True
+    return c
+
+
+def test_publish_retransmits_with_dup_then_succeeds():
+    c = _client()
+
+    async def run():
+        async def ack_second():
+            while len(c._w.out) < 4:  # header+payload twice
+                await asyncio.sleep(0.01)
+            c._waiting[1].set()
+
+        t = asyncio.create_task(ack_second())
+        await c.publish("a/b", b"xyz", 1, False, 60)
+        await t
+
+    asyncio.run(run())
+    first, again = c._w.out[0], c._w.out[2]
+    assert first[0] == 0x32 and again[0] == 0x3A  # QoS1; QoS1 + DUP
+    assert first[1:] == again[1:]  # same topic and packet id
+    assert c._w.out[1] == c._w.out[3] == b"xyz" and c.dups == 1
+
+
+def test_publish_gives_up_after_retries():
+    c = _client()
+
+    async def run():
+        try:
+            await c.publish("a/b", b"x", 1, False, 20, 2)
+        except MQTTError:
+            return True
+        return False
+
+    assert asyncio.run(run())
+    assert len(c._w.out) == 6 and c.dups == 2
+    assert [p[0] for p in c._w.out[0::2]] == [0x32, 0x3A, 0x3A]

@@ -1,5 +1,9 @@
 """One virtual board: the unchanged firmware/ running in a MicroPython unix-port process.
 
+By default the firmware runs from a ROMFS image mounted at /rom (simulator/romfs.py,
+docs/decisions.md D11), as on an ESP32 flashed with `qadam flash --romfs`; romfs=False runs the
+.mpy bundle from the flash directory's view of the filesystem, as a plain flash does.
+
 The process's working directory is the board's flash. The simulator talks to it over stdin
 (`tap <uid-hex> [reader]`, `stat`, `quit`) and reads the `@name {json}` lines it prints
 (docs/decisions.md D5). Killing the process is a power cut: the flash directory stays.
@@ -116,10 +120,12 @@ class VirtualBoard:
         *,
         heap: str = DEFAULT_HEAP,
         echo: Callable[[str, str], None] | None = None,
+        romfs: bool = True,
     ) -> None:
         self.config = config
         self.flash = Path(flash_dir)
-        self.heap = heap
+        self.heap = heap  # the board's heap; in ROMFS mode the VM gets the image's size on top
+        self.romfs = romfs
         self.echo = echo
         self.proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
@@ -161,12 +167,7 @@ class VirtualBoard:
             self.last_stat = None
             self.exited = False
         self.proc = subprocess.Popen(
-            [
-                micropython_binary(),
-                "-X",
-                f"heapsize={self.heap}",
-                str(firmware_bundle() / "main.py"),
-            ],
+            [micropython_binary(), "-X", f"heapsize={self.vm_heap()}", self.entry()],
             cwd=self.flash,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -180,6 +181,24 @@ class VirtualBoard:
         )
         self._reader.start()
         self.wait_for(lambda: self.ready is not None, wait, "to report @ready")
+
+    def entry(self) -> str:
+        """The script the VM runs: the ROMFS bootstrap (mounts the image at /rom, imports main)
+        or, with romfs=False, the .mpy bundle's main.py (modules loaded into the heap)."""
+        if self.romfs:
+            from simulator.romfs import firmware_image
+
+            return str(firmware_image().with_name("boot_rom.py"))
+        return str(firmware_bundle() / "main.py")
+
+    def vm_heap(self) -> str:
+        """-X heapsize for the VM: the board's heap, plus the image in ROMFS mode (a board keeps
+        the image in flash, the unix port in its heap; docs/decisions.md D11)."""
+        if self.romfs:
+            from simulator.romfs import firmware_image, heap_with_image
+
+            return heap_with_image(self.heap, firmware_image())
+        return self.heap
 
     @property
     def running(self) -> bool:

@@ -40,6 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--interactive", action="store_true", help="read commands from stdin")
     p.add_argument("--verbose", action="store_true", help="echo every board's output")
+    from simulator.scenarios import cli as scenario_cli
+
+    sub = p.add_subparsers(dest="sim_command", metavar="scenario NAME")
+    scenario_cli.add_arguments(
+        sub.add_parser("scenario", help="run a scenario (morning_rush, power_cut, ...)")
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -86,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     boardconfig.add_arguments(p)
     p.set_defaults(func=boardconfig.run)
+
+    p = sub.add_parser("diag", help="a board's state: cloud view (DEVICE) or bench (--serial PORT)")
+    from tools import diag
+
+    diag.add_arguments(p)
     return parser
 
 

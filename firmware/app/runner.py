@@ -10,6 +10,8 @@ from net.link import Link
 from net.sync import Sync, topic
 from store.whitelist import Whitelist, open_whitelist
 
+BATCH_BYTES = 4096
+
 
 def _unload(*names):
     # Drop a lazily imported module again so its bytecode does not stay in the heap.
@@ -137,10 +139,12 @@ class App:
         return self.door.tap(uid, reader)
 
     def stat(self):
-        emit("stat", {"journal": self.journal.count, "taps": self.door.taps,
-                      "acked": self.sync.acked, "mqtt": self.link.up, "heap": mem_free(),
-                      "wl": self.wl_version, "bb": len(self.sync.buf),
-                      "dups": self.link.client.dups, "sync": self.clock.synced})
+        s = {"journal": self.journal.count, "taps": self.door.taps, "acked": self.sync.acked,
+             "mqtt": self.link.up, "heap": mem_free(), "wl": self.wl_version,
+             "bb": len(self.sync.buf), "dups": self.link.client.dups, "sync": self.clock.synced}
+        if hasattr(self, "sup"):
+            s.update(self.sup.info())
+        emit("stat", s)
 
     def quit(self):
         self._done.set()
@@ -168,11 +172,15 @@ class App:
         self.clock.set()
 
     async def run(self):
-        # Batch buffer: 16 KiB (protocol maximum) when the heap allows. Sized here, after every
-        # module of start-up (supervisor, door features) is loaded: the running tasks, a burst
-        # of taps, the connection and a whitelist update need ~20 KiB, the buffer gets the rest
-        # (the protocol allows 1..32 events per batch).
-        self.sync.alloc(self.cfg.get("batch_bytes") or max(768, mem_free() - 20480))
+        # Batch buffer: a fixed 4 KiB (device.json "batch_bytes" overrides; 16 KiB is the
+        # protocol maximum), enough for 32 tap events of ~125 bytes. Allocated here, after every
+        # module of start-up is loaded, and never more than leaves 20 KiB for the running tasks,
+        # a burst of taps, the connection and a whitelist update (768 bytes at the least).
+        # The supervisor watches the network and journal loops too (their beats, "net" and
+        # "journal"); without one (unit tests) they run unwatched.
+        self.sync.sup = self.link.sup = getattr(self, "sup", None)
+        self.sync.alloc(min(self.cfg.get("batch_bytes") or BATCH_BYTES,
+                            max(768, mem_free() - 20480)))
         emit("ready", {"dev": self.cfg["device"], "boot": self.boot, "wl": self.wl_version,
                        "journal": self.journal.count})
         tasks = [asyncio.create_task(self.sync.run()), asyncio.create_task(self.link.run()),

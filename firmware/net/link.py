@@ -3,12 +3,14 @@
 # after a power cut). Callers learn about up/down through callbacks.
 import os
 
-from compat import asyncio, sleep_ms, ticks_diff, ticks_ms
+from compat import asyncio, sleep_ms, ticks_diff, ticks_ms, wait_ms
 from net.mqtt import MQTTClient
 
 BACKOFF_MIN_MS = 500
 BACKOFF_MAX_MS = 30000
 STABLE_MS = 10000  # a connection that lived this long resets the backoff
+TURN_MS = 500  # longest wait of one turn of Link.run (the supervisor's "net" beat)
+POLL_MS = 100  # how often a running connect is checked on
 
 
 def _jitter(ms):
@@ -25,6 +27,8 @@ def backoff_ms(attempt):
 
 
 class Link:
+    sup = None  # app.supervisor.Supervisor (set by the app): beat("net") at least every TURN_MS
+
     def __init__(self, device, mcfg, will=None, on_message=None, on_up=None, on_down=None):
         self.client = MQTTClient(
             device, mcfg.get("host", "127.0.0.1"), mcfg.get("port", 1883),
@@ -35,33 +39,65 @@ class Link:
         self.up = False
         self._stop = False
 
+    def _beat(self):
+        if self.sup is not None:
+            self.sup.beat("net")
+
+    async def _beating(self, aw):
+        # Await aw (a connect, the setup after it) as a task and beat while it runs: a connect
+        # may take its whole 10 s timeout, which must not look like a dead network task.
+        t = asyncio.create_task(aw)
+        try:
+            while not t.done():
+                self._beat()
+                await sleep_ms(POLL_MS)
+        except BaseException:  # cancelled (the app quits): take the connect down with us
+            t.cancel()
+            raise
+        return await t
+
+    async def _sleep(self, ms):
+        # The backoff (up to 30 s) in turns of at most TURN_MS, beating on each.
+        while ms > 0:
+            self._beat()
+            n = ms if ms < TURN_MS else TURN_MS
+            await sleep_ms(n)
+            ms -= n
+
     async def run(self):
         attempt = 0
         while not self._stop:
+            self._beat()
             t0 = ticks_ms()
             try:
-                await self.client.connect()
+                await self._beating(self.client.connect())
             except Exception as e:
                 print("# link: connect failed:", repr(e))
-                await sleep_ms(backoff_ms(attempt))
+                await self._sleep(backoff_ms(attempt))
                 attempt += 1
                 continue
             self.up = True
             try:
                 if self.on_up:
-                    await self.on_up(self.client)
+                    await self._beating(self.on_up(self.client))
             except Exception as e:
                 # e.g. SUBACK timeout: start over rather than run half set up.
                 print("# link: setup after connect failed:", repr(e))
                 await self.client.disconnect()
-            await self.client.wait_closed()
+            closed = self.client._closed
+            while not closed.is_set():  # connected: one turn a second until the link drops
+                self._beat()
+                try:
+                    await wait_ms(closed.wait(), TURN_MS)
+                except asyncio.TimeoutError:
+                    pass
             self.up = False
             if self.on_down:
                 self.on_down()
             if self._stop:
                 break
             attempt = 0 if ticks_diff(ticks_ms(), t0) > STABLE_MS else attempt + 1
-            await sleep_ms(backoff_ms(attempt))
+            await self._sleep(backoff_ms(attempt))
 
     async def publish(self, topic, payload, qos=1, retain=False, timeout_ms=5000):
         await self.client.publish(topic, payload, qos, retain, timeout_ms)

@@ -7,6 +7,7 @@ from compat import asyncio, emit, mem_free, ticks_add, ticks_diff, ticks_ms, wai
 
 FW_VERSION = "0.1.0"
 MAX_BATCH_BYTES = 16384
+TURN_MS = 500  # longest wait of one turn of Sync.run (the supervisor's "journal" beat)
 
 
 def parse_ack(payload):
@@ -28,6 +29,8 @@ def topic(prefix, device, leaf):
 
 
 class Sync:
+    sup = None  # app.supervisor.Supervisor (set by the app): beat("journal") every turn of run()
+
     def __init__(self, journal, device, prefix, batch=32, ack_timeout_ms=3000, status=None,
                  batch_bytes=MAX_BATCH_BYTES, heartbeat_s=60, clock=None):
         self.journal = journal
@@ -110,10 +113,13 @@ class Sync:
 
     async def run(self):
         while True:
-            timeout = 60000
+            if self.sup is not None:
+                self.sup.beat("journal")
+            # At least two turns a second, so the supervisor sees the task alive (stale_ms >= 1 s).
+            timeout = TURN_MS
             inf = self._inflight
             if inf is not None:
-                timeout = ticks_diff(inf[3], ticks_ms())
+                timeout = min(timeout, ticks_diff(inf[3], ticks_ms()))
             if timeout > 0:
                 try:
                     await wait_ms(self._wake.wait(), timeout)

@@ -232,6 +232,52 @@ class Board:
         self.exec("_f.close()\ndel _f, _w")
         self.exec(RENAME_PROGRAM.format(tmp=tmp, dest=dest))
 
+    def romfs_deploy(self, image_file: str, size: int, sha256: str, partition: int = 0) -> None:
+        """Write a ROMFS image into the board's ROM partition exactly as `mpremote romfs deploy`
+        does (its code, on this connection), then check the partition's first `size` bytes by
+        sha256. Needs MicroPython built with MICROPY_VFS_ROM (docs/flashing.md)."""
+        import argparse
+
+        from mpremote.commands import CommandError, _do_romfs_deploy
+
+        class _State:  # the part of mpremote's State that romfs deploy uses
+            transport = self.t
+
+            def ensure_raw_repl(self) -> None:
+                pass
+
+            def did_action(self) -> None:
+                pass
+
+        args = argparse.Namespace(path=image_file, partition=partition, mpy=False)
+        try:
+            _do_romfs_deploy(_State(), args)
+        except CommandError as exc:
+            raise FlashError(
+                f"romfs deploy: {exc} (the board needs a MicroPython build with ROMFS; "
+                "docs/flashing.md)",
+                EXIT_VERIFY,
+            ) from None
+        except SystemExit:  # mpremote exits on an invalid or too big image
+            raise FlashError(
+                f"romfs deploy: the image ({size} B) is invalid or larger than ROMFS partition "
+                f"{partition}",
+                EXIT_VERIFY,
+            ) from None
+        out = self.exec(
+            "import vfs, hashlib, binascii\n"
+            f"_d = vfs.rom_ioctl(2, {partition})\n"
+            f"print('R', binascii.hexlify(hashlib.sha256(bytes(memoryview(_d)[:{size}]))"
+            ".digest()).decode())\n",
+            timeout=max(self.timeout, 30),
+        )
+        got = next((ln.split()[1] for ln in out.splitlines() if ln.startswith("R ")), None)
+        if got != sha256:
+            raise FlashError(
+                f"the ROMFS partition does not hold the image that was sent ({got} != {sha256})",
+                EXIT_VERIFY,
+            )
+
     def soft_reset(self) -> bool:
         """Leave the raw REPL and press Ctrl-D at the friendly REPL: the board soft-reboots and
         runs boot.py and main.py. Returns whether the board said "soft reboot"."""

@@ -1,0 +1,157 @@
+"""Free heap of a simulated board (the real firmware in the MicroPython VM, heap of a plain ESP32,
+docs/decisions.md D7/D11) after it connected and after a burst of 300 taps, for three board
+configurations: a plain door, a turnstile (2 relays + passage sensors) and a turnstile with
+anti-passback and schedules. Firmware run from a ROMFS image (bytecode in place) vs the .mpy
+bundle loaded into the heap (the baseline, in the same run).
+
+``python -m bench board_memory``. Needs Mosquitto (a private one is started). A board that does
+not boot reports -1.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import json
+import struct
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bench.common import Row, mosquitto
+from simulator.board import BoardConfig, BoardError, VirtualBoard
+
+SITE_KEY = bytes(range(16))
+TAPS = 300
+TURNSTILE = {
+    "hal": "sim",
+    "relays": [{"reader": "in", "pulse_ms": 300}, {"reader": "out", "pulse_ms": 300}],
+    "passage_sensors": [{"reader": "in"}, {"reader": "out"}],
+}
+PROFILES = {
+    "1": {"days": "1234567", "from": "00:00", "to": "24:00"},
+    "2": {"days": "12345", "from": "07:00", "to": "18:00", "staff": "window"},
+}
+# name -> (board.json, device.json extras)
+CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "door": ({"hal": "sim"}, {}),
+    "turnstile": (TURNSTILE, {"passage_timeout_ms": 500}),
+    "turnstile_apb_sched": (
+        TURNSTILE,
+        {"passage_timeout_ms": 500, "antipassback": True, "profiles": PROFILES},
+    ),
+}
+
+
+def uid(i: int) -> bytes:
+    return b"\x04" + i.to_bytes(3, "big")
+
+
+def card_key(uid_: bytes) -> bytes:
+    return hashlib.sha256(SITE_KEY + uid_).digest()[:8]
+
+
+def whitelist(n: int) -> bytes:
+    """Format 1 (protocol.md): every card a student (attrs 1) with access profile 1."""
+    recs = b"".join(sorted(card_key(uid(i)) + bytes([1, 1, 0, 0]) for i in range(n)))
+    crc = binascii.crc32(recs) & 0xFFFFFFFF
+    return b"QWL1" + struct.pack("<HHIII", 1, 12, 1, n, crc) + bytes(12) + recs
+
+
+class Acker:
+    """Plays the cloud: acks every event batch the boards publish (protocol.md "Ack")."""
+
+    def __init__(self, host: str, port: int, prefix: str) -> None:
+        self.events = 0
+        self._lock = threading.Lock()
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="acker-" + prefix)
+        self.c.on_message = self._on_message
+        self.c.connect(host, port)
+        self.c.loop_start()
+        self.c.subscribe(f"{prefix}/v1/dev/+/events", 1)
+        time.sleep(0.3)
+
+    def _on_message(self, _c: Any, _u: Any, m: mqtt.MQTTMessage) -> None:
+        b = json.loads(m.payload)
+        seqs = [e["seq"] for e in b["events"]]
+        with self._lock:
+            self.events += len(seqs)
+        ack = {"v": 1, "boot": b["boot"], "first": seqs[0], "last": seqs[-1]}
+        self.c.publish(m.topic.rsplit("/", 1)[0] + "/ack", json.dumps(ack), qos=1)
+
+    def close(self) -> None:
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def run_board(
+    name: str, romfs: bool, flash: Path, host: str, port: int, prefix: str, taps: int = TAPS
+) -> dict[str, Any]:
+    """Boot one board, connect, tap `taps` cards, drain the journal. -> heap figures and counts;
+    {"booted": False, ...} if it never reported @ready."""
+    board_json, extra = CONFIGS[name]
+    cfg = BoardConfig(device=f"mem-{name}", school="s1", site_key=SITE_KEY, mqtt_host=host,
+                      mqtt_port=port, prefix=prefix, extra=dict(extra))  # fmt: skip
+    b = VirtualBoard(cfg, flash, romfs=romfs)
+    b.write_flash(whitelist(taps))
+    (b.flash / "board.json").write_text(json.dumps(board_json))
+    out: dict[str, Any] = {"config": name, "romfs": romfs, "booted": False}
+    acker = Acker(host, port, prefix)
+    try:
+        try:
+            b.start()
+        except BoardError as e:
+            out["error"] = str(e).splitlines()[-1]
+            return out
+        out["booted"] = True
+        try:
+            b.wait_for(lambda: b.mqtt_up, 15, "to connect")
+            out["heap_connect"] = b.stat()["heap"]
+            for i in range(taps):
+                b.tap(uid(i), "in")
+            b.wait_drained(60)
+            st = b.stat()
+        except BoardError as e:
+            out["error"] = str(e).splitlines()[0]
+            return out
+        out.update(heap_after=st["heap"], taps=st["taps"], acked=st["acked"],
+                   journal=st["journal"], batch_bytes=st["bb"],
+                   cloud_events=acker.events)  # fmt: skip
+    finally:
+        b.stop()
+        acker.close()
+        out["memory_errors"] = sum("MemoryError" in line for line in b.output)
+    return out
+
+
+def run(repeat: int = 1) -> list[Row]:
+    del repeat  # heap figures are deterministic enough; one run each
+    rows: list[Row] = []
+    with mosquitto() as port, tempfile.TemporaryDirectory(prefix="qadam-bench-mem-") as d:
+        for name in CONFIGS:
+            res = {}
+            for romfs in (False, True):
+                prefix = f"bm{uuid.uuid4().hex[:8]}"
+                r = run_board(name, romfs, Path(d) / f"{name}-{romfs}", "127.0.0.1", port, prefix)
+                res[romfs] = r
+                print(json.dumps(r, sort_keys=True), flush=True)
+            for key, label in (("heap_connect", "after connect"), ("heap_after", "after 300 taps")):
+                base = res[False].get(key, -1)
+                rows.append(Row(f"{name}: free heap {label}", res[True].get(key, -1), "bytes",
+                                baseline=base if base > 0 else None, goal=">= 8192"))  # fmt: skip
+            rows.append(Row(f"{name}: MemoryError lines (ROMFS / bundle)",
+                            res[True]["memory_errors"], "lines",
+                            baseline=res[False]["memory_errors"] or None))  # fmt: skip
+    return rows
+
+
+if __name__ == "__main__":
+    from bench.common import report
+
+    report("board_memory", run())

@@ -45,6 +45,13 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                 "20,000 events; vs one JSON line per event"),
     "fuzz_decoder": ("bench.fuzz_decoder",
                      "hypothesis fuzz of the decoder, 100,000 examples per strategy"),
+    "meal_report": ("bench.meal_report",
+                    "a district's monthly free/subsidised meal report over 2.2 M meal rows, from "
+                    "the monthly rollup vs straight from meal_receipts"),
+    "board_memory": ("bench.board_memory",
+                     "free heap of a simulated board (door, turnstile, turnstile + anti-passback "
+                     "+ schedules) after connect and after 300 taps: firmware from a ROMFS image "
+                     "vs the .mpy bundle in the heap"),
 }  # fmt: skip
 
 

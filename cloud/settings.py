@@ -47,6 +47,41 @@ class Settings(BaseSettings):
     auth_required: bool = False
     session_ttl_s: int = Field(default=12 * 3600, ge=60, le=30 * 24 * 3600)
 
+    # Device provisioning (docs/provisioning.md). mqtt_dynsec=True: per-board broker accounts and
+    # ACLs through Mosquitto's dynamic-security plugin, managed as mqtt_admin_user. False (demo):
+    # credentials are still issued, and the broker is logged as open.
+    mqtt_dynsec: bool = False
+    mqtt_admin_user: str | None = Field(default=None, min_length=1)
+    mqtt_admin_password: str | None = None
+    device_mqtt_host: str | None = Field(default=None, min_length=1)  # for boards; else mqtt_host
+    device_mqtt_port: int | None = Field(default=None, ge=1, le=65535)  # else mqtt_port
+    claim_token_ttl_s: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
+    # Whitelist distribution (cloud/workers/whitelist_push.py)
+    whitelist_keep: int = Field(default=10, ge=2, le=1000)  # versions kept per school
+    whitelist_poll_ms: int = Field(default=500, ge=20, le=60_000)
+    whitelist_client_id: str | None = Field(default=None, min_length=1, max_length=128)
+
+    # Outbox delivery (cloud/workers/outbox.py). The lease must outlast one delivery
+    # (socialwallet_timeout_s); a claimed row comes back after it if its worker died.
+    outbox_worker_id: str | None = Field(default=None, min_length=1, max_length=128)
+    outbox_batch: int = Field(default=20, ge=1, le=1000)
+    outbox_poll_s: float = Field(default=1.0, gt=0, le=600)
+    outbox_lease_s: float = Field(default=120.0, gt=0, le=24 * 3600)
+    outbox_max_attempts: int = Field(default=12, ge=1, le=1000)
+    outbox_backoff_base_s: float = Field(default=2.0, gt=0, le=3600)
+    outbox_backoff_max_s: float = Field(default=3600.0, gt=0, le=7 * 24 * 3600)
+    # Social Wallet (docs/social-wallet.md). None: the social_wallet outbox rows wait.
+    socialwallet_url: str | None = Field(default=None, min_length=1, pattern=r"^https?://")
+    socialwallet_token: str | None = Field(default=None, min_length=1)
+    socialwallet_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    socialwallet_reconcile_s: float = Field(default=300.0, gt=0, le=24 * 3600)
+    socialwallet_reconcile_grace_s: float = Field(default=600.0, ge=0, le=7 * 24 * 3600)
+
+    # Monthly reports (docs/reports.md): scheduler poll interval; the local day of the month
+    # from which an unapproved report triggers a 'report_reminder' (reports are due by the 5th).
+    reports_poll_s: float = Field(default=300.0, gt=0, le=24 * 3600)
+    reports_reminder_day: int = Field(default=4, ge=2, le=28)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -10,8 +10,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 
 from cloud.api import audit, auth, canteen, consents, devices, org, people, users
+from cloud.api import imports as imports_api
+from cloud.api import provisioning as provisioning_api
+from cloud.api import whitelists as whitelists_api
 from cloud.api.deps import SettingsDep
 from cloud.api.events import router as events_router
+from cloud.api.reports import router as reports_router
+from cloud.api.socialwallet import router as socialwallet_router
 from cloud.db.conn import connect
 from cloud.domain.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from cloud.settings import Settings, get_settings
@@ -24,11 +29,16 @@ ROUTERS = (
     users.router,
     org.router,
     people.router,
+    whitelists_api.router,  # before devices: /devices/drift must not match /devices/{id}
     devices.router,
+    provisioning_api.router,
     canteen.router,
     consents.router,
     audit.router,
+    imports_api.router,
     events_router,
+    socialwallet_router,
+    reports_router,
 )
 
 

@@ -74,8 +74,12 @@ def _drain_and_check(url: str, boards: list[FakeBoard], stop: threading.Event,
     created = sorted(i for b in boards for i in b.created)
     with psycopg.connect(url) as conn:
         stored = conn.execute("SELECT device_id, boot, seq FROM events").fetchall()
-        outbox = conn.execute("SELECT count(*), count(DISTINCT idempotency_key) FROM outbox")
-        n_outbox, n_keys = outbox.fetchone() or (0, 0)
+        outbox = conn.execute(
+            "SELECT count(*) FILTER (WHERE kind = 'parent_notification'),"
+            " count(*) FILTER (WHERE kind = 'social_wallet'),"
+            " count(*), count(DISTINCT idempotency_key) FROM outbox"
+        )
+        n_notify, n_wallet, n_outbox, n_keys = outbox.fetchone() or (0, 0, 0, 0)
         meals = conn.execute("SELECT count(*) FROM meal_receipts").fetchone()
         passages = conn.execute("SELECT coalesce(sum(passages), 0) FROM attendance").fetchone()
     stored_ids = sorted((str(d), int(b), int(s)) for d, b, s in stored)
@@ -83,7 +87,10 @@ def _drain_and_check(url: str, boards: list[FakeBoard], stop: threading.Event,
     assert stored_ids == created, "stored events differ from the events the boards created"
     # every event is a granted tap of a known person: derived rows exactly once too
     canteen = sum(1 for _, _, s in created if s % 3 == 2)
-    assert n_outbox == n_keys == len(created)
+    # one parent notification per tap, one Social Wallet record per meal, each exactly once
+    assert n_notify == len(created)
+    assert n_wallet == canteen
+    assert n_outbox == n_keys == len(created) + canteen
     assert meals is not None and meals[0] == canteen
     assert passages is not None and passages[0] == len(created) - canteen
     for b in boards:

@@ -1,0 +1,1 @@
+"""Device provisioning (claim tokens, broker accounts) and whitelist distribution storage."""

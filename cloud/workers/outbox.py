@@ -1,0 +1,462 @@
+"""The outbox delivery worker (invariant 6): every outbox row is delivered at least once, with its
+idempotency key, by the handler registered for its ``kind``.
+
+Claiming. A worker claims up to ``batch`` due rows of the kinds it has handlers for with
+``SELECT ... FOR UPDATE SKIP LOCKED`` and, in the same short transaction, counts the attempt and
+pushes ``next_attempt_at`` one *lease* ahead. Then it delivers outside any transaction. Several
+workers never claim the same row at once; a worker that dies mid-delivery leaves its rows to be
+claimed again when the lease runs out (at-least-once; the receiver dedupes on the key). The
+attempt count is also the fencing token: an outcome is written only if nobody re-claimed the row
+meanwhile (``attempts`` unchanged); success is always written.
+
+Outcomes. ``Delivered`` sets ``delivered_at``. ``Retry`` schedules the next attempt with
+exponential backoff and jitter (``base * 2**(attempts-1)``, capped, drawn from ``[d/2, d]``) and
+keeps ``last_error``; after ``max_attempts`` the row becomes a dead letter (``dead_at``, visible,
+never claimed again; ``requeue_dead`` puts it back). ``Fail`` is permanent: a dead letter at once.
+A handler that raises is a ``Retry``.
+
+``python -m cloud.workers.outbox`` runs one worker with the handlers the settings enable (parent
+notifications always; Social Wallet when ``QADAM_SOCIALWALLET_URL`` is set, with its reconciler).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import psycopg
+
+from cloud.db.conn import connect
+
+log = logging.getLogger("qadam.outbox")
+
+Conn = psycopg.Connection[Any]
+MAX_ERROR = 2000
+
+
+# -- outcomes and handlers -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delivered:
+    data: Any = None  # handed to Handler.record
+
+
+@dataclass(frozen=True)
+class Retry:
+    error: str
+    data: Any = None
+
+
+@dataclass(frozen=True)
+class Fail:
+    """Permanent: no retry can succeed (e.g. a malformed payload). Dead-lettered at once."""
+
+    error: str
+    data: Any = None
+
+
+Outcome = Delivered | Retry | Fail
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    kind: str
+    idempotency_key: str
+    payload: dict[str, Any]
+    attempts: int  # including this one
+    created_at: datetime
+
+
+class Handler(Protocol):
+    kind: str
+
+    def claimed(self, conn: Conn, items: Sequence[OutboxItem]) -> None:
+        """In the claim transaction, before anything is sent (e.g. mark ledger rows 'sent')."""
+
+    def deliver(self, item: OutboxItem) -> Outcome:
+        """Send one item (no transaction is open). Must pass ``item.idempotency_key`` on."""
+
+    def record(self, conn: Conn, item: OutboxItem, outcome: Outcome, dead: bool) -> None:
+        """In the transaction that stores the outcome; ``dead``: the row became a dead letter."""
+
+
+class BaseHandler:
+    kind = ""
+
+    def claimed(self, conn: Conn, items: Sequence[OutboxItem]) -> None:
+        return None
+
+    def deliver(self, item: OutboxItem) -> Outcome:
+        raise NotImplementedError
+
+    def record(self, conn: Conn, item: OutboxItem, outcome: Outcome, dead: bool) -> None:
+        return None
+
+
+# -- parent notifications: the push interface (delivery proper is another issue) -------------
+
+
+@dataclass(frozen=True)
+class PushMessage:
+    idempotency_key: str
+    person_id: int | None
+    school_id: str | None
+    reader: str | None  # in / out / canteen
+    occurred_at: str | None
+
+
+class PushService(Protocol):
+    def send(self, message: PushMessage) -> None:
+        """Deliver one notification to the person's guardians; raise to have it retried. Must
+        dedupe on ``message.idempotency_key`` (it can arrive more than once)."""
+
+
+class LoggingPushService:
+    """The default until push delivery exists: logs what would be pushed."""
+
+    def send(self, message: PushMessage) -> None:
+        log.info(
+            "push (logging only) key=%s person=%s reader=%s at=%s",
+            message.idempotency_key,
+            message.person_id,
+            message.reader,
+            message.occurred_at,
+        )
+
+
+@dataclass
+class RecordingPushService:
+    """A fake push service for tests: records messages; fails the first ``fail_first`` calls."""
+
+    fail_first: int = 0
+    sent: list[PushMessage] = field(default_factory=list)
+    calls: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def send(self, message: PushMessage) -> None:
+        with self._lock:
+            self.calls += 1
+            if self.calls <= self.fail_first:
+                raise ConnectionError("push service unavailable (fake)")
+            self.sent.append(message)
+
+
+class ParentNotificationHandler(BaseHandler):
+    kind = "parent_notification"
+
+    def __init__(self, push: PushService) -> None:
+        self.push = push
+
+    def deliver(self, item: OutboxItem) -> Outcome:
+        p = item.payload
+        pid = p.get("person_id")
+        msg = PushMessage(
+            idempotency_key=item.idempotency_key,
+            person_id=int(pid) if pid is not None else None,
+            school_id=p.get("school_id"),
+            reader=p.get("reader"),
+            occurred_at=None if p.get("occurred_at") is None else str(p["occurred_at"]),
+        )
+        self.push.send(msg)
+        return Delivered()
+
+
+# -- the worker --------------------------------------------------------------------------------
+
+
+def backoff_s(attempts: int, base_s: float, max_s: float, rng: random.Random) -> float:
+    """Delay before the next attempt after ``attempts`` failed ones: exponential, capped, with
+    jitter in [d/2, d] so that rows failing together do not come back together."""
+    exp = min(max(attempts - 1, 0), 60)
+    d = min(max_s, base_s * (2**exp))
+    return rng.uniform(d / 2, d)
+
+
+_CLAIM = """
+WITH due AS (
+    SELECT id FROM outbox
+    WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= now()
+      AND kind = ANY(%(kinds)s)
+    ORDER BY next_attempt_at, id
+    LIMIT %(n)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE outbox o
+SET attempts = o.attempts + 1, last_attempt_at = now(),
+    next_attempt_at = now() + make_interval(secs => %(lease)s)
+FROM due WHERE o.id = due.id
+RETURNING o.id, o.kind, o.idempotency_key, o.payload, o.attempts, o.created_at
+"""
+
+
+def _err(text: str) -> str:
+    return text.replace("\x00", "")[:MAX_ERROR]
+
+
+def requeue_dead(conn: Conn, kind: str | None = None) -> int:
+    """Put dead letters back in the queue (after the cause is fixed): attempts start over."""
+    cur = conn.execute(
+        "UPDATE outbox SET dead_at = NULL, attempts = 0, next_attempt_at = now()"
+        " WHERE dead_at IS NOT NULL AND (%s::text IS NULL OR kind = %s)",
+        (kind, kind),
+    )
+    return cur.rowcount
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        database_url: str,
+        handlers: Sequence[Handler],
+        *,
+        worker_id: str | None = None,
+        batch: int = 20,
+        poll_s: float = 1.0,
+        lease_s: float = 120.0,
+        max_attempts: int = 12,
+        backoff_base_s: float = 2.0,
+        backoff_max_s: float = 3600.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not handlers:
+            raise ValueError("an outbox worker needs at least one handler")
+        self.handlers = {h.kind: h for h in handlers}
+        if len(self.handlers) != len(handlers):
+            raise ValueError("two handlers for the same kind")
+        self.database_url = database_url
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.batch = batch
+        self.poll_s = poll_s
+        self.lease_s = lease_s
+        self.max_attempts = max_attempts
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.rng = rng or random.Random()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._conn: Conn | None = None
+        self.delivered = 0
+        self.retried = 0
+        self.dead = 0
+
+    # -- lifecycle
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("already started")
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name=f"outbox-{self.worker_id}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the item in hand, then stop (claimed but unsent rows come back after the
+        lease)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self._close()
+
+    def run_forever(self) -> None:
+        """Run in the calling thread until SIGINT/SIGTERM (main thread only)."""
+        old = {
+            s: signal.signal(s, lambda *_: self._stop.set())
+            for s in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            self._run()
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+            self._close()
+
+    def _run(self) -> None:
+        log.info("outbox worker started id=%s kinds=%s", self.worker_id, sorted(self.handlers))
+        delay = 0.1
+        while not self._stop.is_set():
+            try:
+                n = self.run_once()
+                delay = 0.1
+            except Exception as e:  # database down, or a bug: log, back off, go on
+                log.warning("outbox round failed error=%r; retrying in %.1fs", e, delay)
+                self._close()
+                self._stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if n == 0:
+                self._stop.wait(self.poll_s)
+        log.info("outbox worker stopped id=%s", self.worker_id)
+
+    def _connection(self) -> Conn:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(
+                self.database_url, autocommit=True, application_name="qadam-outbox"
+            )
+        return self._conn
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg.Error:
+                pass
+            self._conn = None
+
+    # -- one round
+
+    def claim(self) -> list[OutboxItem]:
+        conn = self._connection()
+        with conn.transaction():
+            rows = conn.execute(
+                _CLAIM, {"kinds": list(self.handlers), "n": self.batch, "lease": self.lease_s}
+            ).fetchall()
+            items = sorted(
+                (OutboxItem(int(r[0]), r[1], r[2], r[3], int(r[4]), r[5]) for r in rows),
+                key=lambda i: i.id,
+            )
+            by_kind: dict[str, list[OutboxItem]] = {}
+            for it in items:
+                by_kind.setdefault(it.kind, []).append(it)
+            for kind, group in by_kind.items():
+                self.handlers[kind].claimed(conn, group)
+        return items
+
+    def run_once(self) -> int:
+        """Claim one batch and deliver it; return how many rows were handled."""
+        items = self.claim()
+        for item in items:
+            if self._stop.is_set():
+                break  # the rest come back after the lease
+            if item.attempts > self.max_attempts:
+                # claimed max_attempts times already (workers died mid-delivery): give up
+                self._store(item, Retry("attempts exhausted before delivery"))
+                continue
+            handler = self.handlers[item.kind]
+            try:
+                outcome = handler.deliver(item)
+            except Exception as e:  # a handler bug or an unexpected error: retry, visibly
+                log.exception("outbox handler raised kind=%s key=%s", item.kind,
+                              item.idempotency_key)  # fmt: skip
+                outcome = Retry(f"{type(e).__name__}: {e}")
+            self._store(item, outcome)
+        return len(items)
+
+    def _store(self, item: OutboxItem, outcome: Outcome) -> None:
+        conn = self._connection()
+        handler = self.handlers[item.kind]
+        with conn.transaction():
+            dead = False
+            if isinstance(outcome, Delivered):
+                conn.execute(
+                    "UPDATE outbox SET delivered_at = now(), last_error = NULL, dead_at = NULL"
+                    " WHERE id = %s AND delivered_at IS NULL",
+                    (item.id,),
+                )
+                self.delivered += 1
+            else:
+                dead = isinstance(outcome, Fail) or item.attempts >= self.max_attempts
+                if dead:
+                    cur = conn.execute(
+                        "UPDATE outbox SET dead_at = now(), last_error = %s"
+                        " WHERE id = %s AND attempts = %s AND delivered_at IS NULL",
+                        (_err(outcome.error), item.id, item.attempts),
+                    )
+                    self.dead += 1
+                else:
+                    delay = backoff_s(
+                        item.attempts, self.backoff_base_s, self.backoff_max_s, self.rng
+                    )
+                    cur = conn.execute(
+                        "UPDATE outbox SET last_error = %s,"
+                        " next_attempt_at = now() + make_interval(secs => %s)"
+                        " WHERE id = %s AND attempts = %s AND delivered_at IS NULL",
+                        (_err(outcome.error), delay, item.id, item.attempts),
+                    )
+                    self.retried += 1
+                if cur.rowcount == 0:
+                    return  # re-claimed by another worker meanwhile, or done: theirs to record
+                log.info(
+                    "outbox %s kind=%s key=%s attempts=%d error=%s",
+                    "dead letter" if dead else "retry",
+                    item.kind,
+                    item.idempotency_key,
+                    item.attempts,
+                    outcome.error,
+                )
+            handler.record(conn, item, outcome, dead)
+
+
+# -- the process -------------------------------------------------------------------------------
+
+
+def build_handlers(settings: Any, push: PushService | None = None) -> list[Handler]:
+    handlers: list[Handler] = [ParentNotificationHandler(push or LoggingPushService())]
+    if settings.socialwallet_url:
+        from cloud.socialwallet.handler import SocialWalletHandler, connector_from_settings
+
+        handlers.append(SocialWalletHandler(connector_from_settings(settings)))
+    return handlers
+
+
+def worker_from_settings(settings: Any, handlers: Sequence[Handler]) -> OutboxWorker:
+    return OutboxWorker(
+        settings.database_url,
+        handlers,
+        worker_id=settings.outbox_worker_id,
+        batch=settings.outbox_batch,
+        poll_s=settings.outbox_poll_s,
+        lease_s=settings.outbox_lease_s,
+        max_attempts=settings.outbox_max_attempts,
+        backoff_base_s=settings.outbox_backoff_base_s,
+        backoff_max_s=settings.outbox_backoff_max_s,
+    )
+
+
+def main() -> int:
+    from cloud.ingest.metrics import setup_json_logging
+    from cloud.settings import get_settings
+
+    setup_json_logging(logging.INFO)
+    settings = get_settings()
+    handlers = build_handlers(settings)
+    worker = worker_from_settings(settings, handlers)
+    reconciler = None
+    if settings.socialwallet_url:
+        from cloud.socialwallet.handler import connector_from_settings
+        from cloud.socialwallet.reconcile import Reconciler
+
+        reconciler = Reconciler(
+            settings.database_url,
+            connector_from_settings(settings),  # its own client: it runs in its own thread
+            interval_s=settings.socialwallet_reconcile_s,
+            grace_s=settings.socialwallet_reconcile_grace_s,
+        )
+        reconciler.start()
+    log.info("outbox process %s", json.dumps({"kinds": sorted(worker.handlers)}))
+    try:
+        worker.run_forever()
+    finally:
+        if reconciler is not None:
+            reconciler.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    # run the importable module's main, not this __main__ copy: handlers import
+    # cloud.workers.outbox, and its outcome classes must be the ones the worker checks
+    from cloud.workers.outbox import main as _main
+
+    raise SystemExit(_main())

@@ -1,0 +1,341 @@
+"""Device provisioning: claim tokens (one use, expiry, scope), the board's credential exchange,
+revocation; against a real Mosquitto with the dynamic-security plugin (private, free port): a
+provisioned board may publish only on its own topics and a revoked board cannot connect."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+from api_world import World, build, login_all
+from fastapi.testclient import TestClient
+from paho.mqtt.enums import CallbackAPIVersion
+
+from cloud.api.app import create_app
+from cloud.provisioning.dynsec import DynSec, board_acls
+from cloud.settings import Settings
+
+PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
+ADMIN, ADMIN_PW = "qadam-admin", "admin-pw-123"
+
+
+@contextmanager
+def _api(database_url: str, **over: Any) -> Iterator[tuple[TestClient, World]]:
+    w = build(database_url)
+    s = Settings(database_url=database_url, auth_required=True, **over)
+    with TestClient(create_app(s)) as c:
+        login_all(c, w, database_url)
+        yield c, w
+
+
+@pytest.fixture
+def api(database_url: str) -> Iterator[tuple[TestClient, World]]:
+    with _api(database_url) as cw:
+        yield cw
+
+
+def _claim(c: TestClient, w: World, device: str = "gate-1", role: str = "technician") -> str:
+    r = c.post(f"/api/v1/devices/{device}/claim-token", headers=w.auth(role))
+    assert r.status_code == 201, r.text
+    token: str = r.json()["token"]
+    return token
+
+
+def _count(url: str, q: str, params: tuple[Any, ...] = ()) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(q, params).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+# -- API, open broker (mqtt_dynsec=False, the demo default) -------------------------------------
+
+
+def test_claim_token_is_one_time_and_returns_credentials(
+    api: tuple[TestClient, World], database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    c, w = api
+    r = c.post("/api/v1/devices/gate-1/claim-token", headers=w.auth("technician"))
+    assert r.status_code == 201, r.text
+    token = r.json()["token"]
+    assert len(token) >= 40 and r.json()["device"] == "gate-1"
+    # stored hashed, never in clear, and audited without the secret
+    assert _count(database_url, "SELECT count(*) FROM device_claim_tokens WHERE token_hash = %s",
+                  (hashlib.sha256(token.encode()).digest(),)) == 1  # fmt: skip
+    assert _count(database_url, "SELECT count(*) FROM audit_log WHERE entity = 'claim_token'"
+                  " AND after::text LIKE %s", (f"%{token}%",)) == 0  # fmt: skip
+    with caplog.at_level("WARNING", logger="qadam.provisioning"):
+        r = c.post("/api/v1/provision", json={"device": "gate-1", "token": token})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["device"] == "gate-1" and body["school"] == "s1"
+    assert body["site_key"] == (b"k" * 32).hex()
+    m = body["mqtt"]
+    assert m["user"] == "gate-1" and len(m["password"]) >= 24 and m["acl"] is False
+    assert (m["host"], m["port"], m["prefix"]) == ("127.0.0.1", 1883, "qadam")
+    assert "OPEN" in caplog.text  # the demo broker is open, and the log says so
+    # one use only
+    r = c.post("/api/v1/provision", json={"device": "gate-1", "token": token})
+    assert r.status_code == 403, r.text
+    assert _count(database_url, "SELECT count(*) FROM device_credentials"
+                  " WHERE device_id = 'gate-1' AND revoked_at IS NULL") == 1  # fmt: skip
+
+
+def test_bad_claims_are_refused_and_change_nothing(
+    api: tuple[TestClient, World], database_url: str
+) -> None:
+    c, w = api
+    token = _claim(c, w)
+    for body, status in (
+        ({"device": "gate-1", "token": "x" * 43}, 403),  # wrong token
+        ({"device": "gate-2", "token": token}, 403),  # another device's token
+        ({"device": "gate-1"}, 422),
+        ({"device": "gate-1", "token": token, "extra": 1}, 422),
+        ({"device": "Gate 1", "token": token}, 422),
+        ({"device": "gate-1", "token": "short"}, 422),
+        ({"device": "gate-1", "token": 12345678901234567890}, 422),
+    ):
+        r = c.post("/api/v1/provision", json=body)
+        assert r.status_code == status, (body, r.text)
+    assert _count(database_url, "SELECT count(*) FROM device_credentials") == 0
+    # expired
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "UPDATE device_claim_tokens SET created_at = now() - interval '2 days',"
+            " expires_at = now() - interval '1 second'"
+        )
+    r = c.post("/api/v1/provision", json={"device": "gate-1", "token": token})
+    assert r.status_code == 403, r.text
+    assert _count(database_url, "SELECT count(*) FROM device_credentials") == 0
+    assert _count(database_url, "SELECT count(*) FROM device_claim_tokens"
+                  " WHERE used_at IS NOT NULL") == 0  # fmt: skip
+
+
+def test_claim_token_scope(api: tuple[TestClient, World]) -> None:
+    c, w = api
+    # technician of s1: not gate-3 (s3, another district) -> 404 like a missing device
+    assert (
+        c.post("/api/v1/devices/gate-3/claim-token", headers=w.auth("technician")).status_code
+        == 404
+    )
+    assert (
+        c.post("/api/v1/devices/nope/claim-token", headers=w.auth("technician")).status_code == 404
+    )
+    for role in ("district_authority", "canteen_operator", "guardian"):
+        r = c.post("/api/v1/devices/gate-1/claim-token", headers=w.auth(role))
+        assert r.status_code == 403, role
+    assert c.post("/api/v1/devices/gate-1/claim-token").status_code == 401
+    assert (
+        c.post("/api/v1/devices/gate-3/claim-token", headers=w.auth("platform_admin")).status_code
+        == 201
+    )
+
+
+def test_revoke_voids_tokens_and_credentials(
+    api: tuple[TestClient, World], database_url: str
+) -> None:
+    c, w = api
+    tech = w.auth("technician")
+    assert c.post("/api/v1/devices/gate-1/revoke", headers=tech).status_code == 409  # nothing yet
+    pending = _claim(c, w)
+    r = c.post("/api/v1/devices/gate-1/revoke", headers=tech)
+    assert r.status_code == 200 and r.json() == {
+        "device": "gate-1", "credentials_revoked": False, "tokens_revoked": 1,
+    }, r.text  # fmt: skip
+    assert (
+        c.post("/api/v1/provision", json={"device": "gate-1", "token": pending}).status_code == 403
+    )
+    token = _claim(c, w)
+    assert c.post("/api/v1/provision", json={"device": "gate-1", "token": token}).status_code == 200
+    r = c.post("/api/v1/devices/gate-1/revoke", headers=tech)
+    assert r.status_code == 200 and r.json()["credentials_revoked"] is True
+    assert c.post("/api/v1/devices/gate-1/revoke", headers=tech).status_code == 409
+    assert c.post("/api/v1/devices/gate-3/revoke", headers=tech).status_code == 404
+    assert _count(database_url, "SELECT count(*) FROM audit_log WHERE action = 'revoke'"
+                  " AND entity = 'device_credentials'") == 2  # fmt: skip
+    # a new claim token re-provisions the device
+    token = _claim(c, w)
+    assert c.post("/api/v1/provision", json={"device": "gate-1", "token": token}).status_code == 200
+    assert _count(database_url, "SELECT count(*) FROM device_credentials"
+                  " WHERE revoked_at IS NULL") == 1  # fmt: skip
+
+
+def test_dynsec_unreachable_is_503_and_token_stays_usable(database_url: str) -> None:
+    port = _free_port()  # nothing listens there
+    with _api(database_url, mqtt_dynsec=True, mqtt_port=port, mqtt_admin_user="a",
+              mqtt_admin_password="b") as (c, w):  # fmt: skip
+        token = _claim(c, w)
+        r = c.post("/api/v1/provision", json={"device": "gate-1", "token": token})
+        assert r.status_code == 503, r.text
+        assert _count(database_url, "SELECT count(*) FROM device_credentials") == 0
+        assert _count(database_url, "SELECT count(*) FROM device_claim_tokens"
+                      " WHERE used_at IS NULL") == 1  # fmt: skip
+
+
+# -- real Mosquitto with the dynamic-security plugin -------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def dynsec_broker(tmp_path: Path) -> Iterator[int]:
+    assert Path(PLUGIN).exists(), "mosquitto dynamic-security plugin missing"
+    port = _free_port()
+    subprocess.run(["mosquitto_ctrl", "dynsec", "init", f"{tmp_path}/dynsec.json", ADMIN,
+                    ADMIN_PW], check=True, capture_output=True)  # fmt: skip
+    (tmp_path / "m.conf").write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous false\nplugin {PLUGIN}\n"
+        f"plugin_opt_config_file {tmp_path}/dynsec.json\nuser root\n"
+        f"log_dest file {tmp_path}/mosquitto.log\n"
+    )
+    proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(tmp_path / "m.conf")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            assert proc.poll() is None, "mosquitto exited"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "mosquitto did not start"
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+class Peer:
+    """A paho client that records its connect result, messages and disconnects."""
+
+    def __init__(self, port: int, cid: str, user: str | None, password: str | None) -> None:
+        self.c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=cid,
+                             protocol=mqtt.MQTTv311)  # fmt: skip
+        self.rc: int | None = None
+        self.connected = threading.Event()
+        self.disconnected = threading.Event()
+        self.got: list[tuple[str, bytes]] = []
+        self.suback: list[list[int]] = []
+        self.c.on_connect = self._on_connect
+        self.c.on_disconnect = lambda *_a: self.disconnected.set()
+        self.c.on_message = lambda _c, _u, m: self.got.append((m.topic, bytes(m.payload)))
+        self.c.on_subscribe = lambda _c, _u, _m, rcs, _p: self.suback.append(
+            [int(rc.value) for rc in rcs]
+        )
+        if user is not None:
+            self.c.username_pw_set(user, password)
+        self.c.connect("127.0.0.1", port, keepalive=10)
+        self.c.loop_start()
+        assert self.connected.wait(5), "no CONNACK"
+
+    def _on_connect(self, _c: mqtt.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
+        self.rc = int(rc.value)
+        self.connected.set()
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def _wait(pred: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return bool(pred())
+
+
+def test_provisioned_boards_are_confined_and_revocable(
+    database_url: str, dynsec_broker: int
+) -> None:
+    port, prefix = dynsec_broker, "qx"
+    admin = DynSec("127.0.0.1", port, ADMIN, ADMIN_PW, prefix)
+    # an observer account that reads everything under the prefix (plays the cloud)
+    admin.run([
+        {"command": "createRole", "rolename": "observer",
+         "acls": [{"acltype": "subscribePattern", "topic": f"{prefix}/#", "allow": True}]},
+        {"command": "createClient", "username": "observer", "password": "obs-pw",
+         "roles": [{"rolename": "observer"}]},
+    ])  # fmt: skip
+    with _api(database_url, mqtt_dynsec=True, mqtt_port=port, topic_prefix=prefix,
+              mqtt_admin_user=ADMIN, mqtt_admin_password=ADMIN_PW) as (c, w):  # fmt: skip
+        creds = {}
+        for dev in ("gate-1", "gate-2"):
+            role = "technician" if dev == "gate-1" else "platform_admin"
+            token = _claim(c, w, dev, role)
+            r = c.post("/api/v1/provision", json={"device": dev, "token": token})
+            assert r.status_code == 200, r.text
+            assert r.json()["mqtt"]["acl"] is True and r.json()["mqtt"]["port"] == port
+            creds[dev] = r.json()["mqtt"]["password"]
+        role_doc = admin.run([{"command": "getRole", "rolename": "qadam-board-gate-1"}])[0]
+        assert sorted(a["topic"] for a in role_doc["data"]["role"]["acls"]) == sorted(
+            a["topic"] for a in board_acls(prefix, "gate-1")
+        )
+
+        obs = Peer(port, "observer", "observer", "obs-pw")
+        assert obs.rc == 0
+        obs.c.subscribe(f"{prefix}/#", qos=1)
+        assert _wait(lambda: obs.suback == [[1]])
+
+        # anonymous and wrong passwords are refused
+        assert Peer(port, "anon", None, None).rc != 0
+        assert Peer(port, "gate-1", "gate-1", creds["gate-2"]).rc != 0
+        # the account is bound to its client id too
+        assert Peer(port, "other-id", "gate-1", creds["gate-1"]).rc != 0
+
+        a = Peer(port, "gate-1", "gate-1", creds["gate-1"])
+        assert a.rc == 0
+        for leaf in ("events", "status", "cmd/res", "wl/req"):
+            a.c.publish(f"{prefix}/v1/dev/gate-1/{leaf}", b"{}", qos=1).wait_for_publish(5)
+        assert _wait(lambda: len(obs.got) == 4), obs.got
+        # its own downlink topics: granted; another board's: refused (0x80)
+        a.c.subscribe([(f"{prefix}/v1/dev/gate-1/{leaf}", 1) for leaf in ("ack", "wl", "cmd")])
+        assert _wait(lambda: a.suback == [[1, 1, 1]]), a.suback
+        a.c.subscribe(f"{prefix}/v1/dev/gate-2/ack", qos=1)
+        assert _wait(lambda: len(a.suback) == 2) and a.suback[1] == [128], a.suback
+        # posing as gate-2: not delivered (and Mosquitto 2.0.11 drops the 3.1.1 connection)
+        a.c.publish(f"{prefix}/v1/dev/gate-2/events", b"forged", qos=1)
+        a.c.publish(f"{prefix}/v1/dev/gate-1/ack", b"forged-ack", qos=1)  # a downlink topic
+        time.sleep(0.7)
+        assert [t for t, _ in obs.got if "gate-2" in t or t.endswith("/ack")] == []
+        a.close()
+
+        b = Peer(port, "gate-2", "gate-2", creds["gate-2"])
+        assert b.rc == 0
+        b.close()
+
+        # revoke gate-1: it cannot connect any more; gate-2 still can
+        r = c.post("/api/v1/devices/gate-1/revoke", headers=w.auth("technician"))
+        assert r.status_code == 200 and r.json()["credentials_revoked"] is True, r.text
+        assert Peer(port, "gate-1", "gate-1", creds["gate-1"]).rc != 0
+        b = Peer(port, "gate-2", "gate-2", creds["gate-2"])
+        assert b.rc == 0
+        b.close()
+
+        # re-provisioning gate-1 issues a new password; the old one stays dead
+        token = _claim(c, w)
+        r = c.post("/api/v1/provision", json={"device": "gate-1", "token": token})
+        assert r.status_code == 200, r.text
+        new_pw = r.json()["mqtt"]["password"]
+        assert new_pw != creds["gate-1"]
+        assert Peer(port, "gate-1", "gate-1", creds["gate-1"]).rc != 0
+        a = Peer(port, "gate-1", "gate-1", new_pw)
+        assert a.rc == 0
+        a.close()
+        obs.close()

@@ -43,6 +43,18 @@ def readers_for(count: int) -> tuple[Reader, ...]:
     return DEFAULT_READERS + extra
 
 
+# A simulated canteen serves all day long (so a demo at any hour shows meals), one dish, and
+# lets pupils with no known balance eat on offline credit (docs/protocol.md "Canteen").
+CANTEEN_CONFIG = {
+    "mode": "canteen",
+    "meal_periods": {"day": ["00:00", "23:59"]},
+    "menu": {
+        "periods": {"day": {"dish": "Plov", "allergens": 0, "price": "650", "reduced": "325"}}
+    },
+    "offline_credit_limit": "100000",
+}
+
+
 @dataclass
 class Summary:
     taps: int = 0
@@ -108,6 +120,7 @@ class SimulatedSchool:
                 mqtt_host=mqtt_host,
                 mqtt_port=mqtt_port,
                 prefix=prefix,
+                extra=CANTEEN_CONFIG if reader.mode == "canteen" else {},
             )
             self.boards.append(VirtualBoard(config, self.state_dir / config.device, echo=echo))
         self._rng = random.Random(seed + 2)

@@ -3,6 +3,8 @@
     qadam flash --port /dev/ttyUSB0 [--image ESP32_GENERIC-v1.29.bin] \\
         --config board-configs/esp32-devkitc-door-mfrc522.json --config device.json \\
         --claim TOKEN [--wait-online] [--dry-run]
+    qadam flash --port P --config board.json [--config device.json] \\
+        --cloud https://cloud.example --claim TOKEN --device gate-1 [--wait-online]
 
 Steps (docs/flashing.md): check every --config (a board config is validated with
 tools/boardconfig.py; device.json must name the device and its site key) -> build the bundle
@@ -12,6 +14,12 @@ one connection) -> refuse if the board's MicroPython cannot load our .mpy versio
 file on the board (sha256 in the board's hashlib) and copy only what differs -> hash again and
 compare -> soft reset (main.py runs) -> with --wait-online, wait for the board's retained
 `{prefix}/v1/dev/{device}/status` to say online.
+
+With --cloud URL the claim token is traded for the board's MQTT credentials right after the board
+is checked (raw REPL, .mpy version) and before anything is written to it: POST
+{URL}/api/v1/provision (tools/flashing/provision.py); the answer becomes device.json (merged over
+a --config device.json template), copied and verified with the rest. No claim.json is written
+then. Without --cloud, --claim writes claim.json as before.
 
 With --romfs the firmware goes into the board's ROMFS partition as one image instead (bytecode
 runs in place from flash, ~23 KB more free heap; needs a MicroPython build with MICROPY_VFS_ROM,
@@ -36,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.flashing import (
+    EXIT_CLOUD,
     EXIT_CONFIG,
     EXIT_MPY_MISMATCH,
     EXIT_USAGE,
@@ -172,9 +181,15 @@ def _check_device(cfg: Path, doc: Any) -> list[str]:
     return bad
 
 
-def check_configs(configs: list[Path]) -> dict[Path, str]:
+def check_configs(
+    configs: list[Path], cloud: bool = False, cloud_device: str | None = None
+) -> dict[Path, str]:
     """Check the configuration files before anything touches the board; return the name each one
-    gets on the board. Raises FlashError naming every problem; prints warnings."""
+    gets on the board. Raises FlashError naming every problem; prints warnings.
+
+    With `cloud` (--cloud) a device.json is a template: the cloud supplies its device, school,
+    site_key and broker account, so those may be missing (its device, if present, must be
+    `cloud_device`, --device)."""
     from tools import boardconfig
 
     names: dict[Path, str] = {}
@@ -186,6 +201,14 @@ def check_configs(configs: list[Path]) -> dict[Path, str]:
             raise FlashError(f"config {exc}") from None
         if cfg.name != BOARD_JSON and not (isinstance(doc, dict) and "hal" in doc):
             if cfg.name == DEVICE_JSON:
+                if cloud and isinstance(doc, dict):
+                    named = doc.get("device")
+                    if cloud_device is not None and named not in (None, cloud_device):
+                        raise FlashError(
+                            f"{cfg} names device {named!r} but --device is {cloud_device!r}",
+                            EXIT_CONFIG,
+                        )
+                    doc = {**doc, "device": named or cloud_device or "x", "site_key": "00"}
                 bad = _check_device(cfg, doc)
                 if bad:
                     lines = "\n".join(f"  {cfg}: {b}" for b in bad)
@@ -313,7 +336,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--image", type=Path, help="MicroPython .bin to erase the chip and write first")
     p.add_argument("--chip", help='chip for --image (default: the board config\'s "chip")')
-    p.add_argument("--claim", metavar="TOKEN", help="provisioning token, written as claim.json")
+    p.add_argument(
+        "--claim",
+        metavar="TOKEN",
+        help="claim token: with --cloud, traded for the board's MQTT credentials (device.json); "
+        "without, written as claim.json",
+    )
+    p.add_argument(
+        "--cloud",
+        metavar="URL",
+        help="the cloud's base URL: trade --claim for the board's credentials there "
+        "(POST URL/api/v1/provision) and write them as device.json",
+    )
+    p.add_argument(
+        "--device",
+        metavar="ID",
+        help='device id for --cloud (default: the device.json template\'s "device")',
+    )
+    p.add_argument(
+        "--cloud-timeout", type=float, default=15.0, help="seconds for the cloud (default 15)"
+    )
     p.add_argument(
         "--wait-online",
         action="store_true",
@@ -370,9 +412,24 @@ def _run(args: argparse.Namespace) -> int:
     from tools.flashing import image as esp
 
     # 1. everything that can be checked offline
-    names = check_configs(args.config)
+    cloud = _cloud_args(args)
+    names = check_configs(args.config, cloud is not None, args.device)
+    if cloud and args.device is None:
+        args.device = (_device_doc(names) or {}).get("device")
+        if not args.device:
+            raise FlashError(
+                "--cloud needs the device id: --device ID or a device.json template naming it",
+                EXIT_CONFIG,
+            )
     claim = claim_document(args.claim) if args.claim is not None else None
+    if cloud:
+        claim = None  # traded for the credentials, not written to the board
     device = _device_doc(names)
+    template = None
+    if cloud:  # device.json comes from the cloud; any device.json given is its template
+        template = device
+        names = {c: d for c, d in names.items() if d != DEVICE_JSON}
+        device = {**(template or {}), "device": args.device}
     board_doc = next((json.loads(c.read_text()) for c, d in names.items() if d == BOARD_JSON), None)
     esptool_cmds: list[list[str]] = []
     if args.image:
@@ -392,7 +449,8 @@ def _run(args: argparse.Namespace) -> int:
         from tools.flashing.online import status_topic
 
         prefix = (device.get("mqtt") or {}).get("prefix", "qadam")
-        watch_where = (*_broker(args, device), status_topic(prefix, device["device"]))
+        if not cloud:  # with --cloud the broker and prefix are in the cloud's answer
+            watch_where = (*_broker(args, device), status_topic(prefix, device["device"]))
 
     # 2. the bundle
     if not (args.firmware / "main.py").is_file():
@@ -420,6 +478,13 @@ def _run(args: argparse.Namespace) -> int:
         for cmd in esptool_cmds:
             log(f"  run {' '.join(cmd)}")
         log(f"  open the raw REPL on {args.port}; refuse unless the board loads .mpy v{ours}")
+        if cloud:
+            log(
+                f"  provision: POST {cloud}/api/v1/provision as device {args.device} with the "
+                "claim token (not called: dry run); the answer -> :device.json"
+                + (" merged over the given device.json" if template is not None else "")
+                + ", verify by sha256"
+            )
         if romfs is not None:
             log(
                 f"  deploy {romfs.path} -> ROMFS partition 0 ({len(romfs.data)} B, sha256 "
@@ -437,6 +502,11 @@ def _run(args: argparse.Namespace) -> int:
                 f"  wait up to {args.online_timeout:.0f}s for online on {watch_where[2]} at "
                 f"{watch_where[0]}:{watch_where[1]}"
             )
+        elif cloud and args.wait_online:
+            log(
+                f"  wait up to {args.online_timeout:.0f}s for online on "
+                f"PREFIX/v1/dev/{args.device}/status at the broker the cloud names"
+            )
         return 0
 
     from tools.flashing.board import Board, check_port
@@ -444,13 +514,9 @@ def _run(args: argparse.Namespace) -> int:
     check_port(args.port)
     watch = None
     if watch_where:
-        from tools.flashing.online import StatusWatch
-
         user = (device or {}).get("mqtt", {}).get("user")
         password = (device or {}).get("mqtt", {}).get("password")
-        watch = StatusWatch(
-            watch_where[0], watch_where[1], watch_where[2], user=user, password=password
-        )
+        watch = _watch(*watch_where, user=user, password=password)
     try:
         # 3. MicroPython itself
         if esptool_cmds:
@@ -460,6 +526,13 @@ def _run(args: argparse.Namespace) -> int:
         try:
             board.enter_raw_repl()
             log(f"board: {_mpy(board, ours)}")
+            if cloud:
+                # checked, nothing written yet: trade the token; a failure leaves the board as is
+                item, where = _provision(args, cloud, template)
+                items.append(item)
+                total += len(item.data)
+                if args.wait_online:
+                    watch = _watch(*where)
             if romfs is not None:
                 board.romfs_deploy(str(romfs.path), len(romfs.data), romfs.sha256)
                 log(f"ROMFS image deployed and verified ({len(romfs.data)} B)")
@@ -480,6 +553,63 @@ def _run(args: argparse.Namespace) -> int:
         if watch is not None:
             watch.close()
     return 0
+
+
+def _cloud_args(args: argparse.Namespace) -> str | None:
+    """--cloud/--claim/--device checked offline; the cloud's base URL or None."""
+    from tools.flashing import provision
+
+    if args.cloud is None:
+        if args.device is not None:
+            raise FlashError("--device is only used with --cloud", EXIT_CONFIG)
+        return None
+    url = provision.check_url(args.cloud)
+    if args.claim is None:
+        raise FlashError("--cloud needs the claim token: --claim TOKEN", EXIT_CONFIG)
+    if args.device is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", args.device):
+        raise FlashError(
+            f"--device {args.device!r}: 1-64 characters of A-Z a-z 0-9 _ . -", EXIT_CONFIG
+        )
+    if provision.insecure(url):
+        print(
+            f"warning: --cloud {url} is plain http: the board's MQTT password crosses the network "
+            "in clear (use https)",
+            file=sys.stderr,
+        )
+    return url
+
+
+def _provision(args: argparse.Namespace, cloud: str, template: dict[str, Any] | None):
+    """POST the claim token; the device.json item built from the answer and (host, port, topic)
+    of the board's status for --wait-online."""
+    from tools.flashing import provision
+    from tools.flashing.online import status_topic
+
+    log(f"provisioning {args.device} at {cloud} ...")
+    p = provision.provision(cloud, args.device, args.claim, timeout=args.cloud_timeout)
+    log(f"provisioned: {p.describe()}")
+    doc = provision.device_document(template, p)
+    bad = _check_device(Path(DEVICE_JSON), doc)
+    if bad:
+        raise FlashError(
+            "the cloud's answer makes an invalid device.json (" + "; ".join(bad) + "); nothing "
+            "was written to the board, the claim token is used: ask for a new one",
+            EXIT_CLOUD,
+        )
+    item = Item(DEVICE_JSON, provision.encode(doc), f"--cloud {cloud}")
+    if args.wait_online and p.acl:
+        log(
+            "note: the broker enforces per-board ACLs; --wait-online subscribes without the "
+            "board's account (its client id is bound to the board) and needs a broker that lets "
+            "this machine read the status topic"
+        )
+    return item, (*_broker(args, doc), status_topic(p.prefix, p.device))
+
+
+def _watch(host: str, port: int, topic: str, user=None, password=None):
+    from tools.flashing.online import StatusWatch
+
+    return StatusWatch(host, port, topic, user=user, password=password)
 
 
 def _mpy(board, ours: int) -> str:

@@ -60,6 +60,9 @@ class App:
         self._wl_busy = False
         self._last_cmd = None  # (id, reply) of the last command: a re-delivery is not re-run
         self.rebooting = False
+        self.canteen = None  # app.canteen.Canteen, only on a canteen board (loaded lazily)
+        if cfg.get("mode") == "canteen" or cfg.get("reader") == "canteen":
+            self._canteen()
 
     # --- MQTT ---------------------------------------------------------------------------------
     def on_message(self, t, payload):
@@ -136,7 +139,19 @@ class App:
 
     # --- commands from the HAL (the sim's stdin, a real reader) -------------------------------
     def tap(self, uid, reader=None):
+        if (reader or self.door.reader) == "canteen":
+            return self._canteen().tap(uid)
         return self.door.tap(uid, reader)
+
+    def _canteen(self):
+        if self.canteen is None:
+            from app.canteen import Canteen
+            self.canteen = Canteen(self.door, self.cfg)
+        return self.canteen
+
+    def override(self):
+        # The canteen operator's button (sim "override"): grant the last allergen block.
+        return self.canteen.override() if self.canteen else None
 
     def stat(self):
         s = {"journal": self.journal.count, "taps": self.door.taps, "acked": self.sync.acked,

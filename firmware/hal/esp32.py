@@ -24,6 +24,18 @@ class _NoPin:
         return 0
 
 
+class _Oled:
+    def __init__(self, d):
+        self.d = d
+
+    def show(self, l1, l2):
+        d = self.d
+        d.fill(0)
+        d.text(l1[:16], 0, 0)
+        d.text(l2[:16], 0, 12)
+        d.show()
+
+
 class Board:
     name = "esp32"
 
@@ -58,6 +70,22 @@ class Board:
             self.passage_sensors.append((s["reader"], Pin(s["pin"], Pin.IN, pull),
                                          s.get("active_high", True)))
         self.readers = [self._reader(rc) for rc in cfg.get("readers") or ()]
+        # Canteen counter (app.canteen): board.json "display": {"type": "ssd1306", "bus": NAME,
+        # "address": 60, "width": 128, "height": 32} (needs the ssd1306 module; without it the
+        # lines go to the log) and "override_button": {"pin": N, "active_high": false}.
+        self.display = None
+        dc = cfg.get("display")
+        if dc and dc.get("type") == "ssd1306":
+            try:
+                import ssd1306
+                self.display = _Oled(ssd1306.SSD1306_I2C(dc.get("width", 128),
+                                                         dc.get("height", 32), self._bus(dc["bus"]),
+                                                         addr=dc.get("address", 0x3C)))
+            except Exception as e:
+                log("display:", repr(e))
+        ob = cfg.get("override_button")
+        self.button = None if not ob else (Pin(ob["pin"], Pin.IN, Pin.PULL_UP),
+                                          ob.get("active_high", False))
 
     def relay_for(self, reader):
         """The relay releasing `reader`'s direction (turnstile), else the board's first relay."""
@@ -120,7 +148,20 @@ class Board:
     def start(self, app):
         if getattr(app, "safe_mode", False):  # app.supervisor: network and commands only
             return []
-        return [asyncio.create_task(self._poll(rd, app)) for rd in self.readers]
+        t = [asyncio.create_task(self._poll(rd, app)) for rd in self.readers]
+        if self.button:
+            t.append(asyncio.create_task(self._button(app)))
+        return t
+
+    async def _button(self, app):
+        pin, ah = self.button
+        was = 0
+        while True:
+            v = 1 if pin.value() == (1 if ah else 0) else 0
+            if v and not was:
+                app.override()
+            was = v
+            await sleep_ms(50)
 
     async def _init(self, rd, sup):
         wait = 1000

@@ -1,9 +1,9 @@
 # Simulator board adapter (decisions.md D5): the virtual board's control channel is stdin/stdout.
-# stdin commands: "tap <uid-hex> [reader]", "stat", "quit"; the rest (turnstile parts, watchdog
-# stand-in, fault injection) is in hal.simx, loaded only when used. A tap goes through a reader
-# task like a real reader's: polled, re-initialised with backoff on errors, heartbeat for the
-# supervisor. The relay prints "@relay" lines; the LED prints human-readable lines. Everything
-# else in firmware/ is shared with the real board.
+# stdin commands: "tap <uid-hex> [reader]", "stat", "quit", "override" (the canteen operator's
+# button); the rest (turnstile parts, watchdog stand-in, fault injection) is in hal.simx, loaded
+# only when used. A tap goes through a reader task like a real reader's: polled, re-initialised
+# with backoff on errors, heartbeat for the supervisor. The relay prints "@relay" lines; the LED
+# prints human-readable lines. Everything else in firmware/ is shared with the real board.
 import binascii
 import sys
 
@@ -135,6 +135,8 @@ class Board:
             elif cmd == "quit":
                 app.quit()
                 return
+            elif cmd == "override":  # the canteen operator's override button
+                app.override()
             else:
                 import hal.simx
                 hal.simx.command(self, parts)

@@ -11,6 +11,9 @@ CMDS = ("open", "reboot", "resync", "config")
 CONFIG = {"heartbeat_s": (10, 86400), "relay_ms": (50, 10000), "ack_timeout_ms": (500, 600000),
           "batch": (1, 32)}
 READERS = ("in", "out", "canteen")
+# Canteen keys (protocol.md "Canteen"), checked by app.canteen_cfg.valid.
+CANTEEN = ("mode", "menu", "meal_periods", "offline_credit_limit", "balances", "override_s",
+           "tz_offset_min")
 
 
 class CmdError(Exception):
@@ -47,6 +50,9 @@ def check_config(st, cid=None):
         v = st[k]
         if k == "reader":
             ok = v in READERS
+        elif k in CANTEEN:
+            from app.canteen_cfg import valid
+            ok = valid(k, v)
         elif k in CONFIG:
             lo, hi = CONFIG[k]
             ok = isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
@@ -96,8 +102,11 @@ async def handle(app, payload):
                                    % app.wl_version, 1, False)
         elif cmd == "config":
             st = c["set"]
-            save_config("device.json", st)
-            _apply(app, st)
+            if getattr(app, "canteen", None) is not None and any(k in CANTEEN for k in st):
+                app.canteen.configure(st)  # "balances" go to canteen.bal, not device.json
+            if st:
+                save_config("device.json", st)
+                _apply(app, st)
         if res is None:
             res = reply(cid, True)
     except CmdError as e:

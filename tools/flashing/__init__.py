@@ -1,5 +1,6 @@
 """Parts of the technician tool (tools/flash.py): the MicroPython image (esptool), the board's
-raw REPL (mpremote's SerialTransport), the cloud's view of the board (MQTT) and progress output."""
+raw REPL (mpremote's SerialTransport), the cloud's view of the board (MQTT), the claim-token
+exchange with the cloud (provision.py) and progress output."""
 
 from __future__ import annotations
 
@@ -25,3 +26,5 @@ EXIT_VERIFY = 6  # a file on the board does not hash to what was sent, or the bo
 EXIT_OFFLINE = 7  # --wait-online: the board did not report online in time
 EXIT_ESPTOOL = 8  # erasing or writing the MicroPython image failed
 EXIT_BROKER = 9  # --wait-online: the MQTT broker cannot be reached
+EXIT_CLOUD = 10  # --cloud: the cloud cannot be reached or failed; nothing was written
+EXIT_CLAIM_REFUSED = 11  # --cloud: the claim token was refused (403); nothing was written

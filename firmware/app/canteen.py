@@ -1,0 +1,194 @@
+# Canteen counter (docs/protocol.md "Canteen"). Loaded by app.runner only on a canteen board
+# (device.json "mode": "canteen" or "reader": "canteen") or at the first canteen tap. A tap shows
+# on the display (l1/l2), LED and buzzer what the pupil may receive now, decided offline:
+#   free / reduced (price) / paid (from the balance) / offline_credit (balance unknown: within
+#   offline_credit_limit) / already_received (this meal period) / allergen (today's dish vs the
+#   card's allergen mask) / no_meal_period / no_balance / credit_limit.
+# An operator override (sim "override", ESP32 button) within override_s of an allergen block
+# grants the meal: a second event, reason "override_allergen", "ref" = the blocked tap's seq.
+# State on flash (small): canteen.srv (served tags of the current period), canteen.crd (offline
+# credit used, appended), canteen.bal (balances, sorted 12-byte records: key 8 + i32 tiyn).
+# Money: tiyn (1/100 tenge) inside, "650" / "650.50" strings in config, display and events.
+from compat import asyncio, emit, hexlify, sleep_ms, ticks_add, ticks_diff, ticks_ms
+from store.cardkey import card_key
+
+from app.canteen_core import SRV, Book, Served, _hm, fmt, money
+from app.canteen_rules import Decide
+
+DEBOUNCE_MS = 1500
+TEXT = {"free": "Free meal", "reduced": "Reduced price", "paid": "Paid from balance",
+        "offline_credit": "On credit", "already_received": "Already received",
+        "allergen": "BLOCKED: allergen", "no_meal_period": "No meal now",
+        "no_balance": "Balance too low", "credit_limit": "Credit limit",
+        "override_allergen": "OVERRIDE allergen", "unknown_card": "Unknown card"}
+
+
+class Canteen(Decide):
+    def __init__(self, door, cfg, dirpath="."):
+        self.door = door
+        self.board = door.board
+        self.d = dirpath + "/"
+        self.seq_blocked = None  # (key, cat, deadline ms, ref seq) of the last allergen block
+        self.served = Served(cfg.get("canteen_slots", 1024), self.d + SRV)
+        self.book = Book(self.d)
+        self._last = None
+        self._lt = 0
+        self.ev = None  # asyncio.Event of the LED/buzzer task, made with it (show)
+        self.pat = 0
+        self.configure(cfg)
+
+    def configure(self, cfg):
+        """Apply canteen keys of device.json / a `config` command (net.cmd)."""
+        if "meal_periods" in cfg:
+            ps = cfg["meal_periods"] or {}
+            self.periods = sorted((_hm(v[0]), _hm(v[1]), k) for k, v in ps.items())
+        elif not hasattr(self, "periods"):
+            self.periods = [(480, 600, "breakfast"), (720, 870, "lunch")]
+        if "menu" in cfg or not hasattr(self, "menu"):
+            self.menu = cfg.get("menu") or {}
+        if "offline_credit_limit" in cfg or not hasattr(self, "limit"):
+            self.limit = money(cfg.get("offline_credit_limit", 0))
+        self.override_ms = cfg.get("override_s", getattr(self, "override_ms", 30000) // 1000) * 1000
+        self.tz = cfg.get("tz_offset_min", getattr(self, "tz", 0))
+        bal = cfg.get("balances")
+        if bal is not None:
+            self.book.write(bal)
+            cfg.pop("balances", None)  # kept on flash (canteen.bal), not in RAM
+
+    # --- a tap at the counter -------------------------------------------------------------------
+    def tap(self, uid):
+        door = self.door
+        now = ticks_ms()
+        key = card_key(door.site_key, uid)
+        if key == self._last and ticks_diff(now, self._lt) < DEBOUNCE_MS:
+            self._lt = now
+            emit("ignored", {"why": "debounce"})
+            return None
+        self._last, self._lt = key, now
+        clk = door.clock
+        t, synced = clk.now(), clk.synced
+        wl = door.wl
+        info = None
+        if wl is None:
+            granted, reason = False, door.wl_reason
+        elif not wl.lookup(key):
+            granted, reason = False, "unknown_card"
+        else:
+            cat, alg = (wl.attrs() >> 2) & 3, wl.allergens()
+            granted, reason, info = self.decide(cat, alg, key, t, synced)
+            if granted:
+                self.commit(key, t, synced, reason, info)
+        seq = self._event(key, granted, reason, info, t, synced)
+        if reason == "allergen":
+            self.seq_blocked = (key, info["cat"], ticks_add(now, self.override_ms), seq)
+        return "granted" if granted else "denied"
+
+    def override(self):
+        """The operator's button after an allergen block: grant it (second event)."""
+        b = self.seq_blocked
+        self.seq_blocked = None
+        if b is None or ticks_diff(b[2], ticks_ms()) < 0:
+            emit("override", {"ok": False})
+            self.show("No block to", "override", False)
+            return None
+        key, cat, _, ref = b
+        clk = self.door.clock
+        t, synced = clk.now(), clk.synced
+        granted, reason, info = self.decide(cat, 0, key, t, synced, True)
+        if granted:
+            info["paid_as"] = reason
+            reason = "override_allergen"
+            self.commit(key, t, synced, reason, info)
+        info["ref"] = ref
+        emit("override", {"ok": granted, "ref": ref})
+        self._event(key, granted, reason, info, t, synced)
+        return granted
+
+    def _event(self, key, granted, reason, info, t, synced):
+        door = self.door
+        clk = door.clock
+        result = "granted" if granted else "denied"
+        self.show_result(granted, reason, info)
+        door.seq += 1
+        door.taps += 1
+        up = clk.up_ms()
+        if info is None:
+            door.append(door.journal.append_tap, (door.boot, door.seq, t, synced, up, "canteen",
+                                                  key, result, reason))
+            ex = ""
+        else:
+            ex = ""
+            for k in ("meal", "cat", "amount", "balance", "credit", "allergens", "ref",
+                      "paid_as"):
+                if k in info:
+                    v = info[k]
+                    if k in ("amount", "balance", "credit"):
+                        v = '"%s"' % fmt(v)
+                    elif k in ("meal", "paid_as"):
+                        v = '"%s"' % v
+                    ex += ',"%s":%s' % (k, v)
+            data = ('{"boot":%d,"seq":%d,"t":%d,"sync":%d,"up":%d,"kind":"tap","reader":'
+                    '"canteen","card":"%s","result":"%s","reason":"%s"%s}'
+                    % (door.boot, door.seq, t, 1 if synced else 0, up, hexlify(key), result,
+                       reason, ex))
+            door.append(door.journal.append, (door.boot, door.seq, data, t, synced, up, 2))
+        ev = {"boot": door.boot, "seq": door.seq, "card": hexlify(key), "reader": "canteen",
+              "result": result, "reason": reason}
+        if info:
+            for k in ("meal", "amount", "balance", "credit", "ref"):
+                if k in info:
+                    ev[k] = fmt(info[k]) if k in ("amount", "balance", "credit") else info[k]
+        emit("tap", ev)
+        if door.on_event:
+            door.on_event()
+        return door.seq
+
+    # --- counter outputs ------------------------------------------------------------------------
+    def show_result(self, granted, reason, info):
+        info = info or {}
+        l1 = TEXT.get(reason, reason)
+        if reason in ("reduced", "paid", "offline_credit") or info.get("paid_as"):
+            l1 += " " + fmt(info.get("amount", 0)) if "amount" in info else ""
+        if "balance" in info:
+            l2 = "Balance " + fmt(info["balance"])
+        elif "credit" in info:
+            l2 = "Credit " + fmt(info["credit"]) + "/" + fmt(self.limit)
+        elif reason == "allergen":
+            l2 = "%s: 0x%04x" % (info.get("dish", "dish"), info.get("allergens", 0))
+        else:
+            l2 = info.get("dish", info.get("meal", ""))
+        self.show(l1, l2, granted)
+
+    def show(self, l1, l2, granted):
+        d = getattr(self.board, "display", None)
+        if d is not None:
+            d.show(l1, l2)
+        else:
+            emit("display", {"l1": l1, "l2": l2})  # sim / a board without a display: the log
+        led = self.board.led
+        if granted:
+            led.ok()
+        else:
+            led.deny()
+        self.pat = 1 if granted else 2
+        if self.ev is None:
+            co = self._signal()
+            try:
+                asyncio.create_task(co)
+            except RuntimeError:  # CPython unit cases without an event loop: no patterns
+                co.close()
+                return
+            self.ev = asyncio.Event()
+        self.ev.set()
+
+    async def _signal(self):
+        # One long-lived task: buzzer pattern, then the LED goes off after 1.5 s.
+        bz = getattr(self.board, "buzzer", None)
+        while True:
+            await self.ev.wait()
+            self.ev.clear()
+            if bz:
+                await bz.play(bz.OK if self.pat == 1 else bz.DENY)
+            await sleep_ms(1500)
+            if not self.ev.is_set():
+                self.board.led.off()

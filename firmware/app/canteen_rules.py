@@ -1,0 +1,81 @@
+# The canteen's decision table (app.canteen; protocol.md "Canteen"): meal period, served this
+# period, today's dish vs the card's allergens, meal category, balance or offline credit. A mixin
+# of app.canteen.Canteen, its own module so each compiles in a small heap.
+from app.canteen_core import CATS, Served, date_of, fmt, money
+
+
+class Decide:
+    def period_at(self, t, synced):
+        """-> ((day, period index) key, name) or (None, None) outside every meal period. With an
+        unsynced clock the time cannot be trusted: one pseudo period (day 0, 255) until sync."""
+        if not synced:
+            return (0, 255), "unsynced"
+        t += self.tz * 60
+        m = (t // 60) % 1440
+        for i, p in enumerate(self.periods):
+            if p[0] <= m < p[1]:
+                return (t // 86400, i), p[2]
+        return None, None
+
+    def dish(self, pk, name):
+        """Today's dish of the period (dict) or {} (no menu, another day's menu)."""
+        mn = self.menu
+        ps = mn.get("periods") or {}
+        if pk[1] == 255:
+            # Unsynced clock: the period is unknown, so every dish of the menu counts (the
+            # allergens of all of them, the highest prices): a hard block stays hard.
+            u = {"allergens": 0, "price": 0, "reduced": 0}
+            for p in ps.values():
+                u["allergens"] |= p.get("allergens", 0)
+                for k in ("price", "reduced"):
+                    u[k] = max(u[k], money(p.get(k, 0)) if k in p else 0)
+            u["price"], u["reduced"] = fmt(u["price"]), fmt(u["reduced"])
+            return u
+        d = mn.get("date")
+        if d and d != date_of(pk[0]):
+            return {}
+        return ps.get(name) or {}
+
+    def decide(self, cat, alg, key, t, synced, skip_allergen=False):
+        """-> (granted, reason, info dict). Changes nothing; commit() does."""
+        pk, name = self.period_at(t, synced)
+        if pk is None:
+            return False, "no_meal_period", {}
+        info = {"meal": name, "cat": cat}
+        if self.served.pk == pk and self.served.has(key):
+            return False, "already_received", info
+        dish = self.dish(pk, name)
+        if dish.get("dish"):
+            info["dish"] = dish["dish"]
+        if not skip_allergen and alg & dish.get("allergens", 0):
+            info["allergens"] = alg & dish["allergens"]
+            return False, "allergen", info
+        kind = CATS[cat & 3]
+        if kind == "free":
+            return True, "free", info
+        price = money(dish.get("reduced" if kind == "reduced" else "price", 0))
+        info["amount"] = price
+        if kind == "reduced":
+            return True, "reduced", info
+        off, bal = self.book.balance(key)
+        if bal is not None:
+            if bal < price:
+                info["balance"] = bal
+                return False, "no_balance", info
+            info["balance"] = bal - price
+            info["_off"] = off
+            return True, "paid", info
+        used = self.book.credit.get(Served.tag(key), 0) + price
+        info["credit"] = used
+        if used > self.limit:
+            return False, "credit_limit", info
+        return True, "offline_credit", info
+
+    def commit(self, key, t, synced, reason, info):
+        self.served.period(self.period_at(t, synced)[0])
+        self.served.add(key)
+        if "_off" in info:
+            self.book.pay(info.pop("_off"), info["balance"])
+        elif "credit" in info:
+            self.book.owe(key, info["credit"], info["amount"])
+

@@ -1,0 +1,154 @@
+"""`qadam flash --cloud URL --claim TOKEN`: the technician tool trades the board's claim token for
+its MQTT credentials (POST {URL}/api/v1/provision, docs/provisioning.md) and builds the board's
+device.json from the answer. The board has no HTTP client of its own.
+
+The password is never printed: `describe()` masks it and errors quote only the cloud's `detail`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from tools.flashing import EXIT_CLAIM_REFUSED, EXIT_CLOUD, EXIT_CONFIG, FlashError
+
+PROVISION_PATH = "/api/v1/provision"
+DEFAULT_KEEPALIVE = 30  # firmware/net/link.py's default
+
+
+def check_url(url: str) -> str:
+    """The cloud's base URL, without a trailing slash; FlashError (exit 1) when it is no
+    http(s) URL."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FlashError(f"--cloud {url}: expected http(s)://HOST[:PORT]", EXIT_CONFIG)
+    return url.rstrip("/")
+
+
+def insecure(url: str) -> bool:
+    """Plain http to a host that is not this machine: the password would cross the network in
+    clear."""
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    device: str
+    school: str
+    site_key: str
+    host: str
+    port: int
+    prefix: str
+    user: str
+    password: str
+    acl: bool
+
+    def describe(self) -> str:
+        return (
+            f"device {self.device}, school {self.school}, broker {self.host}:{self.port}, "
+            f"prefix {self.prefix}, user {self.user}, password ******** "
+            f"({'per-board ACL' if self.acl else 'open broker: no ACL'})"
+        )
+
+
+def _detail(raw: bytes) -> str:
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return raw[:200].decode(errors="replace").strip()
+    d = doc.get("detail") if isinstance(doc, dict) else None
+    return d if isinstance(d, str) else json.dumps(d)[:300]
+
+
+def _parse(device: str, raw: bytes) -> Provisioned:
+    try:
+        doc = json.loads(raw)
+        m = doc["mqtt"]
+        p = Provisioned(
+            device=str(doc["device"]),
+            school=str(doc["school"]),
+            site_key=str(doc["site_key"]),
+            host=str(m["host"]),
+            port=int(m["port"]),
+            prefix=str(m["prefix"]),
+            user=str(m["user"]),
+            password=str(m["password"]),
+            acl=bool(m.get("acl", False)),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FlashError(
+            f"the cloud's provisioning answer is not what this tool understands ({exc!r}); "
+            "nothing was written to the board",
+            EXIT_CLOUD,
+        ) from None
+    if p.device != device:
+        raise FlashError(
+            f"the cloud provisioned {p.device!r}, not {device!r}; nothing was written to the board",
+            EXIT_CLOUD,
+        )
+    if not re.fullmatch(r"(?:[0-9a-fA-F]{2})+", p.site_key):
+        raise FlashError("the cloud's site_key is not hex; nothing was written", EXIT_CLOUD)
+    return p
+
+
+def provision(base_url: str, device: str, token: str, timeout: float = 15.0) -> Provisioned:
+    """POST {base_url}/api/v1/provision {"device", "token"}. The token is used by a 200 answer;
+    any FlashError here means nothing was written to the board (and, except for a lost answer,
+    the token is still unused)."""
+    url = base_url + PROVISION_PATH
+    body = json.dumps({"device": device, "token": token}).encode()
+    req = urllib.request.Request(
+        url, data=body, method="POST",
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+    except urllib.error.HTTPError as exc:
+        detail = _detail(exc.read())
+        if exc.code in (403, 404, 422):
+            why = {
+                403: "the claim token is wrong, used, expired or another device's (ask for a "
+                "new one: POST /api/v1/devices/{id}/claim-token)",
+                404: f"no provisioning API at {url} (is --cloud the right URL?)",
+                422: "the cloud rejected the request (device id or token malformed)",
+            }[exc.code]
+            raise FlashError(
+                f"--cloud: {why}: HTTP {exc.code} {detail}; nothing was written to the board",
+                EXIT_CLAIM_REFUSED,
+            ) from None
+        raise FlashError(
+            f"--cloud: {url} answered HTTP {exc.code} {detail}; the claim token is still unused, "
+            "nothing was written to the board: try again later",
+            EXIT_CLOUD,
+        ) from None
+    except OSError as exc:  # URLError, refused, timeout (a lost answer may have used the token)
+        reason = getattr(exc, "reason", exc)
+        raise FlashError(
+            f"--cloud: cannot reach {url}: {reason}; nothing was written to the board (check the "
+            "URL and the network)",
+            EXIT_CLOUD,
+        ) from None
+    return _parse(device, raw)
+
+
+def device_document(template: dict[str, Any] | None, p: Provisioned) -> dict[str, Any]:
+    """device.json: the template (if any) with the cloud's device, school, site key and broker
+    account over it; the template's other keys (clock_synced, relay_ms, mqtt.keepalive, ...)
+    stay."""
+    doc: dict[str, Any] = dict(template or {})
+    mqtt = dict(doc.get("mqtt") or {})
+    mqtt.update(host=p.host, port=p.port, prefix=p.prefix, user=p.user, password=p.password)
+    mqtt.setdefault("keepalive", DEFAULT_KEEPALIVE)
+    doc.update(device=p.device, school=p.school, site_key=p.site_key, mqtt=mqtt)
+    return doc
+
+
+def encode(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n"

@@ -15,6 +15,7 @@ from cloud.api import provisioning as provisioning_api
 from cloud.api import whitelists as whitelists_api
 from cloud.api.deps import SettingsDep
 from cloud.api.events import router as events_router
+from cloud.api.ledger import router as ledger_router
 from cloud.api.reports import router as reports_router
 from cloud.api.socialwallet import router as socialwallet_router
 from cloud.db.conn import connect
@@ -39,6 +40,7 @@ ROUTERS = (
     events_router,
     socialwallet_router,
     reports_router,
+    ledger_router,
 )
 
 

@@ -31,6 +31,9 @@ class EventOut(BaseModel):
     occurred_at: datetime
     clock_synced: bool
     received_at: datetime
+    # Best known time: the clock-corrected time of an unsynced event (protocol.md "Clock") once
+    # its boot's reference pair is known, else occurred_at.
+    occurred_at_corrected: datetime
 
 
 class EventPage(BaseModel):
@@ -109,7 +112,7 @@ def list_events(
         sql.SQL(
             "SELECT e.device_id, e.boot, e.seq, e.school_id, e.person_id, p.full_name,"
             " e.card_key, e.kind, e.reader, e.result, e.reason, e.occurred_at, e.clock_synced,"
-            " e.received_at"
+            " e.received_at, COALESCE(e.occurred_at_corrected, e.occurred_at)"
             " FROM events e LEFT JOIN people p ON p.id = e.person_id"
             " WHERE {}"
             " ORDER BY e.occurred_at DESC, e.seq DESC, e.device_id, e.boot DESC"

@@ -114,6 +114,8 @@ class PushMessage:
     school_id: str | None
     reader: str | None  # in / out / canteen
     occurred_at: str | None
+    kind: str = "parent_notification"  # or low_balance, report_reminder
+    payload: dict[str, Any] | None = None
 
 
 class PushService(Protocol):
@@ -170,6 +172,34 @@ class ParentNotificationHandler(BaseHandler):
         )
         self.push.send(msg)
         return Delivered()
+
+
+class NoticeHandler(BaseHandler):
+    """Notifications that are not taps (a low balance for guardians, an unapproved monthly report
+    for school admins) go through the same push service with their payload."""
+
+    def __init__(self, kind: str, push: PushService) -> None:
+        self.kind = kind
+        self.push = push
+
+    def deliver(self, item: OutboxItem) -> Outcome:
+        p = item.payload
+        pid = p.get("person_id")
+        self.push.send(
+            PushMessage(
+                idempotency_key=item.idempotency_key,
+                person_id=int(pid) if pid is not None else None,
+                school_id=p.get("school_id"),
+                reader=None,
+                occurred_at=None,
+                kind=self.kind,
+                payload=dict(p),
+            )
+        )
+        return Delivered()
+
+
+NOTICE_KINDS = ("low_balance", "report_reminder")
 
 
 # -- the worker --------------------------------------------------------------------------------
@@ -403,7 +433,9 @@ class OutboxWorker:
 
 
 def build_handlers(settings: Any, push: PushService | None = None) -> list[Handler]:
-    handlers: list[Handler] = [ParentNotificationHandler(push or LoggingPushService())]
+    push = push or LoggingPushService()
+    handlers: list[Handler] = [ParentNotificationHandler(push)]
+    handlers += [NoticeHandler(kind, push) for kind in NOTICE_KINDS]
     if settings.socialwallet_url:
         from cloud.socialwallet.handler import SocialWalletHandler, connector_from_settings
 

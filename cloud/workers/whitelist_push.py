@@ -1,7 +1,8 @@
 """Whitelist distribution: keeps every board on its school's newest whitelist.
 
 - **Status consumer.** Subscribes to ``{prefix}/v1/dev/+/status`` and stores each board's last
-  status (wl version, online, last_seen) in ``device_status``.
+  status (wl version, online, last_seen) in ``device_status``; a status with a synced ``clock``
+  reference corrects that boot's unsynced events (:mod:`cloud.ingest.clock`, protocol.md "Clock").
 - **Compiler.** Every ``whitelist_poll_ms`` it reads ``whitelist_dirty`` (set by triggers on cards
   and people in the transaction that changed them) and compiles those schools; a changed list is
   stored as version N+1 (:func:`cloud.provisioning.whitelists.compile_school`).
@@ -31,6 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from cloud.db.conn import connect
+from cloud.ingest.clock import apply_status_clock
 from cloud.provisioning import whitelists as wls
 from cloud.settings import Settings, get_settings
 
@@ -60,7 +62,8 @@ class WhitelistPush:
         self._conn: psycopg.Connection[Any] | None = None
         self._sent: dict[str, tuple[int, int, float]] = {}  # device -> (version, kind, when)
         self._started = False
-        self.stats = {"status": 0, "compiled": 0, "pushes": 0, "chunks": 0, "bad_status": 0}
+        self.stats = {"status": 0, "compiled": 0, "pushes": 0, "chunks": 0, "bad_status": 0,
+                      "clock_corrected": 0}  # fmt: skip
         cid = settings.whitelist_client_id or f"qadam-wl-{uuid.uuid4().hex[:10]}"
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -226,6 +229,11 @@ class WhitelistPush:
         if not wls.record_status(conn, msg.device, doc, msg.retained):
             return  # not a registered device (D4)
         self.stats["status"] += 1
+        corrected = apply_status_clock(conn, msg.device, doc)  # protocol.md "Clock"
+        if corrected:
+            self.stats["clock_corrected"] += corrected
+            log.info("clock correction device=%s boot=%s events=%d",
+                     msg.device, doc.get("boot"), corrected)  # fmt: skip
         if doc["online"] and "wl" in doc:
             self._push(conn, msg.device, force_snapshot=False, asked=False)
 

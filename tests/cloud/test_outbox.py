@@ -17,6 +17,7 @@ from cloud_helpers import CARD_A, Seed, batch_doc, dumps, topic
 
 from cloud.ingest.decode import Batch, decode
 from cloud.ingest.writer import write
+from cloud.settings import Settings
 from cloud.workers.outbox import (
     BaseHandler,
     Delivered,
@@ -27,6 +28,7 @@ from cloud.workers.outbox import (
     RecordingPushService,
     Retry,
     backoff_s,
+    build_handlers,
     requeue_dead,
 )
 
@@ -245,3 +247,29 @@ def test_worker_survives_a_database_outage(database_url: str) -> None:
         time.sleep(0.02)
     w.stop()
     assert h.seen == Counter({"test:0": 1})
+
+
+def test_low_balance_and_report_reminders_reach_the_push_service(database_url: str) -> None:
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO outbox (kind, idempotency_key, payload) VALUES"
+            " ('low_balance', 'low_balance:1:2026-11-28', %s),"
+            " ('report_reminder', 'report_reminder:s1:2026-10', %s)",
+            (json.dumps({"person_id": 1, "school_id": "s1", "balance": "120.00"}),
+             json.dumps({"school_id": "s1", "month": "2026-10"})),
+        )
+    push = RecordingPushService()
+    w = _worker(database_url, build_handlers(Settings(database_url=database_url), push))
+    w.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(push.sent) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        w.stop()
+    sent = {m.kind: m for m in push.sent}
+    assert set(sent) == {"low_balance", "report_reminder"}
+    assert sent["low_balance"].person_id == 1 and sent["low_balance"].payload == {
+        "person_id": 1, "school_id": "s1", "balance": "120.00"}  # fmt: skip
+    assert sent["report_reminder"].school_id == "s1"
+    assert all(r[1] is not None for r in _rows(database_url).values())  # delivered

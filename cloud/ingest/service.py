@@ -34,13 +34,13 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from cloud.db.conn import connect
 from cloud.ingest.decode import Batch, Decoded, Reject, decode
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.writer import WriteResult, write
+from cloud.mqtt_client import make_client
 from cloud.settings import Settings
 
 log = logging.getLogger("qadam.ingest")
@@ -101,20 +101,9 @@ class Ingest:
             "db_errors": 0,
         }
 
-        client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=settings.ingest_client_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
-            manual_ack=True,
+        client = make_client(
+            settings, settings.ingest_client_id, self, clean_session=False, manual_ack=True
         )
-        if settings.mqtt_user is not None:
-            client.username_pw_set(settings.mqtt_user, settings.mqtt_password)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
         self._client = client
 
     # -- lifecycle -------------------------------------------------------------------------

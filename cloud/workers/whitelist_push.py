@@ -28,11 +28,11 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from cloud.db.conn import connect
 from cloud.ingest.clock import apply_status_clock
+from cloud.mqtt_client import make_client
 from cloud.provisioning import whitelists as wls
 from cloud.settings import Settings, get_settings
 
@@ -65,19 +65,7 @@ class WhitelistPush:
         self.stats = {"status": 0, "compiled": 0, "pushes": 0, "chunks": 0, "bad_status": 0,
                       "clock_corrected": 0}  # fmt: skip
         cid = settings.whitelist_client_id or f"qadam-wl-{uuid.uuid4().hex[:10]}"
-        client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=cid,
-            clean_session=True,
-            protocol=mqtt.MQTTv311,
-        )
-        if settings.mqtt_user is not None:
-            client.username_pw_set(settings.mqtt_user, settings.mqtt_password)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
+        client = make_client(settings, cid, self, clean_session=True)
         self._client = client
 
     # -- lifecycle ---------------------------------------------------------------------------

@@ -145,7 +145,9 @@ def test_status_consumer_applies_the_clock(
         with psycopg.connect(database_url, autocommit=True) as c:
             while time.monotonic() < deadline:
                 rows = _rows(c)
-                if all(r[3] is not None for r in rows.values()):
+                # the counter moves just after the commit: wait for both
+                done = all(r[3] is not None for r in rows.values())
+                if done and worker.stats["clock_corrected"] >= 2:
                     break
                 time.sleep(0.05)
         for up, _, occurred, corrected in rows.values():

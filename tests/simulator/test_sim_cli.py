@@ -9,6 +9,14 @@ from cloud.ingest.service import Ingest
 from cloud.settings import Settings
 
 
+def _where(database_url: str, topic_prefix: str, mqtt_addr: tuple[str, int], state) -> list[str]:
+    """Arguments that point the simulator at this test's database, broker prefix and flash."""
+    return [
+        "--database-url", database_url, "--mqtt-host", mqtt_addr[0],
+        "--mqtt-port", str(mqtt_addr[1]), "--prefix", topic_prefix, "--state-dir", str(state),
+    ]  # fmt: skip
+
+
 def _sim(args: list[str], **kw) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tools.cli", "sim", *args],
@@ -31,28 +39,8 @@ def test_sim_taps_by_schedule_and_prints_summary(database_url, topic_prefix, mqt
     )
     ingest.start()
     try:
-        result = _sim(
-            [
-                "--database-url",
-                database_url,
-                "--mqtt-host",
-                mqtt_addr[0],
-                "--mqtt-port",
-                str(mqtt_addr[1]),
-                "--prefix",
-                topic_prefix,
-                "--boards",
-                "3",
-                "--students",
-                "20",
-                "--staff",
-                "2",
-                "--taps",
-                "30",
-                "--state-dir",
-                str(tmp_path),
-            ]
-        )
+        where = _where(database_url, topic_prefix, mqtt_addr, tmp_path)
+        result = _sim([*where, "--boards", "3", "--students", "20", "--staff", "2", "--taps", "30"])
     finally:
         ingest.stop()
     assert result.returncode == 0, result.stdout + result.stderr
@@ -65,28 +53,10 @@ def test_sim_taps_by_schedule_and_prints_summary(database_url, topic_prefix, mqt
 
 def test_sim_on_command_reads_stdin(database_url, topic_prefix, mqtt_addr, tmp_path):
     # No ingest runs: taps are decided and journaled on the boards, nothing is acked.
+    where = _where(database_url, topic_prefix, mqtt_addr, tmp_path)
     result = _sim(
-        [
-            "--database-url",
-            database_url,
-            "--mqtt-host",
-            mqtt_addr[0],
-            "--mqtt-port",
-            str(mqtt_addr[1]),
-            "--prefix",
-            topic_prefix,
-            "--boards",
-            "2",
-            "--students",
-            "5",
-            "--staff",
-            "0",
-            "--interactive",
-            "--wait",
-            "1",
-            "--state-dir",
-            str(tmp_path),
-        ],
+        [*where, "--boards", "2", "--students", "5", "--staff", "0", "--interactive",
+         "--wait", "1"],  # fmt: skip
         input="tap 2 0\nstat\nbogus\nquit\n",
     )
     out = result.stdout

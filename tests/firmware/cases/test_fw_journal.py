@@ -1,44 +1,14 @@
 import json
 import os
-from binascii import hexlify
 
-from fwhelpers import key, read, rmtree, tempdir, write
+from fwhelpers import read, write
+from jhelpers import TAP  # noqa: F401
+from jhelpers import ev as _ev
+from jhelpers import run as _run
+from jhelpers import segs as _segs
+from jhelpers import tap as _tap
+from jhelpers import unacked as _unacked
 from store.journal import TAP_SIZE, Journal, next_boot
-
-# The event JSON the walking-skeleton door formatted itself; the journal must render exactly this.
-TAP = ('{"boot":%d,"seq":%d,"t":%d,"sync":%d,"up":%d,"kind":"tap","reader":"%s",'
-       '"card":"%s","result":"%s","reason":"%s"}')
-
-
-def _hex(b):
-    return hexlify(b).decode()
-
-
-def _tap(j, boot, seq, t=1700000000, up=1234, reader="in", k=None, result="granted",
-         reason="ok", synced=1):
-    k = k or key(seq)
-    s = j.append_tap(boot, seq, t, synced, up, reader, k, result, reason)
-    return s, (TAP % (boot, s, t, synced, up, reader, _hex(k), result, reason)).encode()
-
-
-def _ev(boot, seq):
-    return b'{"boot":%d,"seq":%d,"kind":"tap","x":"\\u00e9 ,]"}' % (boot, seq)
-
-
-def _unacked(j):
-    return [(b, q, bytes(ev)) for b, q, ev in j.records()]
-
-
-def _segs(d):
-    return sorted(n for n in os.listdir(d + "/journal") if n.endswith(".seg"))
-
-
-def _run(fn):
-    d = tempdir()
-    try:
-        fn(d)
-    finally:
-        rmtree(d)
 
 
 def test_boot_counter_persists_and_floor():

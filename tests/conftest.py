@@ -79,3 +79,18 @@ def topic_prefix() -> str:
 @pytest.fixture
 def mqtt_addr() -> tuple[str, int]:
     return MQTT_HOST, MQTT_PORT
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A temp dir outside pytest's per-user base dir. The embedded PostgreSQL runs as its own
+    system user and needs to traverse the parents of its data dir; pytest keeps
+    /tmp/pytest-of-<user> private (0700) and resets that whenever another pytest session starts."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="qadam-test-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -21,7 +21,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_demo_starts_embedded_services_and_stops_only_them(tmp_path):
+def test_demo_starts_embedded_services_and_stops_only_them(shared_tmp):
     pg, mqtt, http = _free_port(), _free_port(), _free_port()
     proc = subprocess.Popen(
         [
@@ -30,7 +30,7 @@ def test_demo_starts_embedded_services_and_stops_only_them(tmp_path):
             "tools.cli",
             "demo",
             "--state-dir",
-            str(tmp_path),
+            str(shared_tmp),
             "--pg-port",
             str(pg),
             "--mqtt-port",

@@ -163,7 +163,8 @@ def test_embedded_broker_carries_what_the_ingest_uses(tmp_path: Path) -> None:
     assert gone(pid)
 
 
-def test_embedded_postgres_start_use_stop_restart(tmp_path: Path) -> None:
+def test_embedded_postgres_start_use_stop_restart(shared_tmp: Path) -> None:
+    tmp_path = shared_tmp
     port = free_port()
     pg = EmbeddedPostgres(tmp_path / "pg", port=port, dbname="qadam")
     t0 = time.monotonic()

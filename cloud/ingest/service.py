@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.writer import WriteResult, write
 from cloud.mqtt_client import make_client
 from cloud.settings import Settings
+from cloud.signals import run_until_signalled
 
 log = logging.getLogger("qadam.ingest")
 
@@ -152,21 +152,7 @@ class Ingest:
 
     def run_forever(self) -> None:
         """Run until SIGINT or SIGTERM (must be called from the main thread)."""
-        done = threading.Event()
-
-        def _handler(signum: int, _frame: object) -> None:
-            _log(logging.INFO, "ingest signal", signal=signal.Signals(signum).name)
-            done.set()
-
-        old = {s: signal.signal(s, _handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            self.start()
-            while not done.wait(1.0):
-                pass
-        finally:
-            self.stop()
-            for s, h in old.items():
-                signal.signal(s, h)
+        run_until_signalled(self.start, self.stop)
 
     # -- MQTT callbacks (paho network thread) ----------------------------------------------
 

@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import random
-import signal
 import socket
 import threading
 from collections.abc import Sequence
@@ -36,6 +35,7 @@ from typing import Any, Protocol
 import psycopg
 
 from cloud.db.conn import connect
+from cloud.signals import stop_on_signals
 
 log = logging.getLogger("qadam.outbox")
 
@@ -302,15 +302,10 @@ class OutboxWorker:
 
     def run_forever(self) -> None:
         """Run in the calling thread until SIGINT/SIGTERM (main thread only)."""
-        old = {
-            s: signal.signal(s, lambda *_: self._stop.set())
-            for s in (signal.SIGINT, signal.SIGTERM)
-        }
         try:
-            self._run()
+            with stop_on_signals(self._stop):
+                self._run()
         finally:
-            for s, h in old.items():
-                signal.signal(s, h)
             self._close()
 
     def _run(self) -> None:

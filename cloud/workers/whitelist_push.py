@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import signal
 import sys
 import threading
 import time
@@ -35,6 +34,7 @@ from cloud.ingest.clock import apply_status_clock
 from cloud.mqtt_client import make_client
 from cloud.provisioning import whitelists as wls
 from cloud.settings import Settings, get_settings
+from cloud.signals import run_until_signalled
 
 log = logging.getLogger("qadam.whitelist")
 
@@ -99,16 +99,7 @@ class WhitelistPush:
         log.info("whitelist worker stopped %s", self.stats)
 
     def run_forever(self) -> None:
-        done = threading.Event()
-        old = {s: signal.signal(s, lambda *_a: done.set()) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            self.start()
-            while not done.wait(1.0):
-                pass
-        finally:
-            self.stop()
-            for s, h in old.items():
-                signal.signal(s, h)
+        run_until_signalled(self.start, self.stop)
 
     # -- MQTT (paho network thread) ----------------------------------------------------------
     def _on_connect(

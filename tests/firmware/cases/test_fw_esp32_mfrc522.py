@@ -2,6 +2,7 @@
 # by the register-level MFRC522 emulator: outputs start OFF, and an emulated card put on the reader
 # reaches app.tap with its UID and the configured reader name. CPython and MicroPython VM.
 import gc
+import os
 import sys
 
 for _p in list(sys.path):
@@ -43,7 +44,8 @@ UID = b"\x04\xa1\xb2\xc3\xd4\xe5\xf6"
 # this module (board built from each MFRC522 board.json, boot-safe outputs, absent chip), and
 # test_fw_drv_mfrc522 runs the driver against the emulator in the VM. The poll-task path to
 # app.tap is covered in the VM by test_fw_esp32_pn532 and test_fw_esp32_wiegand.
-FULL = sys.implementation.name != "micropython"
+# QADAM_FW_FULL=1: test_fw_micropython.py also runs this module in a VM big enough for all of it.
+FULL = sys.implementation.name != "micropython" or os.getenv("QADAM_FW_FULL") == "1"
 if FULL:
     from mfrc522_emu import Card, MFRC522Chip
 

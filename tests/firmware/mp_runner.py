@@ -4,7 +4,15 @@
 import sys
 
 HERE = sys.argv[0].rsplit("/", 1)[0] if "/" in sys.argv[0] else "."
-sys.path.append(HERE + "/../../firmware")
+# QADAM_FW_DIR: firmware/ compiled to .mpy, as a board holds it (the pytest wrapper sets it);
+# without it the modules are compiled from source inside the heap under test.
+try:
+    import os
+
+    FW = os.getenv("QADAM_FW_DIR")
+except (ImportError, AttributeError):
+    FW = None
+sys.path.append(FW or HERE + "/../../firmware")
 sys.path.append(HERE + "/cases")
 
 

@@ -1,5 +1,7 @@
 """Runs every firmware case module (tests/firmware/cases/test_*.py) inside the real MicroPython
-VM with the board's heap size, one pytest test per module."""
+VM with the board's heap size, one pytest test per module. The firmware is loaded as the .mpy
+bundle a board holds (tools/flash.py builds it), so the heap is not also spent on compiling the
+firmware's source, which a board never does; the case modules themselves are compiled in the VM."""
 
 import os
 import subprocess
@@ -7,10 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from simulator.board import micropython_binary
+from simulator.board import firmware_bundle, micropython_binary
 
 HERE = Path(__file__).resolve().parent
 CASES = sorted(p.stem for p in (HERE / "cases").glob("test_*.py"))
+
+
+def vm_env(**extra: str) -> dict[str, str]:
+    return dict(os.environ, QADAM_FW_DIR=str(firmware_bundle()), **extra)
 
 
 def micropython() -> str:
@@ -25,6 +31,7 @@ def test_case_module_in_micropython(module: str) -> None:
         capture_output=True,
         text=True,
         timeout=120,
+        env=vm_env(),
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
@@ -39,7 +46,7 @@ def test_mfrc522_emulated_card_tests_in_micropython() -> None:
         capture_output=True,
         text=True,
         timeout=120,
-        env=dict(os.environ, QADAM_FW_FULL="1"),
+        env=vm_env(QADAM_FW_FULL="1"),
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out

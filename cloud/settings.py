@@ -7,8 +7,17 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The Web Push services of the browsers and phones parents use (Chrome/Android, Firefox, Edge,
+# Safari/iOS).
+PUSH_SERVICES = (
+    "fcm.googleapis.com",
+    "push.services.mozilla.com",
+    "notify.windows.com",
+    "push.apple.com",
+)
 
 
 class Settings(BaseSettings):
@@ -81,6 +90,34 @@ class Settings(BaseSettings):
     # from which an unapproved report triggers a 'report_reminder' (reports are due by the 5th).
     reports_poll_s: float = Field(default=300.0, gt=0, le=24 * 3600)
     reports_reminder_day: int = Field(default=4, ge=2, le=28)
+
+    # Web Push to guardians and school admins (docs/push.md). No key file: the logging stand-in.
+    push_vapid_key_file: str | None = Field(default=None, min_length=1)  # P-256 private key, PEM
+    push_vapid_subject: str | None = Field(
+        default=None, pattern=r"^(mailto:[^@\s]+@[^@\s]+|https://\S+)$"
+    )
+    # Subscriptions may only point at these push services (a host or any of its subdomains).
+    push_endpoint_hosts: tuple[str, ...] = PUSH_SERVICES
+    push_allow_http_loopback: bool = False  # tests: a fake push service on 127.0.0.1
+    push_ttl_s: int = Field(default=24 * 3600, ge=0, le=28 * 24 * 3600)
+    push_timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _push_key_usable(self) -> Settings:
+        if self.push_vapid_key_file:
+            if not self.push_vapid_subject:
+                raise ValueError("push_vapid_key_file needs push_vapid_subject (mailto: or https:)")
+            from cloud.push.webpush import VapidKey
+
+            try:
+                with open(self.push_vapid_key_file, "rb") as f:
+                    VapidKey(f.read(), self.push_vapid_subject)
+            except (OSError, ValueError) as exc:
+                raise ValueError(
+                    f"push_vapid_key_file {self.push_vapid_key_file!r}: not a readable P-256"
+                    " private key in PEM (create one with `qadam push-key FILE`)"
+                ) from exc
+        return self
 
 
 @lru_cache(maxsize=1)

@@ -44,6 +44,34 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _push_key(args: argparse.Namespace) -> int:
+    """Create the platform's VAPID key once (mode 0600) and print its public half; an existing
+    file is only read, never replaced: replacing it would orphan every browser subscription."""
+    import os
+    from pathlib import Path
+
+    from cloud.push.webpush import VapidKey
+
+    path = Path(args.file)
+    existing = path.exists()
+    pem = path.read_bytes() if existing else VapidKey.generate_pem()
+    try:
+        key = VapidKey(pem, "mailto:unused@example.org")
+    except ValueError:
+        print(f"error: {path} is not a P-256 private key in PEM", file=sys.stderr)
+        return 2
+    if existing:
+        print(f"{path}: existing key kept")
+    else:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+        print(f"{path}: new VAPID key written")
+    print(f"applicationServerKey: {key.application_server_key}")
+    print(f"QADAM_PUSH_VAPID_KEY_FILE={path.resolve()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from simulator import cli as sim_cli
     from tools import demo
@@ -86,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     boardconfig.add_arguments(p)
     p.set_defaults(func=boardconfig.run)
+
+    p = sub.add_parser("push-key", help="create (once) and show the Web Push VAPID key")
+    p.add_argument("file", help="PEM file of the key; created with mode 0600 if missing")
+    p.set_defaults(func=_push_key)
 
     p = sub.add_parser("diag", help="a board's state: cloud view (DEVICE) or bench (--serial PORT)")
     from tools import diag

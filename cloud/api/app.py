@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from cloud.api import audit, auth, canteen, consents, devices, org, people, users
 from cloud.api import imports as imports_api
 from cloud.api import provisioning as provisioning_api
+from cloud.api import push as push_api
 from cloud.api import whitelists as whitelists_api
 from cloud.api.deps import SettingsDep
 from cloud.api.events import router as events_router
@@ -35,6 +36,7 @@ ROUTERS = (
     provisioning_api.router,
     canteen.router,
     consents.router,
+    push_api.router,
     audit.router,
     imports_api.router,
     events_router,

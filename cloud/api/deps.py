@@ -133,6 +133,8 @@ RestrictionReader = Annotated[
     Depends(allow("platform_admin", "school_admin", "canteen_operator", "guardian")),
 ]
 GuardianOrAdmin = Annotated[Principal, Depends(allow("platform_admin", "guardian"))]
+# Who receives notifications: guardians (taps, low balance) and school admins (report reminders).
+PushSubscriber = Annotated[Principal, Depends(allow("guardian", "school_admin"))]
 ConsentKeeper = Annotated[Principal, Depends(allow("platform_admin", "school_admin", "guardian"))]
 AuditReader = SchoolAdmin
 

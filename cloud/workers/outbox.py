@@ -104,7 +104,7 @@ class BaseHandler:
         return None
 
 
-# -- parent notifications: the push interface (delivery proper is another issue) -------------
+# -- notifications: the push interface (Web Push delivery: cloud/push) ---------------------------
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,8 @@ class PushService(Protocol):
 
 
 class LoggingPushService:
-    """The default until push delivery exists: logs what would be pushed."""
+    """Used when no VAPID key is configured (the demo): logs what would be pushed. With a key,
+    cloud.push.service.WebPushService delivers by Web Push."""
 
     def send(self, message: PushMessage) -> None:
         log.info(
@@ -428,6 +429,10 @@ class OutboxWorker:
 
 
 def build_handlers(settings: Any, push: PushService | None = None) -> list[Handler]:
+    if push is None and getattr(settings, "push_vapid_key_file", None):
+        from cloud.push.service import service_from_settings
+
+        push = service_from_settings(settings)
     push = push or LoggingPushService()
     handlers: list[Handler] = [ParentNotificationHandler(push)]
     handlers += [NoticeHandler(kind, push) for kind in NOTICE_KINDS]

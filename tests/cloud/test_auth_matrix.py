@@ -84,6 +84,10 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("PATCH", "/api/v1/meal-categories/{category_id}"): {P, S},
     ("GET", "/api/v1/ratings"): {P, D, S, C, G},
     ("POST", "/api/v1/ratings"): {P, G},
+    ("GET", "/api/v1/push/key"): ALL,
+    ("GET", "/api/v1/me/push-subscriptions"): {S, G},
+    ("POST", "/api/v1/me/push-subscriptions"): {S, G},
+    ("DELETE", "/api/v1/me/push-subscriptions/{sub_id}"): {S, G},
     ("GET", "/api/v1/consents"): {P, S, G},
     ("POST", "/api/v1/consents"): {P, S, G},
     ("POST", "/api/v1/consents/{consent_id}/withdraw"): {P, S, G},
@@ -140,6 +144,7 @@ def test_every_route_has_an_entry() -> None:
 @pytest.fixture
 def world(database_url: str) -> Iterator[tuple[TestClient, World]]:
     w = build(database_url)
+    w.ids["sub_id"] = 1  # no such push subscription: an allowed role gets 404, past the gate
     with TestClient(create_app(Settings(database_url=database_url, auth_required=True))) as c:
         login_all(c, w, database_url)
         yield c, w

@@ -1,0 +1,1 @@
+"""Web Push notifications to guardians and school staff (docs/push.md)."""

@@ -115,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     boardconfig.add_arguments(p)
     p.set_defaults(func=boardconfig.run)
 
+    p = sub.add_parser("create-user", help="create an account (the first platform admin)")
+    from tools import create_user
+
+    create_user.add_arguments(p)
+
     p = sub.add_parser("push-key", help="create (once) and show the Web Push VAPID key")
     p.add_argument("file", help="PEM file of the key; created with mode 0600 if missing")
     p.set_defaults(func=_push_key)

@@ -1,5 +1,8 @@
 # Small shims so the pure-logic modules import under MicroPython (board, sim) and CPython (pytest).
-# MicroPython has ticks_* and asyncio.sleep_ms/wait_for_ms; CPython does not.
+# MicroPython has ticks_* and asyncio.sleep_ms/wait_for_ms; CPython gets them from compat_cpy.
+# Every function defined here costs heap on the board (its code object and function object), so
+# the MicroPython names are bound straight to the built-ins, and the CPython stand-ins live in a
+# module the board never imports.
 import time
 
 try:
@@ -10,40 +13,12 @@ except ImportError:  # pragma: no cover - very old ports
 MICROPYTHON = hasattr(time, "ticks_ms")
 
 if MICROPYTHON:
-    ticks_ms = time.ticks_ms
-    ticks_diff = time.ticks_diff
-    ticks_add = time.ticks_add
+    from time import ticks_add, ticks_diff, ticks_ms  # noqa: F401
+
     sleep_ms = asyncio.sleep_ms
-
-    def wait_ms(aw, ms):
-        return asyncio.wait_for_ms(aw, ms)
-
-    def const(x):
-        return x
-
-    try:
-        from micropython import const  # noqa: F811
-    except ImportError:
-        pass
+    wait_ms = asyncio.wait_for_ms
 else:
-    # Same wrap-around semantics are not needed on CPython: monotonic ms never wraps in a test.
-    def ticks_ms():
-        return int(time.monotonic() * 1000)
-
-    def ticks_diff(a, b):
-        return a - b
-
-    def ticks_add(a, b):
-        return a + b
-
-    def sleep_ms(ms):
-        return asyncio.sleep(ms / 1000)
-
-    def wait_ms(aw, ms):
-        return asyncio.wait_for(aw, ms / 1000)
-
-    def const(x):
-        return x
+    from compat_cpy import sleep_ms, ticks_add, ticks_diff, ticks_ms, wait_ms  # noqa: F401
 
 
 def mem_free():
@@ -60,15 +35,6 @@ def hexlify(b):
     return binascii.hexlify(b).decode()
 
 
-def exists(path):
-    import os
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
 def write_atomic(path, data):
     # Write-then-rename so a reset mid-write leaves either the old or the new file, never a mix.
     # (LittleFS and POSIX both replace the target on rename.)
@@ -82,6 +48,18 @@ def write_atomic(path, data):
         # FAT refuses to rename onto an existing file; fall back to remove+rename.
         os.remove(path)
         os.rename(tmp, path)
+
+
+def unload(*names):
+    # Drop lazily imported modules again (sys.modules and the attribute on their package), so
+    # their code and module dict go back to the heap once nothing refers to them.
+    import sys
+    for n in names:
+        sys.modules.pop(n, None)
+        pkg, _, leaf = n.rpartition(".")
+        p = sys.modules.get(pkg)
+        if p is not None and hasattr(p, leaf):
+            delattr(p, leaf)
 
 
 def emit(tag, obj):

@@ -21,21 +21,26 @@ def _load(path):
         return json.load(f)
 
 
+def _board():
+    # The HAL adapter named in board.json. The dict is loaded here, not in main(), whose frame
+    # lives as long as the board runs and would keep it in the heap for good.
+    cfg = _load("board.json")
+    name = cfg.get("hal", "sim")
+    return getattr(__import__("hal." + name), name).Board(cfg)
+
+
 def main():
     global boot
-    board_cfg = _load("board.json")
     dev_cfg = _load("device.json")
     journal = Journal(".")
     if journal.min_boot() >= boot:
         # boot.cnt was lost or corrupt: never reuse a boot the journal has already seen.
         boot = next_boot(".", journal.min_boot())
-    name = board_cfg.get("hal", "sim")
-    hal = getattr(__import__("hal." + name), name)
-    gc.collect()
     from app.runner import App
     from app.supervisor import start_supervisor
+    gc.collect()
     # Watchdog, safe mode and the optional door features around App(...).run() (app/supervisor).
-    start_supervisor(App, hal.Board(board_cfg), dev_cfg, boot, journal)
+    start_supervisor(App, _board(), dev_cfg, boot, journal)
 
 
 main()

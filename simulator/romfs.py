@@ -99,9 +99,7 @@ def firmware_image(cache: Path | None = None) -> Path:
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(parents=True)
             (staging / IMAGE_NAME).write_bytes(build_image(bundle))
-            (staging / "boot_rom.py").write_text(
-                SIM_BOOT.format(image=str(target / IMAGE_NAME))
-            )
+            (staging / "boot_rom.py").write_text(SIM_BOOT.format(image=str(target / IMAGE_NAME)))
             try:
                 os.replace(staging, target)
             except OSError:  # another process built it first
@@ -116,8 +114,16 @@ def heap_bytes(heap: str) -> int:
     return int(h.rstrip("KM")) * mult
 
 
+# The unix port's GC heap: 32-byte blocks (4 machine words), and per block 2 bits of allocation
+# table + 1 bit of finaliser table carved out of -X heapsize.
+GC_BLOCK = 32
+GC_TABLE_BITS = 3
+
+
 def heap_with_image(heap: str, image: Path) -> str:
     """The board's heap plus the image's bytes (which the board keeps in flash, the sim in its
-    heap), rounded up to whole KiB (D11)."""
-    extra = (image.stat().st_size + 1023) // 1024
-    return f"{heap_bytes(heap) // 1024 + extra}K"
+    heap) and the GC table bits that cover them, rounded up to whole KiB (D11, D16)."""
+    size = image.stat().st_size
+    blocks = (size + GC_BLOCK - 1) // GC_BLOCK
+    extra = blocks * GC_BLOCK + (blocks * GC_TABLE_BITS + 7) // 8
+    return f"{heap_bytes(heap) // 1024 + (extra + 1023) // 1024}K"

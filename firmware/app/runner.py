@@ -4,24 +4,14 @@ import binascii
 import os
 
 from app.door import Door
-from compat import asyncio, emit, mem_free
+from compat import asyncio, emit, mem_free, unload
 from net.clock import Clock
 from net.link import Link
 from net.sync import Sync, topic
 from store.whitelist import Whitelist, open_whitelist
 
 BATCH_BYTES = 4096
-
-
-def _unload(*names):
-    # Drop a lazily imported module again so its bytecode does not stay in the heap.
-    import sys
-    for n in names:
-        sys.modules.pop(n, None)
-        pkg, _, leaf = n.rpartition(".")
-        p = sys.modules.get(pkg)
-        if p is not None and hasattr(p, leaf):
-            delattr(p, leaf)
+HB_POLL_MS = 100  # how soon a changed status goes out
 
 
 class App:
@@ -108,7 +98,7 @@ class App:
             emit("wl", {"installed": ver})
             self.sync.status_changed()
             self._wlu = None
-            _unload("store.wlupdate", "store.wlmerge")
+            unload("store.wlupdate", "store.wlmerge")
         self._wl_busy = False
 
     def _wl_fail(self, e):
@@ -119,7 +109,7 @@ class App:
             except Exception:
                 pass
         self._wlu = None
-        _unload("store.wlupdate", "store.wlmerge")
+        unload("store.wlupdate", "store.wlmerge")
         print("# wl: update rejected:", repr(e))
         emit("wl", {"rejected": reason})
         self.sync.status["wl_err"] = reason
@@ -131,7 +121,7 @@ class App:
         try:
             await net.cmd.handle(self, payload)
         finally:
-            _unload("net.cmd")
+            unload("net.cmd")
 
     def _reboot(self):
         self.rebooting = True
@@ -165,15 +155,17 @@ class App:
         self._done.set()
 
     async def _heartbeat(self):
-        # The retained status every heartbeat_s and on change (protocol.md "Status").
-        from compat import wait_ms
+        # The retained status every heartbeat_s and on change (protocol.md "Status"). Polled: a
+        # wait_for on an Event would hold a helper task and two coroutines in the heap all along.
+        from compat import sleep_ms, ticks_diff, ticks_ms
         s = self.sync
+        t = ticks_ms()
         while True:
-            try:
-                await wait_ms(s._hb.wait(), s.heartbeat_ms)
-            except asyncio.TimeoutError:
-                pass
-            s._hb.clear()
+            await sleep_ms(HB_POLL_MS)
+            if not s.hb and ticks_diff(ticks_ms(), t) < s.heartbeat_ms:
+                continue
+            s.hb = False
+            t = ticks_ms()
             if not self.link.up:
                 continue
             try:

@@ -2,12 +2,12 @@
 # board-configs/schema.json) so one firmware image serves every supported board: `buses` become
 # machine.SPI / machine.I2C objects, each `readers[]` entry a driver front-end (hal.readers) polled
 # by its own asyncio task, `relays[]` drivers.Relay objects, `leds` a drivers.Led, `buzzer` a
-# drivers.Buzzer (PWM when `freq_hz` is given), `passage_sensors` input pins. Drivers are imported
-# only for the reader types the board has.
+# hal.buzzer.Buzzer (PWM when `freq_hz` is given), `passage_sensors` input pins. Drivers are imported
+# only for the reader types (and the buzzer) the board has.
 import machine
 
 from compat import asyncio, log, sleep_ms
-from hal.drivers import Buzzer, Led, Relay
+from hal.drivers import Led, Relay
 
 Pin = machine.Pin
 
@@ -63,6 +63,7 @@ class Board:
             f = bz.get("freq_hz")
             if f:  # passive buzzer: PWM, created silent
                 out = machine.PWM(out, freq=f, duty_u16=0)
+            from hal.buzzer import Buzzer
             self.buzzer = Buzzer(out, ah, freq=f or 2700)
         self.passage_sensors = []  # (reader, pin, active_high)
         for s in cfg.get("passage_sensors") or ():

@@ -3,7 +3,34 @@
 # OSError when the chip does not answer) and `poll()` (normalised uid bytes or None; never blocks
 # for long). Each class imports its driver in its constructor, so a board only loads the drivers
 # it uses (memory is tight).
-from hal.drivers import normalise_uid
+
+
+# Card identity. The whitelist is keyed by card_key(secret, uid) (store.cardkey), so the same
+# physical card must give the same uid bytes through every reader type of a deployment:
+# - MFRC522 / PN532 (ISO/IEC 14443 A): the UID as the card sends it in anticollision, 4, 7 or
+#   10 bytes, cascade tags removed, UID0 first. Nothing to normalise.
+# - Wiegand: the reader decides what it sends. Only the data bits between the parity bits exist,
+#   so the uid is those bytes MSB first: 4 bytes for Wiegand 34, 3 for Wiegand 26.
+# What a deployment must configure: Wiegand readers set to "Wiegand 34, output the 4-byte UID"
+# so the key equals the 4 UID bytes an MFRC522/PN532 reads; readers that send the UID
+# byte-reversed need `wiegand_reverse` in the board config. Wiegand 26 carries 24 bits only: its
+# keys never match a 14443 reader's, so cards used on W26 readers are enrolled through one. 7- and
+# 10-byte UIDs (NTAG, DESFire) cannot be carried whole by W26/W34 at all; such readers must be
+# enrolled separately (or configured to a longer format, not supported here).
+
+
+def normalise_uid(kind, data, reverse=False):
+    """Bytes to key the card on. `kind`: "mfrc522", "pn532", "iso14443a" or "wiegand".
+    `data`: the UID bytes, or for Wiegand the raw bytes from hal.wiegand (3 or 4 bytes);
+    `reverse`: the Wiegand reader sends the UID LSB first. Raises ValueError."""
+    n = len(data)
+    if kind == "wiegand" and n in (3, 4):
+        if reverse:  # no step slicing in MicroPython
+            return bytes(data[n - 1 - i] for i in range(n))
+        return bytes(data)
+    if kind in ("mfrc522", "pn532", "iso14443a") and n in (4, 7, 10):
+        return bytes(data)
+    raise ValueError("bad uid for reader kind")
 
 
 class MFRC522Reader:

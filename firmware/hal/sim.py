@@ -32,13 +32,12 @@ class Board:
     name = "sim"
 
     def __init__(self, cfg):
-        self.cfg = cfg
         self.relay = Relay(Pin())
         self.led = Led(Pin("led green"), Pin("led red"))
         self.fail = 0  # the reader fails `fail` times in a row (hal.simx "fail reader <n>")
         self.down = False  # the reader is being re-initialised: taps are not read
         self.wedged = False
-        self.passage_sensors = cfg.get("passage_sensors")
+        self.passage_sensors = bool(cfg.get("passage_sensors"))  # not the dicts: heap
         if self.passage_sensors or cfg.get("relays") or cfg.get("buzzer"):
             import hal.simx
             hal.simx.extend(self, cfg)

@@ -8,7 +8,7 @@
 # "passage_sensors": [{"reader": "in"}], "buzzer": {}
 from compat import emit, log, ticks_add, ticks_diff, ticks_ms
 
-from hal.drivers import Buzzer, Relay
+from hal.drivers import Relay
 from hal.sim import Pin
 
 
@@ -47,6 +47,7 @@ def extend(b, cfg):
         b.relay_for = lambda reader: ([r for r in b.relays if r.reader == reader]
                                       or [b.relay])[0]
     if cfg.get("buzzer") is not None:
+        from hal.buzzer import Buzzer
         b.buzzer = Buzzer(Pin("buzzer"))
     b.sensors = {s["reader"]: Sensor() for s in cfg.get("passage_sensors") or ()}
     b.passage = lambda reader: (b.sensors[reader], True) if reader in b.sensors else None

@@ -3,7 +3,7 @@
 # after a power cut). Callers learn about up/down through callbacks.
 import os
 
-from compat import asyncio, sleep_ms, ticks_diff, ticks_ms, wait_ms
+from compat import asyncio, sleep_ms, ticks_diff, ticks_ms
 from net.mqtt import MQTTClient
 
 BACKOFF_MIN_MS = 500
@@ -85,12 +85,11 @@ class Link:
                 print("# link: setup after connect failed:", repr(e))
                 await self.client.disconnect()
             closed = self.client._closed
-            while not closed.is_set():  # connected: one turn a second until the link drops
+            while not closed.is_set():  # connected: poll until the link drops
+                # A plain sleep, not wait_for(closed.wait()): that keeps a helper task and two
+                # coroutines in the heap for the whole connection.
                 self._beat()
-                try:
-                    await wait_ms(closed.wait(), TURN_MS)
-                except asyncio.TimeoutError:
-                    pass
+                await sleep_ms(POLL_MS)
             self.up = False
             if self.on_down:
                 self.on_down()

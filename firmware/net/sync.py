@@ -44,7 +44,7 @@ class Sync:
         self.subs = [self.t_ack]  # topics (re)subscribed after every connect; the app adds more
         self.heartbeat_ms = heartbeat_s * 1000
         self.clock = clock
-        self._hb = asyncio.Event()
+        self.hb = False  # the status changed: the heartbeat task publishes it at once
         self.link = None
         self.buf = None
         if batch_bytes:
@@ -109,7 +109,7 @@ class Sync:
 
     def status_changed(self):
         # e.g. a new whitelist version or the clock got synced: report now, not at the next beat.
-        self._hb.set()
+        self.hb = True
 
     async def run(self):
         while True:

@@ -16,10 +16,12 @@ DROP_SIZE = 46  # also the reserve kept free at the end of every segment
 
 _READERS = (b"in", b"out", b"canteen")
 _REASONS = (b"ok", b"unknown_card", b"no_whitelist", b"bad_whitelist")
-_PRE = b'{"boot":%d,"seq":%d,"t":%d,"sync":%d,"up":%d,"kind":'
-_TAP = _PRE + b'"tap","reader":"%s","card":"%s","result":"%s","reason":"%s"}'
-_DROP = _PRE + (b'"dropped","reader":"%s","card":"0000000000000000","result":"denied",'
-                b'"reason":"journal_full","dropped":%d,"from":[%d,%d],"to":[%d,%d]}')
+# Whole literals (not built by concatenation at import): a board runs them in place from flash.
+_TAP = (b'{"boot":%d,"seq":%d,"t":%d,"sync":%d,"up":%d,"kind":"tap","reader":"%s","card":"%s",'
+        b'"result":"%s","reason":"%s"}')
+_DROP = (b'{"boot":%d,"seq":%d,"t":%d,"sync":%d,"up":%d,"kind":"dropped","reader":"%s",'
+         b'"card":"0000000000000000","result":"denied","reason":"journal_full","dropped":%d,'
+         b'"from":[%d,%d],"to":[%d,%d]}')
 
 
 def tap_json(boot, seq, t, synced, up, reader, card, result, reason):

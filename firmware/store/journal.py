@@ -12,9 +12,8 @@
 import os
 import struct
 
-from compat import write_atomic
+from compat import unload, write_atomic
 
-import store.jrecover
 from store.jcodec import DROP_SIZE, MAGIC, RAW_MAX, TAP_SIZE, read_record, render  # noqa: F401
 from store.jwrite import Writer
 
@@ -77,7 +76,12 @@ class Journal(Writer):
             self.fs.mkdir(self.dir)
             names = None
         if names:
-            store.jrecover.recover(self, names)
+            # Boot-time only: loaded for the recovery and dropped again (heap).
+            import store.jrecover
+            try:
+                store.jrecover.recover(self, names)
+            finally:
+                unload("store.jrecover")
 
     # ---- paths, cursor ------------------------------------------------------------------------
     def _path(self, n, ext=".seg"):

@@ -4,6 +4,8 @@
 import struct
 from binascii import crc32
 
+from compat import unload
+
 from store.jcodec import (DROP_SIZE, MAGIC, RAW_MAX, STRIPPED, T_RAW, TAP_SIZE, pack_tap, reseal,
                           tap_json)
 
@@ -60,8 +62,11 @@ class Writer:
             self._new_seg()
         if self.woff + size > self.seg_size - DROP_SIZE:
             if len(self.segs) >= self.max_segs:
-                import store.jrecover
-                seq = store.jrecover.drop(self, boot, seq, t, synced, up, reader)
+                import store.jrecover  # rare (a full journal): loaded for the drop only
+                try:
+                    seq = store.jrecover.drop(self, boot, seq, t, synced, up, reader)
+                finally:
+                    unload("store.jrecover")
             self._new_seg()
         return seq
 

@@ -1,4 +1,5 @@
-# Relay, LED and buzzer drivers (hal.drivers) with recording pins. CPython and MicroPython VM.
+# Relay, LED (hal.drivers) and buzzer (hal.buzzer) drivers with recording pins.
+# CPython and MicroPython VM.
 import sys
 
 for _p in list(sys.path):
@@ -7,7 +8,8 @@ for _p in list(sys.path):
 
 from buses import PWM, Pin  # noqa: E402
 from compat import asyncio  # noqa: E402
-from hal.drivers import Buzzer, Led, Relay  # noqa: E402
+from hal.buzzer import Buzzer  # noqa: E402
+from hal.drivers import Led, Relay  # noqa: E402
 
 
 def test_relay_boot_safe_active_high():

@@ -89,7 +89,7 @@ def test_gap_splits_frames_even_when_poll_is_late():
 
 
 def test_same_card_same_key_mfrc522_and_w34():
-    from hal.drivers import normalise_uid
+    from hal.readers import normalise_uid
 
     uid = b"\xde\xad\xbe\xef"
     clock, rd, wg = setup()

@@ -1,4 +1,4 @@
-"""The cloud's MQTT 3.1.1 client set-up, shared by the ingest and the workers."""
+"""The paho MQTT 3.1.1 client set-up of the workers (the ingest has its own: cloud/mqtt/)."""
 
 from __future__ import annotations
 

@@ -2,14 +2,16 @@
 
 Flow (invariant 3, protocol.md):
 
-1. paho's network thread receives a QoS 1 PUBLISH on ``{prefix}/v1/dev/+/events`` and puts it in
-   a bounded queue. ``manual_ack=True``: no PUBACK yet. A full queue blocks the network thread,
-   so the broker stops sending (backpressure) instead of us dropping anything.
-2. The writer thread drains up to ``ingest_batch_max`` messages or ``ingest_flush_ms``, decodes
-   them and stores them in ONE transaction (:func:`cloud.ingest.writer.write`).
-3. After the commit it publishes one application ack per batch (QoS 1), THEN sends the MQTT PUBACKs.
-   A crash before step 3 loses nothing: the broker redelivers (persistent session) and the board
-   re-sends; the database dedupes.
+1. The network thread of our MQTT session (cloud/mqtt/session.py) reads the socket in large
+   chunks, parses every QoS 1 PUBLISH on ``{prefix}/v1/dev/+/events`` in a chunk, decodes them
+   (cloud/ingest/decode.py) and puts them, one list per chunk, into a bounded inbox. No PUBACK
+   yet. A full inbox blocks the network thread, so the socket is not read and the broker stops
+   sending (backpressure) instead of us dropping anything.
+2. The writer thread takes up to ``ingest_batch_max`` messages or what arrived within
+   ``ingest_flush_ms`` and stores them in ONE transaction (:func:`cloud.ingest.writer.write`).
+3. After the commit it sends, in one ``sendall``, one application ack per batch (QoS 1), THEN
+   the MQTT PUBACKs. A crash before that loses nothing: the broker redelivers (persistent session)
+   and the board re-sends; the database dedupes.
 
 Database errors: connection-level errors reconnect and retry the same messages (never dropped);
 an error caused by the data itself isolates the offending batch and quarantines it.
@@ -25,21 +27,20 @@ monthly event partitions kept ahead (``ensure_event_partitions``) by the writer 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.reasoncodes import ReasonCode
 
 from cloud.db.conn import connect
 from cloud.ingest.decode import Batch, Decoded, Reject, decode
+from cloud.ingest.inbox import Inbox
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.writer import WriteResult, write
-from cloud.mqtt_client import make_client
+from cloud.mqtt.packets import Publish
+from cloud.mqtt.session import Session
 from cloud.settings import Settings
 from cloud.signals import run_until_signalled
 
@@ -52,14 +53,13 @@ MAINTAIN_EVERY_S = 6 * 3600
 _ENSURE_PARTITIONS = (
     "SELECT ensure_event_partitions(now() - interval '1 month', now() + interval '3 months')"
 )
+KEEPALIVE_S = 30
 
 
 @dataclass(frozen=True, slots=True)
 class _Msg:
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
+    decoded: Decoded  # holds the topic and the payload too
+    pid: int  # MQTT packet id; 0 for QoS 0 (nothing to PUBACK)
     gen: int  # which MQTT connection delivered it; a PUBACK is only valid on that connection
     at: float  # time.monotonic() when it arrived
 
@@ -81,15 +81,14 @@ class Ingest:
         events = f"{settings.topic_prefix}/v1/dev/+/events"
         group = settings.ingest_shared_group
         self.subscription = f"$share/{group}/{events}" if group else events
-        self._queue: queue.Queue[_Msg] = queue.Queue(maxsize=settings.ingest_queue_max)
+        self._inbox: Inbox[_Msg] = Inbox(settings.ingest_queue_max)
         self._stopping = threading.Event()
         self._ready = threading.Event()
-        self._gen = 0
         self._conn: psycopg.Connection[Any] | None = None
         self._writer: threading.Thread | None = None
         self._started = False
         self._maintained_at: float | None = None
-        self.metrics = IngestMetrics(lambda: self._queue.qsize())
+        self.metrics = IngestMetrics(self._inbox.qsize)
         self.metrics_port: int | None = None
         self.stats = {
             "messages": 0,
@@ -100,11 +99,21 @@ class Ingest:
             "acks": 0,
             "db_errors": 0,
         }
-
-        client = make_client(
-            settings, settings.ingest_client_id, self, clean_session=False, manual_ack=True
+        self._session = Session(
+            settings.mqtt_host,
+            settings.mqtt_port,
+            settings.ingest_client_id,
+            subscriptions=[(self.subscription, 1)],
+            on_messages=self._on_messages,
+            clean_session=False,
+            username=settings.mqtt_user,
+            password=settings.mqtt_password if settings.mqtt_user is not None else None,
+            keepalive=KEEPALIVE_S,
+            on_connect=self._on_connect,
+            on_disconnect=self._on_disconnect,
+            on_subscribe=self._on_subscribe,
+            on_connect_failed=self._on_connect_failed,
         )
-        self._client = client
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -126,8 +135,7 @@ class Ingest:
         )
         self._writer = threading.Thread(target=self._run_writer, name="ingest-writer", daemon=True)
         self._writer.start()
-        self._client.connect_async(self.settings.mqtt_host, self.settings.mqtt_port, keepalive=30)
-        self._client.loop_start()
+        self._session.start()
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until connected and subscribed (True) or the timeout passed (False)."""
@@ -141,8 +149,7 @@ class Ingest:
         self._stopping.set()
         if self._writer is not None:
             self._writer.join(timeout)
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._session.stop(timeout)
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -154,67 +161,35 @@ class Ingest:
         """Run until SIGINT or SIGTERM (must be called from the main thread)."""
         run_until_signalled(self.start, self.stop)
 
-    # -- MQTT callbacks (paho network thread) ----------------------------------------------
+    # -- MQTT callbacks (session network thread) -------------------------------------------
 
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        _userdata: object,
-        flags: mqtt.ConnectFlags,
-        reason_code: ReasonCode,
-        _properties: object,
-    ) -> None:
-        if reason_code.is_failure:
-            _log(logging.ERROR, "mqtt connect failed", reason=reason_code)
-            return
-        self._gen += 1
+    def _on_connect(self, generation: int, session_present: bool) -> None:
         _log(
-            logging.INFO, "mqtt connected", session_present=flags.session_present,
-            generation=self._gen,
+            logging.INFO, "mqtt connected", session_present=session_present, generation=generation,
         )  # fmt: skip
-        client.subscribe(self.subscription, qos=1)
 
-    def _on_disconnect(
-        self,
-        _client: mqtt.Client,
-        _userdata: object,
-        _flags: mqtt.DisconnectFlags,
-        reason_code: ReasonCode,
-        _properties: object,
-    ) -> None:
+    def _on_connect_failed(self, reason: str) -> None:
+        _log(logging.ERROR, "mqtt connect failed", reason=reason)
+
+    def _on_disconnect(self, reason: str) -> None:
         self._ready.clear()
         level = logging.INFO if self._stopping.is_set() else logging.WARNING
-        _log(level, "mqtt disconnected", reason=reason_code)
+        _log(level, "mqtt disconnected", reason=reason)
 
-    def _on_subscribe(
-        self,
-        _client: mqtt.Client,
-        _userdata: object,
-        _mid: int,
-        reason_codes: list[ReasonCode],
-        _properties: object,
-    ) -> None:
-        if any(rc.is_failure for rc in reason_codes):
+    def _on_subscribe(self, ok: bool, _codes: tuple[int, ...]) -> None:
+        if not ok:
             _log(logging.ERROR, "mqtt subscribe refused", topic=self.subscription)
             return
         _log(logging.INFO, "mqtt subscribed", topic=self.subscription)
         self._ready.set()
 
-    def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
-        try:
-            topic = msg.topic
-        except UnicodeDecodeError:
-            topic = msg._topic.decode("utf-8", "replace")
-        item = _Msg(topic, bytes(msg.payload), msg.mid, msg.qos, self._gen, time.monotonic())
-        self.stats["messages"] += 1
-        # Block while the queue is full (backpressure); give up only when stopping, leaving the
-        # message un-acked so the broker redelivers it.
-        while not self._stopping.is_set():
-            try:
-                self._queue.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
+    def _on_messages(self, gen: int, msgs: list[Publish], at: float) -> None:
+        # Decoding here, not in the writer, overlaps it with the writer's database round trips.
+        items = [_Msg(decode(m.topic, m.payload), m.pid, gen, at) for m in msgs]
+        self.stats["messages"] += len(items)
+        # Blocks while the inbox is full (backpressure); gives up only when stopping, leaving
+        # the rest un-acked so the broker redelivers them.
+        self._inbox.put_many(items, self._stopping, idle=self._session.tick)
 
     # -- writer thread ---------------------------------------------------------------------
 
@@ -222,20 +197,9 @@ class Ingest:
         batch_max = self.settings.ingest_batch_max
         flush_s = self.settings.ingest_flush_ms / 1000
         while not self._stopping.is_set():
-            try:
-                msgs = [self._queue.get(timeout=0.2)]
-            except queue.Empty:
+            msgs = self._inbox.take(batch_max, 0.2, flush_s)
+            if not msgs:
                 continue
-            deadline = time.monotonic() + flush_s
-            while len(msgs) < batch_max:
-                remaining = deadline - time.monotonic()
-                try:
-                    if remaining > 0:
-                        msgs.append(self._queue.get(timeout=remaining))
-                    else:
-                        msgs.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
             try:
                 self._flush(msgs)
             except Exception:  # never let the writer thread die; the messages stay un-acked
@@ -247,7 +211,7 @@ class Ingest:
 
     def _flush(self, msgs: list[_Msg]) -> None:
         t0 = time.monotonic()
-        decoded = [decode(m.topic, m.payload) for m in msgs]
+        decoded = [m.decoded for m in msgs]
         for d in decoded:
             if isinstance(d, Reject):
                 _log(
@@ -267,13 +231,13 @@ class Ingest:
             met.rejects.labels(reason=reason).inc(n)
         met.acks.inc(len(result.acks))
         met.lag.set(committed - min(msg.at for msg in msgs))
-        for ack in result.acks:
-            self._client.publish(ack.topic(self.settings.topic_prefix), ack.payload(), qos=1)
-        gen = self._gen
-        for m in msgs:
-            if m.gen == gen:
-                self._client.ack(m.mid, m.qos)
-            # else: delivered on an earlier connection; the broker redelivers it and we dedupe
+        prefix = self.settings.topic_prefix
+        # One sendall: the app acks first, then the PUBACKs of messages delivered on the
+        # current connection (the broker redelivers the others and we dedupe).
+        self._session.send_after_commit(
+            [(a.topic(prefix), a.payload()) for a in result.acks],
+            [(m.gen, m.pid) for m in msgs],
+        )
         self.stats["flushes"] += 1
         self.stats["inserted"] += result.inserted
         self.stats["duplicates"] += result.duplicates
@@ -282,7 +246,7 @@ class Ingest:
         _log(
             logging.INFO, "ingest flush", messages=len(msgs), inserted=result.inserted,
             duplicates=result.duplicates, quarantined=result.quarantined, acks=len(result.acks),
-            ms=round((time.monotonic() - t0) * 1000, 1), queued=self._queue.qsize(),
+            ms=round((time.monotonic() - t0) * 1000, 1), queued=self._inbox.qsize(),
         )  # fmt: skip
 
     def _store(self, decoded: list[Decoded]) -> WriteResult | None:

@@ -10,7 +10,6 @@ were new (docs/ingest.md). Batches from unregistered devices (D4) and rejects go
 
 from __future__ import annotations
 
-import json
 import logging
 import weakref
 from collections import Counter
@@ -36,8 +35,8 @@ class Ack:
         return f"{prefix}/v1/dev/{self.device}/ack"
 
     def payload(self) -> bytes:
-        body = {"v": 1, "boot": self.boot, "first": self.first, "last": self.last}
-        return json.dumps(body, separators=(",", ":")).encode()
+        # the bytes json.dumps(..., separators=(",", ":")) gives, without its cost per ack
+        return b'{"v":1,"boot":%d,"first":%d,"last":%d}' % (self.boot, self.first, self.last)
 
 
 @dataclass(slots=True)

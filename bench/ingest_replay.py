@@ -1,12 +1,17 @@
 """ingest_replay: a backlog of 32-event batches, as boards re-send their journals after an outage.
 
 The consumer's persistent session is created, the consumer stopped, the backlog published into
-the (private) broker, then the consumer started; timed from its first ack to its last ack.
-Baseline: the naive consumer (one autocommitted INSERT per event) on the same backlog.
+the (private) broker, then the consumer started again. Timed from that start to its last ack,
+less the consumer's own start-up (process start to subscribed, measured on the first, empty
+start in the same run). Not from the first ack: with flushes of hundreds of messages the first
+ack comes after a whole flush, which would leave that flush's work out of the time.
+Baseline: the naive consumer (one autocommitted INSERT per event) on a smaller backlog of the
+same messages (it is ~30x slower; its rate is steady from the first message).
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from bench.common import (
@@ -21,7 +26,7 @@ from bench.common import (
 )
 
 DEVICES = 50
-MESSAGES = 1_000
+MESSAGES = {"ingest": 5_000, "naive": 500}
 PER_MESSAGE = 32
 
 
@@ -29,29 +34,32 @@ def replay_rate(kind: str, url: str, port: int, boot: int) -> float:
     prefix = f"b{uuid.uuid4().hex[:8]}"
     devices = device_ids(DEVICES)
     before = count_events(url)
+    messages = MESSAGES[kind]
+    t_start = time.perf_counter()
     first = Consumer(kind, url, port, prefix)
     try:
         first.wait_subscribed()
+        startup = time.perf_counter() - t_start
     finally:
         first.stop()
     boards = Boards(port, prefix)
     cons = None
     try:
-        for i in range(MESSAGES):
+        for i in range(messages):
             boards.publish(devices[i % DEVICES], boot, (i // DEVICES) * PER_MESSAGE + 1,
                            PER_MESSAGE)  # fmt: skip
         boards.client.publish(f"{prefix}/sync", b"", qos=1).wait_for_publish(60)
+        t0 = time.perf_counter()
         cons = Consumer(kind, url, port, prefix)
-        boards.wait_acks(MESSAGES, timeout=900)
+        boards.wait_acks(messages, timeout=900)
     finally:
         boards.close()
         if cons is not None:
             cons.stop()
     stored = count_events(url) - before
-    if stored != MESSAGES * PER_MESSAGE:
-        raise AssertionError(f"{kind}: {stored} events stored, {MESSAGES * PER_MESSAGE} sent")
-    times = sorted(boards.acked.values())
-    return (MESSAGES - 1) * PER_MESSAGE / (times[-1] - times[0])
+    if stored != messages * PER_MESSAGE:
+        raise AssertionError(f"{kind}: {stored} events stored, {messages * PER_MESSAGE} sent")
+    return messages * PER_MESSAGE / (max(boards.acked.values()) - t0 - startup)
 
 
 def run(repeat: int = 3) -> list[Row]:
@@ -63,6 +71,7 @@ def run(repeat: int = 3) -> list[Row]:
             print(f"run {r + 1}/{repeat}: ingest {ours[-1]:,.0f}/s naive {naive[-1]:,.0f}/s",
                   flush=True)
     return [
-        Row(f"replay events/s ({PER_MESSAGE} events/msg, {MESSAGES} msgs queued)", median(ours),
+        Row(f"replay events/s ({PER_MESSAGE} events/msg, {MESSAGES['ingest']:,} msgs queued)",
+            median(ours),
             "events/s", baseline=median(naive), goal=">= 10x the naive consumer"),
     ]  # fmt: skip

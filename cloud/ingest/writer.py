@@ -172,6 +172,9 @@ def write(conn: psycopg.Connection[Any], items: Sequence[Decoded]) -> WriteResul
     if conn not in _staged:  # in its own transaction: a failed write must not drop it
         with conn.transaction():
             conn.execute(_STAGING_DDL)
+            # A replay flush of ~16,000 events sorts its outbox rows; at the default 4 MB that
+            # sort spills to disk (EXPLAIN ANALYZE: "external merge"). Session-wide, once.
+            conn.execute("SET work_mem = '32MB'")
         _staged.add(conn)
     with conn.transaction(), conn.cursor() as cur:
         batches = [i for i in items if isinstance(i, Batch)]

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     whitelist_keep: int = Field(default=10, ge=2, le=1000)  # versions kept per school
     whitelist_poll_ms: int = Field(default=500, ge=20, le=60_000)
     whitelist_client_id: str | None = Field(default=None, min_length=1, max_length=128)
+    # Canteen balance pushes (cloud/workers/balance_push.py, D15): a school marked dirty is
+    # pushed once its first mark is balance_debounce_ms old, so a burst of charges is one push.
+    balance_poll_ms: int = Field(default=250, ge=20, le=60_000)
+    balance_debounce_ms: int = Field(default=1000, ge=0, le=600_000)
+    balance_client_id: str | None = Field(default=None, min_length=1, max_length=128)
 
     # Outbox delivery (cloud/workers/outbox.py). The lease must outlast one delivery
     # (socialwallet_timeout_s); a claimed row comes back after it if its worker died.

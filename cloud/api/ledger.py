@@ -82,6 +82,9 @@ class EntryOut(BaseModel):
     refund_of: int | None
     below_floor: bool
     created_at: datetime
+    # a meal charge: the dish the canteen board reported (None: not reported, or not a charge)
+    dish_id: int | None = None
+    dish: str | None = None
 
 
 class BalanceOut(BaseModel):
@@ -188,4 +191,25 @@ def get_ledger(
         offset=pg.offset,
         columns=ENTRY_COLUMNS,
     )
+    _with_dishes(conn, rows)
     return page_of(EntryOut, total, pg.limit, pg.offset, rows)
+
+
+def _with_dishes(conn: Any, rows: list[dict[str, Any]]) -> None:
+    """Add the served dish to the meal charges of one page (one query)."""
+    keys = [(r["device_id"], r["boot"], r["seq"]) for r in rows if r["kind"] == "charge"]
+    if not keys:
+        return
+    found = {
+        (str(d), int(b), int(q)): (dish_id, name)
+        for d, b, q, dish_id, name in conn.execute(
+            "SELECT m.device_id, m.boot, m.seq, m.dish_id, ds.name_ru FROM meal_receipts m"
+            " JOIN dishes ds ON ds.id = m.dish_id"
+            " WHERE (m.device_id, m.boot, m.seq) IN"
+            " (SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bigint[]))",
+            ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]),
+        ).fetchall()
+    }
+    for r in rows:
+        if r["kind"] == "charge":
+            r["dish_id"], r["dish"] = found.get((r["device_id"], r["boot"], r["seq"]), (None, None))

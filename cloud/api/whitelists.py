@@ -39,6 +39,12 @@ class DriftOut(BaseModel):
     online: bool
     last_seen: datetime | None
     wl_err: str | None
+    # canteen boards (D15): the balance push version the board runs and the school's current
+    # one; None on other boards
+    bal_running: int | None = None
+    bal_latest: int | None = None
+    bal_in_sync: bool | None = None
+    bal_err: str | None = None
 
 
 @router.get("/whitelists/{school_id}", response_model=WhitelistOut)
@@ -78,8 +84,14 @@ def device_drift(
         conds.append("s.wl_version IS DISTINCT FROM w.version")
     query = (
         "SELECT d.id AS device_id, d.school_id, s.wl_version AS running, w.version AS latest,"
-        " COALESCE(s.online, false) AS online, s.last_seen, s.status->>'wl_err' AS wl_err"
+        " COALESCE(s.online, false) AS online, s.last_seen, s.status->>'wl_err' AS wl_err,"
+        " CASE WHEN s.status->>'bal' ~ '^[0-9]{1,10}$' THEN (s.status->>'bal')::bigint END"
+        "   AS bal_running,"
+        " CASE WHEN d.mode = 'canteen' OR d.reader = 'canteen' OR s.status ? 'bal'"
+        "   THEN COALESCE(bp.version, 0) END AS bal_latest,"
+        " s.status->>'bal_err' AS bal_err"
         " FROM devices d LEFT JOIN device_status s ON s.device_id = d.id"
+        " LEFT JOIN balance_push_state bp ON bp.school_id = d.school_id"
         " LEFT JOIN LATERAL (SELECT max(version) AS version FROM whitelists"
         "   WHERE school_id = d.school_id) w ON true"
         " WHERE " + " AND ".join(conds)
@@ -91,7 +103,11 @@ def device_drift(
             [*params, pg.limit, pg.offset],
         ).fetchall()
     items = [
-        DriftOut(**r, in_sync=r["running"] is not None and r["running"] == r["latest"])
+        DriftOut(
+            **r,
+            in_sync=r["running"] is not None and r["running"] == r["latest"],
+            bal_in_sync=None if r["bal_latest"] is None else r["bal_running"] == r["bal_latest"],
+        )
         for r in rows
     ]
     total = int(count["n"]) if count else 0

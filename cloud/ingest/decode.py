@@ -73,6 +73,9 @@ class Event:
     card: str
     result: str
     reason: str
+    # canteen taps: the cloud's dish id from the pushed menu (protocol.md "Canteen"); an
+    # optional key, so a missing or malformed one is None rather than a rejected batch
+    dish: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +192,7 @@ def _event(raw: Any, index: int, boot: int) -> Event:
         card=raw["card"],
         result=raw["result"],
         reason=raw["reason"],
+        dish=raw["dish"] if _is_int(raw.get("dish"), 1, INT8_MAX) else None,
     )
 
 

@@ -52,12 +52,12 @@ class WriteResult:
 _STAGING_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS ingest_staging (
     device_id text, boot bigint, seq bigint, card_key text, kind text, reader text,
-    result text, reason text, t bigint, sync boolean, up bigint
+    result text, reason text, t bigint, sync boolean, up bigint, dish bigint
 ) ON COMMIT DELETE ROWS
 """
-_STAGING_COLUMNS = "device_id, boot, seq, card_key, kind, reader, result, reason, t, sync, up"
+_STAGING_COLUMNS = "device_id, boot, seq, card_key, kind, reader, result, reason, t, sync, up, dish"
 _STAGING_TYPES = [
-    "text", "int8", "int8", "text", "text", "text", "text", "text", "int8", "bool", "int8",
+    "text", "int8", "int8", "text", "text", "text", "text", "text", "int8", "bool", "int8", "int8",
 ]  # fmt: skip
 _COPY = f"COPY ingest_staging ({_STAGING_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 
@@ -99,10 +99,14 @@ WITH ins AS (
            updated_at = now()
 ), meals AS (
     INSERT INTO meal_receipts (device_id, boot, seq, school_id, person_id, meal_category,
-                               occurred_at, day)
+                               occurred_at, day, dish_id)
     SELECT g.device_id, g.boot, g.seq, g.school_id, g.person_id, p.meal_category,
-           g.occurred_at, g.day
+           g.occurred_at, g.day, dd.id
     FROM granted g LEFT JOIN people p ON p.id = g.person_id
+    -- the dish the board reported, if it is one of this school's (else NULL, never an error)
+    LEFT JOIN dishes dd ON dd.school_id = g.school_id AND dd.id = (
+        SELECT max(s.dish) FROM ingest_staging s
+        WHERE s.device_id = g.device_id AND s.boot = g.boot AND s.seq = g.seq)
     WHERE g.reader = 'canteen'
     ON CONFLICT (device_id, boot, seq) DO NOTHING
 ), notes AS (
@@ -190,7 +194,7 @@ def write(conn: psycopg.Connection[Any], items: Sequence[Decoded]) -> WriteResul
                 for e in item.events:
                     rows.append((
                         item.device, e.boot, e.seq, e.card, e.kind, e.reader,
-                        e.result, e.reason, e.t, e.sync, e.up,
+                        e.result, e.reason, e.t, e.sync, e.up, e.dish,
                     ))  # fmt: skip
             elif isinstance(item, Batch):
                 quarantine(

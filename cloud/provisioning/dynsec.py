@@ -25,7 +25,7 @@ log = logging.getLogger("qadam.provisioning")
 CONTROL = "$CONTROL/dynamic-security/v1"
 RESPONSE = CONTROL + "/response"
 BOARD_PUBLISH = ("events", "status", "cmd/res", "wl/req")
-BOARD_SUBSCRIBE = ("ack", "wl", "cmd")
+BOARD_SUBSCRIBE = ("ack", "wl", "cmd", "bal")
 
 
 class BrokerError(RuntimeError):

@@ -6,10 +6,13 @@
 #   card's allergen mask) / no_meal_period / no_balance / credit_limit.
 # An operator override (sim "override", ESP32 button) within override_s of an allergen block
 # grants the meal: a second event, reason "override_allergen", "ref" = the blocked tap's seq.
-# State on flash (small): canteen.srv (served tags of the current period), canteen.crd (offline
-# credit used, appended), canteen.bal (balances, sorted 12-byte records: key 8 + i32 tiyn).
+# State on flash (small): canteen.srv (served tags of the current period), canteen.crd (the
+# board's own charges, appended), canteen.bal (pushed balances with their watermark, sorted
+# 12-byte records: key 8 + i32 tiyn); balance pushes: app.canteen_bal (D15).
 # Money: tiyn (1/100 tenge) inside, "650" / "650.50" strings in config, display and events.
-from compat import asyncio, emit, hexlify, sleep_ms, ticks_add, ticks_diff, ticks_ms
+import gc
+
+from compat import asyncio, emit, hexlify, sleep_ms, ticks_add, ticks_diff, ticks_ms, unload
 from store.cardkey import card_key
 
 from app.canteen_core import SRV, Book, Served, _hm, fmt, money
@@ -24,7 +27,7 @@ TEXT = {"free": "Free meal", "reduced": "Reduced price", "paid": "Paid from bala
 
 
 class Canteen(Decide):
-    def __init__(self, door, cfg, dirpath="."):
+    def __init__(self, door, cfg, dirpath=".", sync=None):
         self.door = door
         self.board = door.board
         self.d = dirpath + "/"
@@ -35,6 +38,12 @@ class Canteen(Decide):
         self._lt = 0
         self.ev = None  # asyncio.Event of the LED/buzzer task, made with it (show)
         self.pat = 0
+        self.bu = None  # app.canteen_bal.Assembler while a balance push arrives
+        self.sync = sync  # net.sync.Sync on a board: subscribe to balance pushes, report them
+        if sync is not None:
+            self.t_bal = sync.t_status[:-6] + "bal"
+            sync.subs.append(self.t_bal)
+            sync.status["bal"] = self.book.ver
         self.configure(cfg)
 
     def configure(self, cfg):
@@ -52,8 +61,34 @@ class Canteen(Decide):
         self.tz = cfg.get("tz_offset_min", getattr(self, "tz", 0))
         bal = cfg.get("balances")
         if bal is not None:
-            self.book.write(bal)
+            self.book.write(bal, self.door.boot, self.door.seq)
             cfg.pop("balances", None)  # kept on flash (canteen.bal), not in RAM
+
+    # --- balance pushes (protocol.md "Canteen balances", D15) ---------------------------------
+    def bal_chunk(self, payload):
+        s = self.sync
+        try:
+            if self.bu is None:
+                from app.canteen_bal import Assembler
+                self.bu = Assembler(self.d)
+            if not self.bu.feed(payload):
+                return
+            k = self.bu.key
+            gc.collect()  # a push is rare; its code needs a few KB in one piece
+            from app.canteen_bal import install
+            install(self.book, (k[1], k[2], k[3], k[4]))
+            s.status["bal"] = k[1]
+            s.status.pop("bal_err", None)
+            emit("bal", {"installed": k[1], "n": k[5], "wm": k[3]})
+        except Exception as e:  # BalError, flash or heap trouble: the old balances stay
+            r = e.args[0] if e.args and isinstance(e.args[0], str) else type(e).__name__
+            if self.bu is not None:
+                self.bu.abort()
+            s.status["bal_err"] = r
+            emit("bal", {"rejected": r})
+        self.bu = None
+        unload("app.canteen_bal")  # loaded only for a push
+        s.status_changed()
 
     # --- a tap at the counter -------------------------------------------------------------------
     def tap(self, uid):
@@ -81,6 +116,9 @@ class Canteen(Decide):
         seq = self._event(key, granted, reason, info, t, synced)
         if reason == "allergen":
             self.seq_blocked = (key, info["cat"], ticks_add(now, self.override_ms), seq)
+        # After the tap is shown: free its garbage now, so what lives on is allocated low in
+        # the heap, not scattered over it (a heap in small pieces cannot load a command).
+        gc.collect()
         return "granted" if granted else "denied"
 
     def override(self):
@@ -119,14 +157,14 @@ class Canteen(Decide):
         else:
             ex = ""
             for k in ("meal", "cat", "amount", "balance", "credit", "allergens", "ref",
-                      "paid_as"):
+                      "paid_as", "did"):
                 if k in info:
                     v = info[k]
                     if k in ("amount", "balance", "credit"):
                         v = '"%s"' % fmt(v)
                     elif k in ("meal", "paid_as"):
                         v = '"%s"' % v
-                    ex += ',"%s":%s' % (k, v)
+                    ex += ',"%s":%s' % ("dish" if k == "did" else k, v)
             data = ('{"boot":%d,"seq":%d,"t":%d,"sync":%d,"up":%d,"kind":"tap","reader":'
                     '"canteen","card":"%s","result":"%s","reason":"%s"%s}'
                     % (door.boot, door.seq, t, 1 if synced else 0, up, hexlify(key), result,

@@ -22,7 +22,8 @@ def valid(k, v):
         if k == "menu":
             ps = v.get("periods")
             return isinstance(ps, dict) and all(
-                isinstance(p.get("allergens", 0), int) and money(p.get("price", 0)) >= 0
+                isinstance(p.get("allergens", 0), int) and isinstance(p.get("id", 0), int)
+                and money(p.get("price", 0)) >= 0
                 and money(p.get("reduced", 0)) >= 0 for p in ps.values())
     except Exception:
         return False

@@ -3,7 +3,11 @@
 # in a small heap.
 import struct
 
+from compat import unload
+
 SRV, CRD, BAL = "canteen.srv", "canteen.crd", "canteen.bal"
+PART = "canteen.bpt"  # a balance push being assembled (app.canteen_bal)
+BHDR = 20  # canteen.bal header
 CATS = ("paid", "free", "reduced", "paid")  # whitelist attrs bits 2-3; 0 (none) pays
 
 
@@ -66,7 +70,12 @@ class Served:
     def period(self, pk):
         if pk != self.pk:
             self.pk = pk
-            self.t = bytearray(self.n * 4)
+            # Cleared in place, never allocated again: a second 4 KB table (or a new one while
+            # the heap is in pieces) does not fit a small heap after start-up.
+            t, z = self.t, bytes(64)
+            for i in range(0, len(t), 64):
+                k = min(64, len(t) - i)
+                t[i:i + k] = z if k == 64 else z[:k]
             self.used = 0
             with open(self.path, "wb") as f:
                 f.write(struct.pack("<IB", pk[0], pk[1]))
@@ -106,39 +115,45 @@ class Served:
 
 
 class Book:
-    """Balances (canteen.bal: sorted 12-byte records, card key 8 + i32 tiyn; a paid meal is
-    written in place) and offline credit used since the last balance sync (canteen.crd: appended
-    tag u32 + tiyn u32 records; summed into a dict at start)."""
+    """Balances and the board's own charges since the balances' watermark (D15).
+
+    canteen.bal: a 20-byte header (magic QCB1, push version u32, watermark boot u32 + seq u32:
+    the newest event of this board the cloud had stored when it read the balances, floor i32
+    tiyn), then sorted 12-byte records (card key 8 + i32 tiyn), binary-searched; a paid meal is
+    written in place. canteen.crd: one 16-byte record per charge made here (tag u32, boot u32,
+    seq u32, tiyn u32), appended. Charges after the watermark are not in the pushed balances:
+    they are summed per tag into `credit` (the offline credit of a card without a balance) and
+    subtracted again from the next push (app.canteen_bal)."""
 
     def __init__(self, d):
-        self.d = d
-        self.credit = {}
-        try:
-            with open(self.d + CRD, "rb") as f:
-                while True:
-                    b = f.read(8)
-                    if len(b) < 8:
-                        break
-                    tag, a = struct.unpack("<II", b)
-                    self.credit[tag] = self.credit.get(tag, 0) + a
-        except OSError:
-            pass
-
-    def write(self, bal):
-        import binascii
         import os
-        keys = sorted(bal)
-        tmp = self.d + BAL + ".tmp"
-        with open(tmp, "wb") as f:
-            for k in keys:
-                f.write(binascii.unhexlify(k) + struct.pack("<i", money(bal[k])))
-        os.rename(tmp, self.d + BAL)
-        # A sync: the cloud's balances include what was eaten on credit (events acked first).
-        self.credit = {}
+        self.d = d
+        self.ver = self.wb = self.ws = self.floor = 0
+        for n in (PART, BAL + ".new", CRD + ".new"):  # a push a reset interrupted: never used
+            try:
+                os.remove(d + n)
+            except OSError:
+                pass
         try:
-            os.remove(self.d + CRD)
+            with open(d + BAL, "rb") as f:
+                h = f.read(BHDR)
+            if len(h) == BHDR and h[:4] == b"QCB1":
+                self.ver, self.wb, self.ws, self.floor = struct.unpack_from("<IIIi", h, 4)
         except OSError:
             pass
+        self.credit = pending(d + CRD, self.wb, self.ws)
+
+    def write(self, bal, boot, seq):
+        """The `balances` config key: a full replacement as of now (nothing local after it)."""
+        import binascii
+        with open(self.d + PART, "wb") as f:
+            for k in sorted(bal):
+                f.write(binascii.unhexlify(k) + struct.pack("<i", money(bal[k])))
+        from app.canteen_bal import install
+        try:
+            install(self, (self.ver, boot, seq, self.floor))
+        finally:
+            unload("app.canteen_bal")  # loaded only for a push
 
     def balance(self, key):
         """-> (file offset of the record, tiyn) or (-1, None) if the balance is unknown."""
@@ -148,16 +163,16 @@ class Book:
             return -1, None
         with f:
             f.seek(0, 2)
-            lo, hi = 0, f.tell() // 12 - 1
+            lo, hi = 0, (f.tell() - BHDR) // 12 - 1
             b = bytearray(12)
             k = bytes(key)
             while lo <= hi:
                 mid = (lo + hi) >> 1
-                f.seek(mid * 12)
+                f.seek(BHDR + mid * 12)
                 f.readinto(b)
                 kk = bytes(b[:8])
                 if kk == k:
-                    return mid * 12, struct.unpack_from("<i", b, 8)[0]
+                    return BHDR + mid * 12, struct.unpack_from("<i", b, 8)[0]
                 if kk < k:
                     lo = mid + 1
                 else:
@@ -169,8 +184,27 @@ class Book:
             f.seek(off + 8)
             f.write(struct.pack("<i", bal))
 
-    def owe(self, key, used, amount):
+    def charge(self, key, boot, seq, amount, credit):
+        # Every charge made here (from the balance or on credit), with its event's identity.
+        # `credit` only grows for a meal on credit: it is read for cards without a balance, and
+        # a card loses its balance record only by a push, which sums it anew (canteen_bal).
         tag = Served.tag(key)
-        self.credit[tag] = used
+        if credit:
+            self.credit[tag] = self.credit.get(tag, 0) + amount
         with open(self.d + CRD, "ab") as f:
-            f.write(struct.pack("<II", tag, amount))
+            f.write(struct.pack("<IIII", tag, boot, seq, amount))
+
+
+def pending(path, wb, ws):
+    """tag -> tiyn charged here after the watermark (boot wb, seq ws), from canteen.crd."""
+    p = {}
+    try:
+        with open(path, "rb") as f:
+            b = bytearray(16)
+            while f.readinto(b) == 16:
+                tag, bt, sq, a = struct.unpack("<IIII", b)
+                if bt > wb or (bt == wb and sq > ws):
+                    p[tag] = p.get(tag, 0) + a
+    except OSError:
+        pass
+    return p

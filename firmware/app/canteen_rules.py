@@ -47,35 +47,37 @@ class Decide:
         dish = self.dish(pk, name)
         if dish.get("dish"):
             info["dish"] = dish["dish"]
+        if dish.get("id"):
+            info["did"] = dish["id"]  # the cloud's dish id: the event's "dish"
         if not skip_allergen and alg & dish.get("allergens", 0):
             info["allergens"] = alg & dish["allergens"]
             return False, "allergen", info
         kind = CATS[cat & 3]
         if kind == "free":
             return True, "free", info
-        price = money(dish.get("reduced" if kind == "reduced" else "price", 0))
+        # Reduced pays its share like a paid meal (D13: every family share above 0 is charged):
+        # from the balance down to the floor, else on offline credit up to the limit.
+        price = money(dish.get(kind if kind == "reduced" else "price", 0))
         info["amount"] = price
-        if kind == "reduced":
-            return True, "reduced", info
         off, bal = self.book.balance(key)
         if bal is not None:
-            if bal < price:
+            if bal - price < self.book.floor:
                 info["balance"] = bal
                 return False, "no_balance", info
             info["balance"] = bal - price
             info["_off"] = off
-            return True, "paid", info
+            return True, kind, info
         used = self.book.credit.get(Served.tag(key), 0) + price
         info["credit"] = used
         if used > self.limit:
             return False, "credit_limit", info
-        return True, "offline_credit", info
+        return True, "reduced" if kind == "reduced" else "offline_credit", info
 
     def commit(self, key, t, synced, reason, info):
         self.served.period(self.period_at(t, synced)[0])
         self.served.add(key)
         if "_off" in info:
             self.book.pay(info.pop("_off"), info["balance"])
-        elif "credit" in info:
-            self.book.owe(key, info["credit"], info["amount"])
-
+        if info.get("amount") and ("balance" in info or "credit" in info):
+            d = self.door  # the event's identity: _event() numbers it next
+            self.book.charge(key, d.boot, d.seq + 1, info["amount"], "credit" in info)

@@ -62,6 +62,8 @@ class App:
             self._wl_chunk(payload)
         elif t == self.t_cmd:
             asyncio.create_task(self._cmd(bytes(payload)))  # the view dies
+        elif self.canteen is not None and t == self.canteen.t_bal:
+            self.canteen.bal_chunk(payload)
 
     # --- whitelist updates (protocol.md "Whitelist updates") ----------------------------------
     def _wl_chunk(self, payload):
@@ -136,7 +138,14 @@ class App:
     def _canteen(self):
         if self.canteen is None:
             from app.canteen import Canteen
-            self.canteen = Canteen(self.door, self.cfg)
+            self.canteen = Canteen(self.door, self.cfg, sync=self.sync)
+            # A canteen gets commands (the menu) and balance pushes every day. Loading their
+            # modules interns their names, which grows the qstr pool by one big block: do it
+            # now, while the heap is in one piece, not after taps have cut it up (D15).
+            import app.canteen_bal  # noqa: F401
+            import app.canteen_cfg  # noqa: F401
+            import net.cmd  # noqa: F401
+            unload("net.cmd", "app.canteen_bal")
         return self.canteen
 
     def override(self):

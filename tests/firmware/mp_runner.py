@@ -4,16 +4,17 @@
 import sys
 
 HERE = sys.argv[0].rsplit("/", 1)[0] if "/" in sys.argv[0] else "."
-# QADAM_FW_DIR: firmware/ compiled to .mpy, as a board holds it (the pytest wrapper sets it);
-# without it the modules are compiled from source inside the heap under test.
+# QADAM_FW_DIR / QADAM_CASES_DIR: firmware/ and the case modules compiled to .mpy (the pytest
+# wrapper sets them); without them the modules are compiled from source inside the heap under test.
 try:
     import os
 
     FW = os.getenv("QADAM_FW_DIR")
+    CASES = os.getenv("QADAM_CASES_DIR")
 except (ImportError, AttributeError):
-    FW = None
+    FW = CASES = None
 sys.path.append(FW or HERE + "/../../firmware")
-sys.path.append(HERE + "/cases")
+sys.path.append(CASES or HERE + "/cases")
 
 
 def run(modname):

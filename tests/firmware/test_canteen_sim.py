@@ -70,7 +70,7 @@ def test_canteen_counter_outcomes_reach_the_cloud(tmp_path: Path, topic_prefix, 
 
         want = [
             (1, "granted", "free", {"l1": "Free meal", "l2": "Plov"}),
-            (2, "granted", "reduced", {"l1": "Reduced price 325", "l2": "Plov"}),
+            (2, "granted", "reduced", {"l1": "Reduced price 325", "l2": "Credit 325/1000"}),
             (3, "granted", "paid", {"l1": "Paid from balance 650", "l2": "Balance 350"}),
             (4, "granted", "offline_credit", {"l1": "On credit 650", "l2": "Credit 650/1000"}),
             (1, "denied", "already_received", {"l1": "Already received", "l2": "lunch"}),

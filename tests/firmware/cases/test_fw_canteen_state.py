@@ -46,7 +46,8 @@ def test_already_received_survives_reboot_not_period():
         assert tap(c2, 1)[1]["reason"] == "already_received"
         ev = tap(c2, 2)[1]
         assert ev["reason"] == "reduced"
-        assert c2.book.credit and list(c2.book.credit.values()) == [65000]
+        assert ev["credit"] == "325"  # the reduced share is charged too (D13)
+        assert sorted(c2.book.credit.values()) == [32500, 65000]
         # The next period (breakfast the next day) starts over.
         c3, door = make(d, at(24 + 8, 30), door=door)
         assert tap(c3, 1)[1]["reason"] == "free"

@@ -2,8 +2,9 @@
 docs/decisions.md D7/D11/D16) after it connected and after a burst of 300 taps, for three board
 configurations: a plain door, a turnstile (2 relays + passage sensors) and a turnstile with
 anti-passback and schedules. Each in the 64 KiB heap of issue #3 against the 100 KiB of a plain
-ESP32 (the baseline, in the same run). The batch buffer size (``bb``) is reported too: it is the
-part of the heap that gives way when the heap is small (app.runner).
+ESP32 (the baseline, in the same run). The batch size cap (``bb``, bytes of payload) is reported
+too; since batches are rendered from the journal into the socket it no longer shrinks with the
+heap (docs/decisions.md D16).
 
 ``python -m bench board_memory``. Needs Mosquitto (a private one is started). A board that does
 not boot or connect reports -1.
@@ -160,7 +161,7 @@ def run(repeat: int = 1) -> list[Row]:
                                 "bytes", baseline=b if b > 0 else None,
                                 goal=">= 8192"))  # fmt: skip
             b = base.get("batch_bytes", -1)
-            rows.append(Row(f"{name} {HEAPS[0]}: batch buffer", got.get("batch_bytes", -1),
+            rows.append(Row(f"{name} {HEAPS[0]}: batch size cap", got.get("batch_bytes", -1),
                             "bytes", baseline=b if b > 0 else None))  # fmt: skip
             rows.append(Row(f"{name} {HEAPS[0]}: MemoryError lines", got["memory_errors"],
                             "lines", baseline=base["memory_errors"] or None))  # fmt: skip

@@ -16,7 +16,21 @@ if MICROPYTHON:
     from time import ticks_add, ticks_diff, ticks_ms  # noqa: F401
 
     sleep_ms = asyncio.sleep_ms
-    wait_ms = asyncio.wait_for_ms
+
+    async def wait_ms(aw, ms):
+        # asyncio.wait_for_ms without asyncio.funcs (~0.8 KB of heap for its module, plus a
+        # helper task per wait): aw runs as a task, polled every 20 ms until done or `ms` is up.
+        t = asyncio.create_task(aw)
+        end = ticks_add(ticks_ms(), ms)
+        try:
+            while not t.done():
+                if ticks_diff(end, ticks_ms()) <= 0:
+                    raise asyncio.TimeoutError
+                await sleep_ms(20)
+        except BaseException:  # timed out, or the caller was cancelled: the task goes too
+            t.cancel()
+            raise
+        return await t
 else:
     from compat_cpy import sleep_ms, ticks_add, ticks_diff, ticks_ms, wait_ms  # noqa: F401
 

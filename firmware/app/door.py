@@ -30,7 +30,7 @@ class Door:
         self.taps = 0
         self.rules = None  # app.rules.Rules: schedules, anti-passback
         self.online = None  # callable: the cloud is reachable (hard vs soft anti-passback)
-        self.passage = None  # app.turnstile.Passage
+        self.passage = None  # callable(reader, seq, key) -> has a passage sensor (app.turnstile)
         self.signal = None  # callable(granted, reason): LED/buzzer patterns (app.turnstile)
         self._last_key = None
         self._last_t = 0
@@ -82,7 +82,7 @@ class Door:
                      "result": result, "reason": reason})
         if granted:
             p = self.passage
-            if (p is None or not p.expect(reader, self.seq, key)) and rules is not None:
+            if (p is None or not p(reader, self.seq, key)) and rules is not None:
                 rules.passed(key, reader)  # no passage sensor: the grant counts as passage
         if self.on_event:
             self.on_event()

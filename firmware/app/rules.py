@@ -4,6 +4,22 @@
 # bytearray allocated at start-up.
 STUDENT = 1
 STAFF = 2
+# Anti-passback slots (2 bytes each) when device.json has no `antipassback_slots`: 2048 (4 KiB)
+# on a board with an ESP32's ~100 KiB heap, 512 (1 KiB) on a smaller one (issue #3's 64 KiB),
+# where the 3 KiB are the difference between running and not. Fewer slots remember fewer cards:
+# with more cards inside than slots (and sets fill unevenly), the least recently seen lose
+# their state and pass as "unknown" (never locked out). A site with more than ~400 cardholders
+# through one turnstile should set `antipassback_slots` and give the heap for it.
+SLOTS, SMALL_SLOTS, SMALL_HEAP = 2048, 512, 96 * 1024
+
+
+def default_slots():
+    import gc
+    try:
+        heap = gc.mem_free() + gc.mem_alloc()
+    except AttributeError:  # CPython
+        return SLOTS
+    return SLOTS if heap >= SMALL_HEAP else SMALL_SLOTS
 
 
 def _hm(s):
@@ -110,7 +126,7 @@ class Rules:
         tz = cfg.get("tz_offset_min", 0)
         self.sched = Schedules(cfg.get("profiles"), tz) if cfg.get("profiles") else None
         ap = cfg.get("antipassback")
-        self.pb = Passback(cfg.get("antipassback_slots", 2048)) if ap else None
+        self.pb = Passback(cfg.get("antipassback_slots") or default_slots()) if ap else None
         self.tz = tz
 
     def check(self, kind, profile, key, reader, t, synced, online):

@@ -10,8 +10,7 @@ from net.link import Link
 from net.sync import Sync, topic
 from store.whitelist import Whitelist, open_whitelist
 
-BATCH_BYTES = 4096
-HB_POLL_MS = 100  # how soon a changed status goes out
+BATCH_BYTES = 4096  # payload bytes of a batch: 32 tap events of ~125 bytes
 
 
 class App:
@@ -33,7 +32,8 @@ class App:
         self.clock = Clock(cfg.get("clock_synced", False))
         self.sync = Sync(journal, dev, prefix, cfg.get("batch", 32),
                          cfg.get("ack_timeout_ms", 3000),
-                         status={"boot": boot, "wl": self.wl_version}, batch_bytes=0,
+                         status={"boot": boot, "wl": self.wl_version},
+                         batch_bytes=cfg.get("batch_bytes") or BATCH_BYTES,
                          heartbeat_s=cfg.get("heartbeat_s", 60), clock=self.clock)
         self.clock.on_sync = self.sync.status_changed
         self.t_wl = topic(prefix, dev, "wl")
@@ -155,7 +155,7 @@ class App:
     def stat(self):
         s = {"journal": self.journal.count, "taps": self.door.taps, "acked": self.sync.acked,
              "mqtt": self.link.up, "heap": mem_free(), "wl": self.wl_version,
-             "bb": len(self.sync.buf), "dups": self.link.client.dups, "sync": self.clock.synced}
+             "bb": self.sync.bb, "dups": self.link.client.dups, "sync": self.clock.synced}
         if hasattr(self, "sup"):
             s.update(self.sup.info())
         emit("stat", s)
@@ -163,44 +163,18 @@ class App:
     def quit(self):
         self._done.set()
 
-    async def _heartbeat(self):
-        # The retained status every heartbeat_s and on change (protocol.md "Status"). Polled: a
-        # wait_for on an Event would hold a helper task and two coroutines in the heap all along.
-        from compat import sleep_ms, ticks_diff, ticks_ms
-        s = self.sync
-        t = ticks_ms()
-        while True:
-            await sleep_ms(HB_POLL_MS)
-            if not s.hb and ticks_diff(ticks_ms(), t) < s.heartbeat_ms:
-                continue
-            s.hb = False
-            t = ticks_ms()
-            if not self.link.up:
-                continue
-            try:
-                await self.link.publish(s.t_status, s.status_payload(), 1, True)
-            except Exception as e:
-                print("# status publish failed:", repr(e))
-
     async def _sync_clock_later(self, ms):
         from compat import sleep_ms
         await sleep_ms(ms)
         self.clock.set()
 
     async def run(self):
-        # Batch buffer: a fixed 4 KiB (device.json "batch_bytes" overrides; 16 KiB is the
-        # protocol maximum), enough for 32 tap events of ~125 bytes. Allocated here, after every
-        # module of start-up is loaded, and never more than leaves 20 KiB for the running tasks,
-        # a burst of taps, the connection and a whitelist update (768 bytes at the least).
         # The supervisor watches the network and journal loops too (their beats, "net" and
         # "journal"); without one (unit tests) they run unwatched.
         self.sync.sup = self.link.sup = getattr(self, "sup", None)
-        self.sync.alloc(min(self.cfg.get("batch_bytes") or BATCH_BYTES,
-                            max(768, mem_free() - 20480)))
         emit("ready", {"dev": self.cfg["device"], "boot": self.boot, "wl": self.wl_version,
                        "journal": self.journal.count})
-        tasks = [asyncio.create_task(self.sync.run()), asyncio.create_task(self.link.run()),
-                 asyncio.create_task(self._heartbeat())]
+        tasks = [asyncio.create_task(self.sync.run()), asyncio.create_task(self.link.run())]
         ntp = self.cfg.get("ntp")
         if ntp:
             import net.ntp

@@ -66,8 +66,8 @@ class Supervisor:
 
 def start_supervisor(App, board, cfg, boot, journal):
     """main.py: builds the app and runs it under the supervisor. The optional door features
-    (app.turnstile, app.rules and the anti-passback table) are loaded before the App sizes its
-    batch buffer from the free heap, so the buffer gives way to them, not the running board."""
+    (app.turnstile, app.rules and the anti-passback table) are loaded before the App is built,
+    while the heap is still in one piece."""
     sup = Supervisor(cfg)
     rules = feats = None
     if sup.safe:
@@ -78,6 +78,7 @@ def start_supervisor(App, board, cfg, boot, journal):
         if cfg.get("profiles") or cfg.get("antipassback"):
             from app.rules import Rules
             rules = Rules(cfg)
+            cfg.pop("profiles", None)  # parsed into rules; the dicts from device.json can go
     app = App(board, cfg, boot, journal)
     app.sup = sup
     app.safe_mode = sup.safe

@@ -9,6 +9,8 @@
 # - LED/buzzer patterns: grant = green for the pulse + one beep; deny = red 1 s + two beeps;
 #   error (no usable whitelist, journal failure) = red blinking + alarm.
 # Nothing is allocated per tap: one preallocated slot per direction, two long-lived tasks.
+# Closures and module functions, not classes: a class costs ~200 bytes of heap more than the
+# functions it holds (64 KiB boards, docs/decisions.md D16).
 from compat import asyncio, emit, hexlify, sleep_ms, ticks_add, ticks_diff, ticks_ms
 
 POLL_MS = 20  # a person breaks a beam for 300 ms or more
@@ -25,53 +27,72 @@ def setup(door, cfg, link=None, rules=None):
     found = [(r, b.passage(r)) for r in ("in", "out")] if hasattr(b, "passage") else ()
     found = [x for x in found if x[1] is not None]
     if found:
-        door.passage = Passage(door, found, cfg.get("passage_timeout_ms", 5000))
-    door.signal = Signal(door).set
+        # [reader, pin, active level, deadline, seq, key (None: nothing pending)]
+        slots = [[r, s[0], 1 if s[1] else 0, 0, 0, None] for r, s in found]
+        pev = asyncio.Event()
+        timeout_ms = cfg.get("passage_timeout_ms", 5000)
+
+        def expect(reader, seq, key):
+            # Wait for a passage on `reader` for the grant `seq`; False if it has no sensor.
+            for s in slots:
+                if s[0] == reader:
+                    if s[5] is not None:  # granted again before the previous one walked through
+                        _miss(door, s)
+                    s[3] = ticks_add(ticks_ms(), timeout_ms)
+                    s[4] = seq
+                    s[5] = key
+                    pev.set()
+                    return True
+            return False
+
+        door.passage = expect
+        asyncio.create_task(_passages(door, slots, pev))
+    sig = [0, asyncio.Event()]  # pattern to show, its event
+
+    def signal(granted, reason):
+        # tap() has switched the LED already: the decision shows without waiting for the task.
+        sig[0] = GRANT if granted else (ERROR if reason in ("no_whitelist", "bad_whitelist",
+                                                            "error") else DENY)
+        sig[1].set()
+
+    door.signal = signal
+    asyncio.create_task(_signals(door, sig))
 
 
-class Signal:
-    def __init__(self, door):
-        self.door = door
-        self.pat = 0
-        self.ev = asyncio.Event()
-        asyncio.create_task(self.run())
-
-    def set(self, granted, reason):
-        # tap() has switched the LED already: the decision shows without waiting for this task.
-        self.pat = GRANT if granted else (ERROR if reason in ("no_whitelist", "bad_whitelist",
-                                                              "error") else DENY)
-        self.ev.set()
-
-    async def run(self):
-        b = self.door.board
-        led = b.led
-        bz = getattr(b, "buzzer", None)
-        while True:
-            await self.ev.wait()
-            self.ev.clear()
-            pat = self.pat
-            if pat == GRANT:
-                if bz:
-                    await bz.play(bz.OK)
-                await sleep_ms(max(self.door.relay_ms - 80, 0))
-            elif pat == DENY:
-                if bz:
-                    await bz.play(bz.DENY)
-                await sleep_ms(600)
-            else:
-                if bz:
-                    await bz.play(bz.ALARM)
-                for _ in range(3):
-                    led.off()
-                    await sleep_ms(150)
-                    led.deny()
-                    await sleep_ms(150)
-            if not self.ev.is_set():
+async def _signals(door, sig):
+    b = door.board
+    led = b.led
+    bz = getattr(b, "buzzer", None)
+    ev = sig[1]
+    while True:
+        await ev.wait()
+        ev.clear()
+        pat = sig[0]
+        if pat == GRANT:
+            if bz:
+                await bz.play(bz.OK)
+            await sleep_ms(max(door.relay_ms - 80, 0))
+        elif pat == DENY:
+            if bz:
+                await bz.play(bz.DENY)
+            await sleep_ms(600)
+        else:
+            if bz:
+                await bz.play(bz.ALARM)
+            for _ in range(3):
                 led.off()
+                await sleep_ms(150)
+                led.deny()
+                await sleep_ms(150)
+        if not ev.is_set():
+            led.off()
 
 
-def not_passed(door, reader, ref, key):
-    """A grant on `reader` (event seq `ref`) nobody walked through in time."""
+def _miss(door, s):
+    """A grant on reader s[0] (event seq s[4]) nobody walked through in time: a "not_passed"
+    event."""
+    key, s[5] = s[5], None
+    reader, ref = s[0], s[4]
     door.seq += 1
     clk = door.clock
     t, up, sync = clk.now(), clk.up_ms(), 1 if clk.synced else 0
@@ -87,53 +108,24 @@ def not_passed(door, reader, ref, key):
         door.on_event()
 
 
-class Passage:
-    def __init__(self, door, sensors, timeout_ms=5000):
-        """sensors: [(reader, (pin, active_high)), ...]"""
-        self.door = door
-        self.timeout_ms = timeout_ms
-        self.misses = 0
-        # [reader, pin, active level, deadline, seq, key (None: nothing pending)]
-        self.slots = [[r, s[0], 1 if s[1] else 0, 0, 0, None] for r, s in sensors]
-        self.ev = asyncio.Event()
-        asyncio.create_task(self.run())
-
-    def expect(self, reader, seq, key):
-        """Wait for a passage on `reader` for the grant `seq`; False if it has no sensor."""
-        for s in self.slots:
-            if s[0] == reader:
-                if s[5] is not None:  # granted again before the previous one walked through
-                    self._miss(s)
-                s[3] = ticks_add(ticks_ms(), self.timeout_ms)
-                s[4] = seq
-                s[5] = key
-                self.ev.set()
-                return True
-        return False
-
-    def _miss(self, s):
-        key, s[5] = s[5], None
-        self.misses += 1
-        not_passed(self.door, s[0], s[4], key)
-
-    async def run(self):
-        while True:
-            busy = False
-            for s in self.slots:
-                if s[5] is None:
-                    continue
-                if s[1].value() == s[2]:
-                    key, s[5] = s[5], None
-                    rules = self.door.rules
-                    if rules is not None:
-                        rules.passed(key, s[0])
-                    emit("passage", {"reader": s[0], "ref": s[4]})
-                elif ticks_diff(s[3], ticks_ms()) <= 0:
-                    self._miss(s)
-                else:
-                    busy = True
-            if busy:
-                await sleep_ms(POLL_MS)
+async def _passages(door, slots, ev):
+    while True:
+        busy = False
+        for s in slots:
+            if s[5] is None:
+                continue
+            if s[1].value() == s[2]:
+                key, s[5] = s[5], None
+                rules = door.rules
+                if rules is not None:
+                    rules.passed(key, s[0])
+                emit("passage", {"reader": s[0], "ref": s[4]})
+            elif ticks_diff(s[3], ticks_ms()) <= 0:
+                _miss(door, s)
             else:
-                self.ev.clear()
-                await self.ev.wait()
+                busy = True
+        if busy:
+            await sleep_ms(POLL_MS)
+        else:
+            ev.clear()
+            await ev.wait()

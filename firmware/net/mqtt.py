@@ -54,9 +54,18 @@ class MQTTClient:
         self._wbusy = True
         try:
             w.write(pkt)
-            if tail:
+            if callable(tail):
+                await tail(w)  # a payload written as it is rendered (net.sync batches)
+            elif tail:
                 w.write(tail)
             await w.drain()
+        except Exception:
+            if callable(tail):
+                # Cut short after its header went out: the broker would read the next packet
+                # as the rest of this one, so the connection has to go.
+                self._wbusy = False
+                await self._drop()
+            raise
         finally:
             self._wbusy = False
             self._widle.set()
@@ -160,11 +169,17 @@ class MQTTClient:
     async def publish(self, topic, payload, qos=0, retain=False, timeout_ms=5000, retries=2):
         """QoS 1 returns when the PUBACK arrived (which is not a cloud receipt, invariant 3).
         Without a PUBACK within timeout_ms the same PUBLISH (same packet id) is sent again with
-        the DUP flag, up to `retries` times on this connection (MQTT 3.1.1 4.4)."""
+        the DUP flag, up to `retries` times on this connection (MQTT 3.1.1 4.4).
+        `payload`: bytes/str, or (nbytes, writer) where `await writer(stream)` writes exactly
+        nbytes, the same bytes every time (it is called again for a retransmission)."""
         if isinstance(payload, str):
             payload = payload.encode()
+        if isinstance(payload, tuple):
+            n, payload = payload
+        else:
+            n = len(payload)
         pid = self._next_pid() if qos else 0
-        await self._request(pid, publish_header(topic, len(payload), qos, retain, pid), payload,
+        await self._request(pid, publish_header(topic, n, qos, retain, pid), payload,
                             timeout_ms, retries)
 
     async def subscribe(self, topic, qos=1, timeout_ms=5000):

@@ -1,13 +1,20 @@
 # Journal -> cloud sync (protocol.md "Event batch", "Ack"). One batch in flight at a time: send the
 # oldest unacked events, wait for the application ack (a PUBACK is not a receipt, invariant 3),
 # trim, repeat. Re-send from the oldest record after every (re)connect and after ack_timeout_ms.
+# The same task publishes the retained status (protocol.md "Status") every heartbeat_s and at
+# once when it changed: one long-lived task less than a heartbeat task of its own.
+# A batch is never assembled in RAM: next_batch() measures it, write_batch() renders it from the
+# journal again straight into the socket, for the first transmission and for every MQTT
+# retransmission alike (the event JSON is a pure function of the stored record, so the bytes are
+# the same). A 64 KiB board keeps full-size batches without a batch buffer.
 import json
 
-from compat import asyncio, emit, mem_free, ticks_add, ticks_diff, ticks_ms, wait_ms
+from compat import emit, mem_free, sleep_ms, ticks_add, ticks_diff, ticks_ms
 
 FW_VERSION = "0.1.0"
 MAX_BATCH_BYTES = 16384
 TURN_MS = 500  # longest wait of one turn of Sync.run (the supervisor's "journal" beat)
+POLL_MS = 50  # how soon run() sees wake(): a flag polled, no Event and no wait_for task
 
 
 def parse_ack(payload):
@@ -44,23 +51,20 @@ class Sync:
         self.subs = [self.t_ack]  # topics (re)subscribed after every connect; the app adds more
         self.heartbeat_ms = heartbeat_s * 1000
         self.clock = clock
-        self.hb = False  # the status changed: the heartbeat task publishes it at once
+        self.hb = False  # the status changed: run() publishes it at once
         self.link = None
-        self.buf = None
-        if batch_bytes:
-            self.alloc(batch_bytes)
+        self.bb = min(max(batch_bytes, 512), MAX_BATCH_BYTES)  # payload bytes of a batch at most
         self.acked = 0  # records trimmed since boot
-        self._wake = asyncio.Event()
+        self._woke = False
         self._inflight = None  # (boot, first, last, deadline) of the batch awaiting its ack
-
-    def alloc(self, batch_bytes):
-        self.buf = bytearray(min(max(batch_bytes, 512), MAX_BATCH_BYTES))
+        self._out = None  # (boot, first, last, nbytes) of the batch being published
+        self._held = None  # acks that came while it was: applied once the publish returns
 
     def will(self):
         return (self.t_status, b'{"v":1,"online":false}', True, 1)
 
     def wake(self):
-        self._wake.set()
+        self._woke = True
 
     def on_message(self, t, payload):
         if t != self.t_ack:
@@ -70,6 +74,14 @@ class Sync:
         if a is None:
             print("# sync: ignoring malformed ack %r" % payload[:80])
             return
+        if self._out is not None:
+            # The batch is being written (or may be retransmitted) from the journal: trimming
+            # now would pull the records from under it.
+            self._held = (self._held or []) + [a]
+            return
+        self._apply(a)
+
+    def _apply(self, a):
         boot, first, last = a
         n = self.journal.ack(boot, first, last)
         if not n:
@@ -110,22 +122,30 @@ class Sync:
     def status_changed(self):
         # e.g. a new whitelist version or the clock got synced: report now, not at the next beat.
         self.hb = True
+        self._woke = True
 
     async def run(self):
+        hb_t = ticks_ms()
         while True:
             if self.sup is not None:
                 self.sup.beat("journal")
+            if self.hb or ticks_diff(ticks_ms(), hb_t) >= self.heartbeat_ms:
+                self.hb = False
+                hb_t = ticks_ms()
+                if self.link is not None and self.link.up:
+                    try:
+                        await self.link.publish(self.t_status, self.status_payload(), 1, True)
+                    except Exception as e:
+                        print("# status publish failed:", repr(e))
             # At least two turns a second, so the supervisor sees the task alive (stale_ms >= 1 s).
             timeout = TURN_MS
             inf = self._inflight
             if inf is not None:
                 timeout = min(timeout, ticks_diff(inf[3], ticks_ms()))
-            if timeout > 0:
-                try:
-                    await wait_ms(self._wake.wait(), timeout)
-                except asyncio.TimeoutError:
-                    pass
-            self._wake.clear()
+            while timeout > 0 and not self._woke:
+                await sleep_ms(POLL_MS if timeout > POLL_MS else timeout)
+                timeout -= POLL_MS
+            self._woke = False
             inf = self._inflight
             if inf is not None:
                 if ticks_diff(inf[3], ticks_ms()) > 0:
@@ -141,50 +161,74 @@ class Sync:
                 # Never let the sync task die; the ack timeout brings the next attempt.
                 print("# sync: out of memory building a batch")
 
+    def _head(self, boot):
+        return b'{"v":1,"dev":"%s","boot":%d,"events":[' % (self.device.encode(), boot)
+
     def next_batch(self):
-        """(boot, first, last, nbytes) of the oldest unacked events, written into the batch buffer
-        (payload = memoryview(self.buf)[:nbytes]); None when nothing is unacked.
-        The buffer is allocated once at start-up, while the heap is still in one piece: the sim
-        runs in 64 KiB, where a growing bytearray per batch would fragment it."""
-        buf = self.buf
-        cap = len(buf) - 2  # room for the closing "]}"
+        """(boot, first, last, nbytes) of the oldest unacked events: one boot, consecutive seqs,
+        at most `batch` events and a payload of at most `bb` bytes; None when nothing is unacked.
+        Only measured here; write_batch() renders the payload."""
+        cap = self.bb - 2  # room for the closing "]}"
         pos = 0
         n = 0
         for b, q, ev in self.journal.records():
             size = len(ev)  # ev: the event's JSON, rendered by the journal (byte-identical)
             if not n:
                 boot, first = b, q
-                head = (b'{"v":1,"dev":"' + self.device.encode() + b'","boot":' + str(b).encode()
-                        + b',"events":[')
-                pos = len(head)
-                buf[0:pos] = head
+                pos = len(self._head(b))
                 if pos + size > cap:
-                    print("# sync: event %d/%d larger than the batch buffer" % (b, q))
+                    print("# sync: event %d/%d larger than a batch" % (b, q))
                     return None
             elif b != boot or q != last + 1 or n >= self.batch or pos + 1 + size > cap:
-                break  # one boot, consecutive seqs, <= 32 events, fits the buffer
+                break  # one boot, consecutive seqs, <= 32 events, fits the batch size
             else:
-                buf[pos] = 44  # ","
-                pos += 1
-            buf[pos:pos + size] = ev
+                pos += 1  # ","
             pos += size
             last = q
             n += 1
         if not n:
             return None
-        buf[pos:pos + 2] = b"]}"
         return boot, first, last, pos + 2
+
+    async def write_batch(self, w):
+        """Write the payload of the batch next_batch() measured (self._out) to the stream w,
+        rendered from the journal event by event. Raises ValueError if the journal no longer
+        yields exactly those bytes (a full journal dropped the segment meanwhile): the MQTT
+        client then drops the connection, whose packet promised nbytes."""
+        boot, first, last, nbytes = self._out
+        h = self._head(boot)
+        w.write(h)
+        n = len(h)
+        q = first
+        for b, s, ev in self.journal.records():
+            if b != boot or s != q or q > last:
+                break
+            if q != first:
+                w.write(b",")
+                n += 1
+            w.write(ev)
+            n += len(ev)
+            q += 1
+            await w.drain()  # one event at a time: taps and the reader task run in between
+        w.write(b"]}")
+        if n + 2 != nbytes or q != last + 1:
+            raise ValueError("batch changed")
 
     async def _send_oldest(self):
         b = self.next_batch()
         if b is None:
             return
         boot, first, last, nbytes = b
-        payload = memoryview(self.buf)[:nbytes]
         # Set the deadline before publishing: the ack may arrive before the PUBACK is handled.
         self._inflight = (boot, first, last, ticks_add(ticks_ms(), self.ack_timeout_ms))
+        self._out = b
         try:
-            await self.link.publish(self.t_events, payload, 1, False)
+            await self.link.publish(self.t_events, (nbytes, self.write_batch), 1, False)
         except Exception as e:
             print("# sync: publish failed:", repr(e))
             # Keep the deadline: the retry happens on reconnect or on ack timeout.
+        finally:
+            self._out = None
+            held, self._held = self._held, None
+            for a in held or ():
+                self._apply(a)

@@ -55,3 +55,45 @@ def test_publish_gives_up_after_retries():
     assert asyncio.run(run())
     assert len(c._w.out) == 6 and c.dups == 2
     assert [p[0] for p in c._w.out[0::2]] == [0x32, 0x3A, 0x3A]
+
+
+def test_streamed_payload_is_rendered_again_for_a_retransmission():
+    # (nbytes, writer): the payload is written by the writer, called again for the DUP copy.
+    c = _client()
+    calls = []
+
+    async def writer(w):
+        calls.append(1)
+        w.write(b"x")
+        w.write(b"yz")
+
+    async def run():
+        async def ack_second():
+            while len(c._w.out) < 6:  # header + 2 payload writes, twice
+                await asyncio.sleep(0.01)
+            c._waiting[1].set()
+
+        t = asyncio.create_task(ack_second())
+        await c.publish("a/b", (3, writer), 1, False, 60)
+        await t
+
+    asyncio.run(run())
+    assert len(calls) == 2 and c._w.out[0][1] == c._w.out[3][1]  # same remaining length
+    assert c._w.out[1:3] == c._w.out[4:6] == [b"x", b"yz"] and c._w.out[3][0] == 0x3A
+
+
+def test_streamed_payload_cut_short_drops_the_connection():
+    c = _client()
+
+    async def writer(w):
+        raise ValueError("batch changed")
+
+    async def run():
+        try:
+            await c.publish("a/b", (3, writer), 1, False, 60)
+        except ValueError:
+            return True
+        return False
+
+    assert asyncio.run(run())
+    assert not c.connected and c._w is None

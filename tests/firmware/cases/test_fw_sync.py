@@ -1,9 +1,33 @@
 import gc
 import json
 
+from compat import asyncio
 from fwhelpers import rmtree, tempdir
 from net.sync import Sync, parse_ack
 from store.journal import Journal
+
+
+class _Stream:
+    """What write_batch needs of an asyncio stream writer; keeps what was written."""
+
+    def __init__(self):
+        self.out = b""
+
+    def write(self, b):
+        self.out += bytes(b)
+
+    async def drain(self):
+        pass
+
+
+def _payload(sy):
+    # The batch as it goes out: measured by next_batch, rendered from the journal by write_batch.
+    b = sy._out = sy.next_batch()
+    s = _Stream()
+    asyncio.run(sy.write_batch(s))
+    sy._out = None
+    assert len(s.out) == b[3]  # exactly the length the PUBLISH header announced
+    return b, s.out
 
 
 def test_parse_ack():
@@ -24,14 +48,12 @@ def test_batches_one_boot_consecutive_and_capped():
         for s in range(1, 41):
             j.append(5, s, _ev(5, s))
         j.append(6, 1, _ev(6, 1))
-        # 32 of these events take ~1.2 KB; a smaller buffer than the board's keeps this case
-        # from failing on heap fragmentation in the 64 KB unit VM (not what it tests).
         gc.collect()
         sy = Sync(j, "gate-1", "p", batch=32, batch_bytes=2048)
         assert sy.t_events == "p/v1/dev/gate-1/events" and sy.t_ack == "p/v1/dev/gate-1/ack"
-        boot, first, last, n = sy.next_batch()
-        raw = bytes(sy.buf[:n])
+        (boot, first, last, n), raw = _payload(sy)
         assert (boot, first, last) == (5, 1, 32)
+        assert _payload(sy)[1] == raw  # a retransmission renders the same bytes
         assert raw.startswith(b'{"v":1,"dev":"gate-1","boot":5,"events":[' + _ev(5, 1) + b",")
         obj = json.loads(raw)
         assert [e["seq"] for e in obj["events"]] == list(range(1, 33))
@@ -41,13 +63,39 @@ def test_batches_one_boot_consecutive_and_capped():
         sy.on_message("p/v1/dev/gate-1/ack", b'{"v":1,"boot":6,"first":1,"last":1}')
         assert j.count == 9  # does not cover the oldest: ignored
         j.ack(5, 33, 40)
-        boot, first, last, n = sy.next_batch()
+        (boot, first, last, n), raw = _payload(sy)
         assert (boot, first, last) == (6, 1, 1)
         head = b'{"v":1,"dev":"gate-1","boot":6,"events":['
-        assert bytes(sy.buf[:n]) == head + _ev(6, 1) + b"]}"
+        assert raw == head + _ev(6, 1) + b"]}"
         j.append(6, 2, _ev(6, 2) + b" " * 400)
         j.append(6, 3, _ev(6, 3))
         small = Sync(Journal(d), "gate-1", "p", batch_bytes=512)
-        assert small.next_batch()[:3] == (6, 1, 2)  # the buffer caps the batch
+        assert small.next_batch()[:3] == (6, 1, 2)  # batch_bytes caps the batch
+    finally:
+        rmtree(d)
+
+
+def test_acks_wait_while_a_batch_is_written():
+    # An ack arriving while the batch is being written (or retransmitted) from the journal is
+    # applied once the publish returns, so the records do not go from under the writer.
+    d = tempdir()
+    try:
+        j = Journal(d)
+        for s in range(1, 4):
+            j.append(5, s, _ev(5, s))
+        sy = Sync(j, "gate-1", "p")
+        sy._out = sy.next_batch()
+        sy.on_message("p/v1/dev/gate-1/ack", b'{"v":1,"boot":5,"first":1,"last":3}')
+        assert j.count == 3 and sy._held == [(5, 1, 3)]
+        s = _Stream()
+        asyncio.run(sy.write_batch(s))
+        assert json.loads(s.out)["events"][2]["seq"] == 3
+        # The journal lost the records meanwhile: the writer refuses to fall short silently.
+        j.ack(5, 1, 3)
+        try:
+            asyncio.run(sy.write_batch(_Stream()))
+            raise AssertionError("expected ValueError")
+        except ValueError:
+            pass
     finally:
         rmtree(d)

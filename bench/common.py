@@ -297,6 +297,46 @@ class Boards:
         self.client.loop_stop()
 
 
+class AckSink:
+    """The boards' side of the acks in C: ``mosquitto_sub`` prints each ack with its arrival
+    time (%U, Unix seconds) to a file, so collecting 10,000 acks does not take the CPU the
+    system under test needs (a Python client did, on the same 2 cores). A persistent session
+    is created first (``-E``: exit once subscribed), so no ack published before the collector
+    runs is lost."""
+
+    def __init__(self, port: int, prefix: str, count: int) -> None:
+        self.topic = f"{prefix}/v1/dev/+/ack"
+        self.count = count
+        base = ["mosquitto_sub", "-p", str(port), "-t", self.topic, "-q", "1",
+                "-c", "-i", f"acks-{prefix}"]  # fmt: skip
+        subprocess.run(base + ["-E"], check=True, timeout=30)
+        self.out = tempfile.NamedTemporaryFile(prefix="qadam-bench-acks-", delete=False)
+        self.proc = subprocess.Popen(base + ["-C", str(count), "-F", "%U %t %p"],
+                                     stdout=self.out, stderr=subprocess.DEVNULL)  # fmt: skip
+
+    def wait(self, timeout: float) -> dict[tuple[str, int, int], float]:
+        """-> (device, boot, last) -> arrival time (time.time()) of each distinct ack."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise TimeoutError(f"fewer than {self.count} acks after {timeout}s") from None
+        acked: dict[tuple[str, int, int], float] = {}
+        for line in Path(self.out.name).read_text().splitlines():
+            ts, topic, payload = line.split(" ", 2)
+            a = json.loads(payload)
+            acked.setdefault((topic.split("/")[-2], a["boot"], a["last"]), float(ts))
+        return acked
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.out.close()
+        os.unlink(self.out.name)
+
+
 def percentile(xs: list[float], p: float) -> float:
     s = sorted(xs)
     return s[min(len(s) - 1, max(0, round(p / 100 * len(s) + 0.5) - 1))]

@@ -1,10 +1,11 @@
 """ingest_live: one event per MQTT message, as boards send taps live.
 
 Through a private Mosquitto, the ingest process and PostgreSQL, timed from the first publish to
-the last application ack (so the ack round trip is included). Baseline: the naive consumer (one
-autocommitted INSERT per event). In the same run, the database-side limits: raw binary COPY
-into an unlogged table, and the writer's COPY -> staging -> INSERT ... ON CONFLICT path (with
-the derived rows) called directly.
+the last application ack (so the ack round trip is included). Publishers and the ack collector
+are the C mosquitto clients, so the harness takes little of the 2 cores. Baseline: the naive
+consumer (one autocommitted INSERT per event). In the same run, the database-side limits: raw
+binary COPY into an unlogged table, and the writer's COPY -> staging -> INSERT ... ON CONFLICT
+path (with the derived rows) called directly.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import uuid
 import psycopg
 
 from bench.common import (
-    Boards,
+    AckSink,
     Consumer,
     Row,
     batch,
@@ -41,15 +42,15 @@ def live_rate(kind: str, url: str, port: int, boot: int, workers: int = 1) -> fl
     before = count_events(url)
     group = {"ingest_shared_group": prefix} if workers > 1 else {}
     consumers = [Consumer(kind, url, port, prefix, worker=w, **group) for w in range(workers)]
-    boards = None
+    sink = None
     try:
         for cons in consumers:
             cons.wait_subscribed()
-        boards = Boards(port, prefix)  # only collects the acks here
+        sink = AckSink(port, prefix, MESSAGES)
         per_device = MESSAGES // DEVICES
         lines = {d: b"".join(batch(d, boot, s, 1) + b"\n" for s in range(1, per_device + 1))
                  for d in devices}  # fmt: skip
-        t0 = time.perf_counter()
+        t0 = time.time()  # the sink stamps acks with wall-clock time
         pubs = [
             (subprocess.Popen(["mosquitto_pub", "-p", str(port), "-q", "1", "-l",
                                "-t", f"{prefix}/v1/dev/{d}/events"], stdin=subprocess.PIPE),
@@ -63,11 +64,13 @@ def live_rate(kind: str, url: str, port: int, boot: int, workers: int = 1) -> fl
         for proc, _ in pubs:
             if proc.wait(600) != 0:
                 raise RuntimeError("mosquitto_pub failed")
-        boards.wait_acks(MESSAGES, timeout=600)
-        elapsed = max(boards.acked.values()) - t0
+        acked = sink.wait(timeout=600)
+        if len(acked) != MESSAGES:
+            raise AssertionError(f"{kind}: {len(acked)} distinct acks, {MESSAGES} sent")
+        elapsed = max(acked.values()) - t0
     finally:
-        if boards is not None:
-            boards.close()
+        if sink is not None:
+            sink.close()
         for cons in consumers:
             cons.stop()
     stored = count_events(url) - before
@@ -78,12 +81,12 @@ def live_rate(kind: str, url: str, port: int, boot: int, workers: int = 1) -> fl
 
 def copy_rate(url: str) -> float:
     row = ("bench-0", 1, 1, "0123456789abcdef", "tap", "in", "granted", "ok", 1_760_000_000,
-           True, 5)  # fmt: skip
+           True, 5, None)  # fmt: skip
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "CREATE UNLOGGED TABLE IF NOT EXISTS bench_copy (device_id text, boot bigint,"
             " seq bigint, card_key text, kind text, reader text, result text, reason text,"
-            " t bigint, sync boolean, up bigint)"
+            " t bigint, sync boolean, up bigint, dish bigint)"
         )
         conn.execute("TRUNCATE bench_copy")
         t0 = time.perf_counter()
@@ -127,7 +130,7 @@ def run(repeat: int = 3) -> list[Row]:
     live = median(ours)
     return [
         Row("live events/s (1 event/msg, acks included)", live, "events/s",
-            baseline=median(naive), goal=">= 5x the naive consumer"),
+            baseline=median(naive), goal=">= 10,000 events/s and >= 3x the naive consumer"),
         Row("live events/s, 2 ingest workers on a shared subscription", median(shared),
             "events/s", baseline=live, goal="informational (2 cores shared with PG + broker)"),
         Row("writer COPY->staging->INSERT ON CONFLICT (+derived rows), direct", median(writer),

@@ -112,6 +112,16 @@ def free_port() -> int:
 # -- broker -----------------------------------------------------------------------------------
 
 
+BROKER_PIDS: dict[int, int] = {}  # port -> pid of the private broker on it
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process (all its threads) has used, from /proc (Linux)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def mosquitto() -> Iterator[int]:
     """A private Mosquitto with the production queue limits of deploy/mosquitto (no auth)."""
@@ -125,10 +135,12 @@ def mosquitto() -> Iterator[int]:
         )
         proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)  # fmt: skip
+        BROKER_PIDS[port] = proc.pid
         try:
             _wait_port(port, proc)
             yield port
         finally:
+            BROKER_PIDS.pop(port, None)
             proc.terminate()
             proc.wait(10)
 

@@ -17,11 +17,13 @@ import uuid
 import psycopg
 
 from bench.common import (
+    BROKER_PIDS,
     AckSink,
     Consumer,
     Row,
     batch,
     count_events,
+    cpu_seconds,
     database,
     device_ids,
     median,
@@ -33,6 +35,8 @@ from cloud.ingest.writer import _STAGING_TYPES, write
 DEVICES = 20
 MESSAGES = 10_000  # published by one C mosquitto_pub per device, so the harness is not the limit
 COPY_ROWS = 200_000
+# CPU seconds per 1,000 events of the single-worker ingest runs: where the 2 cores go.
+CPU: dict[str, list[float]] = {"broker": [], "ingest": [], "postgres": []}
 WRITE_BATCHES = 2_000  # of 32 events
 
 
@@ -47,6 +51,8 @@ def live_rate(kind: str, url: str, port: int, boot: int, workers: int = 1) -> fl
         for cons in consumers:
             cons.wait_subscribed()
         sink = AckSink(port, prefix, MESSAGES)
+        pids = {"broker": BROKER_PIDS[port], "ingest": consumers[0].proc.pid}
+        cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
         per_device = MESSAGES // DEVICES
         lines = {d: b"".join(batch(d, boot, s, 1) + b"\n" for s in range(1, per_device + 1))
                  for d in devices}  # fmt: skip
@@ -68,6 +74,13 @@ def live_rate(kind: str, url: str, port: int, boot: int, workers: int = 1) -> fl
         if len(acked) != MESSAGES:
             raise AssertionError(f"{kind}: {len(acked)} distinct acks, {MESSAGES} sent")
         elapsed = max(acked.values()) - t0
+        if kind == "ingest" and workers == 1:
+            # The ingest opens its database connection at its first flush: its backend's whole
+            # CPU time (connect included) counts for this run.
+            pids["postgres"] = _backend_pid(url)
+            cpu0["postgres"] = 0.0
+            for k, p in pids.items():
+                CPU[k].append((cpu_seconds(p) - cpu0[k]) * 1000 / MESSAGES)
     finally:
         if sink is not None:
             sink.close()
@@ -77,6 +90,17 @@ def live_rate(kind: str, url: str, port: int, boot: int, workers: int = 1) -> fl
     if stored != MESSAGES:
         raise AssertionError(f"{kind}: {stored} events stored, {MESSAGES} sent")
     return MESSAGES / elapsed
+
+
+def _backend_pid(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = 'qadam-ingest'"
+        ).fetchone()
+    if row is None:
+        raise RuntimeError("the ingest's database connection is not in pg_stat_activity")
+    return int(row[0])
 
 
 def copy_rate(url: str) -> float:
@@ -137,6 +161,8 @@ def run(repeat: int = 3) -> list[Row]:
             "events/s", baseline=median(copy), goal="informational: share of the COPY limit"),
         Row("raw binary COPY into an unlogged table", median(copy), "rows/s",
             goal="the database-side ceiling"),
+        *[Row(f"CPU seconds per 1,000 live events: {k}", median(v), "s", goal="informational")
+          for k, v in CPU.items() if v],
         Row("live ingest as a share of the raw COPY limit", live / median(copy), "ratio",
             goal="informational"),
     ]  # fmt: skip

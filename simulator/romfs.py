@@ -122,8 +122,9 @@ GC_TABLE_BITS = 3
 
 def heap_with_image(heap: str, image: Path) -> str:
     """The board's heap plus the image's bytes (which the board keeps in flash, the sim in its
-    heap) and the GC table bits that cover them, rounded up to whole KiB (D11, D16)."""
+    heap) and the GC table bits that cover them, in bytes (D11, D16). Not rounded up to whole
+    KiB: the slack (up to 1 KiB) made the free heap of a board move with the image's size."""
     size = image.stat().st_size
     blocks = (size + GC_BLOCK - 1) // GC_BLOCK
     extra = blocks * GC_BLOCK + (blocks * GC_TABLE_BITS + 7) // 8
-    return f"{heap_bytes(heap) // 1024 + (extra + 1023) // 1024}K"
+    return str(heap_bytes(heap) + extra)

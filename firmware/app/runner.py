@@ -1,14 +1,12 @@
 # Wires the board together: HAL adapter + whitelist + journal + door + MQTT link + sync, and the
 # network features: whitelist updates, commands, heartbeat, clock (protocol.md).
 import binascii
-import os
 
 from app.door import Door
 from compat import asyncio, emit, mem_free, unload
 from net.clock import Clock
 from net.link import Link
 from net.sync import Sync, topic
-from store.whitelist import Whitelist, open_whitelist
 
 BATCH_BYTES = 4096  # payload bytes of a batch: 32 tap events of ~125 bytes
 
@@ -22,12 +20,15 @@ class App:
         dev = cfg["device"]
         mcfg = cfg.get("mqtt") or {}
         prefix = mcfg.get("prefix", "qadam")
-        for n in ("wl.part", "whitelist.new"):  # an update a reset interrupted: never trusted
-            try:
-                os.remove(n)
-            except OSError:
-                pass
-        self.wl, wl_reason = open_whitelist("whitelist.bin")
+        # An update a reset interrupted is never trusted; store.wlupdate is loaded for that and
+        # dropped again (it comes back only while an update arrives).
+        import store.wlupdate
+        store.wlupdate.cleanup(".")
+        live = store.wlupdate.LIVE
+        unload("store.wlupdate")
+        import store.wlcheck  # open_whitelist: boot only, so it goes again too
+        self.wl, wl_reason = store.wlcheck.open_whitelist(live)
+        unload("store.wlcheck")
         self.wl_version = self.wl.version if self.wl else 0
         self.clock = Clock(cfg.get("clock_synced", False))
         self.sync = Sync(journal, dev, prefix, cfg.get("batch", 32),
@@ -67,55 +68,10 @@ class App:
 
     # --- whitelist updates (protocol.md "Whitelist updates") ----------------------------------
     def _wl_chunk(self, payload):
-        if self._wl_busy:
-            print("# wl: chunk while installing; dropped")
-            return
-        try:
-            if self._wlu is None:
-                from store.wlupdate import Update
-                self._wlu = Update(".")
-            done = self._wlu.feed(payload)
-        except Exception as e:  # WlError, flash or heap trouble: the old list stays
-            self._wl_fail(e)
-            return
-        if done:
-            self._wl_busy = True
-            asyncio.create_task(self._wl_install())
-
-    async def _wl_install(self):
-        try:
-            ver = await self._wlu.install(self.wl_version)
-            new = Whitelist("whitelist.bin", False)  # verified while it was assembled
-        except Exception as e:
-            self._wl_fail(e)
-        else:
-            # The event loop runs one task at a time and a tap is decided in one synchronous
-            # call, so the swap falls between two taps, never inside a lookup.
-            old = self.wl
-            self.wl = self.door.wl = new
-            if old is not None:
-                old.close()
-            self.wl_version = self.sync.status["wl"] = ver
-            self.sync.status.pop("wl_err", None)
-            emit("wl", {"installed": ver})
-            self.sync.status_changed()
-            self._wlu = None
-            unload("store.wlupdate", "store.wlmerge")
-        self._wl_busy = False
-
-    def _wl_fail(self, e):
-        reason = e.args[0] if e.args and isinstance(e.args[0], str) else type(e).__name__
-        if self._wlu is not None:
-            try:
-                self._wlu.abort()
-            except Exception:
-                pass
-        self._wlu = None
-        unload("store.wlupdate", "store.wlmerge")
-        print("# wl: update rejected:", repr(e))
-        emit("wl", {"rejected": reason})
-        self.sync.status["wl_err"] = reason
-        self.sync.status_changed()
+        # The handling lives in store.wlupdate, loaded while an update is in progress: its
+        # functions and messages are not in the heap the rest of the time (D16).
+        import store.wlupdate
+        store.wlupdate.chunk(self, payload)
 
     # --- commands (protocol.md "Commands"; executed by net/cmd.py, loaded per command) -------
     async def _cmd(self, payload):

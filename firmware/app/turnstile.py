@@ -9,7 +9,7 @@
 # - LED/buzzer patterns: grant = green for the pulse + one beep; deny = red 1 s + two beeps;
 #   error (no usable whitelist, journal failure) = red blinking + alarm.
 # Nothing is allocated per tap: one preallocated slot per direction, two long-lived tasks.
-# Closures and module functions, not classes: a class costs ~200 bytes of heap more than the
+# Module functions, not classes or closures: a class costs ~200 bytes of heap more than the
 # functions it holds (64 KiB boards, docs/decisions.md D16).
 from compat import asyncio, emit, hexlify, sleep_ms, ticks_add, ticks_diff, ticks_ms
 
@@ -17,8 +17,15 @@ POLL_MS = 20  # a person breaks a beam for 300 ms or more
 GRANT, DENY, ERROR = 1, 2, 3
 
 
+# The state of the board's one door, in module globals rather than in closures: a closure
+# costs its function object plus a 32-byte cell per captured name (64 KiB boards, D16).
+_pas = None  # (slots, passage Event, passage_timeout_ms, door)
+_sig = None  # [pattern to show, its Event]
+
+
 def setup(door, cfg, link=None, rules=None):
     """Inside the event loop (starts tasks). `rules`: an app.rules.Rules, or None."""
+    global _pas, _sig
     if rules is not None:
         door.rules = rules
         if link is not None:
@@ -29,34 +36,35 @@ def setup(door, cfg, link=None, rules=None):
     if found:
         # [reader, pin, active level, deadline, seq, key (None: nothing pending)]
         slots = [[r, s[0], 1 if s[1] else 0, 0, 0, None] for r, s in found]
-        pev = asyncio.Event()
-        timeout_ms = cfg.get("passage_timeout_ms", 5000)
+        _pas = (slots, asyncio.Event(), cfg.get("passage_timeout_ms", 5000), door)
+        door.passage = _expect
+        asyncio.create_task(_passages(door, slots, _pas[1]))
+    _sig = [0, asyncio.Event()]
+    door.signal = _signal
+    asyncio.create_task(_signals(door, _sig))
 
-        def expect(reader, seq, key):
-            # Wait for a passage on `reader` for the grant `seq`; False if it has no sensor.
-            for s in slots:
-                if s[0] == reader:
-                    if s[5] is not None:  # granted again before the previous one walked through
-                        _miss(door, s)
-                    s[3] = ticks_add(ticks_ms(), timeout_ms)
-                    s[4] = seq
-                    s[5] = key
-                    pev.set()
-                    return True
-            return False
 
-        door.passage = expect
-        asyncio.create_task(_passages(door, slots, pev))
-    sig = [0, asyncio.Event()]  # pattern to show, its event
+def _expect(reader, seq, key):
+    # Door.passage: wait for a passage on `reader` for the grant `seq`; False if it has no sensor.
+    slots, pev, timeout_ms, door = _pas
+    for s in slots:
+        if s[0] == reader:
+            if s[5] is not None:  # granted again before the previous one walked through
+                _miss(door, s)
+            s[3] = ticks_add(ticks_ms(), timeout_ms)
+            s[4] = seq
+            s[5] = key
+            pev.set()
+            return True
+    return False
 
-    def signal(granted, reason):
-        # tap() has switched the LED already: the decision shows without waiting for the task.
-        sig[0] = GRANT if granted else (ERROR if reason in ("no_whitelist", "bad_whitelist",
-                                                            "error") else DENY)
-        sig[1].set()
 
-    door.signal = signal
-    asyncio.create_task(_signals(door, sig))
+def _signal(granted, reason):
+    # Door.signal. tap() has switched the LED already: the decision shows without waiting for
+    # the task.
+    _sig[0] = GRANT if granted else (ERROR if reason in ("no_whitelist", "bad_whitelist",
+                                                         "error") else DENY)
+    _sig[1].set()
 
 
 async def _signals(door, sig):

@@ -1,30 +1,46 @@
 # Simulator board adapter (decisions.md D5): the virtual board's control channel is stdin/stdout.
 # stdin commands: "tap <uid-hex> [reader]", "stat", "quit", "override" (the canteen operator's
-# button); the rest (turnstile parts, watchdog stand-in, fault injection) is in hal.simx, loaded
-# only when used. A tap goes through a reader task like a real reader's: polled, re-initialised
-# with backoff on errors, heartbeat for the supervisor. The relay prints "@relay" lines; the LED
-# prints human-readable lines. Everything else in firmware/ is shared with the real board.
+# button), "pass <reader>" (the passage sensor of that direction sees a person for 300 ms); the
+# turnstile parts (relays per direction, passage sensors, buzzer) and the fault injection
+# ("fail reader <n>", "wedge reader", "hang") are in hal.simx, loaded only when used. A tap goes
+# through a reader task like a real reader's: polled, re-initialised with backoff on errors,
+# heartbeat for the supervisor. Relays print "@relay" lines; the LED prints
+# human-readable lines. Everything else in firmware/ is shared with the real board.
+# One Pin class for every simulated line (LEDs, relays, passage sensors): a class costs ~200
+# bytes of heap, and a turnstile at 64 KiB needs them (docs/decisions.md D16).
 import binascii
 import sys
 
-from compat import asyncio, emit, log, sleep_ms, ticks_diff, ticks_ms
+from compat import asyncio, emit, log, sleep_ms, ticks_add, ticks_diff, ticks_ms, unload
 
 from hal.drivers import Led, Relay
+from net.stream import Stream
 
 
 class Pin:
+    """A LED or buzzer line (`name`: logged when it switches), a relay (`name` None: "@relay"
+    lines, with `reader` and the ON level `on` on a turnstile's per-direction relays) or, with
+    `name` "sensor", a passage sensor: it reads 1 until ticks_ms() passes `_v`."""
+
     def __init__(self, name=None):
         self.name = name  # None: the relay
         self._v = None
 
     def value(self, v=None):
         if v is None:
+            if self.name == "sensor":
+                return 1 if self._v is not None and ticks_diff(self._v, ticks_ms()) > 0 else 0
             return self._v
         if v != self._v:
             if self.name:
                 log(self.name, "on" if v else "off")
             elif self._v is not None:  # the initial "off" at start-up is not a switch
-                emit("relay", {"on": v})
+                # `reader` and `on` exist on a turnstile's relays only: no slots on other pins.
+                r = getattr(self, "reader", None)
+                if r is None:
+                    emit("relay", {"on": v})
+                else:
+                    emit("relay", {"on": 1 if v == self.on else 0, "reader": r})
             self._v = v
 
 
@@ -39,8 +55,11 @@ class Board:
         self.wedged = False
         self.passage_sensors = bool(cfg.get("passage_sensors"))  # not the dicts: heap
         if self.passage_sensors or cfg.get("relays") or cfg.get("buzzer"):
+            # A turnstile's parts. hal.simx builds them and goes again: what it made stays,
+            # its module dict and functions do not (heap; a door board never loads it).
             import hal.simx
             hal.simx.extend(self, cfg)
+            unload("hal.simx")
 
     def watchdog(self, ms):
         # machine.WDT stand-in: a thread (it fires even when the event loop is stuck) prints @wdt
@@ -102,7 +121,7 @@ class Board:
                     sup.beat("reader")
 
     async def _stdin(self, app):
-        reader = asyncio.StreamReader(sys.stdin)
+        reader = Stream(sys.stdin)
         while True:
             line = await reader.readline()
             if not line:
@@ -136,6 +155,8 @@ class Board:
                 return
             elif cmd == "override":  # the canteen operator's override button
                 app.override()
+            elif cmd == "pass" and len(parts) == 2 and parts[1] in getattr(self, "sensors", ()):
+                self.sensors[parts[1]]._v = ticks_add(ticks_ms(), 300)
             else:
                 import hal.simx
                 hal.simx.command(self, parts)

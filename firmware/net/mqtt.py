@@ -1,12 +1,13 @@
 # Minimal asyncio MQTT 3.1.1 client (invariant 7). Protocol core only: one connection, no
 # reconnect (that is net/link.py). Never blocks the event loop: all I/O goes through asyncio
-# streams. Packet encoding lives in net/mqttpkt.py.
+# streams (net.stream on MicroPython). Packet encoding lives in net/mqttpkt.py.
 import struct
 
 from compat import asyncio, sleep_ms, ticks_diff, ticks_ms, wait_ms
 from net.mqttpkt import (CONNACK, DISCONNECT_PACKET, PINGREQ_PACKET, PINGRESP, PUBACK, PUBLISH,
                          SUBACK, MQTTError, connect_packet, publish_header,
                          puback_packet, subscribe_packet)
+from net.stream import open_connection
 
 
 RXBUF = 1152  # a whitelist chunk (32 + 1024 bytes) + topic fits
@@ -101,7 +102,7 @@ class MQTTClient:
         return first, body
     async def connect(self, timeout_ms=10000):
         self._closed = asyncio.Event()
-        self._r, self._w = await wait_ms(asyncio.open_connection(self.host, self.port), timeout_ms)
+        self._r, self._w = await wait_ms(open_connection(self.host, self.port), timeout_ms)
         try:
             await self._send(connect_packet(self.client_id, self.keepalive, self.user,
                                             self.password, self.will))
@@ -256,7 +257,7 @@ class MQTTClient:
 
 
 def _publish_mv(first, body):
-    # parse_publish (net/mqttpkt.py) without copying the payload.
+    # parse_publish (net/mqttdec.py) without copying the payload.
     qos = (first >> 1) & 3
     tlen = (body[0] << 8) | body[1]
     topic = bytes(body[2:2 + tlen]).decode()

@@ -1,5 +1,7 @@
-# MQTT 3.1.1 packet encoders/decoders (pure functions, unit-tested under CPython and MicroPython).
-# Kept apart from the client so each module stays small enough to compile in a 64 KiB heap.
+# MQTT 3.1.1 packet encoders (pure functions, unit-tested under CPython and MicroPython).
+# Kept apart from the client so each module stays small enough to compile in a 64 KiB heap. The
+# decoders and the whole-PUBLISH encoder, which the board does not use (net.mqtt reads packets
+# itself), are in net.mqttdec: every function here costs heap on the board (D16).
 import struct
 
 CONNECT = 0x10
@@ -30,22 +32,6 @@ def encode_varlen(n):
         else:
             out.append(b)
             return bytes(out)
-
-
-def decode_varlen(buf, pos=0):
-    """-> (value, position after the field). Raises MQTTError on a malformed field."""
-    mult = 1
-    val = 0
-    for i in range(4):
-        if pos >= len(buf):
-            raise MQTTError("truncated remaining length")
-        b = buf[pos]
-        pos += 1
-        val += (b & 0x7F) * mult
-        if not b & 0x80:
-            return val, pos
-        mult <<= 7
-    raise MQTTError("remaining length longer than 4 bytes")
 
 
 def _str(s):
@@ -86,12 +72,6 @@ def publish_header(topic, plen, qos=0, retain=False, pid=0, dup=False):
     return bytes([first]) + encode_varlen(len(var) + plen) + var
 
 
-def publish_packet(topic, payload, qos=0, retain=False, pid=0, dup=False):
-    if isinstance(payload, str):
-        payload = payload.encode()
-    return publish_header(topic, len(payload), qos, retain, pid, dup) + payload
-
-
 def subscribe_packet(pid, topic, qos=1):
     return _packet(SUBSCRIBE, struct.pack("!H", pid) + _str(topic) + bytes([qos]))
 
@@ -102,16 +82,3 @@ def puback_packet(pid):
 
 PINGREQ_PACKET = b"\xc0\x00"
 DISCONNECT_PACKET = b"\xe0\x00"
-
-
-def parse_publish(first, body):
-    """-> (topic str, payload bytes, qos, pid, retain)."""
-    qos = (first >> 1) & 3
-    (tlen,) = struct.unpack("!H", body[0:2])
-    topic = bytes(body[2:2 + tlen]).decode()
-    pos = 2 + tlen
-    pid = 0
-    if qos:
-        (pid,) = struct.unpack("!H", body[pos:pos + 2])
-        pos += 2
-    return topic, bytes(body[pos:]), qos, pid, first & 1

@@ -1,8 +1,7 @@
 # Whitelist file, format 1 (protocol.md). The list can hold 50k cards (600 KB), far more than RAM,
 # so a lookup is a binary search that reads one 12-byte record at a time into a preallocated buffer.
-import struct
+from compat import unload
 
-MAGIC = b"QWL1"
 HEADER_SIZE = 32
 RECORD_SIZE = 12
 KEY_SIZE = 8
@@ -17,44 +16,18 @@ class Whitelist:
         self.path = path
         self.reads = 0  # record reads, for tests and diagnostics
         self._f = open(path, "rb")
+        self.rec = bytearray(RECORD_SIZE)  # last record read; valid after a hit
+        # The header checks and the CRC pass run once per list (boot, update): in a module of
+        # their own, loaded for them and dropped again (its functions and error messages would
+        # otherwise stay in the heap for good; docs/decisions.md D16).
+        import store.wlcheck
         try:
-            hdr = self._f.read(HEADER_SIZE)
-            if len(hdr) != HEADER_SIZE:
-                raise WhitelistError("short header (%d bytes)" % len(hdr))
-            if hdr[0:4] != MAGIC:
-                raise WhitelistError("bad magic %r" % bytes(hdr[0:4]))
-            fmt, rsize, version, count, crc = struct.unpack("<HHIII", hdr[4:20])
-            if fmt != 1:
-                raise WhitelistError("unsupported format %d" % fmt)
-            if rsize != RECORD_SIZE:
-                raise WhitelistError("bad record size %d" % rsize)
-            self.version = version
-            self.count = count
-            self.rec = bytearray(RECORD_SIZE)  # last record read; valid after a hit
-            if verify_crc:
-                self._verify(crc)
+            store.wlcheck.check(self, verify_crc)
         except Exception:
             self._f.close()
             raise
-
-    def _verify(self, crc):
-        # Check length and CRC once at load, so a truncated or corrupt download is refused as a
-        # whole instead of answering some lookups wrongly.
-        import binascii
-        buf = bytearray(RECORD_SIZE * 32)
-        mv = memoryview(buf)
-        left = self.count * RECORD_SIZE
-        c = 0
-        while left:
-            n = self._f.readinto(mv[: min(left, len(buf))])
-            if not n:
-                raise WhitelistError("truncated: %d record bytes missing" % left)
-            c = binascii.crc32(mv[:n], c)
-            left -= n
-        if self._f.read(1):
-            raise WhitelistError("trailing bytes after %d records" % self.count)
-        if (c & 0xFFFFFFFF) != crc:
-            raise WhitelistError("record CRC mismatch")
+        finally:
+            unload("store.wlcheck")
 
     def _read(self, i):
         f = self._f
@@ -100,13 +73,3 @@ class Whitelist:
     def close(self):
         self._f.close()
 
-
-def open_whitelist(path):
-    """(whitelist or None, reason-if-None). Missing file and bad file are both 'deny all'."""
-    try:
-        return Whitelist(path), None
-    except OSError:
-        return None, "no_whitelist"
-    except WhitelistError as e:
-        print("# whitelist %s rejected: %s" % (path, e))
-        return None, "bad_whitelist"

@@ -2,10 +2,14 @@
 # or a delta (keys to remove, records to add/replace) arrives in chunks; they are streamed to flash
 # in order, CRC-checked as they come, and only a complete, verified list is installed, by one
 # os.rename over whitelist.bin: a power cut at any byte leaves the old list or the new one.
-# Imported lazily (only while an update is in progress) to keep the resident heap small.
+# Imported lazily (only while an update is in progress) to keep the resident heap small; the
+# App's side of it (chunk, install, fail: the swap of the live list, status, "@wl" lines) is
+# here too for the same reason.
 import binascii
 import os
 import struct
+
+from compat import asyncio, emit, unload
 
 CHUNK_MAGIC = b"QWC1"
 DELTA_MAGIC = b"QWD1"
@@ -159,3 +163,58 @@ def _replace(src, dst):
     except OSError:
         os.remove(dst)  # FAT refuses to rename onto an existing file
         os.rename(src, dst)
+
+
+# --- the App's side (app.runner.App: wl, wl_version, door, sync, _wlu, _wl_busy) ----------------
+def chunk(app, payload):
+    if app._wl_busy:
+        print("# wl: chunk while installing; dropped")
+        return
+    try:
+        if app._wlu is None:
+            app._wlu = Update(".")
+        done = app._wlu.feed(payload)
+    except Exception as e:  # WlError, flash or heap trouble: the old list stays
+        fail(app, e)
+        return
+    if done:
+        app._wl_busy = True
+        asyncio.create_task(_install(app))
+
+
+async def _install(app):
+    try:
+        ver = await app._wlu.install(app.wl_version)
+        from store.whitelist import Whitelist
+        new = Whitelist(LIVE, False)  # verified while it was assembled
+    except Exception as e:
+        fail(app, e)
+    else:
+        # The event loop runs one task at a time and a tap is decided in one synchronous call,
+        # so the swap falls between two taps, never inside a lookup.
+        old = app.wl
+        app.wl = app.door.wl = new
+        if old is not None:
+            old.close()
+        app.wl_version = app.sync.status["wl"] = ver
+        app.sync.status.pop("wl_err", None)
+        emit("wl", {"installed": ver})
+        app.sync.status_changed()
+        app._wlu = None
+        unload("store.wlupdate", "store.wlmerge")
+    app._wl_busy = False
+
+
+def fail(app, e):
+    reason = e.args[0] if e.args and isinstance(e.args[0], str) else type(e).__name__
+    if app._wlu is not None:
+        try:
+            app._wlu.abort()
+        except Exception:
+            pass
+    app._wlu = None
+    unload("store.wlupdate", "store.wlmerge")
+    print("# wl: update rejected:", repr(e))
+    emit("wl", {"rejected": reason})
+    app.sync.status["wl_err"] = reason
+    app.sync.status_changed()

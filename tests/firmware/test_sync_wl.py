@@ -146,12 +146,14 @@ def check_decisions(lines: Lines, old: set[int], new: set[int], cards: list[int]
     return after
 
 
-def test_whitelist_pushed_during_a_burst_of_taps(tmp_path, topic_prefix, mqtt_addr, cloud):
+# 64K: a door board takes whitelist updates in the heap of issue #3 too (docs/decisions.md D16).
+@pytest.mark.parametrize("heap", [None, "64K"])
+def test_whitelist_pushed_during_a_burst_of_taps(tmp_path, topic_prefix, mqtt_addr, cloud, heap):
     cards = list(range(300))
     v1 = set(range(0, 200))  # 0..199
     v2 = set(range(100, 300)) | set(range(1000, 3000))  # a bigger list: many chunks
     v3 = (v2 - set(range(100, 150))) | set(range(20, 60))
-    b, lines = make_board(tmp_path, topic_prefix, mqtt_addr, wl(1, v1))
+    b, lines = make_board(tmp_path, topic_prefix, mqtt_addr, wl(1, v1), heap)
     try:
         wait_msg(cloud, "status", lambda m: m.get("online") and m.get("wl") == 1)
         stop = threading.Event()

@@ -2,7 +2,7 @@
 # and clock: anti-passback hard/soft, schedules (staff vs student), debounce, passage timeout ->
 # "not_passed" event. CPython and MicroPython VM (64 KiB).
 from app.door import Door
-from app.rules import STAFF, STUDENT, Passback, Rules, Schedules, local_time
+from app.rules import STAFF, STUDENT, Rules, local_time
 from compat import asyncio, sleep_ms
 
 SITE = b"k" * 16
@@ -119,7 +119,7 @@ def test_local_time_and_schedule():
     assert local_time(MON_0800, 0) == (1, 480)
     assert local_time(MON_0800, 300) == (1, 780)  # UTC+5
     assert local_time(MON_0800 + 5 * 86400, 0)[0] == 6  # Saturday
-    s = Schedules(PROFILES)
+    s = Rules({"profiles": PROFILES})
     assert s.allowed(0, STUDENT, 0)  # profile 0: always
     assert s.allowed(1, STUDENT, MON_0800)
     assert not s.allowed(1, STUDENT, MON_0800 - 3600 * 2)  # 06:00
@@ -167,7 +167,7 @@ def test_antipassback_hard_online_soft_offline():
 
 
 def test_passback_table_lru_bounded():
-    pb = Passback(8)  # 2 sets x 4 ways
+    pb = Rules({"antipassback": True, "antipassback_slots": 8})  # 2 sets x 4 ways
     keys = [bytes([0, 0, 0, i + 1]) + bytes(4) for i in range(6)]  # all in set 0
     for k in keys:
         pb.set(k, True)

@@ -1,11 +1,9 @@
+from net.mqttdec import decode_varlen, parse_publish, publish_packet
 from net.mqttpkt import (
     MQTTError,
     connect_packet,
-    decode_varlen,
     encode_varlen,
-    parse_publish,
     puback_packet,
-    publish_packet,
     subscribe_packet,
 )
 

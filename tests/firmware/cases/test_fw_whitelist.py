@@ -1,5 +1,6 @@
 from fwhelpers import key, rmtree, tempdir, whitelist_bytes, write, write_whitelist
-from store.whitelist import Whitelist, WhitelistError, open_whitelist
+from store.whitelist import Whitelist, WhitelistError
+from store.wlcheck import open_whitelist
 
 
 def _ceil_log2(n):

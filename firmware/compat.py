@@ -67,8 +67,12 @@ def write_atomic(path, data):
 def unload(*names):
     # Drop lazily imported modules again (sys.modules and the attribute on their package), so
     # their code and module dict go back to the heap once nothing refers to them.
+    # A name, or the module itself (its __name__ is a qstr; a dotted name of more than 10
+    # characters in the caller's code would be a string object in the heap).
     import sys
     for n in names:
+        if not isinstance(n, str):
+            n = n.__name__
         sys.modules.pop(n, None)
         pkg, _, leaf = n.rpartition(".")
         p = sys.modules.get(pkg)
@@ -80,8 +84,9 @@ def emit(tag, obj):
     # Machine-readable lines for the simulator: "@tag {compact json}". Anything else printed by the
     # firmware must not start with "@".
     import json
+    c = ","  # the separators built per call: a tuple of constants stays in the heap (D16)
     try:
-        s = json.dumps(obj, separators=(",", ":"))
+        s = json.dumps(obj, separators=(c, ":"))
     except TypeError:  # older MicroPython without separators
         s = json.dumps(obj)
     print("@" + tag, s)

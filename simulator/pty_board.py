@@ -35,7 +35,7 @@ import tty
 from collections.abc import Callable
 from pathlib import Path
 
-from simulator.board import DEFAULT_HEAP, micropython_binary
+from simulator.board import LARGE_HEAP, micropython_binary
 
 # Runs the flashed firmware the way a board's boot sequence does: boot.py, then main.py.
 BOOT = """import os
@@ -61,7 +61,7 @@ class PtyBoard:
         self,
         flash_dir: Path,
         *,
-        heap: str = DEFAULT_HEAP,
+        heap: str = LARGE_HEAP,
         link: Path | None = None,
         echo: Callable[[bytes], None] | None = None,
     ) -> None:
@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("flash", type=Path, help="the board's flash directory (created if missing)")
     p.add_argument("--link", type=Path, help="also make this path a symlink to the port")
-    p.add_argument("--heap", default=DEFAULT_HEAP)
+    p.add_argument("--heap", default=LARGE_HEAP)
     args = p.parse_args(argv)
     board = PtyBoard(args.flash, heap=args.heap, link=args.link)
     port = board.start()

@@ -8,9 +8,9 @@ import gc
 
 from compat import asyncio, emit, hexlify, sleep_ms, ticks_add, ticks_diff, ticks_ms
 from store.cardkey import card_key
+from store.jcodec import READERS  # noqa: F401  (one tuple of them in the heap, not two)
 
 DEBOUNCE_MS = 1500  # a card held on the reader is reported over and over; count it once
-READERS = ("in", "out", "canteen")
 
 
 class Door:
@@ -53,12 +53,17 @@ class Door:
         clk = self.clock
         wl = self.wl
         rules = self.rules
+        # One assignment each, not `granted, reason = False, "..."`: a tuple of constants is an
+        # object in the heap for good (64 KiB boards, docs/decisions.md D16).
         if wl is None:
-            granted, reason = False, self.wl_reason
+            granted = False
+            reason = self.wl_reason
         elif not wl.lookup(key):
-            granted, reason = False, "unknown_card"
+            granted = False
+            reason = "unknown_card"
         elif rules is None:
-            granted, reason = True, "ok"
+            granted = True
+            reason = "ok"
         else:
             granted, reason = rules.check(wl.attrs() & 3, wl.profile(), key, reader, clk.now(),
                                           clk.synced, self.online() if self.online else True)
@@ -98,7 +103,7 @@ class Door:
                 self.seq = fn(*ev)
         except (OSError, MemoryError, ValueError) as e:
             # Flash full or heap exhausted: the door already acted; say so loudly, keep going.
-            print("# door: journal append failed:", repr(e))
+            print("#", "door", "journal", repr(e))
             if self.signal:
                 self.signal(False, "error")
 

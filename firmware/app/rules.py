@@ -13,7 +13,10 @@ WAYS = 4  # anti-passback: slots per set
 # with more cards inside than slots (and sets fill unevenly), the least recently seen lose
 # their state and pass as "unknown" (never locked out). A site with more than ~400 cardholders
 # through one turnstile should set `antipassback_slots` and give the heap for it.
-SLOTS, SMALL_SLOTS, SMALL_FREE = 2048, 512, 32 * 1024
+# One name a line: `A, B, C = 1, 2, 3` would be a tuple object in the heap for good (D16).
+SLOTS = 2048
+SMALL_SLOTS = 512
+SMALL_FREE = 32 * 1024
 
 
 def local_time(t, tz_min):
@@ -54,7 +57,10 @@ class Rules:
                 for s in (v.get("from", "00:00"), v.get("to", "24:00")):
                     h, m = s.split(":")
                     hm.append(int(h) * 60 + int(m))
-                staff = ("always", "window", "never").index(v.get("staff", "always"))
+                s = v.get("staff")  # no tuple of the names: constants in the heap (D16)
+                staff = 1 if s == "window" else (2 if s == "never" else 0)
+                if s is not None and not staff and s != "always":
+                    raise ValueError(s)
                 self.p[int(k)] = (days, hm[0], hm[1], staff)
         self.t = None  # the anti-passback table
         if cfg.get("antipassback"):
@@ -90,12 +96,16 @@ class Rules:
 
     def check(self, kind, profile, key, reader, t, synced, online):
         """(granted, reason). `t` board time; `synced` whether it can be trusted; `online`
-        whether the board reaches the cloud (hard anti-passback) or not (soft)."""
+        whether the board reaches the cloud (hard anti-passback) or not (soft). The pairs are
+        built per call: a tuple of constants would be an object in the heap for good (D16)."""
+        ok = True
+        reason = "ok"
         if reader != "in":
-            return True, "ok"
+            return ok, reason
         # Without a synced clock the window cannot be checked: the schedule is not enforced.
         if self.p is not None and synced and not self.allowed(profile, kind, t):
-            return False, "schedule"
+            ok = False
+            return ok, "schedule"
         tb = self.t
         if tb is not None:
             day = (t + self.tz * 60) // 86400
@@ -106,13 +116,15 @@ class Rules:
                 self.day = day
             if self.get(key) == 1:
                 if online:
-                    return False, "antipassback"
-                return True, "antipassback_soft"
-        return True, "ok"
+                    ok = False
+                    reason = "antipassback"
+                else:
+                    reason = "antipassback_soft"
+        return ok, reason
 
     def passed(self, key, reader):
         """A granted card went through (passage sensor, or the grant when there is none)."""
-        if self.t is not None and reader in ("in", "out"):
+        if self.t is not None and (reader == "in" or reader == "out"):
             self.set(key, reader == "in")
 
     def _locate(self, key):

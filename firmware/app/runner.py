@@ -22,13 +22,13 @@ class App:
         prefix = mcfg.get("prefix", "qadam")
         # An update a reset interrupted is never trusted; store.wlupdate is loaded for that and
         # dropped again (it comes back only while an update arrives).
-        import store.wlupdate
-        store.wlupdate.cleanup(".")
-        live = store.wlupdate.LIVE
-        unload("store.wlupdate")
-        import store.wlcheck  # open_whitelist: boot only, so it goes again too
-        self.wl, wl_reason = store.wlcheck.open_whitelist(live)
-        unload("store.wlcheck")
+        import store.wlupdate as wlu
+        wlu.cleanup(".")
+        live = wlu.LIVE
+        unload(wlu)
+        import store.wlcheck as wlc  # open_whitelist: boot only, so it goes again too
+        self.wl, wl_reason = wlc.open_whitelist(live)
+        unload(wlc)
         self.wl_version = self.wl.version if self.wl else 0
         self.clock = Clock(cfg.get("clock_synced", False))
         self.sync = Sync(journal, dev, prefix, cfg.get("batch", 32),
@@ -101,7 +101,7 @@ class App:
             import app.canteen_bal  # noqa: F401
             import app.canteen_cfg  # noqa: F401
             import net.cmd  # noqa: F401
-            unload("net.cmd", "app.canteen_bal")
+            unload(net.cmd, app.canteen_bal)
         return self.canteen
 
     def override(self):

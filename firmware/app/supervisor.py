@@ -59,7 +59,7 @@ class Supervisor:
             elif t0 is not None:
                 t0 = now  # healthy running has to start over
             if bad and bad != self.stale:
-                print("# supervisor: task %s stopped; the watchdog is not fed" % bad)
+                print("#", "supervisor", "task", bad, "stopped")  # the watchdog is not fed
             self.stale = bad
             await sleep_ms(1000)
 

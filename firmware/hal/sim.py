@@ -75,7 +75,7 @@ class Board:
                 if d < 0:
                     break
                 time.sleep_ms(d + 10)
-            print('@wdt {"timeout_ms":%d}' % ms)  # noqa: UP031
+            emit("wdt", {"timeout_ms": ms})
             os.system("kill -9 $PPID")  # the unix port has no os._exit; a reset is abrupt too
 
         _thread.start_new_thread(watch, ())
@@ -109,7 +109,7 @@ class Board:
                 continue
             self.fail -= 1
             self.down = True
-            log("reader failed: no answer - re-init in", back, "ms")
+            log("reader", "reinit", back)  # no answer: re-init in `back` ms
             if sup:
                 sup.reinit("sim")
             wait = back
@@ -131,11 +131,11 @@ class Board:
             if not parts:
                 continue
             cmd = parts[0]
-            if cmd == "tap" and len(parts) in (2, 3):
+            if cmd == "tap" and 2 <= len(parts) <= 3:
                 try:
                     uid = binascii.unhexlify(parts[1])
                 except ValueError:
-                    log("bad uid hex:", parts[1])
+                    log("uid", "ValueError", parts[1])
                     continue
                 if getattr(app, "safe_mode", False):
                     emit("ignored", {"why": "safe_mode"})
@@ -145,7 +145,7 @@ class Board:
                     try:
                         app.tap(uid, parts[2] if len(parts) == 3 else None)
                     except Exception as e:  # keep the control channel alive whatever happens
-                        log("tap failed:", repr(e))
+                        log("tap", repr(e))
             elif cmd == "stat":
                 app.stat()
                 if hasattr(app, "sup"):

@@ -72,7 +72,7 @@ class Link:
             try:
                 await self._beating(self.client.connect())
             except Exception as e:
-                print("# link: connect failed:", repr(e))
+                print("#", "link", "connect", repr(e))
                 await self._sleep(backoff_ms(attempt))
                 attempt += 1
                 continue
@@ -82,7 +82,7 @@ class Link:
                     await self._beating(self.on_up(self.client))
             except Exception as e:
                 # e.g. SUBACK timeout: start over rather than run half set up.
-                print("# link: setup after connect failed:", repr(e))
+                print("#", "link", "on_up", repr(e))
                 await self.client.disconnect()
             closed = self.client._closed
             while not closed.is_set():  # connected: poll until the link drops

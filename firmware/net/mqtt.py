@@ -45,13 +45,13 @@ class MQTTClient:
 
     async def _send(self, pkt, tail=None):
         if self._w is None:
-            raise MQTTError("not connected")
+            raise MQTTError("offline")
         while self._wbusy:
             self._widle.clear()
             await self._widle.wait()
         w = self._w
         if w is None:
-            raise MQTTError("not connected")
+            raise MQTTError("offline")
         self._wbusy = True
         try:
             w.write(pkt)
@@ -83,7 +83,7 @@ class MQTTClient:
                 break
             mult <<= 7
         else:
-            raise MQTTError("bad remaining length")
+            raise MQTTError("bad length")
         if not n:
             body = b""
         elif n <= len(self._rbuf) and hasattr(self._r, "readinto"):
@@ -108,10 +108,10 @@ class MQTTClient:
                                             self.password, self.will))
             first, body = await wait_ms(self._read_packet(), timeout_ms)
             if first != CONNACK or len(body) != 2:
-                raise MQTTError("expected CONNACK, got 0x%02x" % first)
+                raise MQTTError("no CONNACK", first)
             if body[1]:
                 # 4 = bad user name or password, 5 = not authorized (MQTT 3.1.1 table 3.1)
-                raise MQTTError("connect refused, code %d" % body[1])
+                raise MQTTError("refused", body[1])
         except BaseException:
             await self._close_streams()
             raise
@@ -131,7 +131,7 @@ class MQTTClient:
                         try:
                             self.on_message(topic, payload)
                         except Exception as e:  # a bad message must not kill the connection
-                            print("# mqtt: on_message failed:", repr(e))
+                            print("#", "mqtt", "on_message", repr(e))
                     # PUBACK after the handler ran: the broker re-delivers if we die before.
                     if qos == 1:
                         await self._send(puback_packet(pid))
@@ -148,7 +148,7 @@ class MQTTClient:
             return
         except Exception as e:
             if self.connected:
-                print("# mqtt: connection lost:", repr(e))
+                print("#", "mqtt", "disconnect", repr(e))
         await self._drop()
 
     async def _pinger(self):
@@ -158,13 +158,13 @@ class MQTTClient:
             while self.connected:
                 await sleep_ms(period)
                 if ticks_diff(ticks_ms(), self._last_rx) > self.keepalive * 1500:
-                    print("# mqtt: keepalive timeout")
+                    print("#", "mqtt", "keepalive", "timeout")
                     break
                 await self._send(PINGREQ_PACKET)
         except asyncio.CancelledError:
             return
         except Exception as e:
-            print("# mqtt: ping failed:", repr(e))
+            print("#", "mqtt", "keepalive", repr(e))
         await self._drop()
 
     async def publish(self, topic, payload, qos=0, retain=False, timeout_ms=5000, retries=2):
@@ -202,7 +202,7 @@ class MQTTClient:
                     break
                 except asyncio.TimeoutError:
                     if retries <= 0 or not self.connected:
-                        raise MQTTError("no ack for packet %d" % pid) from None
+                        raise MQTTError("timeout", pid) from None  # no PUBACK
                 retries -= 1
                 self.dups += 1
                 pkt = bytes([pkt[0] | 0x08]) + pkt[1:]  # DUP: a retransmission, same packet id
@@ -210,9 +210,9 @@ class MQTTClient:
         finally:
             res = self._waiting.pop(pid, None)
         if res is False:
-            raise MQTTError("refused (packet %d)" % pid)
+            raise MQTTError("refused", pid)
         if not self.connected:
-            raise MQTTError("disconnected")
+            raise MQTTError("disconnect")
 
     async def wait_closed(self):
         await self._closed.wait()

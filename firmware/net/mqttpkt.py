@@ -22,7 +22,7 @@ class MQTTError(Exception):
 def encode_varlen(n):
     """Remaining Length: 7 bits per byte, high bit = more, at most 4 bytes."""
     if n < 0 or n > 268435455:
-        raise MQTTError("remaining length out of range: %d" % n)
+        raise MQTTError("bad length", n)
     out = bytearray()
     while True:
         b = n & 0x7F

@@ -32,7 +32,7 @@ def parse_ack(payload):
 
 
 def topic(prefix, device, leaf):
-    return "%s/v1/dev/%s/%s" % (prefix, device, leaf)
+    return prefix + "/v1/dev/" + device + "/" + leaf
 
 
 class Sync:
@@ -72,7 +72,7 @@ class Sync:
         payload = bytes(payload)  # the client passes a view into its receive buffer
         a = parse_ack(payload)
         if a is None:
-            print("# sync: ignoring malformed ack %r" % payload[:80])
+            print("#", "sync", "ack", "ignored", payload[:80])
             return
         if self._out is not None:
             # The batch is being written (or may be retransmitted) from the journal: trimming
@@ -86,8 +86,7 @@ class Sync:
         n = self.journal.ack(boot, first, last)
         if not n:
             # Only an ack covering the oldest record trims (protocol.md); e.g. a late duplicate.
-            print("# sync: ack %d/%d-%d does not cover the oldest record; ignored"
-                  % (boot, first, last))
+            print("#", "sync", "ack", boot, first, last, "ignored")  # not the oldest
             return
         self.acked += n
         emit("ack", {"boot": boot, "last": last, "journal": self.journal.count})
@@ -136,7 +135,7 @@ class Sync:
                     try:
                         await self.link.publish(self.t_status, self.status_payload(), 1, True)
                     except Exception as e:
-                        print("# status publish failed:", repr(e))
+                        print("#", "sync", "status", repr(e))
             # At least two turns a second, so the supervisor sees the task alive (stale_ms >= 1 s).
             timeout = TURN_MS
             inf = self._inflight
@@ -150,8 +149,7 @@ class Sync:
             if inf is not None:
                 if ticks_diff(inf[3], ticks_ms()) > 0:
                     continue  # still waiting for the ack of the batch in flight
-                print("# sync: no ack for %d/%d-%d, re-sending from the oldest"
-                      % (inf[0], inf[1], inf[2]))
+                print("#", "sync", "ack", "timeout", inf[0], inf[1], inf[2])  # re-sent
                 self._inflight = None
             if self.link is None or not self.link.up or not self.journal.count:
                 continue
@@ -159,7 +157,7 @@ class Sync:
                 await self._send_oldest()
             except MemoryError:
                 # Never let the sync task die; the ack timeout brings the next attempt.
-                print("# sync: out of memory building a batch")
+                print("#", "sync", "batch", "MemoryError")
 
     def _head(self, boot):
         return b'{"v":1,"dev":"%s","boot":%d,"events":[' % (self.device.encode(), boot)
@@ -177,7 +175,7 @@ class Sync:
                 boot, first = b, q
                 pos = len(self._head(b))
                 if pos + size > cap:
-                    print("# sync: event %d/%d larger than a batch" % (b, q))
+                    print("#", "sync", "events", b, q, "too large")
                     return None
             elif b != boot or q != last + 1 or n >= self.batch or pos + 1 + size > cap:
                 break  # one boot, consecutive seqs, <= 32 events, fits the batch size
@@ -212,7 +210,7 @@ class Sync:
             await w.drain()  # one event at a time: taps and the reader task run in between
         w.write(b"]}")
         if n + 2 != nbytes or q != last + 1:
-            raise ValueError("batch changed")
+            raise ValueError("batch")  # changed under the writer
 
     async def _send_oldest(self):
         b = self.next_batch()
@@ -225,7 +223,7 @@ class Sync:
         try:
             await self.link.publish(self.t_events, (nbytes, self.write_batch), 1, False)
         except Exception as e:
-            print("# sync: publish failed:", repr(e))
+            print("#", "sync", "publish", repr(e))
             # Keep the deadline: the retry happens on reconnect or on ack timeout.
         finally:
             self._out = None

@@ -6,44 +6,59 @@ from binascii import crc32, hexlify
 T_TAP = 0x54  # "T": a tap, 31 bytes
 T_RAW = 0x4A  # "J": an event as JSON
 T_DROP = 0x44  # "D": a "dropped" event, 46 bytes
+T_NP = 0x4E  # "N": a "not_passed" event, 35 bytes (a tap's fields + ref u32)
 STRIPPED = 0x8000  # raw len flag: the '{"boot":B,"seq":S,' prefix was stripped (rebuilt on read)
 READERS = ("in", "out", "canteen")
 REASONS = ("ok", "unknown_card", "no_whitelist", "bad_whitelist")
 MAGIC = b"QJ1\n"  # segment header
 RAW_MAX = 512  # longest JSON event stored as such
 TAP_SIZE = 31
+NP_SIZE = 35
 DROP_SIZE = 46  # also the reserve kept free at the end of every segment
 
-_READERS = (b"in", b"out", b"canteen")
-_REASONS = (b"ok", b"unknown_card", b"no_whitelist", b"bad_whitelist")
+PREFIX = b'{"boot":%d,"seq":%d,'  # of a "J" record with STRIPPED
 # Whole literals (not built by concatenation at import): a board runs them in place from flash.
 _TAP = (b'{"boot":%d,"seq":%d,"t":%d,"sync":%d,"up":%d,"kind":"tap","reader":"%s","card":"%s",'
         b'"result":"%s","reason":"%s"}')
 _DROP = (b'{"boot":%d,"seq":%d,"t":%d,"sync":%d,"up":%d,"kind":"dropped","reader":"%s",'
          b'"card":"0000000000000000","result":"denied","reason":"journal_full","dropped":%d,'
          b'"from":[%d,%d],"to":[%d,%d]}')
+_NP = (b'{"boot":%d,"seq":%d,"t":%d,"sync":%d,"up":%d,"kind":"not_passed","reader":"%s",'
+       b'"card":"%s","result":"granted","reason":"passage_timeout","ref":%d}')
 
 
-def tap_json(boot, seq, t, synced, up, reader, card, result, reason):
-    # The same JSON as render() gives for a compact tap; for values the compact form cannot hold.
-    return _TAP % (boot, seq, t, 1 if synced else 0, up, reader.encode(), hexlify(card),
-                   result.encode(), reason.encode())
+def tap_json(boot, seq, t, synced, up, reader, card, result, reason, ref=None):
+    # The same JSON as render() gives for a compact tap (with `ref`: a "not_passed" event, always
+    # granted/passage_timeout); for values the compact form cannot hold.
+    v = (boot, seq, t, 1 if synced else 0, up, reader.encode(), hexlify(card))
+    if ref is not None:
+        return _NP % (v + (ref,))
+    return _TAP % (v + (result.encode(), reason.encode()))
 
 
-def pack_tap(w, boot, seq, t, synced, up, reader, card, result, reason):
-    # Encode a tap record into w. -> the reader code, or -1 if a value does not fit.
+def pack_tap(w, boot, seq, t, synced, up, reader, card, result, reason, ref=None):
+    # Encode a tap record (with `ref`: a "not_passed" one) into w. -> the reader code, or -1 if
+    # a value does not fit.
     try:
         r = READERS.index(reader)
-        c = REASONS.index(reason)
-        g = ("denied", "granted").index(result)
+        c = 0 if ref is not None else REASONS.index(reason)
     except ValueError:
+        return -1
+    g = 1 if result == "granted" else (0 if result == "denied" else -1)
+    if g < 0:
         return -1
     if not 0 <= t <= 0xFFFFFFFF or not 0 <= up < 1 << 36 or len(card) != 8:
         return -1
-    struct.pack_into("<BIIIIBB", w, 0, T_TAP, boot, seq, t, up & 0xFFFFFFFF,
-                     (1 if synced else 0) | r << 1 | g << 3 | (up >> 32) << 4, c)
+    struct.pack_into("<BIIIIBB", w, 0, T_TAP if ref is None else T_NP, boot, seq, t,
+                     up & 0xFFFFFFFF, (1 if synced else 0) | r << 1 | g << 3 | (up >> 32) << 4, c)
     w[19:27] = card
-    reseal(w, TAP_SIZE, seq)
+    if ref is None:
+        reseal(w, TAP_SIZE, seq)
+    else:
+        if not 0 <= ref <= 0xFFFFFFFF:
+            return -1
+        struct.pack_into("<I", w, 27, ref)
+        reseal(w, NP_SIZE, seq)
     return r
 
 
@@ -75,6 +90,8 @@ def read_record(f, j):
             b = j.rec
     elif tag == T_DROP:
         size = DROP_SIZE
+    elif tag == T_NP:
+        size = NP_SIZE
     else:
         return -1
     mv = memoryview(b)
@@ -94,12 +111,16 @@ def render(j):
         n = b[9] | b[10] << 8
         if n & STRIPPED:
             # The body joined from a view: one copy of it less per transmission.
-            return b'{"boot":%d,"seq":%d,' % struct.unpack_from("<II", b, 1) \
+            return PREFIX % struct.unpack_from("<II", b, 1) \
                 + memoryview(b)[11:11 + (n & 0x7FFF)]
         return memoryview(b)[11:11 + n]
     boot, seq, t, up, flags = struct.unpack_from("<IIIIB", b, 1)
-    v = (boot, seq, t, flags & 1, up | (flags >> 4) << 32, _READERS[(flags >> 1) & 3])
+    # The names as str constants (qstrs), encoded per render: bytes constants would each be an
+    # object in the heap for good (64 KiB boards, docs/decisions.md D16).
+    v = (boot, seq, t, flags & 1, up | (flags >> 4) << 32, READERS[(flags >> 1) & 3].encode())
     if tag == T_TAP:
-        return _TAP % (v + (hexlify(b[19:27]), b"granted" if flags & 8 else b"denied",
-                            _REASONS[b[18]]))
+        return _TAP % (v + (hexlify(b[19:27]), ("granted" if flags & 8 else "denied").encode(),
+                            REASONS[b[18]].encode()))
+    if tag == T_NP:
+        return _NP % (v + (hexlify(b[19:27]), b[27] | b[28] << 8 | b[29] << 16 | b[30] << 24))
     return _DROP % (v + struct.unpack_from("<IIIII", b, 18))

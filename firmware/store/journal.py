@@ -14,7 +14,7 @@ import struct
 
 from compat import unload, write_atomic
 
-from store.jcodec import DROP_SIZE, MAGIC, RAW_MAX, TAP_SIZE, read_record, render  # noqa: F401
+from store.jcodec import DROP_SIZE, MAGIC, NP_SIZE, RAW_MAX, TAP_SIZE, read_record, render  # noqa: F401
 from store.jwrite import Writer
 
 DIR = "journal"
@@ -40,7 +40,7 @@ def next_boot(dirpath=".", floor=0):
     try:
         boot = int(s) + 1 if s else 1
     except ValueError:
-        print("# boot counter corrupt: %r" % s)
+        print("#", BOOT, "corrupt", repr(s))
         boot = 1
     if boot <= floor:
         boot = floor + 1
@@ -57,7 +57,7 @@ class Journal(Writer):
         self.max_segs = max(2, max_segs)
         self.rbuf = bytearray(DROP_SIZE)  # one record as read (a long JSON event gets its own)
         self.rec = self.rbuf  # the record read last
-        self.wbuf = bytearray(TAP_SIZE)  # one record to write
+        self.wbuf = bytearray(NP_SIZE)  # one record to write (a tap or a "not_passed")
         self.cur = (-1, 0)  # newest acked (boot, seq)
         self.cur_n = 0  # cursor write counter; 0: (re)create the file whole
         self.segs = []  # segment numbers, oldest first
@@ -81,7 +81,7 @@ class Journal(Writer):
             try:
                 store.jrecover.recover(self, names)
             finally:
-                unload("store.jrecover")
+                unload(store.jrecover)
 
     # ---- paths, cursor ------------------------------------------------------------------------
     def _path(self, n, ext=".seg"):
@@ -132,7 +132,7 @@ class Journal(Writer):
                         # segment the rest of it is skipped, in the newest one nothing follows.
                         if last:
                             return
-                        print("# journal: skipping the rest of segment %d from %d" % (s, off))
+                        print("#", "journal", "corrupt", s, off)  # the rest of segment s skipped
                     break
                 yield s, off, size
                 off += size

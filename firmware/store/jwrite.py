@@ -6,8 +6,8 @@ from binascii import crc32
 
 from compat import unload
 
-from store.jcodec import (DROP_SIZE, MAGIC, RAW_MAX, STRIPPED, T_RAW, TAP_SIZE, pack_tap, reseal,
-                          tap_json)
+from store.jcodec import (DROP_SIZE, MAGIC, NP_SIZE, PREFIX, RAW_MAX, STRIPPED, T_RAW, TAP_SIZE,
+                          pack_tap, reseal, tap_json)
 
 
 class Writer:
@@ -57,7 +57,7 @@ class Writer:
         # Make room for a record of `size` bytes; returns the seq it gets (seq + 1 if a dropped
         # event had to take seq).
         if size > self.seg_size - len(MAGIC) - DROP_SIZE:
-            raise ValueError("record too large")
+            raise ValueError("too large")
         if self.wf is None:
             self._new_seg()
         if self.woff + size > self.seg_size - DROP_SIZE:
@@ -66,7 +66,7 @@ class Writer:
                 try:
                     seq = store.jrecover.drop(self, boot, seq, t, synced, up, reader)
                 finally:
-                    unload("store.jrecover")
+                    unload(store.jrecover)
             self._new_seg()
         return seq
 
@@ -91,18 +91,20 @@ class Writer:
         self.count += 1
         self.top = (boot, seq)
 
-    def append_tap(self, boot, seq, t, synced, up, reader, card, result, reason):
-        # Journal a tap as a 31-byte record. Returns the seq the event got: `seq`, or seq + 1
-        # when the journal was full and a "dropped" event took `seq`.
+    def append_tap(self, boot, seq, t, synced, up, reader, card, result, reason, ref=None):
+        # Journal a tap as a 31-byte record, or with `ref` (the granted tap's seq) a "not_passed"
+        # event as a 35-byte one. Returns the seq the event got: `seq`, or seq + 1 when the
+        # journal was full and a "dropped" event took `seq`.
         w = self.wbuf
-        r = pack_tap(w, boot, seq, t, synced, up, reader, card, result, reason)
+        r = pack_tap(w, boot, seq, t, synced, up, reader, card, result, reason, ref)
         if r < 0:  # not expressible in the compact form: store the JSON itself
-            ev = tap_json(boot, seq, t, synced, up, reader, card, result, reason)
+            ev = tap_json(boot, seq, t, synced, up, reader, card, result, reason, ref)
             return self.append(boot, seq, ev, t, synced, up)
-        s = self._room(TAP_SIZE, boot, seq, t, synced, up, r)
+        size = TAP_SIZE if ref is None else NP_SIZE
+        s = self._room(size, boot, seq, t, synced, up, r)
         if s != seq:
-            reseal(w, TAP_SIZE, s)
-        self._write(w, boot, s)
+            reseal(w, size, s)
+        self._write(memoryview(w)[:size], boot, s)
         return s
 
     def append(self, boot, seq, data, t=0, synced=0, up=0, reader=0):
@@ -111,14 +113,14 @@ class Writer:
         # stays right if a "dropped" event takes `seq`). Returns the seq the event got.
         if isinstance(data, str):
             data = data.encode()
-        pre = b'{"boot":%d,"seq":%d,' % (boot, seq)
+        pre = PREFIX % (boot, seq)
         flag = 0
         if data[:len(pre)] == pre:
             data = memoryview(data)[len(pre):]
             flag = STRIPPED
         n = len(data)
         if n > RAW_MAX:
-            raise ValueError("event too large")
+            raise ValueError("too large")
         seq = self._room(15 + n, boot, seq, t, synced, up, reader)
         w = self.wbuf
         struct.pack_into("<BIIH", w, 0, T_RAW, boot, seq, n | flag)

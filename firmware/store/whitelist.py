@@ -27,13 +27,13 @@ class Whitelist:
             self._f.close()
             raise
         finally:
-            unload("store.wlcheck")
+            unload(store.wlcheck)
 
     def _read(self, i):
         f = self._f
         f.seek(HEADER_SIZE + i * RECORD_SIZE)
         if f.readinto(self.rec) != RECORD_SIZE:
-            raise WhitelistError("short read at record %d" % i)
+            raise WhitelistError("short read", i)
         self.reads += 1
 
     def _cmp(self, key):

@@ -30,7 +30,7 @@ from cloud.ledger import push as bp
 from cloud.settings import Settings
 from cloud.workers.balance_push import BalancePush
 from cloud.workers.whitelist_push import WhitelistPush
-from simulator.board import BoardConfig, VirtualBoard
+from simulator.board import LARGE_HEAP, BoardConfig, VirtualBoard
 
 SITE_KEY = b"e2e-canteen-key-0123456789abcdef"
 UID = bytes.fromhex("04c0ffee")
@@ -119,6 +119,7 @@ def test_top_up_reaches_the_board_and_the_ledger_agrees(
             extra=extra,
         ),  # fmt: skip
         flash,
+        heap=LARGE_HEAP,  # canteen boards do not fit the default 64 KB yet (D16)
     )
     board.write_flash(wl)
     services = [Ingest(settings), WhitelistPush(settings), BalancePush(settings)]

@@ -15,7 +15,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from simulator.board import DEFAULT_HEAP, firmware_bundle, micropython_binary
+from simulator.board import LARGE_HEAP, firmware_bundle, micropython_binary
 
 HERE = Path(__file__).resolve().parent
 FIRMWARE = HERE.parent.parent / "firmware"
@@ -39,7 +39,7 @@ class Board:
         # The whole board runs as the simulator runs it: the .mpy bundle in a board-sized heap
         # (docs/decisions.md D7).
         self.proc = subprocess.Popen(
-            [micropython_binary(), "-X", f"heapsize={DEFAULT_HEAP}",
+            [micropython_binary(), "-X", f"heapsize={LARGE_HEAP}",
              str(firmware_bundle() / "main.py")],
             cwd=flash, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, bufsize=1,

@@ -11,7 +11,7 @@ import struct
 import time
 from pathlib import Path
 
-from simulator.board import BoardConfig, VirtualBoard
+from simulator.board import LARGE_HEAP, BoardConfig, VirtualBoard
 from store.cardkey import card_key  # firmware/ is on sys.path via conftest
 from test_controller_sim import cloud, cloud_events, lines  # noqa: F401  (fixture)
 
@@ -53,7 +53,7 @@ def test_canteen_counter_outcomes_reach_the_cloud(tmp_path: Path, topic_prefix, 
     extra = dict(EXTRA, balances={card_key(SITE_KEY, uid(3)).hex(): "1000"})
     cfg = BoardConfig(device="ct-1", school="s1", site_key=SITE_KEY, mqtt_host=mqtt_addr[0],
                       mqtt_port=mqtt_addr[1], prefix=topic_prefix, extra=extra)
-    b = VirtualBoard(cfg, tmp_path / "ct-1")
+    b = VirtualBoard(cfg, tmp_path / "ct-1", heap=LARGE_HEAP)  # no 64 KB canteen yet (D16)
     b.write_flash(whitelist())
     b.start()
     try:

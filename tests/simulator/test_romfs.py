@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.board_memory import CONFIGS, TAPS, run_board, uid, whitelist
-from simulator.board import BoardConfig, VirtualBoard, micropython_binary
+from simulator.board import DEFAULT_HEAP, LARGE_HEAP, BoardConfig, VirtualBoard, micropython_binary
 from simulator.romfs import ROMFS_HEADER, firmware_image, heap_bytes, heap_with_image
 from tools import flash
 from tools.cli import main
@@ -48,9 +48,11 @@ def test_image_holds_every_module_as_mpy_and_mounts_in_the_vm(tmp_path):
 def test_both_modes_boot_connect_and_decide(romfs, tmp_path, topic_prefix, mqtt_addr):
     cfg = BoardConfig(device="rom-1", school="s1", site_key=SITE_KEY, mqtt_host=mqtt_addr[0],
                       mqtt_port=mqtt_addr[1], prefix=topic_prefix)  # fmt: skip
-    b = VirtualBoard(cfg, tmp_path / "flash", romfs=romfs)
+    # The .mpy bundle loads its modules into the heap: it gets an ESP32's 100 KB.
+    b = VirtualBoard(cfg, tmp_path / "flash", romfs=romfs,
+                     heap=DEFAULT_HEAP if romfs else LARGE_HEAP)
     b.write_flash(whitelist(1))
-    assert b.vm_heap() != "100K" if romfs else b.vm_heap() == "100K"
+    assert b.vm_heap() != DEFAULT_HEAP if romfs else b.vm_heap() == LARGE_HEAP
     b.start()
     try:
         b.wait_for(lambda: b.mqtt_up, 10, "to connect")

@@ -76,7 +76,12 @@ class FakeJournal:
         self.taps = []
         self.raw = []
 
-    def append_tap(self, boot, seq, t, synced, up, reader, card, result, reason):
+    def append_tap(self, boot, seq, t, synced, up, reader, card, result, reason, ref=None):
+        if ref is not None:  # a "not_passed" event: kept as the JSON it renders to
+            from store.jcodec import tap_json
+            self.raw.append((seq, tap_json(boot, seq, t, synced, up, reader, card, result,
+                                           reason, ref).decode()))
+            return seq
         self.taps.append((seq, reader, result, reason))
         return seq
 

@@ -51,6 +51,30 @@ def test_tap_json_byte_identical_and_compact():
 
 
 
+def test_not_passed_compact_and_byte_identical():
+    # A "not_passed" event (app.turnstile) is a 35-byte record rendering exactly the JSON the
+    # turnstile used to build and store whole.
+    def t(d):
+        j = Journal(d)
+        k = bytes(range(1, 9))
+        tmpl = ('{"boot":%d,"seq":%d,"t":%d,"sync":%d,"up":%d,"kind":"not_passed","reader":"%s",'
+                '"card":"%s","result":"granted","reason":"passage_timeout","ref":%d}')
+        exp = []
+        for q, (t_, sy, up, rd, ref) in enumerate(((1700000000, 1, 5, "in", 7),
+                                                   (12, 0, (1 << 35) + 3, "out", 0xFFFFFFFF),
+                                                   (-5, 1, 9, "in", 8))):
+            s = j.append_tap(4, q + 1, t_, sy, up, rd, k, "granted", None, ref)
+            exp.append((4, s, tmpl % (4, s, t_, sy, up, rd, "0102030405060708", ref)))
+        got = [(b, q, bytes(e).decode()) for b, q, e in j.records()]
+        assert got == exp
+        size = os.stat(d + "/journal/" + _segs(d)[0])[6]
+        assert size > 4 + 2 * 35  # two compact records, the third (t < 0) as JSON
+        j2 = Journal(d)
+        assert [(b, q, bytes(e).decode()) for b, q, e in j2.records()] == exp
+
+    _run(t)
+
+
 def test_append_iterate_reopen():
     def t(d):
         j = Journal(d)

@@ -17,9 +17,7 @@ Run: ``python -m cloud.workers.whitelist_push`` (settings from ``QADAM_*``), or 
 from __future__ import annotations
 
 import logging
-import queue
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -27,19 +25,15 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.reasoncodes import ReasonCode
 
-from cloud.db.conn import connect
 from cloud.ingest.clock import apply_status_clock
-from cloud.mqtt_client import make_client
 from cloud.provisioning import whitelists as wls
 from cloud.settings import Settings, get_settings
-from cloud.signals import run_until_signalled
+from cloud.workers.board_worker import BoardWorker
 
 log = logging.getLogger("qadam.whitelist")
 
 RESEND_S = 15.0  # the same update is not re-sent to a board within this time (unless it asks)
-_RETRYABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,138 +44,25 @@ class _Msg:
     retained: bool
 
 
-class WhitelistPush:
+class WhitelistPush(BoardWorker):
+    name = "whitelist"
+    leaves = ("status", "wl/req")
+
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.prefix = settings.topic_prefix
-        self._base = f"{self.prefix}/v1/dev/"
-        self._queue: queue.Queue[_Msg] = queue.Queue(maxsize=100_000)
-        self._stopping = threading.Event()
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._conn: psycopg.Connection[Any] | None = None
-        self._sent: dict[str, tuple[int, int, float]] = {}  # device -> (version, kind, when)
-        self._started = False
-        self.stats = {"status": 0, "compiled": 0, "pushes": 0, "chunks": 0, "bad_status": 0,
-                      "clock_corrected": 0}  # fmt: skip
         cid = settings.whitelist_client_id or f"qadam-wl-{uuid.uuid4().hex[:10]}"
-        client = make_client(settings, cid, self, clean_session=True)
-        self._client = client
+        super().__init__(settings, cid, settings.whitelist_poll_ms)
+        self._sent: dict[str, tuple[int, int, float]] = {}  # device -> (version, kind, when)
+        self.stats.update(status=0, compiled=0, pushes=0, chunks=0, bad_status=0,
+                          clock_corrected=0)  # fmt: skip
 
-    # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> None:
-        if self._started:
-            raise RuntimeError("WhitelistPush already started")
-        self._started = True
-        log.info(
-            "whitelist worker starting broker=%s:%s prefix=%s",
-            self.settings.mqtt_host, self.settings.mqtt_port, self.prefix,
-        )  # fmt: skip
-        self._thread = threading.Thread(target=self._run, name="whitelist-push", daemon=True)
-        self._thread.start()
-        self._client.connect_async(self.settings.mqtt_host, self.settings.mqtt_port, keepalive=30)
-        self._client.loop_start()
+    def accept(self, device: str, leaf: str, msg: mqtt.MQTTMessage) -> _Msg:
+        return _Msg(device, leaf, bytes(msg.payload), bool(msg.retain))
 
-    def wait_ready(self, timeout: float | None = None) -> bool:
-        return self._ready.wait(timeout)
+    def setup(self, conn: psycopg.Connection[Any]) -> None:
+        wls.mark_all_dirty(conn)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        if not self._started or self._stopping.is_set():
-            return
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self._client.disconnect()
-        self._client.loop_stop()
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        log.info("whitelist worker stopped %s", self.stats)
-
-    def run_forever(self) -> None:
-        run_until_signalled(self.start, self.stop)
-
-    # -- MQTT (paho network thread) ----------------------------------------------------------
-    def _on_connect(
-        self, client: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object
-    ) -> None:
-        if rc.is_failure:
-            log.error("mqtt connect failed reason=%s", rc)
-            return
-        client.subscribe([(self._base + "+/status", 1), (self._base + "+/wl/req", 1)])
-
-    def _on_disconnect(
-        self, _c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object
-    ) -> None:
-        self._ready.clear()
-        if not self._stopping.is_set():
-            log.warning("mqtt disconnected reason=%s", rc)
-
-    def _on_subscribe(
-        self, _c: mqtt.Client, _u: object, _m: int, rcs: list[ReasonCode], _p: object
-    ) -> None:
-        if any(rc.is_failure for rc in rcs):
-            log.error("mqtt subscribe refused")
-            return
-        self._ready.set()
-
-    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        try:
-            topic = msg.topic
-        except UnicodeDecodeError:
-            return
-        rest = topic[len(self._base) :] if topic.startswith(self._base) else ""
-        device, _, leaf = rest.partition("/")
-        if not device or leaf not in ("status", "wl/req"):
-            return
-        try:
-            self._queue.put_nowait(_Msg(device, leaf, bytes(msg.payload), bool(msg.retain)))
-        except queue.Full:
-            log.warning("whitelist worker queue full; dropped %s (the board repeats it)", topic)
-
-    # -- worker thread -----------------------------------------------------------------------
-    def _run(self) -> None:
-        poll_s = self.settings.whitelist_poll_ms / 1000
-        next_poll = 0.0
-        first = True
-        while not self._stopping.is_set():
-            try:
-                conn = self._connection()
-                if first:
-                    wls.mark_all_dirty(conn)
-                    first = False
-                now = time.monotonic()
-                if now >= next_poll:
-                    next_poll = now + poll_s
-                    self._compile_dirty(conn)
-                try:
-                    msg = self._queue.get(timeout=max(0.0, min(0.2, next_poll - now)))
-                except queue.Empty:
-                    continue
-                self._handle(conn, msg)
-            except _RETRYABLE as e:
-                log.warning("whitelist worker db error=%s; reconnecting", type(e).__name__)
-                self._drop_connection()
-                self._stopping.wait(1.0)
-            except Exception:
-                log.exception("whitelist worker error")
-                self._stopping.wait(1.0)
-
-    def _connection(self) -> psycopg.Connection[Any]:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._drop_connection()
-            self._conn = connect(
-                self.settings.database_url, autocommit=True, application_name="qadam-whitelist"
-            )
-        return self._conn
-
-    def _drop_connection(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:
-                pass
-            self._conn = None
+    def poll(self, conn: psycopg.Connection[Any]) -> None:
+        self._compile_dirty(conn)
 
     def _compile_dirty(self, conn: psycopg.Connection[Any]) -> None:
         for school in wls.dirty_schools(conn):
@@ -195,7 +76,7 @@ class WhitelistPush:
             for device in wls.school_devices(conn, school):
                 self._push(conn, device, force_snapshot=False, asked=False)
 
-    def _handle(self, conn: psycopg.Connection[Any], msg: _Msg) -> None:
+    def handle(self, conn: psycopg.Connection[Any], msg: _Msg) -> None:
         if msg.leaf == "wl/req":
             self._push(conn, msg.device, force_snapshot=True, asked=True)
             return
@@ -230,9 +111,8 @@ class WhitelistPush:
         ):  # fmt: skip
             return
         self._sent[device] = (push.version, push.kind, now)
-        topic = f"{self._base}{device}/wl"
         for m in push.messages:
-            self._client.publish(topic, m, qos=1)
+            self.publish(device, "wl", m)
         self.stats["pushes"] += 1
         self.stats["chunks"] += len(push.messages)
         log.info(

@@ -1,0 +1,179 @@
+"""What the workers that push to boards share: a paho client subscribed to some board topics, a
+bounded queue from its network thread to one worker thread with its own database connection,
+a periodic poll, and start/stop/ready.
+
+Subclasses say which messages they keep (:meth:`accept`), what to do with each (:meth:`handle`),
+and what to do every ``poll_ms`` (:meth:`poll`); :meth:`setup` runs once on the first connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.reasoncodes import ReasonCode
+
+from cloud.db.conn import connect
+from cloud.mqtt_client import make_client
+from cloud.settings import Settings
+from cloud.signals import run_until_signalled
+
+_RETRYABLE = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+class BoardWorker:
+    name = "board"  # thread name, log words, the database application_name
+    leaves: tuple[str, ...] = ("status",)  # subscribed as {prefix}/v1/dev/+/{leaf}
+
+    def __init__(self, settings: Settings, client_id: str, poll_ms: int) -> None:
+        self.settings = settings
+        self.prefix = settings.topic_prefix
+        self._base = f"{self.prefix}/v1/dev/"
+        self._poll_s = poll_ms / 1000
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=100_000)
+        self._stopping = threading.Event()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._conn: psycopg.Connection[Any] | None = None
+        self._started = False
+        self.stats: dict[str, int] = {"errors": 0}
+        self.log = logging.getLogger(f"qadam.{self.name}")
+        self._client = make_client(settings, client_id, self, clean_session=True)
+
+    # -- what subclasses provide -------------------------------------------------------------
+    def accept(self, device: str, leaf: str, msg: mqtt.MQTTMessage) -> Any:
+        """(paho thread) -> the item to queue for :meth:`handle`, or None to drop the message."""
+        raise NotImplementedError
+
+    def handle(self, conn: psycopg.Connection[Any], item: Any) -> None:
+        raise NotImplementedError
+
+    def poll(self, conn: psycopg.Connection[Any]) -> None:
+        """Every ``poll_ms``, on the worker thread."""
+
+    def setup(self, conn: psycopg.Connection[Any]) -> None:
+        """Once, on the worker thread's first database connection."""
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._started:
+            raise RuntimeError(f"{type(self).__name__} already started")
+        self._started = True
+        self.log.info("%s worker starting broker=%s:%s prefix=%s", self.name,
+                      self.settings.mqtt_host, self.settings.mqtt_port, self.prefix)  # fmt: skip
+        self._thread = threading.Thread(target=self._run, name=f"{self.name}-push", daemon=True)
+        self._thread.start()
+        self._client.connect_async(self.settings.mqtt_host, self.settings.mqtt_port, keepalive=30)
+        self._client.loop_start()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return self._ready.wait(timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if not self._started or self._stopping.is_set():
+            return
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._drop_connection()
+        self.log.info("%s worker stopped %s", self.name, self.stats)
+
+    def run_forever(self) -> None:
+        run_until_signalled(self.start, self.stop)
+
+    # -- MQTT (paho network thread) ----------------------------------------------------------
+    def _on_connect(
+        self, client: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object
+    ) -> None:
+        if rc.is_failure:
+            self.log.error("mqtt connect failed reason=%s", rc)
+            return
+        client.subscribe([(self._base + "+/" + leaf, 1) for leaf in self.leaves])
+
+    def _on_disconnect(
+        self, _c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object
+    ) -> None:
+        self._ready.clear()
+        if not self._stopping.is_set():
+            self.log.warning("mqtt disconnected reason=%s", rc)
+
+    def _on_subscribe(
+        self, _c: mqtt.Client, _u: object, _m: int, rcs: list[ReasonCode], _p: object
+    ) -> None:
+        if any(rc.is_failure for rc in rcs):
+            self.log.error("mqtt subscribe refused")
+            return
+        self._ready.set()
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            return
+        rest = topic[len(self._base) :] if topic.startswith(self._base) else ""
+        device, _, leaf = rest.partition("/")
+        if not device or leaf not in self.leaves:
+            return
+        item = self.accept(device, leaf, msg)
+        if item is None:
+            return
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self.log.warning("%s worker queue full; dropped %s (the board repeats it)",
+                             self.name, topic)  # fmt: skip
+
+    def publish(self, device: str, leaf: str, payload: bytes) -> None:
+        self._client.publish(f"{self._base}{device}/{leaf}", payload, qos=1)
+
+    # -- worker thread -----------------------------------------------------------------------
+    def _run(self) -> None:
+        next_poll = 0.0
+        first = True
+        while not self._stopping.is_set():
+            try:
+                conn = self._connection()
+                if first:
+                    self.setup(conn)
+                    first = False
+                now = time.monotonic()
+                if now >= next_poll:
+                    next_poll = now + self._poll_s
+                    self.poll(conn)
+                try:
+                    item = self._queue.get(timeout=max(0.0, min(0.2, next_poll - now)))
+                except queue.Empty:
+                    continue
+                self.handle(conn, item)
+            except _RETRYABLE as e:
+                self.log.warning("%s worker db error=%s; reconnecting", self.name,
+                                 type(e).__name__)  # fmt: skip
+                self._drop_connection()
+                self._stopping.wait(1.0)
+            except Exception:
+                self.stats["errors"] += 1
+                self.log.exception("%s worker error", self.name)
+                self._stopping.wait(1.0)
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._drop_connection()
+            self._conn = connect(
+                self.settings.database_url, autocommit=True, application_name=f"qadam-{self.name}"
+            )
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:
+                pass
+            self._conn = None

@@ -42,9 +42,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", action="store_true", help="echo every board's output")
     from simulator.scenarios import cli as scenario_cli
 
-    sub = p.add_subparsers(dest="sim_command", metavar="scenario NAME")
+    sub = p.add_subparsers(dest="sim_command", metavar="scenario NAME", title="optional subcommand")
     scenario_cli.add_arguments(
         sub.add_parser("scenario", help="run a scenario (morning_rush, power_cut, ...)")
+    )
+    # The subcommand is optional (without it `qadam sim` runs the boards itself), but argparse
+    # writes a subparsers action into the usage as if it were required ("scenario NAME ..."); so
+    # the usage is spelled out. Set after add_subparsers, which derives the scenario's prog from it.
+    p.usage = (
+        "%(prog)s [--boards N] [--taps N] [--rate R] [--interactive] [options]\n"
+        "       %(prog)s scenario NAME [options]"
     )
 
 

@@ -7,30 +7,16 @@ import sys
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from cloud.api.__main__ import main
 
-    from cloud.api.app import create_app
-    from cloud.db.migrate import apply
-    from cloud.settings import get_settings
-
-    settings = get_settings()
-    apply(settings.database_url)
-    uvicorn.run(
-        create_app(settings),
-        host=args.host or settings.http_host,
-        port=args.port or settings.http_port,
-    )
+    main(args.host, args.port)  # applies the migrations first, as `python -m cloud.api` does
     return 0
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from cloud.db.migrate import apply
-    from cloud.ingest.service import Ingest
-    from cloud.settings import get_settings
+    from cloud.ingest.__main__ import main
 
-    settings = get_settings()
-    apply(settings.database_url)
-    Ingest(settings).run_forever()
+    main()  # applies the migrations first, as `python -m cloud.ingest` does
     return 0
 
 

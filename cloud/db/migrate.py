@@ -50,6 +50,16 @@ def apply(database_url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
     return applied
 
 
+def apply_on_start(database_url: str) -> list[str]:
+    """What every service entry point runs before it starts (``python -m cloud.ingest``,
+    ``python -m cloud.api``, ``qadam ingest``, ``qadam serve``): bring the schema up to date, so a
+    service started against an empty database creates it, and one started by an older deployment
+    is never left on an older schema."""
+    applied = apply(database_url)
+    log.info("schema up to date applied=%d", len(applied))
+    return applied
+
+
 def main() -> int:
     from cloud.settings import get_settings
 

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -73,6 +74,23 @@ class Board:
                 obj = json.loads(line.split(" ", 1)[1])
                 if all(obj.get(k) == v for k, v in match.items()):
                     return obj
+
+    def read_until(self, match: Callable[[str], bool], timeout: float = 10.0) -> list[str]:
+        """Read lines (human-readable ones too, e.g. the sim HAL's "# led green on") until one
+        satisfies match; return them all, that one last."""
+        deadline = time.monotonic() + timeout
+        seen: list[str] = []
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                line = self.lines.get(timeout=max(left, 0.01))
+            except queue.Empty:
+                raise AssertionError(
+                    f"no matching line within {timeout}s; log:\n" + "\n".join(self.log)
+                ) from None
+            seen.append(line)
+            if match(line):
+                return seen
 
     def no_line(self, tag: str, wait: float) -> None:
         time.sleep(wait)
@@ -174,13 +192,22 @@ def test_board_batches_acks_and_byte_identical_resend(flash: Path, cloud) -> Non
 
         board.send(f"tap {KNOWN_UID}")
         board.expect("relay", on=1)  # the relay switches before the event is journaled
-        tap = board.expect("tap")
+        # ... and so does the LED (the sim HAL logs every LED switch): green on, red stays off.
+        seen = board.read_until(lambda x: x.startswith("@tap "))
+        assert "# led green on" in seen and "# led red on" not in seen, seen
+        tap = json.loads(seen[-1].split(" ", 1)[1])
         known_hex = card_key(SITE_KEY, bytes.fromhex(KNOWN_UID)).hex()
         assert tap == {"boot": 1, "seq": 1, "card": known_hex, "reader": "in",
                        "result": "granted", "reason": "ok"}
         board.expect("relay", on=0)
+        board.read_until(lambda x: x == "# led green off")  # the LED goes off with the relay
         board.send(f"tap {UNKNOWN_UID} out")
-        tap2 = board.expect("tap", seq=2)
+        # A denied tap: red on, before the event is journaled; neither relay nor green switch.
+        seen = board.read_until(lambda x: x.startswith("@tap "))
+        assert "# led red on" in seen, seen
+        assert not [x for x in seen if x.startswith(("@relay", "# led green"))], seen
+        tap2 = json.loads(seen[-1].split(" ", 1)[1])
+        assert tap2["seq"] == 2
         assert tap2["result"] == "denied" and tap2["reason"] == "unknown_card"
         assert tap2["reader"] == "out"
 

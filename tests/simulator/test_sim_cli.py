@@ -27,6 +27,17 @@ def _sim(args: list[str], **kw) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_sim_help_shows_the_scenario_as_optional() -> None:
+    result = _sim(["--help"])
+    assert result.returncode == 0, result.stderr
+    usage = result.stdout.split("\n\n", 1)[0]
+    assert "usage: qadam sim [--boards N] [--taps N]" in usage
+    assert "qadam sim scenario NAME [options]" in usage
+    assert "scenario NAME ..." not in usage  # not shown as a required positional
+    scenario = _sim(["scenario", "--help"])
+    assert scenario.stdout.startswith("usage: qadam sim scenario [-h]"), scenario.stdout
+
+
 def test_sim_taps_by_schedule_and_prints_summary(database_url, topic_prefix, mqtt_addr, tmp_path):
     ingest = Ingest(
         Settings(

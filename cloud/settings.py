@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     ingest_batch_max: int = Field(default=500, ge=1, le=100_000)
     ingest_flush_ms: int = Field(default=50, ge=0, le=60_000)
     ingest_queue_max: int = Field(default=10_000, ge=1)
+    # Writer threads, each with its own database connection; a board's messages always go to
+    # the same one (D18). More than the database's cores only adds contention.
+    ingest_writers: int = Field(default=2, ge=1, le=16)
     # Several workers: the same group name on each, a distinct ingest_client_id per worker.
     # None = a plain subscription (one worker).
     ingest_shared_group: str | None = Field(

@@ -61,9 +61,13 @@ _STAGING_TYPES = [
 ]  # fmt: skip
 _COPY = f"COPY ingest_staging ({_STAGING_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 
+# Granted taps per parent-notification outbox row (at most; a run of seq numbers).
+TAPS_PER_NOTE = 256
+
 # One statement: the new events (ON CONFLICT on the identity skips retransmissions) and, from
 # exactly those new rows (RETURNING), the derived rows: attendance per person and local day,
-# meal receipts for granted canteen taps, and one outbox row per granted tap of a known person.
+# meal receipts for granted canteen taps, and parent-notification outbox rows for granted taps of
+# known people.
 # Rows are sorted so concurrent workers take row locks in the same order.
 _MOVE = """
 WITH ins AS (
@@ -110,19 +114,25 @@ WITH ins AS (
     WHERE g.reader = 'canteen'
     ON CONFLICT (device_id, boot, seq) DO NOTHING
 ), notes AS (
+    -- one row per board boot and run of up to TAPS_PER_NOTE new taps (not one per tap: per-row
+    -- cost dominated a replay flush, D18); its key is that of the run's first tap, which is new
+    -- exactly once, so a retransmission adds no row. The worker sends one push per tap, keyed
+    -- 'tap:device:boot:seq' as before.
     INSERT INTO outbox (kind, idempotency_key, payload)
     SELECT 'parent_notification',
-           'tap:' || g.device_id || ':' || g.boot || ':' || g.seq,
-           jsonb_build_object('person_id', g.person_id, 'school_id', g.school_id,
-                              'device_id', g.device_id, 'boot', g.boot, 'seq', g.seq,
-                              'reader', g.reader, 'occurred_at', g.occurred_at)
+           'taps:' || g.device_id || ':' || g.boot || ':' || min(g.seq),
+           jsonb_build_object('school_id', min(g.school_id), 'device_id', g.device_id,
+                              'boot', g.boot,
+                              'taps', jsonb_agg(jsonb_build_array(g.seq, g.person_id, g.reader,
+                                                                  g.occurred_at) ORDER BY g.seq))
     FROM granted g
     WHERE g.person_id IS NOT NULL
-    ORDER BY g.device_id, g.boot, g.seq
+    GROUP BY g.device_id, g.boot, g.seq / TAPS_PER_NOTE
+    ORDER BY g.device_id, g.boot, min(g.seq)
     ON CONFLICT (idempotency_key) DO NOTHING
 )
 SELECT count(*) FROM ins
-"""
+""".replace("TAPS_PER_NOTE", str(TAPS_PER_NOTE))
 
 _INSERT_QUARANTINE = """
 INSERT INTO quarantine (topic, payload, reason, detail, device_id, boot, first_seq, last_seq)

@@ -156,6 +156,11 @@ class RecordingPushService:
 
 
 class ParentNotificationHandler(BaseHandler):
+    """Granted taps to the push service, one message per tap keyed ``tap:device:boot:seq``.
+    A row holds a run of taps of one board boot (``taps``: ``[seq, person_id, reader,
+    occurred_at]`` each; writer.py); rows written before D18 hold one tap. A failure retries the
+    whole row; the push service dedupes on the per-tap key, so no tap reaches a phone twice."""
+
     kind = "parent_notification"
 
     def __init__(self, push: PushService) -> None:
@@ -163,16 +168,24 @@ class ParentNotificationHandler(BaseHandler):
 
     def deliver(self, item: OutboxItem) -> Outcome:
         p = item.payload
-        pid = p.get("person_id")
-        msg = PushMessage(
-            idempotency_key=item.idempotency_key,
-            person_id=int(pid) if pid is not None else None,
-            school_id=p.get("school_id"),
-            reader=p.get("reader"),
-            occurred_at=None if p.get("occurred_at") is None else str(p["occurred_at"]),
-        )
-        self.push.send(msg)
+        if "taps" not in p:
+            self.push.send(_tap_message(item.idempotency_key, p.get("person_id"), p))
+            return Delivered()
+        prefix = f"tap:{p['device_id']}:{p['boot']}:"
+        for seq, person_id, reader, occurred_at in p["taps"]:
+            tap = {"school_id": p.get("school_id"), "reader": reader, "occurred_at": occurred_at}
+            self.push.send(_tap_message(f"{prefix}{seq}", person_id, tap))
         return Delivered()
+
+
+def _tap_message(key: str, person_id: Any, tap: dict[str, Any]) -> PushMessage:
+    return PushMessage(
+        idempotency_key=key,
+        person_id=int(person_id) if person_id is not None else None,
+        school_id=tap.get("school_id"),
+        reader=tap.get("reader"),
+        occurred_at=None if tap.get("occurred_at") is None else str(tap["occurred_at"]),
+    )
 
 
 class NoticeHandler(BaseHandler):

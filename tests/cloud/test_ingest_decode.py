@@ -263,3 +263,14 @@ def test_fuzz_valid_batches_are_accepted(
     got = decode(TOPIC, dumps(doc))
     assert isinstance(got, Batch), got
     assert [e.seq for e in got.events] == seqs and got.boot == boot
+
+
+@pytest.mark.parametrize("key", ["reader", "result"])
+@pytest.mark.parametrize("value", [["in"], {"in": 1}])
+def test_unhashable_reader_or_result_is_a_bad_event_with_its_range(key: str, value: Any) -> None:
+    doc = batch_doc(seqs=[4, 5])
+    doc["events"][1][key] = value
+    got = decode("qadam/v1/dev/gate-1/events", dumps(doc))
+    assert isinstance(got, Reject)
+    assert (got.reason, got.detail) == (d.BAD_EVENT, f"events[1].{key} invalid")
+    assert (got.device, got.boot, got.first, got.last) == ("gate-1", 7, 4, 5) and got.ackable

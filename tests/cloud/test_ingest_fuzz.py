@@ -120,3 +120,36 @@ def test_decoder_fuzz_100k() -> None:
     assert COUNT["payloads"] >= 100_000
     # the mutator is not trivially destructive: some mutants are still valid batches
     assert 0 < COUNT["batches"] < COUNT["payloads"]
+
+
+_value_st = st.one_of(
+    st.none(), st.booleans(), st.integers(-2, 2**64), st.floats(allow_nan=True),
+    st.sampled_from(["", "in", "out", "canteen", "granted", "denied", "tap", "ok", "\x00",
+                     "\ud800", "x" * 65, "0123456789abcdef", "0123456789ABCDEF"]),
+    st.text(max_size=70), st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=1),
+)  # fmt: skip
+_KEYS = ["boot", "seq", "t", "sync", "up", "kind", "reader", "card", "result", "reason", "dish"]
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    base=events_st,
+    boot=st.integers(0, 3),
+    changes=st.dictionaries(st.sampled_from(_KEYS), _value_st, max_size=3),
+    dropped=st.sets(st.sampled_from(_KEYS), max_size=2),
+)
+def test_fast_event_check_agrees_with_the_detailed_one(
+    base: dict[str, Any], boot: int, changes: dict[str, Any], dropped: set[str]
+) -> None:
+    raw: dict[str, Any] = {"boot": boot, "seq": base.pop("step"), **base, **changes}
+    for k in dropped:
+        raw.pop(k, None)
+
+    def verdict(fn: Any) -> Any:
+        try:
+            return fn(raw, 0, boot)
+        except d._Invalid as e:
+            return ("invalid", e.reason, e.detail)
+
+    assert verdict(d._event) == verdict(d._event_checked)

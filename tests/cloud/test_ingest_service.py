@@ -135,3 +135,53 @@ def test_stop_is_prompt_and_idempotent(settings: Settings) -> None:
     ing.stop()
     ing.stop()
     assert time.monotonic() - t0 < 5
+
+
+def test_several_writers_keep_each_boards_acks_in_order(
+    settings: Settings, seed: Seed, board: Board
+) -> None:
+    from cloud.domain import registry
+    from cloud.ingest.shard import shard_of
+
+    writers = 3
+    devices = [f"door-{i}" for i in range(12)]
+    with psycopg.connect(settings.database_url) as conn:
+        for d in devices:
+            registry.register_device(conn, d, "s1", d, "door", "mfrc522")
+    assert len({shard_of(d, writers) for d in devices}) == writers  # spread over all of them
+    s = settings.model_copy(update={"ingest_writers": writers, "ingest_batch_max": 5})
+    p = s.topic_prefix
+    ing = _running(s)
+    try:
+        for k in range(6):
+            for d in devices:
+                board.publish(
+                    topic(p, d), dumps(batch_doc(dev=d, seqs=range(4 * k + 1, 4 * k + 5)))
+                )
+        per_device: dict[str, list[int]] = {}
+        for t, a in _acks(board, 6 * len(devices)):
+            per_device.setdefault(t.split("/")[-2], []).append(a["first"])
+        # one board's batches are committed and acked in the order it sent them
+        assert per_device == {d: [1, 5, 9, 13, 17, 21] for d in devices}
+        assert _count(s.database_url, "SELECT count(*) FROM events") == 6 * 4 * len(devices)
+        # each writer stored its share on its own connection
+        assert (
+            _count(
+                s.database_url,
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND application_name = 'qadam-ingest'",
+            )
+            == writers
+        )
+    finally:
+        ing.stop()
+
+
+def test_a_device_always_maps_to_the_same_writer() -> None:
+    from cloud.ingest.shard import shard_of
+
+    devices = [f"gate-{i}" for i in range(200)] + ["ä-ö", "\udcff"]
+    assert [shard_of(d, 4) for d in devices] == [shard_of(d, 4) for d in devices]
+    counts = [sum(1 for d in devices if shard_of(d, 4) == i) for i in range(4)]
+    assert min(counts) >= 30  # no writer starves
+    assert {shard_of(d, 1) for d in devices} == {0} and shard_of(None, 4) == 0

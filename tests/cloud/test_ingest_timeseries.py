@@ -74,7 +74,8 @@ def test_retransmission_does_not_count_twice(conn: Any, seed: Seed) -> None:
     r = write(conn, [b])
     assert (r.inserted, r.duplicates) == (0, 3)
     assert _one(conn, "SELECT passages FROM attendance") == 3
-    assert _one(conn, "SELECT count(*) FROM outbox") == 3
+    assert _one(conn, "SELECT count(*) FROM outbox") == 1
+    assert _one(conn, "SELECT jsonb_array_length(payload->'taps') FROM outbox") == 3
 
 
 def test_attendance_day_is_the_schools_local_day(conn: Any, seed: Seed) -> None:
@@ -115,17 +116,41 @@ def test_meal_receipts_for_granted_canteen_taps(conn: Any, seed: Seed) -> None:
     assert _one(conn, "SELECT passages FROM attendance WHERE person_id = %s", seed.bob) == 1
 
 
-def test_outbox_one_row_per_granted_tap_of_a_known_person(conn: Any, seed: Seed) -> None:
+def test_outbox_notes_every_granted_tap_of_a_known_person_once(conn: Any, seed: Seed) -> None:
     write(conn, [_batch(seqs=[1, 2]), _batch(seqs=[3], result="denied")])
     write(conn, [_batch(seqs=[4], card="aaaaaaaaaaaaaaaa")])
+    write(conn, [_batch(seqs=[5, 6]), _batch(dev="gate-2", seqs=[1], card=CARD_B)])
     rows = conn.execute(
         "SELECT kind, idempotency_key, payload, delivered_at, attempts FROM outbox ORDER BY id"
     ).fetchall()
-    assert [r[1] for r in rows] == ["tap:gate-1:7:1", "tap:gate-1:7:2"]
+    # one row per board boot and flush: the key is the run's first tap (new exactly once)
+    assert [r[1] for r in rows] == ["taps:gate-1:7:1", "taps:gate-1:7:5", "taps:gate-2:7:1"]
     kind, _, payload, delivered, attempts = rows[0]
     assert (kind, delivered, attempts) == ("parent_notification", None, 0)
-    assert payload["person_id"] == seed.alice and payload["reader"] == "in"
-    assert (payload["device_id"], payload["boot"], payload["seq"]) == ("gate-1", 7, 1)
+    assert (payload["device_id"], payload["boot"], payload["school_id"]) == ("gate-1", 7, "s1")
+    occurred = [
+        r[0].isoformat() for r in conn.execute(
+            "SELECT occurred_at FROM events WHERE device_id = 'gate-1' AND seq IN (1, 2)"
+            " ORDER BY seq")
+    ]  # fmt: skip
+    assert [t[:3] for t in payload["taps"]] == [[1, seed.alice, "in"], [2, seed.alice, "in"]]
+    assert [datetime.fromisoformat(t[3]).isoformat() for t in payload["taps"]] == occurred
+    assert [t[0] for t in rows[1][2]["taps"]] == [5, 6]
+    assert rows[2][2]["taps"][0][:2] == [1, seed.bob] and rows[2][2]["school_id"] == "s2"
+
+
+def test_a_long_run_of_taps_is_split_into_bounded_notes(conn: Any, seed: Seed) -> None:
+    from cloud.ingest.writer import TAPS_PER_NOTE
+
+    n = TAPS_PER_NOTE * 2 + 10
+    write(conn, [_batch(seqs=range(1, 33))] + [
+        _batch(seqs=range(s, min(s + 32, n + 1))) for s in range(33, n + 1, 32)
+    ])  # fmt: skip
+    sizes = [
+        r[0] for r in conn.execute(
+            "SELECT jsonb_array_length(payload->'taps') FROM outbox ORDER BY idempotency_key")
+    ]  # fmt: skip
+    assert sum(sizes) == n and max(sizes) <= TAPS_PER_NOTE and len(sizes) == 3
 
 
 def test_derived_rows_roll_back_with_the_events(conn: Any, seed: Seed) -> None:
@@ -241,3 +266,40 @@ def test_concurrent_partition_upkeep(database_url: str) -> None:
         t.join(30)
     assert not errors, errors
     assert sorted(results) == [0, 0, 12]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM people WHERE id = %(alice)s",
+        "UPDATE people SET id = DEFAULT WHERE id = %(alice)s",
+        "TRUNCATE people CASCADE",
+        "DELETE FROM schools WHERE id = 's1'",
+        "UPDATE schools SET id = 's9' WHERE id = 's1'",
+        "TRUNCATE schools CASCADE",
+    ],
+)
+def test_people_and_schools_that_events_refer_to_stay(conn: Any, seed: Seed, sql: str) -> None:
+    # events carry no foreign keys (D18): the references hold because these rows never go
+    write(conn, [_batch(seqs=[1, 2])])
+    before = conn.execute("SELECT school_id, person_id FROM events ORDER BY seq").fetchall()
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        conn.execute(sql, {"alice": seed.alice})
+    assert conn.execute("SELECT school_id, person_id FROM events ORDER BY seq").fetchall() == before
+    assert before == [("s1", seed.alice)] * 2
+    orphans = _one(
+        conn,
+        "SELECT count(*) FROM events e WHERE NOT EXISTS (SELECT 1 FROM schools s"
+        " WHERE s.id = e.school_id) OR (e.person_id IS NOT NULL AND NOT EXISTS"
+        " (SELECT 1 FROM people p WHERE p.id = e.person_id))",
+    )
+    assert orphans == 0
+
+
+def test_a_person_with_no_events_is_not_deleted_either(conn: Any, seed: Seed) -> None:
+    pid = _one(conn, "INSERT INTO people (school_id, kind, full_name) VALUES ('s1', 'staff', 'X')"
+               " RETURNING id")  # fmt: skip
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        conn.execute("DELETE FROM people WHERE id = %s", (pid,))
+    conn.execute("UPDATE people SET full_name = 'Y' WHERE id = %s", (pid,))  # other edits go on
+    assert _one(conn, "SELECT full_name FROM people WHERE id = %s", pid) == "Y"

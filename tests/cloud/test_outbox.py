@@ -228,8 +228,7 @@ def test_parent_notifications_go_to_the_push_service_with_their_key(
     assert {m.reader for m in push.sent} == {"in"}
     assert push.calls == 3  # one failure, retried
     rows = _rows(database_url)
-    assert sorted(k for k, r in rows.items() if r[1] is not None) == [
-        "tap:gate-1:7:1", "tap:gate-1:7:2"]  # fmt: skip
+    assert sorted(k for k, r in rows.items() if r[1] is not None) == ["taps:gate-1:7:1"]
 
 
 def test_worker_survives_a_database_outage(database_url: str) -> None:

@@ -205,7 +205,7 @@ def test_tap_reaches_each_guardian_encrypted_in_their_language(
     assert [m["body"] for m in b1.received] == [f"Alice Aliyeva arrived at school at {local}"]
     assert [m["body"] for m in b2.received] == [f"Alice Aliyeva мектепке келді, {local}"]
     assert b1.received[0]["kind"] == "parent_notification" and b1.received[0]["reader"] == "in"
-    assert _outbox(database_url)["tap:gate-1:7:1"][0] is True
+    assert _outbox(database_url)["taps:gate-1:7:1"][0] is True
 
 
 def test_retry_goes_only_to_the_subscription_that_failed(
@@ -230,6 +230,36 @@ def test_retry_goes_only_to_the_subscription_that_failed(
     assert push_service.statuses(flaky.token) == [503, 201]
     assert ok.received == flaky.received
     assert ok.received[0]["body"] == "Alice Aliyeva: баланс питания 350.00 ₸"
+
+
+def test_a_run_of_taps_retried_reaches_each_phone_once_per_tap(
+    database_url: str, seed: Seed, vapid_file: Path, push_service: FakePushService
+) -> None:
+    # One outbox row carries both taps (D18); the first attempt fails for one phone at the first
+    # tap, so the whole row is retried: each phone still gets each tap exactly once.
+    settings = _settings(database_url, vapid_file)
+    key = VapidKey(vapid_file.read_bytes(), "mailto:ops@qadam.kz").application_server_key
+    g1, g2 = _guardians(database_url, seed.alice, 2)
+    ok, flaky = push_service.browser(key), push_service.browser(key)
+    _subscribe(database_url, g1, ok, "en")
+    _subscribe(database_url, g2, flaky, "en")
+    push_service.fail[flaky.token] = 1
+    doc = batch_doc(seqs=[1, 2], card=CARD_A)
+    doc["events"][1]["reader"] = "out"
+    batch = decode(topic("qadam", "gate-1"), dumps(doc))
+    assert isinstance(batch, Batch)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        write(conn, [batch])
+    worker = _worker(database_url, settings)
+    worker.run_once()
+    assert _outbox(database_url)["taps:gate-1:7:1"][:2] == (False, 1)
+    _due_now(database_url)
+    worker.run_once()
+    assert _outbox(database_url)["taps:gate-1:7:1"][:2] == (True, 2)
+    assert push_service.statuses(ok.token) == [201, 201]
+    assert push_service.statuses(flaky.token) == [503, 201, 201]
+    assert [m["reader"] for m in ok.received] == ["in", "out"]
+    assert ok.received == flaky.received
 
 
 def test_gone_subscription_is_retired_and_not_used_again(

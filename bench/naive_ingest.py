@@ -50,7 +50,7 @@ def main() -> None:
         for e in b.events:
             conn.execute(INSERT, {"dev": b.device, "boot": e.boot, "seq": e.seq, "card": e.card,
                                   "kind": e.kind, "reader": e.reader, "result": e.result,
-                                  "reason": e.reason, "t": e.t, "sync": e.sync, "up": e.up})
+                                  "reason": e.reason, "t": e.t, "sync": e.sync == 1, "up": e.up})
         ack = Ack(b.device, b.boot, b.first, b.last)
         c.publish(ack.topic(s.topic_prefix), ack.payload(), qos=1)
 

@@ -204,7 +204,7 @@ def write(conn: psycopg.Connection[Any], items: Sequence[Decoded]) -> WriteResul
                 for e in item.events:
                     rows.append((
                         item.device, e.boot, e.seq, e.card, e.kind, e.reader,
-                        e.result, e.reason, e.t, e.sync, e.up, e.dish,
+                        e.result, e.reason, e.t, e.sync == 1, e.up, e.dish,
                     ))  # fmt: skip
             elif isinstance(item, Batch):
                 quarantine(

@@ -3,7 +3,8 @@
 Hypothesis draws 200 seed batches (valid ones, with random boots, seqs, times, readers and
 extra keys); each seed is then mutated 500 times by a seeded byte-level mutator (flips,
 insertions, deletions, truncations, token splices). Every one of the 100,000 payloads must
-decode to a Batch or a Reject without raising, and whatever is accepted must be storable.
+decode to a Batch or a Reject without raising, and whatever is accepted must be storable. The
+fast (msgspec) path must agree with the checked one on everything it accepts (D18).
 The long pure-hypothesis run is ``python -m bench fuzz_decoder``.
 """
 
@@ -13,6 +14,7 @@ import json
 import random
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -96,7 +98,19 @@ def check_total(result: object) -> None:
         assert result.reason in d.REASONS
 
 
-COUNT = {"payloads": 0, "batches": 0}
+COUNT = {"payloads": 0, "batches": 0, "fast": 0}
+
+
+def same_path(payload: bytes) -> None:
+    """What the fast (msgspec) path accepts, the checked path accepts as the same batch."""
+    fast = d._decode_fast(TOPIC, payload, "gate-1")
+    if fast is None:
+        return
+    try:
+        checked: object = d._decode_checked(TOPIC, payload, "gate-1")
+    except d._Invalid as e:
+        checked = e
+    assert checked == fast, (payload, checked)
 
 
 @settings(max_examples=SEEDS, deadline=None, derandomize=True,
@@ -106,50 +120,87 @@ def _fuzz_one_seed(doc: dict[str, Any], seed: int) -> None:
     payload = json.dumps(doc, separators=(",", ":")).encode()
     got = decode(TOPIC, payload)
     assert isinstance(got, Batch) == (len(payload) <= d.MAX_PAYLOAD), got
+    if isinstance(got, Batch):
+        # a valid batch takes the fast path (else a replay would silently run slow)
+        assert d._decode_fast(TOPIC, payload, "gate-1") == got
     rng = random.Random(seed)
     for _ in range(MUTATIONS - 1):
-        r = decode(TOPIC, mutate(payload, rng))
+        mutant = mutate(payload, rng)
+        r = decode(TOPIC, mutant)
         check_total(r)
+        same_path(mutant)
         COUNT["batches"] += isinstance(r, Batch)
+        COUNT["fast"] += d._decode_fast(TOPIC, mutant, "gate-1") is not None
     COUNT["payloads"] += MUTATIONS
 
 
 def test_decoder_fuzz_100k() -> None:
-    COUNT.update(payloads=0, batches=0)
+    COUNT.update(payloads=0, batches=0, fast=0)
     _fuzz_one_seed()
     assert COUNT["payloads"] >= 100_000
     # the mutator is not trivially destructive: some mutants are still valid batches
     assert 0 < COUNT["batches"] < COUNT["payloads"]
+    assert 0 < COUNT["fast"] <= COUNT["batches"]
 
 
 _value_st = st.one_of(
-    st.none(), st.booleans(), st.integers(-2, 2**64), st.floats(allow_nan=True),
+    st.none(), st.booleans(), st.integers(-2, 2**64), st.floats(allow_nan=False),
     st.sampled_from(["", "in", "out", "canteen", "granted", "denied", "tap", "ok", "\x00",
-                     "\ud800", "x" * 65, "0123456789abcdef", "0123456789ABCDEF"]),
+                     "x" * 64, "x" * 65, "0123456789abcdef", "0123456789ABCDEF",
+                     "0123456789abcdef\n", "é" * 64, "😀"]),
     st.text(max_size=70), st.lists(st.integers(), max_size=2),
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=1),
 )  # fmt: skip
-_KEYS = ["boot", "seq", "t", "sync", "up", "kind", "reader", "card", "result", "reason", "dish"]
+_EVENT_KEYS = ["boot", "seq", "t", "sync", "up", "kind", "reader", "card", "result", "reason",
+               "dish", "x"]  # fmt: skip
+_BATCH_KEYS = ["v", "dev", "boot", "events", "x"]
 
 
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    base=events_st,
-    boot=st.integers(0, 3),
-    changes=st.dictionaries(st.sampled_from(_KEYS), _value_st, max_size=3),
-    dropped=st.sets(st.sampled_from(_KEYS), max_size=2),
+    doc=seed_st,
+    event_changes=st.lists(
+        st.tuples(st.integers(0, 31), st.sampled_from(_EVENT_KEYS), _value_st), max_size=3
+    ),
+    batch_changes=st.dictionaries(st.sampled_from(_BATCH_KEYS), _value_st, max_size=1),
+    dropped=st.lists(st.tuples(st.integers(0, 31), st.sampled_from(_EVENT_KEYS)), max_size=2),
 )
-def test_fast_event_check_agrees_with_the_detailed_one(
-    base: dict[str, Any], boot: int, changes: dict[str, Any], dropped: set[str]
+def test_fast_and_checked_decoding_agree(
+    doc: dict[str, Any],
+    event_changes: list[tuple[int, str, Any]],
+    batch_changes: dict[str, Any],
+    dropped: list[tuple[int, str]],
 ) -> None:
-    raw: dict[str, Any] = {"boot": boot, "seq": base.pop("step"), **base, **changes}
-    for k in dropped:
-        raw.pop(k, None)
+    evs = doc["events"]
+    for i, key, value in event_changes:
+        evs[i % len(evs)][key] = value
+    for i, key in dropped:
+        evs[i % len(evs)].pop(key, None)
+    doc.update(batch_changes)
+    payload = json.dumps(doc, separators=(",", ":")).encode()
+    same_path(payload)
+    got = decode(TOPIC, payload)
+    check_total(got)
+    if not event_changes and not batch_changes and not dropped and len(payload) <= d.MAX_PAYLOAD:
+        assert d._decode_fast(TOPIC, payload, "gate-1") == got  # valid: the fast path took it
 
-    def verdict(fn: Any) -> Any:
-        try:
-            return fn(raw, 0, boot)
-        except d._Invalid as e:
-            return ("invalid", e.reason, e.detail)
 
-    assert verdict(d._event) == verdict(d._event_checked)
+_EDGES = [
+    ("card", "0123456789ABCDEF"), ("card", "0123456789abcdef\n"), ("card", "0123456789abcde"),
+    ("kind", "x" * 64), ("kind", "x" * 65), ("kind", "é" * 64), ("kind", ""), ("kind", "a\x00"),
+    ("reason", "\n"), ("reason", "😀"), ("sync", True), ("sync", 2), ("sync", 1.0),
+    ("seq", 0), ("seq", 2**63 - 1), ("seq", 2**63), ("t", d.T_MAX), ("t", d.T_MAX + 1),
+    ("t", -1), ("up", 2**64), ("boot", True), ("reader", "IN"), ("result", "granted "),
+    ("dish", 0), ("dish", "7"), ("dish", 2**63), ("dish", None), ("dish", 7), ("x", [[[]]]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("key", "value"), _EDGES)
+def test_fast_and_checked_decoding_agree_on_edges(key: str, value: Any) -> None:
+    doc = {"v": 1, "dev": "gate-1", "boot": 0, "events": [
+        {"boot": 0, "seq": 5, "t": 10, "sync": 1, "up": 3, "kind": "tap", "reader": "in",
+         "card": "0123456789abcdef", "result": "granted", "reason": "ok", key: value}]}  # fmt: skip
+    payload = json.dumps(doc, separators=(",", ":")).encode()
+    same_path(payload)
+    for top in ("v", "boot", "dev"):
+        same_path(json.dumps({**doc, top: value}, separators=(",", ":")).encode())

@@ -29,6 +29,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 PG_ADMIN_URL = os.environ.get("QADAM_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 MOSQUITTO = "/usr/sbin/mosquitto"
 CARD = "0123456789abcdef"
+PUPILS = 1_000
 T0 = 1_760_000_000
 
 BENCHMARKS: dict[str, tuple[str, str]] = {
@@ -177,6 +178,17 @@ def database(devices: int) -> Iterator[str]:
             registry.create_school(conn, "b1", "Bench School", b"k" * 32)
             person = registry.add_person(conn, "b1", "student", "Bench Student")
             registry.add_card(conn, person, CARD)
+            # the roster the taps are spread over (card_of): one school's pupils
+            conn.execute(
+                "INSERT INTO people (school_id, kind, full_name)"
+                " SELECT 'b1', 'student', 'Pupil ' || i FROM generate_series(1, %s) i",
+                (PUPILS,),
+            )
+            conn.execute(
+                "INSERT INTO cards (card_key, person_id)"
+                " SELECT lpad(to_hex(row_number() OVER (ORDER BY id) - 1), 16, '0'), id"
+                " FROM people WHERE full_name LIKE 'Pupil %%'"
+            )
             for d in device_ids(devices):
                 registry.register_device(conn, d, "b1", d, "turnstile", "mfrc522")
         yield url
@@ -244,10 +256,18 @@ class Consumer:
 # -- the boards -------------------------------------------------------------------------------
 
 
+def card_of(seq: int) -> str:
+    """The card of one of the school's PUPILS (``database`` issues them)."""
+    return f"{seq * 7919 % PUPILS:016x}"
+
+
 def event_bytes(seq: int, boot: int) -> bytes:
+    # Taps spread over the school's pupils, as a replayed morning is: with one card for all,
+    # every flush would update the same attendance row and concurrent writers would queue on
+    # its lock, which no real school does.
     return (
         f'{{"boot":{boot},"seq":{seq},"t":{T0 + seq % 30000},"sync":1,"up":{seq},"kind":"tap",'
-        f'"reader":"in","card":"{CARD}","result":"granted","reason":"ok"}}'
+        f'"reader":"in","card":"{card_of(seq)}","result":"granted","reason":"ok"}}'
     ).encode()
 
 

@@ -33,6 +33,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from cloud.db.conn import connect
 from cloud.signals import stop_on_signals
@@ -157,23 +158,54 @@ class RecordingPushService:
 
 class ParentNotificationHandler(BaseHandler):
     """Granted taps to the push service, one message per tap keyed ``tap:device:boot:seq``.
-    A row holds a run of taps of one board boot (``taps``: ``[seq, person_id, reader,
-    occurred_at]`` each; writer.py); rows written before D18 hold one tap. A failure retries the
-    whole row; the push service dedupes on the per-tap key, so no tap reaches a phone twice."""
+    A row names a run of taps of one board boot by seq (``seqs``; writer.py, D18); their person,
+    reader and time are read from ``events`` when the row is claimed. Rows written before D18
+    hold one tap in full. A failure retries the whole row; the push service dedupes on the
+    per-tap key, so no tap reaches a phone twice."""
 
     kind = "parent_notification"
 
     def __init__(self, push: PushService) -> None:
         self.push = push
+        self._taps: dict[int, list[tuple[int, int | None, str, datetime]]] = {}
+
+    def claimed(self, conn: Conn, items: Sequence[OutboxItem]) -> None:
+        runs = [i for i in items if "seqs" in i.payload]
+        if not runs:
+            return
+        rows = conn.execute(
+            "SELECT r.id, e.seq, e.person_id, e.reader, e.occurred_at"
+            " FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::jsonb[])"
+            "   AS r(id, device_id, boot, seqs)"
+            " JOIN events e ON e.device_id = r.device_id AND e.boot = r.boot"
+            "  AND e.seq IN (SELECT jsonb_array_elements_text(r.seqs)::bigint)"
+            " ORDER BY r.id, e.seq",
+            (
+                [i.id for i in runs],
+                [str(i.payload["device_id"]) for i in runs],
+                [int(i.payload["boot"]) for i in runs],
+                [Jsonb(i.payload["seqs"]) for i in runs],
+            ),
+        ).fetchall()
+        for i in runs:
+            self._taps[i.id] = []
+        for item_id, seq, person_id, reader, occurred_at in rows:
+            self._taps[item_id].append((seq, person_id, reader, occurred_at))
 
     def deliver(self, item: OutboxItem) -> Outcome:
         p = item.payload
-        if "taps" not in p:
+        if "seqs" not in p:
             self.push.send(_tap_message(item.idempotency_key, p.get("person_id"), p))
             return Delivered()
+        taps = self._taps.pop(item.id, None)
+        if taps is None:  # not read at claim time: never mark such a row delivered
+            return Retry("taps of the run were not loaded at claim time")
         prefix = f"tap:{p['device_id']}:{p['boot']}:"
-        for seq, person_id, reader, occurred_at in p["taps"]:
-            tap = {"school_id": p.get("school_id"), "reader": reader, "occurred_at": occurred_at}
+        for seq, person_id, reader, occurred_at in taps:
+            tap = {
+                "school_id": p.get("school_id"), "reader": reader,
+                "occurred_at": occurred_at.isoformat(),
+            }  # fmt: skip
             self.push.send(_tap_message(f"{prefix}{seq}", person_id, tap))
         return Delivered()
 

@@ -83,8 +83,8 @@ def _drain_and_check(url: str, boards: list[FakeBoard], stop: threading.Event,
         n_wallet, n_outbox, n_keys = outbox.fetchone() or (0, 0, 0)
         # parent notifications: runs of taps per row (D18); list every tap they carry
         notified = conn.execute(
-            "SELECT o.payload->>'device_id', (o.payload->>'boot')::bigint, (t->>0)::bigint"
-            " FROM outbox o, jsonb_array_elements(o.payload->'taps') t"
+            "SELECT o.payload->>'device_id', (o.payload->>'boot')::bigint, t::bigint"
+            " FROM outbox o, jsonb_array_elements_text(o.payload->'seqs') t"
             " WHERE o.kind = 'parent_notification'"
         ).fetchall()
         n_notes = conn.execute(

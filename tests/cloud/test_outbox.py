@@ -272,3 +272,15 @@ def test_low_balance_and_report_reminders_reach_the_push_service(database_url: s
         "person_id": 1, "school_id": "s1", "balance": "120.00"}  # fmt: skip
     assert sent["report_reminder"].school_id == "s1"
     assert all(r[1] is not None for r in _rows(database_url).values())  # delivered
+
+
+def test_a_run_of_taps_not_read_at_claim_time_is_never_marked_delivered() -> None:
+    from datetime import UTC, datetime
+
+    push = RecordingPushService()
+    h = ParentNotificationHandler(push)
+    item = OutboxItem(1, "parent_notification", "taps:gate-1:7:1",
+                      {"device_id": "gate-1", "boot": 7, "school_id": "s1", "seqs": [1, 2]}, 1,
+                      datetime.now(UTC))  # fmt: skip
+    outcome = h.deliver(item)
+    assert isinstance(outcome, Retry) and push.sent == []

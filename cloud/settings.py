@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # Writer threads, each with its own database connection; a board's messages always go to
     # the same one (D18). More than the database's cores only adds contention.
     ingest_writers: int = Field(default=2, ge=1, le=16)
+    # A flush of at least this many events goes into events by COPY (D18, a replay); smaller
+    # ones by the insert statement.
+    ingest_bulk_min: int = Field(default=1_000, ge=1)
     # Several workers: the same group name on each, a distinct ingest_client_id per worker.
     # None = a plain subscription (one worker).
     ingest_shared_group: str | None = Field(

@@ -133,7 +133,7 @@ class Writer:
         self._log(
             logging.INFO, "ingest flush", writer=self.index, messages=len(msgs),
             inserted=result.inserted, duplicates=result.duplicates,
-            quarantined=result.quarantined, acks=len(result.acks),
+            quarantined=result.quarantined, acks=len(result.acks), bulk=result.bulk,
             ms=round((time.monotonic() - t0) * 1000, 1), queued=self.inbox.qsize(),
         )  # fmt: skip
 
@@ -162,7 +162,7 @@ class Writer:
         """Write all in one transaction; if the data itself makes that fail, write item by item
         and quarantine the item that fails (so one bad batch cannot stall the ingest)."""
         try:
-            return write(conn, decoded)
+            return write(conn, decoded, self.ingest.settings.ingest_bulk_min)
         except _RETRYABLE:
             raise
         except psycopg.Error as e:

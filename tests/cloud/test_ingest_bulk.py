@@ -1,0 +1,182 @@
+"""The bulk write path (D18): a big flush goes into events by COPY and its derived rows come from
+the staging table. It must store exactly what the insert statement stores, and give way to the
+statement whenever it cannot be sure every event is new."""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from cloud_helpers import CARD_A, CARD_B, T0, batch_doc, dumps, topic
+
+from cloud.domain import registry
+from cloud.ingest import writer
+from cloud.ingest.decode import Batch, decode
+from cloud.ingest.writer import WriteResult, write
+
+STRANGER = "00000000000000ff"  # nobody's card
+PG_ADMIN_URL = os.environ.get("QADAM_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _seed(url: str) -> None:
+    with psycopg.connect(url) as conn:
+        registry.create_school(conn, "s1", "School 1", b"k" * 32)
+        registry.create_school(conn, "s2", "School 2", b"q" * 32)
+        registry.register_device(conn, "gate-1", "s1", "main entrance", "turnstile", "mfrc522")
+        registry.register_device(conn, "till-1", "s1", "canteen", "canteen", "pn532")
+        registry.register_device(conn, "gate-2", "s2", "entrance", "door", "mfrc522")
+        alice = registry.add_person(conn, "s1", "student", "Alice", meal_category=2)
+        bob = registry.add_person(conn, "s2", "staff", "Bob")
+        registry.add_card(conn, alice, CARD_A)
+        registry.add_card(conn, bob, CARD_B)
+        conn.execute(
+            "INSERT INTO dishes (school_id, name_kk, name_ru, price)"
+            " VALUES ('s1', 'ас', 'суп', 300)"
+        )
+        # gate-1 boot 8 synced its clock: its unsynced events get a corrected time on insert
+        conn.execute(
+            "INSERT INTO device_clock_refs (device_id, boot, t_ref, up_ref) VALUES (%s, 8, %s, %s)",
+            ("gate-1", T0 + 7200, 7_200_000),
+        )
+
+
+@pytest.fixture
+def two_databases(db_template: str) -> Iterator[tuple[str, str]]:
+    names = [f"qadam_t_{uuid.uuid4().hex[:12]}" for _ in range(2)]
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        for n in names:
+            admin.execute(f'CREATE DATABASE "{n}" TEMPLATE "{db_template}"')
+    try:
+        urls = (f"{base}/{names[0]}", f"{base}/{names[1]}")
+        for u in urls:
+            _seed(u)
+        yield urls
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            for n in names:
+                admin.execute(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)')
+
+
+def _flushes(rng: random.Random) -> list[list[Batch]]:
+    """Flushes of mixed traffic: both schools, canteen taps with and without a valid dish,
+    unknown cards, a card of the other school, denials, unsynced clocks, a retransmission."""
+    seqs = {("gate-1", 7): 1, ("gate-1", 8): 1, ("till-1", 3): 1, ("gate-2", 1): 1}
+    flushes: list[list[Batch]] = []
+    for _ in range(6):
+        flush = []
+        for _ in range(rng.randint(3, 12)):
+            dev, boot = rng.choice(list(seqs))
+            n = rng.randint(1, 32)
+            first = seqs[(dev, boot)]
+            seqs[(dev, boot)] = first + n + rng.randint(0, 2)
+            events = []
+            for s in range(first, first + n):
+                reader = "canteen" if dev == "till-1" else rng.choice(["in", "out"])
+                ev: dict[str, Any] = {
+                    "boot": boot, "seq": s, "t": T0 + rng.randint(0, 40 * 3600),
+                    "sync": 0 if boot == 8 and rng.random() < 0.5 else 1, "up": 1000 * s,
+                    "kind": "tap", "reader": reader,
+                    "card": rng.choice([CARD_A, CARD_A, CARD_B, STRANGER]),
+                    "result": rng.choice(["granted", "granted", "denied"]),
+                    "reason": "ok",
+                }  # fmt: skip
+                if reader == "canteen":
+                    ev["dish"] = rng.choice([1, 99, None])
+                events.append(ev)
+            doc = {"v": 1, "dev": dev, "boot": boot, "events": events}
+            b = decode(topic("qadam", dev), dumps(doc))
+            assert isinstance(b, Batch), b
+            flush.append(b)
+        flushes.append(flush)
+    flushes.append(flushes[2][:2] + flushes[4])  # a replay that overlaps what is stored
+    return flushes
+
+
+_TABLES = {
+    "events": "SELECT device_id, boot, seq, school_id, person_id, card_key, kind, reader, result,"
+              " reason, board_time, clock_synced, uptime_ms, occurred_at, occurred_at_corrected"
+              " FROM events ORDER BY 1, 2, 3",
+    "attendance": "SELECT person_id, day, school_id, first_in, last_out, passages FROM attendance"
+                  " ORDER BY 1, 2",
+    "meal_receipts": "SELECT device_id, boot, seq, school_id, person_id, meal_category,"
+                     " occurred_at, day, dish_id FROM meal_receipts ORDER BY 1, 2, 3",
+    "outbox": "SELECT kind, idempotency_key, payload FROM outbox ORDER BY 2",
+}  # fmt: skip
+
+
+def _dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    with psycopg.connect(url) as conn:
+        return {t: conn.execute(q).fetchall() for t, q in _TABLES.items()}
+
+
+def _write(url: str, flush: list[Batch]) -> WriteResult:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return write(conn, flush)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_bulk_path_stores_what_the_statement_stores(
+    two_databases: tuple[str, str], monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    bulk_db, statement_db = two_databases
+    paths = []
+    for flush in _flushes(random.Random(seed)):
+        monkeypatch.setattr(writer, "BULK_MIN", 1)
+        a = _write(bulk_db, flush)
+        monkeypatch.setattr(writer, "BULK_MIN", 10**9)
+        b = _write(statement_db, flush)
+        assert (a.inserted, a.duplicates, a.acks) == (b.inserted, b.duplicates, b.acks)
+        assert not b.bulk
+        paths.append(a.bulk)
+    # fresh flushes went the bulk way; the one overlapping stored events gave way
+    assert paths == [True] * 6 + [False]
+    got, want = _dump(bulk_db), _dump(statement_db)
+    assert got == want
+    assert want["meal_receipts"] and want["outbox"] and want["attendance"]
+    assert any(r[14] is not None for r in want["events"])  # clock corrections happened
+
+
+def test_a_race_with_another_writer_falls_back_to_the_statement(
+    two_databases: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, _ = two_databases
+    monkeypatch.setattr(writer, "BULK_MIN", 1)
+    first = decode(topic("qadam", "gate-1"), dumps(batch_doc(seqs=range(1, 11))))
+    second = decode(topic("qadam", "gate-1"), dumps(batch_doc(seqs=range(11, 21))))
+    assert isinstance(first, Batch) and isinstance(second, Batch)
+    assert _write(url, [first]).bulk
+    # Another worker stored batch 1 between our check and our COPY: the check is blinded here,
+    # so the COPY meets the key, its savepoint rolls back, and the statement dedupes.
+    monkeypatch.setattr(
+        writer,
+        "_ANY_STORED",
+        "SELECT 1 WHERE %s::text[] IS NULL AND %s::int8[] IS NULL"
+        " AND %s::int8[] IS NULL AND %s::int8[] IS NULL",
+    )
+    r = _write(url, [first, second])
+    assert (r.bulk, r.inserted, r.duplicates) == (False, 10, 10)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*), count(DISTINCT seq) FROM events").fetchone() == (
+            20,
+            20,
+        )
+        notes = conn.execute("SELECT payload->'seqs' FROM outbox ORDER BY id").fetchall()
+    assert [n[0] for n in notes] == [list(range(1, 11)), list(range(11, 21))]
+
+
+def test_overlapping_batches_in_one_flush_take_the_statement(
+    two_databases: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, _ = two_databases
+    monkeypatch.setattr(writer, "BULK_MIN", 1)
+    a = decode(topic("qadam", "gate-1"), dumps(batch_doc(seqs=range(1, 6))))
+    b = decode(topic("qadam", "gate-1"), dumps(batch_doc(seqs=range(4, 9))))
+    assert isinstance(a, Batch) and isinstance(b, Batch)
+    r = _write(url, [a, b])
+    assert (r.bulk, r.inserted, r.duplicates) == (False, 8, 2)

@@ -146,6 +146,8 @@ class SimulatedSchool:
                         reader.place,
                         reader.mode,
                         reader.reader,
+                        # a one-way reader's placement; a canteen counter has none (0012)
+                        direction=reader.reader if reader.reader in ("in", "out") else "both",
                     )
                 for person in self.people:
                     pid = registry.add_person(conn, self.school, person.kind, person.name)

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
 from cloud.api.deps import ConnDep, DeviceReader, DeviceWriter, PageDep
 from cloud.api.models import Input, Page, SchoolId, page_of, text
@@ -21,6 +21,12 @@ DEVICE_ID = r"^[a-z0-9][a-z0-9-]{0,31}$"  # protocol.md, "device id"
 DeviceId = Annotated[str, StringConstraints(pattern=DEVICE_ID)]
 DevicePath = Annotated[str, Path(min_length=1, max_length=32)]
 Mode = Literal["door", "turnstile", "canteen"]
+# The device's placement (migration 0012); each tap still carries its own reader (in/out/canteen).
+Direction = Literal["in", "out", "both"]
+DIRECTION_DOC = (
+    "where the device stands: 'in' (entrance), 'out' (exit), 'both' (a reader on each side, a"
+    " canteen counter, or not said). Each event still carries the reader that read the card."
+)
 
 
 class DeviceIn(Input):
@@ -29,12 +35,14 @@ class DeviceIn(Input):
     place: text(0, 200) = ""  # type: ignore[valid-type]
     mode: Mode
     reader: text(0, 50) = ""  # type: ignore[valid-type]
+    direction: Direction = Field(default="both", description=DIRECTION_DOC)
 
 
 class DevicePatch(Input):
     place: text(0, 200) | None = None  # type: ignore[valid-type]
     mode: Mode | None = None
     reader: text(0, 50) | None = None  # type: ignore[valid-type]
+    direction: Direction | None = Field(default=None, description=DIRECTION_DOC)
 
 
 class DeviceOut(BaseModel):
@@ -43,6 +51,7 @@ class DeviceOut(BaseModel):
     place: str
     mode: Mode
     reader: str
+    direction: Direction
     created_at: datetime
 
 
@@ -61,11 +70,13 @@ def list_devices(
     pg: PageDep,
     school: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     mode: Mode | None = None,
+    direction: Direction | None = None,
 ) -> Page[DeviceOut]:
     where = [
         ("t.school_id = ANY(%s)", scope.school_ids(conn, p)),
         ("t.school_id = %s", school),
         ("t.mode = %s", mode),
+        ("t.direction = %s", direction),
     ]
     total, rows = store.page(conn, "devices", where, limit=pg.limit, offset=pg.offset)
     return page_of(DeviceOut, total, pg.limit, pg.offset, rows)

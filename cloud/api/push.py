@@ -76,13 +76,12 @@ def subscribe(
     policy = EndpointPolicy(settings.push_endpoint_hosts, settings.push_allow_http_loopback)
     endpoint = subscriptions.check_endpoint(body.endpoint, policy)
     point, secret = subscriptions.decode_keys(body.keys.p256dh, body.keys.auth)
-    row = subscriptions.upsert(conn, p.user_id, endpoint, point, secret, body.lang)
+    row = subscriptions.upsert(conn, p, endpoint, point, secret, body.lang)
     return SubscriptionOut(**row)
 
 
 @router.delete("/me/push-subscriptions/{sub_id}", status_code=204)
 def unsubscribe(conn: ConnDep, p: PushSubscriber, sub_id: IdPath) -> Response:
-    assert p.user_id is not None
-    if not subscriptions.delete_own(conn, p.user_id, sub_id):
+    if not subscriptions.delete_own(conn, p, sub_id):
         raise NotFound(f"push subscription {sub_id} not found")
     return Response(status_code=204)

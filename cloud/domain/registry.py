@@ -15,6 +15,7 @@ from cloud.domain.cardkey import is_card_key
 from cloud.domain.whitelist import build_whitelist
 
 MODES = ("door", "turnstile", "canteen")
+DIRECTIONS = ("in", "out", "both")  # a device's placement (0012); events carry their reader
 KINDS = ("student", "staff")
 DEVICE_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")  # protocol.md, "device id"
 
@@ -33,15 +34,25 @@ def create_school(conn: Conn, id: str, name: str, site_key: bytes) -> None:
 
 
 def register_device(
-    conn: Conn, id: str, school_id: str, place: str, mode: str, reader: str
+    conn: Conn,
+    id: str,
+    school_id: str,
+    place: str,
+    mode: str,
+    reader: str,
+    *,
+    direction: str = "both",
 ) -> None:
     if not DEVICE_RE.fullmatch(id):
         raise ValueError(f"device id {id!r} must match [a-z0-9][a-z0-9-]{{0,31}}")
     if mode not in MODES:
         raise ValueError(f"mode {mode!r} is not one of {MODES}")
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction {direction!r} is not one of {DIRECTIONS}")
     conn.execute(
-        "INSERT INTO devices (id, school_id, place, mode, reader) VALUES (%s, %s, %s, %s, %s)",
-        (id, school_id, place, mode, reader),
+        "INSERT INTO devices (id, school_id, place, mode, reader, direction)"
+        " VALUES (%s, %s, %s, %s, %s, %s)",
+        (id, school_id, place, mode, reader, direction),
     )
 
 

@@ -4,6 +4,11 @@ The endpoint is a URL the cloud will POST to, given by a user: it is checked aga
 services we know (``push_endpoint_hosts``), so a subscription cannot aim our workers at an
 internal address. Plain http is accepted only for loopback hosts and only when the settings
 allow it (the tests' fake push service).
+
+Subscribing and unsubscribing are changes made through the API, so they are written to the
+audit log by ``cloud.domain.store.audit`` (D8), in the caller's transaction. The audit row names
+the push service's host, not the endpoint URL: the URL is a per-browser address at the push
+service and, with the keys, what lets anyone reach that browser.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import psycopg
 from cryptography.hazmat.primitives.asymmetric import ec
 from psycopg.rows import dict_row
 
+from cloud.auth.principal import Principal
+from cloud.domain import store
 from cloud.domain.errors import Invalid
 from cloud.push.webpush import Subscription, b64url_decode
 
@@ -74,11 +81,46 @@ def decode_keys(p256dh: str, auth: str) -> tuple[bytes, bytes]:
 _COLUMNS = "id, user_id, endpoint, lang, created_at, last_ok_at"
 
 
+def _audit_doc(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    host = urlsplit(str(row["endpoint"])).hostname or ""
+    return {"id": row["id"], "user_id": row["user_id"], "push_service": host, "lang": row["lang"]}
+
+
+def _audit(
+    conn: Conn,
+    actor: Principal,
+    action: str,
+    sub_id: int,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> None:
+    store.audit(
+        conn, actor, action, "push_subscriptions", sub_id, _audit_doc(before), _audit_doc(after),
+        school_id=actor.school_id,  # a school admin's own subscription shows in their school's log
+    )  # fmt: skip
+
+
+def _by(conn: Conn, column: str, value: object) -> dict[str, Any] | None:
+    return (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            f"SELECT {_COLUMNS} FROM push_subscriptions WHERE {column} = %s FOR UPDATE",
+            (value,),
+        )
+        .fetchone()
+    )
+
+
 def upsert(
-    conn: Conn, user_id: int, endpoint: str, p256dh: bytes, auth: bytes, lang: str
+    conn: Conn, actor: Principal, endpoint: str, p256dh: bytes, auth: bytes, lang: str
 ) -> dict[str, Any]:
-    """Store a subscription. The same endpoint again (the browser re-subscribed, or someone else
-    logged in on it) replaces the row: the endpoint now belongs to ``user_id``."""
+    """Store a subscription of ``actor``. The same endpoint again (the browser re-subscribed,
+    or someone else logged in on it) replaces the row: the endpoint now belongs to the actor.
+    Audited as ``create`` or, for a replaced row, ``update`` (with the row before)."""
+    assert actor.user_id is not None
+    before = _by(conn, "endpoint", endpoint)
     row = (
         conn.cursor(row_factory=dict_row)
         .execute(
@@ -88,11 +130,12 @@ def upsert(
             " p256dh = EXCLUDED.p256dh, auth = EXCLUDED.auth, lang = EXCLUDED.lang,"
             " created_at = now(), last_ok_at = NULL, gone_at = NULL"
             f" RETURNING {_COLUMNS}",
-            (user_id, endpoint, p256dh, auth, lang),
+            (actor.user_id, endpoint, p256dh, auth, lang),
         )
         .fetchone()
     )
     assert row is not None
+    _audit(conn, actor, "create" if before is None else "update", row["id"], before, row)
     return row
 
 
@@ -108,11 +151,15 @@ def list_for_user(conn: Conn, user_id: int) -> list[dict[str, Any]]:
     )
 
 
-def delete_own(conn: Conn, user_id: int, sub_id: int) -> bool:
-    cur = conn.execute(
-        "DELETE FROM push_subscriptions WHERE id = %s AND user_id = %s", (sub_id, user_id)
-    )
-    return cur.rowcount == 1
+def delete_own(conn: Conn, actor: Principal, sub_id: int) -> bool:
+    """Delete the actor's own subscription ``sub_id``; False when there is none (or it is
+    someone else's). Audited."""
+    before = _by(conn, "id", sub_id)
+    if before is None or before["user_id"] != actor.user_id:
+        return False
+    conn.execute("DELETE FROM push_subscriptions WHERE id = %s", (sub_id,))
+    _audit(conn, actor, "delete", sub_id, before, None)
+    return True
 
 
 def for_recipients(conn: Conn, user_ids: Sequence[int], key: str) -> list[tuple[Subscription, str]]:

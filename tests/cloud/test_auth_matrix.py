@@ -3,17 +3,24 @@
 EXPECTED is written from the issue's rules, not read from the code: a route added without an
 entry here fails ``test_every_route_has_an_entry``. A denied role gets 403 before anything is
 read or validated; an allowed role gets past the role gate (anything but 401/403, never 5xx).
-Object scope (own school, own children) is tested in test_api_scope.py.
+Object scope (own school, own children) is tested in test_api_scope.py and
+test_api_scope_schools.py.
+
+Every change through the API is audited (D8): a non-GET call that succeeds must add an audit_log
+row, here for every role, and WRITES below gives every write route one call that succeeds.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
+import psycopg
 import pytest
-from api_world import ROLES, World, build, login_all
+from api_world import PASSWORD, ROLES, World, build, login_all
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
@@ -163,10 +170,19 @@ def _order(key: tuple[str, str]) -> tuple[int, str, str]:
     return rank, path, method
 
 
-def test_role_matrix(world: tuple[TestClient, World]) -> None:
+def _audit_rows(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT count(*) FROM audit_log").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_role_matrix(world: tuple[TestClient, World], database_url: str) -> None:
+    """Every route x every role (and anonymous): the role gate as EXPECTED says, never a 5xx,
+    and every non-GET call that succeeds (2xx) leaves at least one new audit_log row."""
     client, w = world
     failures: list[str] = []
     calls = 0
+    db = psycopg.connect(database_url, autocommit=True)
     for method, path in sorted(EXPECTED, key=_order):
         allowed = EXPECTED[(method, path)]
         url = re.sub(r"\{(\w+)\}", lambda m: str(w.ids[m.group(1)]), path)
@@ -179,15 +195,22 @@ def test_role_matrix(world: tuple[TestClient, World]) -> None:
             failures.append(f"anonymous {method} {path}: {r.status_code} on a public route")
         # platform admin last: it is allowed everything and changes the most
         for role in sorted(ROLES, key=lambda x: x == P):
+            audited = _audit_rows(db)
             r = client.request(method, url, json=body, headers=w.auth(role))
             calls += 1
             ok = allowed == PUBLIC or role in allowed
+            # An empty PATCH changes nothing, so it has nothing to audit.
+            no_op = method == "PATCH" and body == {}
+            if method != "GET" and 200 <= r.status_code < 300 and not no_op:
+                if _audit_rows(db) <= audited:
+                    failures.append(f"{role} {method} {path}: {r.status_code}, no audit_log row")
             if r.status_code >= 500:
                 failures.append(f"{role} {method} {path}: {r.status_code} {r.text[:200]}")
             elif ok and r.status_code in (401, 403):
                 failures.append(f"{role} {method} {path}: {r.status_code}, expected allowed")
             elif not ok and r.status_code != 403:
                 failures.append(f"{role} {method} {path}: {r.status_code}, expected 403")
+    db.close()
     assert calls == len(EXPECTED) * len(ROLES)
     assert not failures, "\n".join(failures)
 
@@ -204,3 +227,171 @@ def test_bad_and_expired_tokens_are_401(world: tuple[TestClient, World], databas
     with psycopg.connect(database_url) as conn:
         conn.execute("UPDATE sessions SET expires_at = now() - interval '1 second'")
     assert client.get("/api/v1/people", headers=w.auth(S)).status_code == 401
+
+
+# ---- every write route is audited ----------------------------------------------------------
+# test_role_matrix sends empty bodies, so most write routes answer 422 there and would never
+# show whether they audit. Here each write route gets one call that succeeds, in order (later
+# calls use what earlier ones created), and must add at least one audit_log row (D8: every
+# change through the API is audited). A write route missing from WRITES fails the test, like a
+# route missing from EXPECTED.
+@dataclass(frozen=True)
+class Write:
+    role: str | None  # None: no token (the public routes)
+    method: str
+    route: str  # exactly as in EXPECTED
+    json: Any = None
+    at: dict[str, str] = field(default_factory=dict)  # path parameter -> name in ids
+    save: tuple[str, str] | None = None  # (name in ids, field of the answer)
+    audited: bool = True  # False only for a call that changes nothing by design
+    extra: dict[str, Any] = field(default_factory=dict)  # params, data, files, headers
+
+
+def _pupils_csv() -> bytes:
+    from cloud.imports import iin
+
+    return f"full_name,iin,class\nNur Nurov,{iin.make(date(2010, 3, 14), 1)},5A\n".encode()
+
+
+def _push_subscription() -> dict[str, Any]:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from cloud.push.webpush import b64url
+
+    point = ec.generate_private_key(ec.SECP256R1()).public_key()
+    raw = point.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    return {
+        "endpoint": "https://fcm.googleapis.com/fcm/send/matrix-1",
+        "keys": {"p256dh": b64url(raw), "auth": b64url(bytes(range(16)))},
+    }
+
+
+PUPIL, CLASS, DISH = {"person_id": "pupil"}, {"class_id": "new_class"}, {"dish_id": "new_dish"}
+REGION, DISTRICT = {"region_id": "new_region"}, {"district_id": "new_district"}
+DEVICE, GUARDIAN = {"device_id": "new_device"}, {"person_id": "pupil", "guardian_id": "dad"}
+CSV = {"files": {"file": ("pupils.csv", _pupils_csv(), "text/csv")}}
+DRY, REAL = {"kind": "students", "dry_run": "true"}, {"kind": "students", "dry_run": "false"}
+
+
+def _key(n: int) -> dict[str, Any]:
+    return {"headers": {"Idempotency-Key": f"matrix-{n}"}}
+
+
+# fmt: off
+WRITES: list[Write] = [
+    Write(None, "POST", "/api/v1/auth/token",
+          extra={"data": {"username": "root@qadam.kz", "password": PASSWORD}}),
+    Write(S, "POST", "/api/v1/users",
+          {"email": "dad@qadam.kz", "password": "long enough pw", "role": "guardian"},
+          save=("dad", "id")),
+    Write(P, "POST", "/api/v1/regions", {"name": "Abai"}, save=("new_region", "id")),
+    Write(P, "PATCH", "/api/v1/regions/{region_id}", {"name": "Abay"}, at=REGION),
+    Write(P, "POST", "/api/v1/districts", {"region_id": "{new_region}", "name": "Semey"},
+          save=("new_district", "id")),
+    Write(P, "PATCH", "/api/v1/districts/{district_id}", {"name": "Semei"}, at=DISTRICT),
+    Write(P, "POST", "/api/v1/schools", {"id": "s9", "name": "School 9"}),
+    Write(S, "PATCH", "/api/v1/schools/{school_id}", {"name": "School One"}),
+    Write(S, "POST", "/api/v1/classes", {"school_id": "s1", "name": "6B"},
+          save=("new_class", "id")),
+    Write(S, "PATCH", "/api/v1/classes/{class_id}", {"grade": 6}, at=CLASS),
+    Write(S, "POST", "/api/v1/people",
+          {"school_id": "s1", "kind": "student", "full_name": "Dana Dauletova"},
+          save=("pupil", "id")),
+    Write(S, "PATCH", "/api/v1/people/{person_id}", {"full_name": "Dana Daulet"}, at=PUPIL),
+    Write(S, "POST", "/api/v1/people/{person_id}/cards", {"uid": "04A1B2C3"}, at=PUPIL),
+    Write(S, "POST", "/api/v1/cards/{card_key}/revoke", {"reason": "lost"}),
+    Write(S, "POST", "/api/v1/people/{person_id}/guardians", {"guardian_id": "{dad}"}, at=PUPIL),
+    Write(S, "DELETE", "/api/v1/people/{person_id}/guardians/{guardian_id}", at=GUARDIAN),
+    Write(S, "POST", "/api/v1/people/{person_id}/eligibility",
+          {"category_id": "{category_id}", "valid_from": "2025-09-01"}),
+    Write(G, "PUT", "/api/v1/people/{person_id}/restrictions", {"allergens": ["milk"]}),
+    Write(T, "POST", "/api/v1/devices",
+          {"id": "door-9", "school_id": "s1", "mode": "door", "direction": "in"},
+          save=("new_device", "id")),
+    Write(T, "PATCH", "/api/v1/devices/{device_id}", {"direction": "out"}, at=DEVICE),
+    Write(T, "DELETE", "/api/v1/devices/{device_id}", at=DEVICE),
+    Write(T, "POST", "/api/v1/devices/{device_id}/claim-token", save=("claim", "token")),
+    Write(None, "POST", "/api/v1/provision", {"device": "gate-1", "token": "{claim}"}),
+    Write(T, "POST", "/api/v1/devices/{device_id}/revoke"),
+    Write(S, "POST", "/api/v1/dishes",
+          {"school_id": "s1", "name_kk": "Сорпа", "name_ru": "Суп", "price": "300"},
+          save=("new_dish", "id")),
+    Write(S, "PATCH", "/api/v1/dishes/{dish_id}", {"price": "320"}, at=DISH),
+    Write(S, "DELETE", "/api/v1/dishes/{dish_id}", at=DISH),
+    Write(S, "POST", "/api/v1/meal-categories",
+          {"school_id": "s1", "kind": "paid", "name": "Paid", "price": "650"}),
+    Write(S, "PATCH", "/api/v1/meal-categories/{category_id}", {"name": "Free meals"}),
+    Write(G, "POST", "/api/v1/ratings",
+          {"person_id": "{alice}", "dish_id": "{dish_id}", "served_on": "2025-10-09", "score": 5}),
+    Write(G, "POST", "/api/v1/me/push-subscriptions", "{push_subscription}", save=("sub", "id")),
+    Write(G, "DELETE", "/api/v1/me/push-subscriptions/{sub_id}", at={"sub_id": "sub"}),
+    Write(G, "POST", "/api/v1/consents", {"person_id": "{alice}", "method": "palm"},
+          save=("new_consent", "id")),
+    Write(G, "POST", "/api/v1/consents/{consent_id}/withdraw", at={"consent_id": "new_consent"}),
+    # A dry run is read-only by design (the route makes its transaction read-only): no row.
+    Write(S, "POST", "/api/v1/schools/{school_id}/import", audited=False,
+          extra={"params": DRY, **CSV}),
+    Write(S, "POST", "/api/v1/schools/{school_id}/import", extra={"params": REAL, **CSV}),
+    Write(S, "POST", "/api/v1/reports/schools/{school_id}/generate",
+          {"month": "2025-10", "kind": "attendance"}),
+    Write(S, "POST", "/api/v1/reports/schools/{school_id}/approve",
+          {"month": "2025-10", "kind": "attendance", "acknowledge_anomalies": True}),
+    Write(S, "POST", "/api/v1/people/{person_id}/balance/top-up",
+          {"amount": "1000", "reason": "cash at the office"}, extra=_key(1)),
+    Write(S, "POST", "/api/v1/people/{person_id}/balance/refund",
+          {"amount": "50", "charge_id": "{charge}", "reason": "cold soup"}, extra=_key(2)),
+    Write(S, "POST", "/api/v1/people/{person_id}/balance/correction",
+          {"amount": "-0.50", "reason": "rounding"}, extra=_key(3)),
+    Write(S, "DELETE", "/api/v1/people/{person_id}", at=PUPIL),
+    Write(S, "DELETE", "/api/v1/classes/{class_id}", at=CLASS),
+    Write(P, "DELETE", "/api/v1/districts/{district_id}", at=DISTRICT),
+    Write(P, "DELETE", "/api/v1/regions/{region_id}", at=REGION),
+    Write(G, "POST", "/api/v1/auth/logout"),
+]
+# fmt: on
+
+
+def _fill(value: Any, ids: dict[str, Any]) -> Any:
+    """Replace a "{name}" value by ids[name] (keeping its type), in dicts too."""
+    if isinstance(value, str) and re.fullmatch(r"\{\w+\}", value):
+        return ids[value[1:-1]]
+    if isinstance(value, dict):
+        return {k: _fill(v, ids) for k, v in value.items()}
+    return value
+
+
+def test_every_write_route_succeeds_once_and_is_audited(
+    world: tuple[TestClient, World], database_url: str
+) -> None:
+    client, w = world
+    writes = {(m, p) for m, p in EXPECTED if m != "GET"}
+    covered = {(x.method, x.route) for x in WRITES if x.audited}
+    assert writes - covered == set(), "write routes without a call in WRITES"
+    assert covered - writes == set(), "WRITES names routes that do not exist"
+    ids = dict(w.ids, push_subscription=_push_subscription())
+    with psycopg.connect(database_url, autocommit=True) as db:
+        ids["charge"] = db.execute(  # a meal charge for the refund
+            "SELECT entry_id FROM ledger_post(%s, 'charge', -200, 'meal', NULL, 'matrix:1')",
+            (w.ids["alice"],),
+        ).fetchone()[0]  # type: ignore[index]
+        failures = []
+        for x in WRITES:
+            names = {p: ids[x.at.get(p, p)] for p in re.findall(r"\{(\w+)\}", x.route)}
+            url = x.route.format(**names)
+            extra = dict(x.extra)
+            headers = {**extra.pop("headers", {}), **(w.auth(x.role) if x.role else {})}
+            before = _audit_rows(db)
+            r = client.request(x.method, url, json=_fill(x.json, ids), headers=headers, **extra)
+            added = _audit_rows(db) - before
+            case = f"{x.role} {x.method} {url}: {r.status_code} {r.text[:200]}"
+            if not 200 <= r.status_code < 300:
+                failures.append("did not succeed: " + case)
+                continue
+            if x.save:
+                ids[x.save[0]] = r.json()[x.save[1]]
+            if x.audited and added < 1:
+                failures.append("no audit_log row: " + case)
+            if not x.audited and added:
+                failures.append("audited a call that should change nothing: " + case)
+    assert not failures, "\n".join(failures)

@@ -110,6 +110,8 @@ def test_registry_validates(database_url: str, seed: Seed) -> None:
         with pytest.raises(ValueError):
             registry.register_device(conn, "gate-9", "s1", "x", "window", "mfrc522")
         with pytest.raises(ValueError):
+            registry.register_device(conn, "gate-9", "s1", "x", "door", "rc", direction="up")
+        with pytest.raises(ValueError):
             registry.add_person(conn, "s1", "parent", "X")
         with pytest.raises(ValueError):
             registry.add_card(conn, seed.alice, "xyz")

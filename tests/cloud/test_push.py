@@ -76,7 +76,7 @@ def _due_now(url: str) -> None:
 
 
 def test_subscribe_list_replace_and_delete_own(
-    api: tuple[TestClient, World, str], push_service: FakePushService
+    api: tuple[TestClient, World, str], push_service: FakePushService, database_url: str
 ) -> None:
     c, w, key = api
     b = push_service.browser(key)
@@ -98,6 +98,23 @@ def test_subscribe_list_replace_and_delete_own(
     r = c.delete(f"/api/v1/me/push-subscriptions/{sub['id']}", headers=w.auth("school_admin"))
     assert r.status_code == 204
     assert c.get("/api/v1/me/push-subscriptions", headers=w.auth("school_admin")).json() == []
+    # Each change is audited (the refused delete is not), naming the push service, not the URL.
+    g, s = w.users["guardian"], w.users["school_admin"]
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT actor_id, action, school_id, before->>'user_id', after->>'user_id',"
+            " coalesce(after, before)->>'push_service',"
+            " coalesce(before::text, '') || coalesce(after::text, '')"
+            " FROM audit_log WHERE entity = 'push_subscriptions' AND entity_id = %s ORDER BY id",
+            (str(sub["id"]),),
+        ).fetchall()
+    assert [r[:5] for r in rows] == [
+        (g, "create", None, None, str(g)),
+        (s, "update", "s1", str(g), str(s)),
+        (s, "delete", "s1", str(s), None),
+    ]
+    assert {r[5] for r in rows} == {"127.0.0.1"}
+    assert not any(b.endpoint in (r[6] or "") for r in rows)
 
 
 @pytest.mark.parametrize(
@@ -164,12 +181,14 @@ def _guardians(url: str, person: int, n: int) -> list[int]:
 
 
 def _subscribe(url: str, user: int, b: Browser, lang: str) -> None:
+    from cloud.auth.principal import Principal
     from cloud.push import subscriptions
 
     doc = b.subscription_json(lang)
     point, secret = subscriptions.decode_keys(doc["keys"]["p256dh"], doc["keys"]["auth"])
+    actor = Principal(user_id=user, email=f"user{user}@qadam.kz", role="guardian")
     with psycopg.connect(url) as conn:
-        subscriptions.upsert(conn, user, b.endpoint, point, secret, lang)
+        subscriptions.upsert(conn, actor, b.endpoint, point, secret, lang)
 
 
 def _low_balance(url: str, person: int, key: str, balance: str = "350.00") -> None:

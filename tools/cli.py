@@ -87,10 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     sim_cli.add_arguments(p)
     p.set_defaults(func=sim_cli.run)
 
-    p = sub.add_parser("flash", help="technician tool: build and flash firmware to a board")
     from tools import flash
 
-    flash.add_arguments(p)
+    p = sub.add_parser(
+        "flash",
+        help="technician tool: build and flash firmware to a board",
+        description=flash.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    flash.add_arguments(p)  # the same options as `python tools/flash.py` (flash.build_parser)
     p.set_defaults(func=flash.run)
 
     p = sub.add_parser(

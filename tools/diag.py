@@ -1,11 +1,12 @@
 """`qadam diag`: what a board is doing, in one readable report.
 
     qadam diag DEVICE          the cloud's view: the board's retained status on MQTT (firmware,
-                               whitelist version, journal depth, free heap, clock, errors) and the
-                               database (last event, events today, quarantined payloads)
+                               whitelist version, journal depth, free heap, clock, last errors)
+                               and the database (last event, events today, quarantined payloads)
     qadam diag --serial PORT   on the bench: the same read from the board's flash over the serial
-                               raw REPL (boot counter, journal stats, whitelist header, free heap);
-                               the firmware is interrupted for it and soft-rebooted afterwards
+                               raw REPL (boot counter, journal stats, whitelist header, free heap,
+                               the last errors the firmware wrote to err.log, across resets); the
+                               firmware is interrupted for it and soft-rebooted afterwards
 
 Exit status: 0 report printed, 1 nothing known about the device, 3 serial port problem.
 """
@@ -69,6 +70,18 @@ try:
     del _j
 except Exception as e:
     _r["journal"] = {"error": repr(e)}
+# The last errors the firmware appended to err.log (net.sync Sync.error; rotated to err.old):
+# "boot up where what" per line, oldest first. On flash, so they survive the reset or power cycle
+# that usually comes before a board reaches the bench.
+_e = []
+for _p in ("err.old", "err.log"):
+    try:
+        with open(_p) as f:
+            _e += [_l.split(" ", 3) for _l in f.read().split("\n") if _l]
+    except OSError:
+        pass
+_r["errors"] = _e[-5:]
+del _e
 gc.collect()
 _r["heap"] = gc.mem_free()
 print("DIAG " + json.dumps(_r))
@@ -197,7 +210,33 @@ def _ago(seconds: float) -> str:
     return f"{seconds:.0f} s ago"
 
 
-KNOWN_STATUS = {"v", "online", "fw", "boot", "wl", "journal", "heap", "up", "clock", "wl_err"}
+KNOWN_STATUS = {
+    "v", "online", "fw", "boot", "wl", "journal", "heap", "up", "clock", "wl_err", "err"
+}  # fmt: skip
+
+
+def error_lines(entries: Any, up: Any = None) -> list[str]:
+    """The board's last errors, the status's "err" (protocol.md "Status"): `[up s, where, what,
+    n]` each, oldest first. `up` is the uptime of the status itself (how long ago they were)."""
+    if not isinstance(entries, list):
+        return [f"  last errors    unreadable: {entries!r}"]
+    if not entries:
+        return ["  last errors    none since boot"]
+    out = []
+    for i, e in enumerate(entries):
+        label = "last errors" if i == 0 else ""
+        if not (isinstance(e, list) and len(e) == 4):
+            out.append(f"  {label:<14} unreadable: {e!r}")
+            continue
+        at, where, what, n = e
+        when = f"{at} s after boot"
+        if isinstance(up, int) and isinstance(at, int) and up >= at:
+            when += f", {up - at} s before this status"
+        if isinstance(n, int) and n > 1:
+            out.append(f"  {label:<14} {where}: {what}, {n} times (the last {when})")
+        else:
+            out.append(f"  {label:<14} {where}: {what} ({when})")
+    return out
 
 
 def format_cloud(r: dict[str, Any]) -> list[str]:
@@ -224,8 +263,10 @@ def format_cloud(r: dict[str, Any]) -> list[str]:
                 out.append(f"  clock          synced at {_when(clock.get('t'))}")
             else:
                 out.append("  clock          NOT synced (events carry boot-relative time)")
+        if "err" in st:
+            out += error_lines(st["err"], st.get("up"))
         if st.get("wl_err"):
-            out.append(f"  last error     whitelist update rejected: {st['wl_err']}")
+            out.append(f"  whitelist err  last update rejected: {st['wl_err']}")
         for key in sorted(set(st) - KNOWN_STATUS):
             out.append(f"  {key:<14} {st[key]}")
     if "db_error" in r:
@@ -289,6 +330,16 @@ def format_serial(r: dict[str, Any]) -> list[str]:
         )
         if j.get("corrupt"):
             out.append(f"  CORRUPT        segments {j['corrupt']}")
+    errors = r.get("errors") or []
+    if not errors:
+        out.append("  last errors    none in err.log")
+    for i, e in enumerate(errors):
+        label = "last errors" if i == 0 else ""
+        if len(e) == 4:
+            boot, up, where, what = e
+            out.append(f"  {label:<14} {where}: {what} (boot {boot}, {up} s after boot)")
+        else:
+            out.append(f"  {label:<14} unreadable: {' '.join(e)!r}")
     out.append(f"  free heap      {r.get('heap')} bytes (at the REPL, firmware stopped)")
     out.append(f"  restarted      {'yes' if r.get('restarted') else 'NO: power-cycle the board'}")
     return out

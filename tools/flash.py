@@ -29,6 +29,9 @@ image's main, and the configs.
 
 Nothing touches the board before every check that can be made offline has passed; --dry-run
 prints the plan and touches nothing (no board, no broker).
+
+Runnable on its own too: `python tools/flash.py --help` takes the same options as `qadam flash`
+(add_arguments() serves both).
 """
 
 from __future__ import annotations
@@ -43,7 +46,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.flashing import (
+if __name__ == "__main__" and not __package__:
+    # `python tools/flash.py`: the script's directory is on sys.path, the repository (where the
+    # `tools` package lives) need not be; put the repository there instead.
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from tools.flashing import (  # noqa: E402
     EXIT_CLOUD,
     EXIT_CONFIG,
     EXIT_MPY_MISMATCH,
@@ -386,6 +394,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def build_parser(prog: str = "python tools/flash.py") -> argparse.ArgumentParser:
+    """The parser of the script run on its own; `qadam flash` adds the same arguments to its
+    subcommand (tools/cli.py)."""
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
+
+
 def run(args: argparse.Namespace) -> int:
     for f in [*args.config, *([args.image] if args.image else [])]:
         if not f.is_file():
@@ -660,3 +684,7 @@ def _copy(board, items: list[Item], total: int) -> int:
             EXIT_VERIFY,
         )
     return len(todo)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -85,6 +85,7 @@ class Canteen(Decide):
             if self.bu is not None:
                 self.bu.abort()
             s.status["bal_err"] = r
+            s.error("bal", r)
             emit("bal", {"rejected": r})
         self.bu = None
         unload("app.canteen_bal")  # loaded only for a push

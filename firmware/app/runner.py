@@ -40,9 +40,13 @@ class App:
         self.t_wl = topic(prefix, dev, "wl")
         self.t_cmd = topic(prefix, dev, "cmd")
         self.sync.subs += [self.t_wl, self.t_cmd]
-        self.link = Link(dev, mcfg, will=self.sync.will(), on_message=self.on_message,
-                         on_up=self.sync.on_up, on_down=self.sync.on_down)
+        # The last will: offline, retained, on the status topic (protocol.md "Status"). Built
+        # here, not by a Sync method: a method costs heap for as long as the board runs (D20).
+        self.link = Link(dev, mcfg, will=(self.sync.t_status, b'{"v":1,"online":false}', True, 1),
+                         on_message=self.on_message, on_up=self.sync.on_up,
+                         on_down=self.sync.on_down)
         self.sync.link = self.link
+        self.link.sync = self.sync  # failed connects go to the board's last errors
         self.door = Door(board, self.wl, wl_reason, journal, self.clock,
                          binascii.unhexlify(cfg["site_key"]), boot,
                          cfg.get("relay_ms", 300), cfg.get("reader", "in"), self.sync.wake)

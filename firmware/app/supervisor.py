@@ -36,7 +36,8 @@ class Supervisor:
         return {"safe_mode": self.safe, "fails": self.fails, "reinits": self.reinits,
                 "stale": self.stale}
 
-    async def run(self, board):
+    async def run(self, app):
+        board = app.board
         c = self.c
         ms = c.get("wdt_ms", 8000)
         wdt = board.watchdog(ms) if ms and hasattr(board, "watchdog") else None
@@ -60,6 +61,7 @@ class Supervisor:
                 t0 = now  # healthy running has to start over
             if bad and bad != self.stale:
                 print("#", "supervisor", "task", bad, "stopped")  # the watchdog is not fed
+                app.sync.error("task", bad)  # on flash (err.log) before the watchdog resets
             self.stale = bad
             await sleep_ms(1000)
 
@@ -90,5 +92,5 @@ def start_supervisor(App, board, cfg, boot, journal):
 async def _run(app, sup, feats, rules):
     if feats is not None:
         feats.setup(app.door, app.cfg, app.link, rules)
-    asyncio.create_task(sup.run(app.board))
+    asyncio.create_task(sup.run(app))
     await app.run()

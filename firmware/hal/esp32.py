@@ -164,7 +164,7 @@ class Board:
             was = v
             await sleep_ms(50)
 
-    async def _init(self, rd, sup):
+    async def _init(self, rd, sup, err):
         wait = 1000
         while True:
             try:
@@ -173,6 +173,8 @@ class Board:
                 return
             except Exception as e:  # chip absent or not answering: retry, the board still syncs
                 log("reader", rd.name, rd.kind, "init failed:", repr(e))
+                if err:
+                    err(rd.name, e)
             for _ in range(wait // 1000):  # backing off is alive: keep the heartbeat
                 if sup:
                     sup.beat(rd.name)
@@ -181,8 +183,12 @@ class Board:
 
     async def _poll(self, rd, app):
         sup = getattr(app, "sup", None)  # app.supervisor: heartbeat, re-init count
-        await self._init(rd, sup)
+        # net.sync's last errors (the status "err"): failures here and the frames the driver
+        # rejected without raising (its counters, _bad()).
+        err = getattr(getattr(app, "sync", None), "error", None)
+        await self._init(rd, sup, err)
         errors = 0
+        bad = _bad(rd)
         while True:
             if sup:
                 sup.beat(rd.name)
@@ -194,14 +200,34 @@ class Board:
                 errors += 1
                 if errors == 1:
                     log("reader", rd.name, "poll failed:", repr(e))
+                    if err:
+                        err(rd.name, e)
                 if errors >= 20:  # persistently failing: the chip may have reset, set it up again
                     errors = 0
                     if sup:
                         sup.reinit(rd.name)
-                    await self._init(rd, sup)
+                    if err:
+                        err(rd.name, "reinit")
+                    await self._init(rd, sup, err)
+            n = _bad(rd)
+            if n != bad:
+                bad = n
+                if err:  # the MFRC522's ErrorReg of the last one, 00 for the others
+                    err(rd.name, "%s frame %02x" % (rd.kind, getattr(rd.drv, "last_error", 0)))
             if uid is not None:
                 try:
                     app.tap(uid, rd.name)
                 except Exception as e:  # never let one tap kill the reader task
                     log("tap failed:", repr(e))
+                    if err:
+                        err("tap", e)
             await sleep_ms(rd.period_ms)
+
+
+def _bad(rd):
+    """Frames the reader's driver rejected without raising: MFRC522 and PN532 `errors` (RF
+    noise, a chip in trouble), Wiegand parity and length errors and frames of the other format
+    (a misconfigured reader)."""
+    d = rd.drv
+    return (getattr(d, "errors", 0) + getattr(d, "bad_parity", 0) + getattr(d, "bad_length", 0)
+            + getattr(rd, "wrong_format", 0))

@@ -110,6 +110,7 @@ class Board:
             self.fail -= 1
             self.down = True
             log("reader", "reinit", back)  # no answer: re-init in `back` ms
+            app.sync.error("reader", "reinit")
             if sup:
                 sup.reinit("sim")
             wait = back

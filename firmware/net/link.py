@@ -28,6 +28,9 @@ def backoff_ms(attempt):
 
 class Link:
     sup = None  # app.supervisor.Supervisor (set by the app): beat("net") at least every TURN_MS
+    sync = None  # net.sync.Sync (set by the app): failed connects go to its last errors
+    # The beats are inline (`if self.sup is not None: self.sup.beat("net")`), not a method:
+    # one function less in the heap paid for Sync.error on the 64 KiB boards (D20).
 
     def __init__(self, device, mcfg, will=None, on_message=None, on_up=None, on_down=None):
         self.client = MQTTClient(
@@ -39,17 +42,14 @@ class Link:
         self.up = False
         self._stop = False
 
-    def _beat(self):
-        if self.sup is not None:
-            self.sup.beat("net")
-
     async def _beating(self, aw):
         # Await aw (a connect, the setup after it) as a task and beat while it runs: a connect
         # may take its whole 10 s timeout, which must not look like a dead network task.
         t = asyncio.create_task(aw)
         try:
             while not t.done():
-                self._beat()
+                if self.sup is not None:
+                    self.sup.beat("net")
                 await sleep_ms(POLL_MS)
         except BaseException:  # cancelled (the app quits): take the connect down with us
             t.cancel()
@@ -59,7 +59,8 @@ class Link:
     async def _sleep(self, ms):
         # The backoff (up to 30 s) in turns of at most TURN_MS, beating on each.
         while ms > 0:
-            self._beat()
+            if self.sup is not None:
+                self.sup.beat("net")
             n = ms if ms < TURN_MS else TURN_MS
             await sleep_ms(n)
             ms -= n
@@ -67,12 +68,15 @@ class Link:
     async def run(self):
         attempt = 0
         while not self._stop:
-            self._beat()
+            if self.sup is not None:
+                self.sup.beat("net")
             t0 = ticks_ms()
             try:
                 await self._beating(self.client.connect())
             except Exception as e:
                 print("#", "link", "connect", repr(e))
+                if self.sync is not None:
+                    self.sync.error("link", e)
                 await self._sleep(backoff_ms(attempt))
                 attempt += 1
                 continue
@@ -83,12 +87,15 @@ class Link:
             except Exception as e:
                 # e.g. SUBACK timeout: start over rather than run half set up.
                 print("#", "link", "on_up", repr(e))
+                if self.sync is not None:
+                    self.sync.error("on_up", e)
                 await self.client.disconnect()
             closed = self.client._closed
             while not closed.is_set():  # connected: poll until the link drops
                 # A plain sleep, not wait_for(closed.wait()): that keeps a helper task and two
                 # coroutines in the heap for the whole connection.
-                self._beat()
+                if self.sup is not None:
+                    self.sup.beat("net")
                 await sleep_ms(POLL_MS)
             self.up = False
             if self.on_down:

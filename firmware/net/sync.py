@@ -7,6 +7,7 @@
 # journal again straight into the socket, for the first transmission and for every MQTT
 # retransmission alike (the event JSON is a pure function of the stored record, so the bytes are
 # the same). A 64 KiB board keeps full-size batches without a batch buffer.
+# Sync also keeps the board's last errors (error(): the status key "err"; err.log on flash).
 import json
 
 from compat import emit, mem_free, sleep_ms, ticks_add, ticks_diff, ticks_ms
@@ -55,13 +56,13 @@ class Sync:
         self.link = None
         self.bb = min(max(batch_bytes, 512), MAX_BATCH_BYTES)  # payload bytes of a batch at most
         self.acked = 0  # records trimmed since boot
+        # The last errors (error(), the status's "err"). An empty list has room for 4 items in
+        # MicroPython, and it never holds more than 3: it does not grow or move.
+        self.err = []
         self._woke = False
         self._inflight = None  # (boot, first, last, deadline) of the batch awaiting its ack
         self._out = None  # (boot, first, last, nbytes) of the batch being published
         self._held = None  # acks that came while it was: applied once the publish returns
-
-    def will(self):
-        return (self.t_status, b'{"v":1,"online":false}', True, 1)
 
     def wake(self):
         self._woke = True
@@ -106,10 +107,52 @@ class Sync:
     def on_down(self):
         self._inflight = None
         emit("mqtt", {"up": False})
+        self.error("link", "down")
+
+    def error(self, tag, why):
+        """Record an error in the board's last errors, the status key "err" (protocol.md
+        "Status"): [up s, where, what, n] each, oldest first, at most 3. `tag` says where (the
+        part that failed), `why` what: a short reason or an exception (its type name and first
+        argument). A repeat of the newest entry only moves its time and counts it; a new entry
+        is published at once and appended to err.log in the flash (rotated to err.old past
+        1 KiB), which a reset does not clear (`qadam diag --serial` reads it). Allocates only
+        the entry, an exception's text and the file write's transient objects; never raises (a
+        failure to record is dropped). The parameter names are names the firmware interns
+        anyway (compat.emit's tag, the door's why): a new one costs qstr pool room (D16)."""
+        try:
+            if not isinstance(why, str):
+                a = why.args
+                why = type(why).__name__
+                if a:
+                    why = why + " " + str(a[0])
+            c = self.clock
+            up = c.up_ms() // 1000 if c is not None else 0
+            e = self.err
+            if e and e[-1][1] == tag and e[-1][2] == why:
+                e[-1][0] = up
+                e[-1][3] += 1
+                return
+            if len(e) > 2:
+                e.pop(0)  # the list never grows past its preallocated room
+            e.append([up, tag, why, 1])
+            self.status_changed()
+            with open("err.log", "a") as f:
+                print(self.status.get("boot"), up, tag, why, file=f)
+                n = f.tell()
+            if n > 1024:
+                import os
+                try:
+                    os.remove("err.old")
+                except OSError:
+                    pass
+                os.rename("err.log", "err.old")
+        except Exception:  # flash or heap trouble: the error itself was handled by the caller
+            pass
 
     def status_payload(self):
         s = {"v": 1, "online": True, "fw": FW_VERSION}
         s.update(self.status)
+        s["err"] = self.err
         s["journal"] = self.journal.count
         s["heap"] = mem_free()
         c = self.clock
@@ -136,6 +179,7 @@ class Sync:
                         await self.link.publish(self.t_status, self.status_payload(), 1, True)
                     except Exception as e:
                         print("#", "sync", "status", repr(e))
+                        self.error("status", e)
             # At least two turns a second, so the supervisor sees the task alive (stale_ms >= 1 s).
             timeout = TURN_MS
             inf = self._inflight
@@ -150,14 +194,16 @@ class Sync:
                 if ticks_diff(inf[3], ticks_ms()) > 0:
                     continue  # still waiting for the ack of the batch in flight
                 print("#", "sync", "ack", "timeout", inf[0], inf[1], inf[2])  # re-sent
+                self.error("ack", "timeout")
                 self._inflight = None
             if self.link is None or not self.link.up or not self.journal.count:
                 continue
             try:
                 await self._send_oldest()
-            except MemoryError:
+            except MemoryError as e:
                 # Never let the sync task die; the ack timeout brings the next attempt.
                 print("#", "sync", "batch", "MemoryError")
+                self.error("batch", e)
 
     def _head(self, boot):
         return b'{"v":1,"dev":"%s","boot":%d,"events":[' % (self.device.encode(), boot)
@@ -176,6 +222,7 @@ class Sync:
                 pos = len(self._head(b))
                 if pos + size > cap:
                     print("#", "sync", "events", b, q, "too large")
+                    self.error("events", "too large")
                     return None
             elif b != boot or q != last + 1 or n >= self.batch or pos + 1 + size > cap:
                 break  # one boot, consecutive seqs, <= 32 events, fits the batch size
@@ -224,6 +271,7 @@ class Sync:
             await self.link.publish(self.t_events, (nbytes, self.write_batch), 1, False)
         except Exception as e:
             print("#", "sync", "publish", repr(e))
+            self.error("publish", e)
             # Keep the deadline: the retry happens on reconnect or on ack timeout.
         finally:
             self._out = None

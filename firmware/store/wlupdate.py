@@ -217,4 +217,5 @@ def fail(app, e):
     print("# wl: update rejected:", repr(e))
     emit("wl", {"rejected": reason})
     app.sync.status["wl_err"] = reason
+    app.sync.error("wl", reason)
     app.sync.status_changed()

@@ -29,7 +29,7 @@ import psycopg
 
 from simulator.board import DEFAULT_HEAP, LARGE_HEAP, BoardConfig, BoardError, VirtualBoard
 from simulator.netproxy import NetProxy
-from simulator.school import Reader, SimulatedSchool
+from simulator.school import CANTEEN_CONFIG, Reader, SimulatedSchool
 
 
 @dataclass
@@ -176,11 +176,15 @@ class Harness:
                 mqtt_host=ctx.mqtt_host,
                 mqtt_port=port,
                 prefix=ctx.prefix,
+                # A canteen serves all day, as in `qadam sim`: the firmware's own meal periods
+                # (breakfast, lunch) would deny every meal of a run outside them.
+                extra=dict(CANTEEN_CONFIG) if reader.mode == "canteen" else {},
             )
             # Canteen boards do not fit the default 64 KB heap yet (docs/decisions.md D16).
             heap = LARGE_HEAP if reader.mode == "canteen" else DEFAULT_HEAP
-            boards.append(VirtualBoard(config, self.school.state_dir / device, heap=heap,
-                                       echo=ctx.echo))
+            boards.append(
+                VirtualBoard(config, self.school.state_dir / device, heap=heap, echo=ctx.echo)
+            )
         self.school.readers = tuple(readers)
         self.school.boards = boards
         self.rng = random.Random(ctx.seed + 7)

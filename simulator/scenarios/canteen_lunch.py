@@ -58,6 +58,8 @@ def run(ctx: Context) -> Summary:
     names = {-1: "unresolved", 0: "none", 1: "free", 2: "reduced", 3: "paid"}
     meals = {names.get(int(c), str(c)): int(k) for c, k in rows}
     s.figures["meals"] = ", ".join(f"{k} {v}" for k, v in meals.items()) or "none"
+    if not s.granted:  # the checks below would hold vacuously
+        s.violations.append("no meal granted: the canteen served nobody")
     if sum(meals.values()) != s.granted:
         s.violations.append(f"{sum(meals.values())} meals in the cloud, {s.granted} granted taps")
     if meals.get("unresolved"):

@@ -48,6 +48,26 @@ def test_scenario_holds_its_invariants(name, database_url, topic_prefix, mqtt_ad
         assert "0 denied after" not in summary.figures["lost card"], text
 
 
+def test_morning_rush_at_the_issue_size_runs_faster_than_real_time(
+    database_url, topic_prefix, mqtt_addr, tmp_path
+):
+    """Issue #6's size, the scenario's defaults: 1,000 pupils (and 1 % strangers) through 4
+    turnstiles in 20 simulated minutes. Simulated time runs faster than real time: the whole run
+    (tapping and draining) takes less real time than it simulates."""
+    mr = scenarios.get("morning_rush")
+    assert (mr.DEFAULTS["students"], mr.DEFAULTS["boards"], mr.DEFAULTS["minutes"]) == (1000, 4, 20)
+    ctx = Context(database_url=database_url, mqtt_host=mqtt_addr[0], mqtt_port=mqtt_addr[1],
+                  prefix=topic_prefix, state_dir=tmp_path / "boards", wait=120)  # fmt: skip
+    summary = mr.run(ctx)
+    text = "\n".join(summary.lines())
+    assert summary.ok, text
+    assert (summary.students, summary.boards, summary.sim_seconds) == (1000, 4, 1200), text
+    assert summary.granted == 1000, text  # every pupil through, once
+    assert summary.taps == summary.granted + summary.denied and summary.denied > 0, text
+    assert summary.stored == summary.taps and summary.journal_left == 0, text
+    assert summary.sim_seconds > summary.real_seconds, text
+
+
 def test_scenario_from_the_command_line(database_url, topic_prefix, mqtt_addr, tmp_path):
     cmd = [sys.executable, "-m", "tools.cli", "sim", "scenario", "morning_rush",
            "--database-url", database_url, "--mqtt-host", mqtt_addr[0],

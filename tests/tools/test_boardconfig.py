@@ -134,6 +134,28 @@ def test_there_are_at_least_four_boards_covering_every_mode_and_chip():
     assert {d["mode"] for d in docs} == {"door", "turnstile", "canteen"}
     assert {d["chip"] for d in docs} == {"esp32", "esp32s3"}
     assert {r["type"] for d in docs for r in d["readers"]} >= {"mfrc522", "pn532", "wiegand26"}
+    # The four: a canteen counter with a PN532, a buzzer and a small display ...
+    canteens = [d for d in docs if d["mode"] == "canteen"]
+    assert any(
+        {r["type"] for r in d["readers"]} == {"pn532"}
+        and d.get("buzzer", {}).get("pin") is not None
+        and d.get("display", {}).get("type") == "ssd1306"
+        and d["display"].get("bus") in d["buses"]
+        for d in canteens
+    ), [d["name"] for d in canteens]
+    # ... a turnstile with two Wiegand readers (in and out), two relays (one per direction) and
+    # two passage sensors (one per direction) ...
+    turnstiles = [d for d in docs if d["mode"] == "turnstile"]
+
+    def full_turnstile(d: dict) -> bool:
+        wiegand = [r["reader"] for r in d["readers"] if r["type"].startswith("wiegand")]
+        relays = [r.get("reader") for r in d.get("relays", [])]
+        sensors = [s["reader"] for s in d.get("passage_sensors", [])]
+        return sorted(wiegand) == sorted(relays) == sorted(sensors) == ["in", "out"]
+
+    assert any(full_turnstile(d) for d in turnstiles), [d["name"] for d in turnstiles]
+    # ... and an ESP32-S3 variant.
+    assert any(d["chip"] == "esp32s3" for d in docs)
 
 
 @pytest.mark.parametrize("path", BOARDS, ids=[p.name for p in BOARDS])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from tools.cli import main
 BOARD = next(p for p in board_files() if p.name == "esp32-devkitc-door-mfrc522.json")
 BOARD_S3 = next(p for p in board_files() if p.name == "esp32s3-devkitc-door-mfrc522.json")
 FAKE_PORT = "/dev/ttyFAKE0"
+SCRIPT = Path(flash.__file__).resolve()  # tools/flash.py, run as a script below
 DEVICE = {"device": "gate-1", "school": "s1", "site_key": "00ff"}
 
 
@@ -90,6 +92,45 @@ def test_invalid_board_config_is_refused_without_dry_run_too(tmp_path, capsys, n
     assert rc == 1
     assert f"{cfg}: colour: error: unknown key 'colour'" in capsys.readouterr().err
     assert no_board == []
+
+
+def _script(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`python tools/flash.py ARGS` from another directory, as a technician may run it."""
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+
+
+def test_flash_py_runs_on_its_own_with_the_options_of_qadam_flash(tmp_path):
+    r = _script(str(SCRIPT), "--help", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("usage: python tools/flash.py [-h] [--port PORT]")
+    assert "Technician tool: put MicroPython, the firmware" in r.stdout
+    for option in ("--config CONFIG", "--cloud URL", "--dry-run", "--romfs", "--wait-online"):
+        assert option in r.stdout, option
+    # The same options as the console script's subcommand: one add_arguments() serves both.
+    sub = subprocess.run([sys.executable, "-m", "tools.cli", "flash", "--help"],
+                         cwd=SCRIPT.parents[1], capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert sub.returncode == 0, sub.stderr
+    assert r.stdout.split("options:", 1)[1] == sub.stdout.split("options:", 1)[1]
+    # It finds the repository's packages by itself, not only through the installed project:
+    # without site-packages (-S) `tools` is importable only from the path the script adds.
+    r = _script("-S", str(SCRIPT), "--help", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "usage: python tools/flash.py" in r.stdout
+
+
+def test_flash_py_dry_run_refuses_an_invalid_config_with_the_reason(tmp_path):
+    bad = _door()
+    bad["relays"] = [{"pin": 34}]  # input-only pin as an output
+    cfg = _write(tmp_path / "board.json", bad)
+    out = tmp_path / "never-built"
+    r = _script(str(SCRIPT), "--port", FAKE_PORT, "--config", str(cfg), "--out", str(out),
+                "--dry-run", cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"error: board config {cfg} is invalid, nothing was copied" in r.stderr
+    assert f"{cfg}: relays[0].pin: error: GPIO 34" in r.stderr
+    assert not out.exists()  # refused before the build
 
 
 def test_config_that_is_not_json_is_refused_with_line_and_column(

@@ -18,9 +18,13 @@ class Sync:
         self.subs = []
         self.t_status = "p/v1/dev/ct/status"
         self.changed = 0
+        self.errors = []
 
     def status_changed(self):
         self.changed += 1
+
+    def error(self, where, what):  # net.sync's last errors
+        self.errors.append((where, what))
 
 
 def key(n):
@@ -120,6 +124,7 @@ def test_bad_pushes_change_nothing():
         for msgs in bad:
             st = feed(c, msgs)
             assert st.get("bal_err") in ("bad_chunk", "crc", "size", "order", "gap"), msgs
+            assert c.sync.errors[-1] == ("bal", st["bal_err"])  # in the board's last errors
             assert st["bal"] == 2 and read(d, "canteen.bal") == good
             assert read(d, "canteen.bpt") is None
         feed(c, push({3: 1}, 4, 3, 0))

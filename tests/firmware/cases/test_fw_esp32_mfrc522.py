@@ -110,6 +110,10 @@ def test_absent_chip_does_not_block():
     app = h.App()
     beats = h.run(board, app, 1, 300)
     assert not app.taps and beats >= 10, beats
+    # The failed init is in the board's last errors (net.sync Sync.error), under the reader.
+    rc = [r for r in cfg["readers"] if r["type"] == "mfrc522"][0]
+    assert app.errors and app.errors[0][0] == rc["reader"], app.errors
+    assert isinstance(app.errors[0][1], OSError), app.errors
 
 
 def test_boards_build_with_outputs_off():

@@ -82,3 +82,30 @@ def test_absent_chip_does_not_block():
     app = h.App()
     beats = h.run(board, app, 1, 300)
     assert not app.taps and beats >= 10, beats
+    # The failed init is in the board's last errors (net.sync Sync.error), under the reader.
+    rc = [r for r in cfg["readers"] if r["type"] == "pn532"][0]
+    assert app.errors and app.errors[0][0] == rc["reader"], app.errors
+    assert isinstance(app.errors[0][1], OSError), app.errors
+
+
+def test_rejected_frames_reach_the_last_errors():
+    # The driver counts a NACKed frame (no exception, read_uid returns None); the reader task
+    # sees its counter move and records it with the reader's name.
+    name, cfg = h.boards_with("pn532")[0]
+    machine_shim.reset()
+    rc = [r for r in cfg["readers"] if r["type"] == "pn532"][0]
+    chip = PN532Chip(machine_shim.RealClock(), (), rc.get("address", 0x24))
+    machine_shim.wire_i2c(chip)
+    board = h.build(cfg)
+    app = h.App()
+    before = []
+
+    async def feeder(chip=chip, app=app, before=before):
+        from compat import sleep_ms
+        await sleep_ms(250)
+        before.extend(app.errors)  # set up and polling cleanly so far
+        chip.nack_next = True  # the next InListPassiveTarget is NACKed
+
+    h.run(board, app, 1, 800, feeder)  # no card: runs the whole 800 ms
+    assert before == [] and chip.received, (before, chip.received)
+    assert app.errors == [(rc["reader"], "pn532 frame 00")], app.errors

@@ -53,9 +53,14 @@ def boards_with(rtype):
 class App:
     def __init__(self):
         self.taps = []
+        self.errors = []  # (where, what) the reader tasks recorded
+        self.sync = self  # hal.esp32 records reader failures with app.sync.error (net.sync)
 
     def tap(self, uid, reader=None):
         self.taps.append((bytes(uid), reader))
+
+    def error(self, where, what):
+        self.errors.append((where, what))
 
 
 def build(cfg):

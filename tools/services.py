@@ -570,9 +570,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with running_services(args.state_dir, pg_port=args.pg_port, mqtt_port=args.mqtt_port,
                           dbname=args.dbname) as services:
-        print(f"database: {services.pg_url}\nmqtt: {services.mqtt_host}:{services.mqtt_port}\n"
-              "Ctrl-C to stop", flush=True)
+        # Ctrl-C may come as soon as the line below is out, even before print returns.
         with contextlib.suppress(KeyboardInterrupt):
+            print(f"database: {services.pg_url}\nmqtt: {services.mqtt_host}:"
+                  f"{services.mqtt_port}\nCtrl-C to stop", flush=True)
             while True:
                 time.sleep(3600)
     return 0

@@ -4,6 +4,7 @@ workers dies. Each run ends with every event stored exactly once (and its derive
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -192,13 +193,18 @@ def mosquitto(tmp_path: Path) -> Iterator[_Mosquitto]:
     m.stop()
 
 
+@pytest.mark.parametrize("write_path", ["default", "bulk"])
 def test_ingest_sigkilled_ten_times(
     database_url: str, topic_prefix: str, mqtt_addr: tuple[str, int], devices: list[str],
-    tmp_path: Path,
+    tmp_path: Path, write_path: str,
 ) -> None:  # fmt: skip
     _seed(database_url, devices)
     client_id = f"ingest-{topic_prefix}"
     env = _worker_env(database_url, *mqtt_addr, topic_prefix, client_id)
+    if write_path == "bulk":
+        # every flush tries the bulk path (D18); where a redelivered message meets stored events
+        # it gives way to the deduping statement (tests/cloud/test_ingest_bulk.py forces that)
+        env["QADAM_INGEST_BULK_MIN"] = "1"
     log = tmp_path / "ingest.log"
     boards = _boards(*mqtt_addr, topic_prefix, devices)
     stop = threading.Event()
@@ -213,6 +219,9 @@ def test_ingest_sigkilled_ten_times(
             proc = _spawn(env, log)
         n = _drain_and_check(database_url, boards, stop, tapper)
         assert n > 100
+        flushes = [json.loads(line) for line in log.read_text().splitlines()
+                   if line.startswith("{") and '"msg":"ingest flush"' in line]  # fmt: skip
+        assert flushes and any(f["bulk"] for f in flushes) is (write_path == "bulk")
     finally:
         stop.set()
         _kill(proc)
@@ -280,19 +289,19 @@ def test_database_restarts(
         drop_session(*mqtt_addr, client_id)
 
 
+@pytest.mark.parametrize("write_path", ["default", "bulk"])
 def test_three_shared_workers_one_killed(
     database_url: str, topic_prefix: str, mqtt_addr: tuple[str, int], devices: list[str],
-    tmp_path: Path,
+    tmp_path: Path, write_path: str,
 ) -> None:  # fmt: skip
     _seed(database_url, devices)
     group = f"g{uuid.uuid4().hex[:8]}"
     ids = [f"ingest-{topic_prefix}-{i}" for i in range(3)]
-    procs = [
-        _spawn(
-            _worker_env(database_url, *mqtt_addr, topic_prefix, cid, group), tmp_path / f"{cid}.log"
-        )  # fmt: skip
-        for cid in ids
-    ]
+    envs = [_worker_env(database_url, *mqtt_addr, topic_prefix, cid, group) for cid in ids]
+    for env in envs:
+        if write_path == "bulk":  # three processes racing on the same keys: the savepoint path
+            env["QADAM_INGEST_BULK_MIN"] = "1"
+    procs = [_spawn(env, tmp_path / f"{cid}.log") for env, cid in zip(envs, ids, strict=True)]
     boards = _boards(*mqtt_addr, topic_prefix, devices)
     stop = threading.Event()
     try:

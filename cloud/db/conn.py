@@ -18,3 +18,13 @@ def connect(
     return psycopg.connect(
         database_url, autocommit=autocommit, application_name=application_name, **kwargs
     )
+
+
+def close_quietly(conn: psycopg.Connection[Any] | None) -> None:
+    """Close ``conn`` if there is one, ignoring errors: it is being dropped, usually because it
+    already broke."""
+    if conn is not None:
+        try:
+            conn.close()
+        except Exception:
+            pass

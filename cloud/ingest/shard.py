@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from cloud.db.conn import connect
+from cloud.db.conn import close_quietly, connect
 from cloud.ingest.decode import Batch, Decoded, Reject
 from cloud.ingest.inbox import Inbox
 from cloud.ingest.writer import WriteResult, write
@@ -222,9 +222,5 @@ class Writer:
             self._log(logging.WARNING, "event partition upkeep failed", error=repr(str(e)[:200]))
 
     def _drop_connection(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:
-                pass
-            self._conn = None
+        close_quietly(self._conn)
+        self._conn = None

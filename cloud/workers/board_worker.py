@@ -18,7 +18,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.reasoncodes import ReasonCode
 
-from cloud.db.conn import connect
+from cloud.db.conn import close_quietly, connect
 from cloud.mqtt_client import make_client
 from cloud.settings import Settings
 from cloud.signals import run_until_signalled
@@ -171,9 +171,5 @@ class BoardWorker:
         return self._conn
 
     def _drop_connection(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:
-                pass
-            self._conn = None
+        close_quietly(self._conn)
+        self._conn = None

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 import psycopg
 from psycopg.types.json import Jsonb
 
-from cloud.db.conn import connect
+from cloud.db.conn import close_quietly, connect
 from cloud.signals import stop_on_signals
 
 log = logging.getLogger("qadam.outbox")
@@ -379,12 +379,8 @@ class OutboxWorker:
         return self._conn
 
     def _close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except psycopg.Error:
-                pass
-            self._conn = None
+        close_quietly(self._conn)
+        self._conn = None
 
     # -- one round
 

@@ -59,3 +59,13 @@ def empty_database_url() -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["statement", "bulk"])
+def write_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test on both write paths: the insert statement and, from one event on, the bulk
+    COPY path (D18), which gives way to the statement where it must."""
+    from cloud.ingest import writer
+
+    monkeypatch.setattr(writer, "BULK_MIN", 1 if request.param == "bulk" else 10**9)
+    return str(request.param)

@@ -115,6 +115,12 @@ def _dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
         return {t: conn.execute(q).fetchall() for t, q in _TABLES.items()}
 
 
+def _gate_1(seqs: range) -> Batch:
+    b = decode(topic("qadam", "gate-1"), dumps(batch_doc(seqs=seqs)))
+    assert isinstance(b, Batch), b
+    return b
+
+
 def _write(url: str, flush: list[Batch]) -> WriteResult:
     with psycopg.connect(url, autocommit=True) as conn:
         return write(conn, flush)
@@ -147,9 +153,7 @@ def test_a_race_with_another_writer_falls_back_to_the_statement(
 ) -> None:
     url, _ = two_databases
     monkeypatch.setattr(writer, "BULK_MIN", 1)
-    first = decode(topic("qadam", "gate-1"), dumps(batch_doc(seqs=range(1, 11))))
-    second = decode(topic("qadam", "gate-1"), dumps(batch_doc(seqs=range(11, 21))))
-    assert isinstance(first, Batch) and isinstance(second, Batch)
+    first, second = _gate_1(range(1, 11)), _gate_1(range(11, 21))
     assert _write(url, [first]).bulk
     # Another worker stored batch 1 between our check and our COPY: the check is blinded here,
     # so the COPY meets the key, its savepoint rolls back, and the statement dedupes.
@@ -175,8 +179,5 @@ def test_overlapping_batches_in_one_flush_take_the_statement(
 ) -> None:
     url, _ = two_databases
     monkeypatch.setattr(writer, "BULK_MIN", 1)
-    a = decode(topic("qadam", "gate-1"), dumps(batch_doc(seqs=range(1, 6))))
-    b = decode(topic("qadam", "gate-1"), dumps(batch_doc(seqs=range(4, 9))))
-    assert isinstance(a, Batch) and isinstance(b, Batch)
-    r = _write(url, [a, b])
+    r = _write(url, [_gate_1(range(1, 6)), _gate_1(range(4, 9))])
     assert (r.bulk, r.inserted, r.duplicates) == (False, 8, 2)

@@ -10,23 +10,17 @@ import psycopg
 import pytest
 from cloud_helpers import CARD_A, CARD_B, T0, Seed, batch_doc, dumps, topic
 
-from cloud.ingest import writer
 from cloud.ingest.decode import Batch, decode
 from cloud.ingest.writer import write
+
+# every test here runs on both write paths (tests/cloud/conftest.py write_path)
+pytestmark = pytest.mark.usefixtures("write_path")
 
 
 def _batch(**kw: Any) -> Batch:
     got = decode(topic("qadam", kw.get("dev", "gate-1")), dumps(batch_doc(**kw)))
     assert isinstance(got, Batch), got
     return got
-
-
-@pytest.fixture(autouse=True, params=["statement", "bulk"])
-def write_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test here runs on both write paths: the insert statement and, from one event on,
-    the bulk COPY path (D18), which gives way to the statement where it must."""
-    monkeypatch.setattr(writer, "BULK_MIN", 1 if request.param == "bulk" else 10**9)
-    return str(request.param)
 
 
 @pytest.fixture

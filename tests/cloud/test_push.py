@@ -227,16 +227,24 @@ def test_tap_reaches_each_guardian_encrypted_in_their_language(
     assert _outbox(database_url)["taps:gate-1:7:1"][0] is True
 
 
+def _ok_and_flaky_phones(
+    url: str, seed: Seed, vapid_file: Path, push_service: FakePushService, lang: str
+) -> tuple[Settings, Any, Any]:
+    """Two guardians of Alice, each with a phone; the second phone's next push fails (503)."""
+    settings = _settings(url, vapid_file)
+    key = VapidKey(vapid_file.read_bytes(), "mailto:ops@qadam.kz").application_server_key
+    g1, g2 = _guardians(url, seed.alice, 2)
+    ok, flaky = push_service.browser(key), push_service.browser(key)
+    _subscribe(url, g1, ok, lang)
+    _subscribe(url, g2, flaky, lang)
+    push_service.fail[flaky.token] = 1
+    return settings, ok, flaky
+
+
 def test_retry_goes_only_to_the_subscription_that_failed(
     database_url: str, seed: Seed, vapid_file: Path, push_service: FakePushService
 ) -> None:
-    settings = _settings(database_url, vapid_file)
-    key = VapidKey(vapid_file.read_bytes(), "mailto:ops@qadam.kz").application_server_key
-    g1, g2 = _guardians(database_url, seed.alice, 2)
-    ok, flaky = push_service.browser(key), push_service.browser(key)
-    _subscribe(database_url, g1, ok, "ru")
-    _subscribe(database_url, g2, flaky, "ru")
-    push_service.fail[flaky.token] = 1
+    settings, ok, flaky = _ok_and_flaky_phones(database_url, seed, vapid_file, push_service, "ru")
     _low_balance(database_url, seed.alice, "low_balance:1:2026-11-28")
     worker = _worker(database_url, settings)
     worker.run_once()
@@ -256,13 +264,7 @@ def test_a_run_of_taps_retried_reaches_each_phone_once_per_tap(
 ) -> None:
     # One outbox row carries both taps (D18); the first attempt fails for one phone at the first
     # tap, so the whole row is retried: each phone still gets each tap exactly once.
-    settings = _settings(database_url, vapid_file)
-    key = VapidKey(vapid_file.read_bytes(), "mailto:ops@qadam.kz").application_server_key
-    g1, g2 = _guardians(database_url, seed.alice, 2)
-    ok, flaky = push_service.browser(key), push_service.browser(key)
-    _subscribe(database_url, g1, ok, "en")
-    _subscribe(database_url, g2, flaky, "en")
-    push_service.fail[flaky.token] = 1
+    settings, ok, flaky = _ok_and_flaky_phones(database_url, seed, vapid_file, push_service, "en")
     doc = batch_doc(seqs=[1, 2], card=CARD_A)
     doc["events"][1]["reader"] = "out"
     batch = decode(topic("qadam", "gate-1"), dumps(doc))

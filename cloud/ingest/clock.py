@@ -1,7 +1,8 @@
 """Clock correction (protocol.md "Clock"): a status with ``clock: {synced:1, t, up}`` gives the
 reference pair of the board's current ``boot``; every event of that (device, boot) with sync 0
 gets ``occurred_at_corrected = t_ref - (up_ref - up) / 1000`` (migration 0008). Events stored later
-are corrected on insert by the trigger ``events_clock_correct``."""
+are corrected on insert by the ingest (:func:`clock_corrected_us` on the bulk path, the SQL function
+of the same name in the insert statement)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,20 @@ def clock_ref(doc: dict[str, Any]) -> tuple[int, int, int] | None:
         return None
     assert isinstance(boot, int) and isinstance(t, int) and isinstance(up, int)
     return boot, t, up
+
+
+_PG_EPOCH_S = 946_684_800.0  # 2000-01-01T00:00:00Z, PostgreSQL's epoch, in Unix seconds
+
+
+def clock_corrected_us(t_ref: int, up_ref: int, up: int) -> int:
+    """The SQL function ``clock_corrected`` (migration 0008) exactly, as PostgreSQL stores it:
+    microseconds since 2000-01-01 UTC of ``to_timestamp(t_ref - (up_ref - up) / 1000.0)``.
+    The numeric quotient is exact; PostgreSQL rounds it to a double, and to_timestamp takes
+    ``rint((x - 946684800) * 1e6)``. Python's int division rounds correctly and ``round`` is
+    rint, so this is the same number (a test compares both). Out of timestamptz's range, the
+    database refuses it as it refuses the SQL function's result."""
+    x = (t_ref * 1000 - (up_ref - up)) / 1000
+    return round((x - _PG_EPOCH_S) * 1e6)
 
 
 def apply_status_clock(conn: Conn, device: str, doc: dict[str, Any]) -> int:

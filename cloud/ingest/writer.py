@@ -3,9 +3,11 @@
 Events are binary-COPied into a per-connection temporary staging table and moved with one
 ``INSERT ... SELECT ... ON CONFLICT (device_id, boot, seq, occurred_at) DO NOTHING`` (a
 retransmission is byte-identical, so it has the same occurred_at and costs nothing; it is acked
-again). The same statement derives attendance, meal receipts and outbox rows from the events that
-were new (docs/ingest.md). Batches from unregistered devices (D4) and rejects go to
-``quarantine`` in the same transaction. The caller commits, *then* publishes the acks.
+again); a big flush of events none of which is stored yet goes straight into ``events`` by COPY
+(the bulk path, D18). The events that were new get their attendance, meal receipts and outbox
+rows in the same transaction (cloud.ingest.derive, docs/ingest.md). Batches from unregistered
+devices (D4) and rejects go to ``quarantine`` in the same transaction. The caller commits,
+*then* publishes the acks.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import weakref
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
-from cloud.ingest.decode import UNKNOWN_DEVICE, Batch, Decoded, Reject
+from cloud.ingest.clock import clock_corrected_us
+from cloud.ingest.decode import UNKNOWN_DEVICE, Batch, Decoded, Event, Reject
+from cloud.ingest.derive import Derived, LocalDays
 
 log = logging.getLogger("qadam.ingest.writer")
 
@@ -54,8 +57,7 @@ class WriteResult:
 _STAGING_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS ingest_staging (
     device_id text, boot bigint, seq bigint, card_key text, kind text, reader text,
-    result text, reason text, t bigint, sync boolean, up bigint, dish bigint,
-    school_id text, person_id bigint
+    result text, reason text, t bigint, sync boolean, up bigint, dish bigint
 ) ON COMMIT DELETE ROWS
 """
 _STAGING_COLUMNS = "device_id, boot, seq, card_key, kind, reader, result, reason, t, sync, up, dish"
@@ -64,107 +66,44 @@ _STAGING_TYPES = [
 ]  # fmt: skip
 _COPY = f"COPY ingest_staging ({_STAGING_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 
-# Granted taps per parent-notification outbox row (at most; a run of seq numbers).
-TAPS_PER_NOTE = 256
-
-# One statement: the new events (ON CONFLICT on the identity skips retransmissions) and, from
-# exactly those new rows (RETURNING), the derived rows: attendance per person and local day,
-# meal receipts for granted canteen taps, and parent-notification outbox rows for granted taps of
-# known people.
+# The new events (ON CONFLICT on the identity skips retransmissions), with their school (the
+# device's), their person (the card's owner, if in that school) and, for an unsynced clock whose
+# boot's reference pair is known, the corrected time (migration 0008). RETURNING names exactly
+# the rows that were new; their derived rows follow (cloud.ingest.derive).
 # Rows are sorted so concurrent workers take row locks in the same order.
-_MOVE_INSERT = """
-WITH ins AS (
-    INSERT INTO events (device_id, boot, seq, school_id, person_id, card_key, kind, reader,
-                        result, reason, board_time, clock_synced, uptime_ms, occurred_at)
-    SELECT s.device_id, s.boot, s.seq, d.school_id, p.id, s.card_key, s.kind, s.reader,
-           s.result, s.reason, to_timestamp(s.t), s.sync, s.up, to_timestamp(s.t)
-    FROM ingest_staging s
-    JOIN devices d ON d.id = s.device_id
-    LEFT JOIN cards c ON c.card_key = s.card_key
-    LEFT JOIN people p ON p.id = c.person_id AND p.school_id = d.school_id
-    ORDER BY s.device_id, s.boot, s.seq
-    ON CONFLICT (device_id, boot, seq, occurred_at) DO NOTHING
-    RETURNING device_id, boot, seq, school_id, person_id, reader, result, occurred_at
-)"""
-_DERIVED = """, granted AS (
-    SELECT i.*, (i.occurred_at AT TIME ZONE sc.timezone)::date AS day
-    FROM ins i JOIN schools sc ON sc.id = i.school_id
-    WHERE i.result = 'granted'
-), att AS (
-    INSERT INTO attendance AS a (person_id, day, school_id, first_in, last_out, passages)
-    SELECT person_id, day, min(school_id),
-           min(occurred_at) FILTER (WHERE reader = 'in'),
-           max(occurred_at) FILTER (WHERE reader = 'out'),
-           count(*)
-    FROM granted
-    WHERE person_id IS NOT NULL AND reader IN ('in', 'out')
-    GROUP BY person_id, day
-    ORDER BY person_id, day
-    ON CONFLICT (person_id, day) DO UPDATE
-       SET first_in = LEAST(a.first_in, EXCLUDED.first_in),
-           last_out = GREATEST(a.last_out, EXCLUDED.last_out),
-           passages = a.passages + EXCLUDED.passages,
-           updated_at = now()
-), meals AS (
-    INSERT INTO meal_receipts (device_id, boot, seq, school_id, person_id, meal_category,
-                               occurred_at, day, dish_id)
-    SELECT g.device_id, g.boot, g.seq, g.school_id, g.person_id, p.meal_category,
-           g.occurred_at, g.day, dd.id
-    FROM granted g LEFT JOIN people p ON p.id = g.person_id
-    -- the dish the board reported, if it is one of this school's (else NULL, never an error)
-    LEFT JOIN dishes dd ON dd.school_id = g.school_id AND dd.id = (
-        SELECT max(s.dish) FROM ingest_staging s
-        WHERE s.device_id = g.device_id AND s.boot = g.boot AND s.seq = g.seq)
-    WHERE g.reader = 'canteen'
-    ON CONFLICT (device_id, boot, seq) DO NOTHING
-), notes AS (
-    -- one row per board boot and run of up to TAPS_PER_NOTE new taps (not one per tap: per-row
-    -- cost dominated a replay flush, D18); its key is that of the run's first tap, which is new
-    -- exactly once, so a retransmission adds no row. The payload names the taps by seq only
-    -- (building a JSON object per tap cost more than the rest of the row); the worker reads
-    -- them from events and sends one push per tap, keyed 'tap:device:boot:seq' as before.
-    INSERT INTO outbox (kind, idempotency_key, payload)
-    SELECT 'parent_notification',
-           'taps:' || g.device_id || ':' || g.boot || ':' || min(g.seq),
-           jsonb_build_object('school_id', min(g.school_id), 'device_id', g.device_id,
-                              'boot', g.boot, 'seqs', to_jsonb(array_agg(g.seq ORDER BY g.seq)))
-    FROM granted g
-    WHERE g.person_id IS NOT NULL
-    GROUP BY g.device_id, g.boot, g.seq / TAPS_PER_NOTE
-    ORDER BY g.device_id, g.boot, min(g.seq)
-    ON CONFLICT (idempotency_key) DO NOTHING
-)
-SELECT count(*) FROM ins
-""".replace("TAPS_PER_NOTE", str(TAPS_PER_NOTE))
-_MOVE = _MOVE_INSERT + _DERIVED
-
-# The bulk path (D18) has already copied the new events into events; the same derived rows come
-# from the staging table, which then holds exactly those events with their resolved ids.
-_DERIVE_STAGED = (
-    """
-WITH ins AS (
-    SELECT device_id, boot, seq, school_id, person_id, reader, result,
-           to_timestamp(t) AS occurred_at
-    FROM ingest_staging
-)"""
-    + _DERIVED
-)
+_INSERT = """
+INSERT INTO events (device_id, boot, seq, school_id, person_id, card_key, kind, reader,
+                    result, reason, board_time, clock_synced, uptime_ms, occurred_at,
+                    occurred_at_corrected)
+SELECT s.device_id, s.boot, s.seq, d.school_id, p.id, s.card_key, s.kind, s.reader,
+       s.result, s.reason, to_timestamp(s.t), s.sync, s.up, to_timestamp(s.t),
+       CASE WHEN NOT s.sync THEN clock_corrected(r.t_ref, r.up_ref, s.up) END
+FROM ingest_staging s
+JOIN devices d ON d.id = s.device_id
+LEFT JOIN cards c ON c.card_key = s.card_key
+LEFT JOIN people p ON p.id = c.person_id AND p.school_id = d.school_id
+LEFT JOIN device_clock_refs r ON r.device_id = s.device_id AND r.boot = s.boot
+ORDER BY s.device_id, s.boot, s.seq
+ON CONFLICT (device_id, boot, seq, occurred_at) DO NOTHING
+RETURNING device_id, boot, seq, person_id
+"""
 
 # A flush of at least this many events takes the bulk path (a replay); smaller ones (live
-# traffic) the one statement above.
+# traffic) the insert statement above.
 BULK_MIN = 1_000
 _EVENT_COLUMNS = (
     "device_id, boot, seq, school_id, person_id, card_key, kind, reader, result, reason,"
-    " board_time, clock_synced, uptime_ms, occurred_at"
+    " board_time, clock_synced, uptime_ms, occurred_at, occurred_at_corrected"
 )
+# The timestamptz columns go as int8: in COPY's binary format a timestamptz *is* a big-endian
+# int8 of microseconds since 2000-01-01 UTC (PostgreSQL's timestamptz_send/recv), and an int is
+# far cheaper to make and dump than a datetime (a replay writes two per event).
 _EVENT_TYPES = [
     "text", "int8", "int8", "text", "int8", "text", "text", "text", "text", "text",
-    "timestamptz", "bool", "int8", "timestamptz",
+    "int8", "bool", "int8", "int8", "int8",
 ]  # fmt: skip
+_PG_EPOCH_S = 946_684_800  # 2000-01-01T00:00:00Z in Unix seconds
 _COPY_EVENTS = f"COPY events ({_EVENT_COLUMNS}) FROM STDIN (FORMAT BINARY)"
-_COPY_RESOLVED = (
-    f"COPY ingest_staging ({_STAGING_COLUMNS}, school_id, person_id) FROM STDIN (FORMAT BINARY)"
-)
 # Is any event of these (device, boot, seq range)s stored already? (then: the statement above)
 _ANY_STORED = """
 SELECT 1 FROM unnest(%s::text[], %s::int8[], %s::int8[], %s::int8[]) AS r(device_id, boot, lo, hi)
@@ -175,6 +114,13 @@ LIMIT 1
 _CARD_OWNERS = (
     "SELECT c.card_key, p.id, p.school_id FROM cards c JOIN people p ON p.id = c.person_id"
     " WHERE c.card_key = ANY(%s)"
+)
+_CLOCK_REFS = (
+    "SELECT device_id, boot, t_ref, up_ref FROM device_clock_refs WHERE device_id = ANY(%s)"
+)
+_DEVICES = (
+    "SELECT d.id, d.school_id, s.timezone FROM devices d JOIN schools s ON s.id = d.school_id"
+    " WHERE d.id = ANY(%s)"
 )
 
 _INSERT_QUARANTINE = """
@@ -206,22 +152,43 @@ def quarantine(cur: psycopg.Cursor[Any], reject: Reject) -> None:
     )
 
 
-_staged: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+# Per connection: its staging table exists, and the local days it has asked for (derive.py).
+_sessions: weakref.WeakKeyDictionary[psycopg.Connection[Any], LocalDays] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def _stage(cur: psycopg.Cursor[Any], rows: list[tuple[object, ...]]) -> None:
-    """Binary COPY ``rows`` into this connection's (session-local) staging table."""
+def _statement(
+    cur: psycopg.Cursor[Any], batches: list[Batch], schools: dict[str, str], derived: Derived
+) -> int:
+    """Store the events of ``batches`` by the insert statement (dedupes), gather the derived rows
+    of the new ones; return how many were new."""
     with cur.copy(_COPY) as copy:
         copy.set_types(_STAGING_TYPES)
-        for r in rows:
-            copy.write_row(r)
+        for b in batches:
+            dev = b.device
+            for e in b.events:
+                copy.write_row((dev, e.boot, e.seq, e.card, e.kind, e.reader, e.result,
+                                e.reason, e.t, e.sync == 1, e.up, e.dish))  # fmt: skip
+    sent = {(b.device, e.boot, e.seq): e for b in batches for e in b.events}
+    new: dict[str, tuple[list[Event], list[int | None]]] = {}
+    for dev, boot, seq, person in cur.execute(_INSERT).fetchall():
+        events, persons = new.setdefault(dev, ([], []))
+        events.append(sent[(dev, boot, seq)])
+        persons.append(person)
+    derived.prepare(cur, [(schools[dev], events) for dev, (events, _) in new.items()])
+    for dev, (events, persons) in new.items():
+        derived.add(dev, schools[dev], events, persons)
+    return sum(len(events) for events, _ in new.values())
 
 
-def _bulk(cur: psycopg.Cursor[Any], batches: list[Batch], schools: dict[str, str]) -> int | None:
+def _bulk(
+    cur: psycopg.Cursor[Any], batches: list[Batch], schools: dict[str, str], derived: Derived
+) -> int | None:
     """Store the events of ``batches`` by COPY straight into ``events`` (about half the database
-    time of the insert statement, D18), then their derived rows; return how many, or None when
-    this flush is not one for the bulk path: some of its events may be stored already, or two of
-    its batches overlap (the caller then uses the insert statement, which dedupes).
+    time of the insert statement, D18), gather their derived rows, and return how many; or None
+    when this flush is not one for the bulk path: some of its events may be stored already, or
+    two of its batches overlap (the caller then uses the insert statement, which dedupes).
 
     Runs in a savepoint: if another worker stores one of these events meanwhile, the COPY
     fails on the key, the savepoint is rolled back, and None sends the flush the other way."""
@@ -240,34 +207,35 @@ def _bulk(cur: psycopg.Cursor[Any], batches: list[Batch], schools: dict[str, str
         return None
     cards = sorted({e.card for b in batches for e in b.events})
     owners = {str(k): (int(pid), str(sch)) for k, pid, sch in cur.execute(_CARD_OWNERS, (cards,))}
-    events: list[tuple[object, ...]] = []
-    staged: list[tuple[object, ...]] = []
-    for b in batches:
-        dev, school = b.device, schools[b.device]
-        for e in b.events:
-            owner = owners.get(e.card)
-            person = owner[0] if owner is not None and owner[1] == school else None
-            at = datetime.fromtimestamp(e.t, UTC)  # = to_timestamp(t)
-            sync = e.sync == 1
-            events.append((dev, e.boot, e.seq, school, person, e.card, e.kind, e.reader,
-                           e.result, e.reason, at, sync, e.up, at))  # fmt: skip
-            staged.append((dev, e.boot, e.seq, e.card, e.kind, e.reader, e.result, e.reason,
-                           e.t, sync, e.up, e.dish, school, person))  # fmt: skip
+    refs: dict[tuple[str, int], tuple[int, int]] = {}
+    if any(e.sync == 0 for b in batches for e in b.events):
+        for dev, boot, t_ref, up_ref in cur.execute(_CLOCK_REFS, (sorted(schools),)):
+            refs[(str(dev), int(boot))] = (int(t_ref), int(up_ref))
+    derived.prepare(cur, [(schools[b.device], b.events) for b in batches])
+    # One pass: each row goes to PostgreSQL as soon as it is built, and the batch's derived rows
+    # are gathered while the server works on what was sent.
     try:
-        with cur.connection.transaction():
-            with cur.copy(_COPY_EVENTS) as copy:
-                copy.set_types(_EVENT_TYPES)
-                for r in events:
-                    copy.write_row(r)
-            with cur.copy(_COPY_RESOLVED) as copy:
-                copy.set_types([*_STAGING_TYPES, "text", "int8"])
-                for r in staged:
-                    copy.write_row(r)
-            row = cur.execute(_DERIVE_STAGED).fetchone()
+        with cur.connection.transaction(), cur.copy(_COPY_EVENTS) as copy:
+            copy.set_types(_EVENT_TYPES)
+            write_row = copy.write_row
+            for b in batches:
+                dev, school = b.device, schools[b.device]
+                persons: list[int | None] = []
+                for e in b.events:
+                    owner = owners.get(e.card)
+                    person = owner[0] if owner is not None and owner[1] == school else None
+                    persons.append(person)
+                    at = (e.t - _PG_EPOCH_S) * 1_000_000  # = to_timestamp(t), see _EVENT_TYPES
+                    corrected = None
+                    if e.sync == 0 and (ref := refs.get((dev, e.boot))) is not None:
+                        corrected = clock_corrected_us(ref[0], ref[1], e.up)
+                    write_row((dev, e.boot, e.seq, school, person, e.card, e.kind,
+                               e.reader, e.result, e.reason, at, e.sync == 1, e.up, at,
+                               corrected))  # fmt: skip
+                derived.add(dev, school, b.events, persons)
     except psycopg.errors.UniqueViolation:
         return None
-    assert row is not None and int(row[0]) == len(events)
-    return len(events)
+    return sum(len(b.events) for b in batches)
 
 
 def write(
@@ -282,30 +250,25 @@ def write(
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         raise RuntimeError("write() needs a connection with no open transaction (autocommit)")
     result = WriteResult()
-    if conn not in _staged:  # in its own transaction: a failed write must not drop it
+    days = _sessions.get(conn)
+    if days is None:  # in its own transaction: a failed write must not drop it
         with conn.transaction():
             conn.execute(_STAGING_DDL)
-            # A replay flush of ~16,000 events sorts its outbox rows; at the default 4 MB that
-            # sort spills to disk (EXPLAIN ANALYZE: "external merge"). Session-wide, once.
-            conn.execute("SET work_mem = '32MB'")
-        _staged.add(conn)
+        days = _sessions[conn] = LocalDays()
     with conn.transaction(), conn.cursor() as cur:
         batches = [i for i in items if isinstance(i, Batch)]
         schools: dict[str, str] = {}  # device -> its school, for the registered devices
+        zones: dict[str, str] = {}  # school -> its time zone
         if batches:
             devices = sorted({b.device for b in batches})
-            cur.execute("SELECT id, school_id FROM devices WHERE id = ANY(%s)", (devices,))
-            schools = {str(d): str(s) for d, s in cur.fetchall()}
-        known = schools.keys()
+            for dev, school, zone in cur.execute(_DEVICES, (devices,)):
+                schools[str(dev)] = str(school)
+                zones[str(school)] = str(zone)
 
-        rows: list[tuple[object, ...]] = []
+        stored: list[Batch] = []
         for item in items:
-            if isinstance(item, Batch) and item.device in known:
-                for e in item.events:
-                    rows.append((
-                        item.device, e.boot, e.seq, e.card, e.kind, e.reader,
-                        e.result, e.reason, e.t, e.sync == 1, e.up, e.dish,
-                    ))  # fmt: skip
+            if isinstance(item, Batch) and item.device in schools:
+                stored.append(item)
             elif isinstance(item, Batch):
                 quarantine(
                     cur,
@@ -327,17 +290,19 @@ def write(
                 result.quarantined += 1
                 result.rejects[item.reason] += 1
 
-        if rows:
-            bulk = None
-            if len(rows) >= (BULK_MIN if bulk_min is None else bulk_min):
-                bulk = _bulk(cur, [b for b in batches if b.device in known], schools)
-                result.bulk = bulk is not None
-            if bulk is None:
-                _stage(cur, rows)
-                row = cur.execute(_MOVE).fetchone()
-                bulk = int(row[0]) if row else 0
-            result.inserted = bulk
-            result.duplicates = len(rows) - result.inserted
+        n = sum(len(b.events) for b in stored)
+        if n:
+            inserted = None
+            if n >= (BULK_MIN if bulk_min is None else bulk_min):
+                derived = Derived(zones, days)
+                inserted = _bulk(cur, stored, schools, derived)
+                result.bulk = inserted is not None
+            if inserted is None:
+                derived = Derived(zones, days)
+                inserted = _statement(cur, stored, schools, derived)
+            derived.write(cur)
+            result.inserted = inserted
+            result.duplicates = n - inserted
 
     for item in items:
         if isinstance(item, Batch):

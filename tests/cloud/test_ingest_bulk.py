@@ -1,6 +1,7 @@
-"""The bulk write path (D18): a big flush goes into events by COPY and its derived rows come from
-the staging table. It must store exactly what the insert statement stores, and give way to the
-statement whenever it cannot be sure every event is new."""
+"""The bulk write path (D18): a big flush goes into events by COPY. It must store exactly what the
+insert statement stores, and give way to the statement whenever it cannot be sure every event is
+new. On both paths the derived rows (computed by the ingest, D21) must be what PostgreSQL computes
+from the stored events."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from cloud_helpers import CARD_A, CARD_B, T0, batch_doc, dumps, topic
 from cloud.domain import registry
 from cloud.ingest import writer
 from cloud.ingest.decode import Batch, decode
+from cloud.ingest.derive import TAPS_PER_NOTE
 from cloud.ingest.writer import WriteResult, write
 
 STRANGER = "00000000000000ff"  # nobody's card
@@ -63,7 +65,7 @@ def two_databases(db_template: str) -> Iterator[tuple[str, str]]:
                 admin.execute(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)')
 
 
-def _flushes(rng: random.Random) -> list[list[Batch]]:
+def _flushes(rng: random.Random, t0: int = T0) -> list[list[Batch]]:
     """Flushes of mixed traffic: both schools, canteen taps with and without a valid dish,
     unknown cards, a card of the other school, denials, unsynced clocks, a retransmission."""
     seqs = {("gate-1", 7): 1, ("gate-1", 8): 1, ("till-1", 3): 1, ("gate-2", 1): 1}
@@ -79,7 +81,7 @@ def _flushes(rng: random.Random) -> list[list[Batch]]:
             for s in range(first, first + n):
                 reader = "canteen" if dev == "till-1" else rng.choice(["in", "out"])
                 ev: dict[str, Any] = {
-                    "boot": boot, "seq": s, "t": T0 + rng.randint(0, 40 * 3600),
+                    "boot": boot, "seq": s, "t": t0 + rng.randint(0, 40 * 3600),
                     "sync": 0 if boot == 8 and rng.random() < 0.5 else 1, "up": 1000 * s,
                     "kind": "tap", "reader": reader,
                     "card": rng.choice([CARD_A, CARD_A, CARD_B, STRANGER]),
@@ -181,3 +183,79 @@ def test_overlapping_batches_in_one_flush_take_the_statement(
     monkeypatch.setattr(writer, "BULK_MIN", 1)
     r = _write(url, [_gate_1(range(1, 6)), _gate_1(range(4, 9))])
     assert (r.bulk, r.inserted, r.duplicates) == (False, 8, 2)
+
+
+# What the derived tables must hold, computed by PostgreSQL from the stored events (the SQL the
+# writer used before D21). Dishes are not in events; test_ingest_timeseries checks them.
+_ORACLE = {
+    "attendance": """
+        SELECT e.person_id, (e.occurred_at AT TIME ZONE sc.timezone)::date, min(e.school_id),
+               min(e.occurred_at) FILTER (WHERE e.reader = 'in'),
+               max(e.occurred_at) FILTER (WHERE e.reader = 'out'), count(*)
+        FROM events e JOIN schools sc ON sc.id = e.school_id
+        WHERE e.result = 'granted' AND e.person_id IS NOT NULL AND e.reader IN ('in', 'out')
+        GROUP BY 1, 2 ORDER BY 1, 2""",
+    "meal_receipts": """
+        SELECT e.device_id, e.boot, e.seq, e.school_id, e.person_id, p.meal_category,
+               e.occurred_at, (e.occurred_at AT TIME ZONE sc.timezone)::date
+        FROM events e JOIN schools sc ON sc.id = e.school_id
+        LEFT JOIN people p ON p.id = e.person_id
+        WHERE e.result = 'granted' AND e.reader = 'canteen' ORDER BY 1, 2, 3""",
+    "notes": """
+        SELECT device_id, boot, seq, school_id FROM events
+        WHERE result = 'granted' AND person_id IS NOT NULL ORDER BY 1, 2, 3""",
+}
+_DERIVED = {
+    "attendance": "SELECT person_id, day, school_id, first_in, last_out, passages FROM attendance"
+                  " ORDER BY 1, 2",
+    "meal_receipts": "SELECT device_id, boot, seq, school_id, person_id, meal_category,"
+                     " occurred_at, day FROM meal_receipts ORDER BY 1, 2, 3",
+    # each noted tap, from the notes' payloads, with the note's key
+    "notes": """
+        SELECT o.payload->>'device_id', (o.payload->>'boot')::int8, s.seq::int8,
+               o.payload->>'school_id'
+        FROM outbox o, jsonb_array_elements_text(o.payload->'seqs') AS s(seq)
+        WHERE o.kind = 'parent_notification' ORDER BY 1, 2, 3""",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("path", ["bulk", "statement"])
+@pytest.mark.parametrize(
+    ("zones", "t0"),
+    [
+        (("Asia/Almaty", "Asia/Almaty"), T0),
+        # a fall-back at local midnight, and a +05:45 zone, around that instant
+        (("America/Asuncion", "Asia/Kathmandu"), 1_679_799_600 - 20 * 3600),
+        # a 30-minute change of offset at half past the UTC hour
+        (("Australia/Lord_Howe", "UTC+5"), 1_696_087_800 - 20 * 3600),
+    ],
+)
+def test_derived_rows_are_what_sql_computes_from_the_events(
+    two_databases: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+    zones: tuple[str, str],
+    t0: int,
+) -> None:
+    url, _ = two_databases
+    with psycopg.connect(url) as conn:
+        for school, zone in zip(("s1", "s2"), zones, strict=True):
+            conn.execute("UPDATE schools SET timezone = %s WHERE id = %s", (zone, school))
+    monkeypatch.setattr(writer, "BULK_MIN", 1 if path == "bulk" else 10**9)
+    flushes = _flushes(random.Random(5), t0)
+    for flush in flushes:
+        _write(url, flush)
+    with psycopg.connect(url) as conn:
+        for table, sql in _ORACLE.items():
+            assert conn.execute(_DERIVED[table]).fetchall() == conn.execute(sql).fetchall(), table
+        assert conn.execute("SELECT count(*) FROM attendance").fetchone()[0] > 1
+        keys = conn.execute(
+            "SELECT idempotency_key, payload->>'device_id', payload->>'boot',"
+            " payload->'seqs'->>0, jsonb_array_length(payload->'seqs'),"
+            " (payload->'seqs'->>0)::int8 / %s = (payload->'seqs'->>-1)::int8 / %s"
+            " FROM outbox WHERE kind = 'parent_notification'",
+            (TAPS_PER_NOTE, TAPS_PER_NOTE),
+        ).fetchall()
+    # a note is one run of at most TAPS_PER_NOTE taps, keyed by its first
+    assert keys and all(k == f"taps:{d}:{b}:{s}" and 1 <= n <= TAPS_PER_NOTE and run
+                        for k, d, b, s, n, run in keys)  # fmt: skip

@@ -137,7 +137,7 @@ def test_outbox_notes_every_granted_tap_of_a_known_person_once(conn: Any, seed: 
 
 
 def test_a_long_run_of_taps_is_split_into_bounded_notes(conn: Any, seed: Seed) -> None:
-    from cloud.ingest.writer import TAPS_PER_NOTE
+    from cloud.ingest.derive import TAPS_PER_NOTE
 
     n = TAPS_PER_NOTE * 2 + 10
     write(conn, [_batch(seqs=range(1, 33))] + [

@@ -1,0 +1,243 @@
+"""The rows derived from newly stored events, computed in the ingest (D21).
+
+Every new event may add to three tables in the same transaction (docs/ingest.md):
+- ``attendance``: per person and *local* day of their school, the first granted ``in``, the last
+  granted ``out`` and the number of granted passages;
+- ``meal_receipts``: one per granted canteen tap;
+- ``outbox``: one ``parent_notification`` row per board boot and run of up to ``TAPS_PER_NOTE``
+  granted taps of known people (D18).
+
+Both write paths (the insert statement and the bulk COPY) hand their new events, batch by batch,
+to :class:`Derived`, which groups them here and writes the few resulting rows with one statement.
+Doing the grouping in SQL cost the database ~3 us per event of a replay flush (a time-zone
+conversion, two sorts and a group per event); here it is a dictionary update.
+
+Local days come from the database itself (:class:`LocalDays`), so the time-zone rules are the
+ones PostgreSQL applies everywhere else (reports, API), whatever a school's ``timezone`` says.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import psycopg
+
+from cloud.ingest.decode import Event
+
+# Granted taps per parent-notification outbox row (at most; a run of seq numbers).
+TAPS_PER_NOTE = 256
+
+_HOUR = 3600
+_DAY = 86400
+
+# The UTC offset in seconds at the first and the last second of each hour asked for.
+_HOUR_OFFSETS = """
+SELECT z, h, extract(epoch FROM to_timestamp(h * 3600) AT TIME ZONE z)::int8 - h * 3600,
+       extract(epoch FROM to_timestamp(h * 3600 + 3599) AT TIME ZONE z)::int8 - (h * 3600 + 3599)
+FROM unnest(%s::text[], %s::int8[]) AS q(z, h)
+"""
+# The local day (days since 1970-01-01) of single instants, for hours in which the offset changes.
+_DAYS = """
+SELECT z, t, (to_timestamp(t) AT TIME ZONE z)::date - date '1970-01-01'
+FROM unnest(%s::text[], %s::int8[]) AS q(z, t)
+"""
+
+
+class LocalDays:
+    """The local day of Unix times in time zones, exactly as PostgreSQL's
+    ``(to_timestamp(t) AT TIME ZONE zone)::date`` gives it, at the cost of one small query per
+    flush for the hours not seen before.
+
+    Within an hour whose first and last second have the same UTC offset, the offset holds for
+    the whole hour (offsets change months apart, never twice within an hour), so the day is
+    ``(t + offset) // 86400``. The rare instants of an hour in which the offset changes are asked
+    for one by one. One instance per database connection: not shared between threads."""
+
+    MAX_HOURS = 100_000  # cached (zone, hour) pairs; cleared when exceeded
+
+    def __init__(self) -> None:
+        self._offsets: dict[str, dict[int, int | None]] = {}  # zone -> hour -> offset or None
+        self._exact: dict[tuple[str, int], int] = {}  # (zone, t) -> day, for those hours
+        self._cached = 0
+
+    def resolve(self, cur: psycopg.Cursor[Any], times: dict[str, set[int]]) -> None:
+        """Make :meth:`day` answer for every ``t`` in ``times[zone]``."""
+        if self._cached > self.MAX_HOURS:
+            self._offsets.clear()
+            self._exact.clear()
+            self._cached = 0
+        zones: list[str] = []
+        hours: list[int] = []
+        for zone, ts in times.items():
+            known = self._offsets.setdefault(zone, {})
+            for h in {t // _HOUR for t in ts}:
+                if h not in known:
+                    zones.append(zone)
+                    hours.append(h)
+        if zones:
+            for zone, h, first, last in cur.execute(_HOUR_OFFSETS, (zones, hours)):
+                self._offsets[zone][h] = int(first) if first == last else None
+            self._cached += len(zones)
+        odd_zones: list[str] = []
+        odd_times: list[int] = []
+        for zone, ts in times.items():
+            known = self._offsets[zone]
+            if None not in known.values():
+                continue
+            for t in ts:
+                if known[t // _HOUR] is None and (zone, t) not in self._exact:
+                    odd_zones.append(zone)
+                    odd_times.append(t)
+        if odd_zones:
+            for zone, t, day in cur.execute(_DAYS, (odd_zones, odd_times)):
+                self._exact[(zone, int(t))] = int(day)
+
+    def day(self, zone: str, t: int) -> int:
+        """Days since 1970-01-01 of ``t``'s local date in ``zone`` (after :meth:`resolve`)."""
+        offset = self._offsets[zone][t // _HOUR]
+        if offset is None:
+            return self._exact[(zone, t)]
+        return (t + offset) // _DAY
+
+    def offsets(self, zone: str) -> dict[int, int | None]:
+        """Hour -> UTC offset in ``zone`` (None: use :meth:`day`), for inlined hot loops."""
+        return self._offsets[zone]
+
+
+# One statement for all three tables; each part's rows come as arrays (usually a few hundred
+# rows for a flush of thousands of events). Rows are sorted so concurrent writers take row
+# locks in the same order.
+_STORE = """
+WITH att AS (
+    INSERT INTO attendance AS a (person_id, day, school_id, first_in, last_out, passages)
+    SELECT person_id, date '1970-01-01' + day, school_id, to_timestamp(first_in),
+           to_timestamp(last_out), passages
+    FROM unnest(%(a_person)s::int8[], %(a_day)s::int4[], %(a_school)s::text[],
+                %(a_in)s::int8[], %(a_out)s::int8[], %(a_passages)s::int4[])
+         AS r(person_id, day, school_id, first_in, last_out, passages)
+    ORDER BY person_id, day
+    ON CONFLICT (person_id, day) DO UPDATE
+       SET first_in = LEAST(a.first_in, EXCLUDED.first_in),
+           last_out = GREATEST(a.last_out, EXCLUDED.last_out),
+           passages = a.passages + EXCLUDED.passages,
+           updated_at = now()
+), meals AS (
+    INSERT INTO meal_receipts (device_id, boot, seq, school_id, person_id, meal_category,
+                               occurred_at, day, dish_id)
+    SELECT m.device_id, m.boot, m.seq, m.school_id, m.person_id, p.meal_category,
+           to_timestamp(m.t), date '1970-01-01' + m.day, dd.id
+    FROM unnest(%(m_device)s::text[], %(m_boot)s::int8[], %(m_seq)s::int8[],
+                %(m_school)s::text[], %(m_person)s::int8[], %(m_t)s::int8[],
+                %(m_day)s::int4[], %(m_dish)s::int8[])
+         AS m(device_id, boot, seq, school_id, person_id, t, day, dish)
+    LEFT JOIN people p ON p.id = m.person_id
+    -- the dish the board reported, if it is one of this school's (else NULL, never an error)
+    LEFT JOIN dishes dd ON dd.school_id = m.school_id AND dd.id = m.dish
+    ORDER BY m.device_id, m.boot, m.seq
+    ON CONFLICT (device_id, boot, seq) DO NOTHING
+)
+INSERT INTO outbox (kind, idempotency_key, payload)
+SELECT 'parent_notification', n.key, n.payload::jsonb
+FROM unnest(%(n_key)s::text[], %(n_payload)s::text[]) WITH ORDINALITY AS n(key, payload, i)
+ORDER BY n.i
+ON CONFLICT (idempotency_key) DO NOTHING
+"""
+
+
+class Derived:
+    """The derived rows of a flush's new events, gathered batch by batch (so the bulk path can
+    gather while PostgreSQL is busy with its COPY) and written by :meth:`write`."""
+
+    def __init__(self, zones: dict[str, str], days: LocalDays) -> None:
+        self.zones = zones  # school -> its time zone
+        self.days = days
+        # attendance: person, day -> [school, first in, last out, passages]
+        self.att: dict[tuple[int, int], list[Any]] = {}
+        self.meals: list[tuple[str, int, int, str, int | None, int, int, int | None]] = []
+        # parent notifications: device, boot, run -> [school, seqs]
+        self.notes: dict[tuple[str, int, int], list[Any]] = {}
+
+    def prepare(self, cur: psycopg.Cursor[Any], new: Iterable[tuple[str, Sequence[Event]]]) -> None:
+        """Look up the local days of these (school, events) before :meth:`add` needs them."""
+        times: dict[str, set[int]] = {}
+        for school, events in new:
+            times.setdefault(self.zones[school], set()).update([e.t for e in events])
+        self.days.resolve(cur, times)
+
+    def add(
+        self, device: str, school: str, events: Sequence[Event], persons: Sequence[int | None]
+    ) -> None:
+        """Gather the derived rows of new ``events`` of ``device`` (``persons[i]``: the person of
+        ``events[i]``, or None). Each new event must be added exactly once."""
+        zone = self.zones[school]
+        days, offsets = self.days, self.days.offsets(zone)
+        att, meals, notes = self.att, self.meals, self.notes
+        for e, person in zip(events, persons, strict=True):
+            if e.result != "granted":
+                continue
+            reader, t = e.reader, e.t
+            if reader == "canteen":
+                offset = offsets[t // _HOUR]
+                day = (t + offset) // _DAY if offset is not None else days.day(zone, t)
+                meals.append((device, e.boot, e.seq, school, person, t, day, e.dish))
+            if person is None:
+                continue
+            if reader != "canteen":
+                offset = offsets[t // _HOUR]
+                day = (t + offset) // _DAY if offset is not None else days.day(zone, t)
+                row = att.get((person, day))
+                if row is None:
+                    att[(person, day)] = [school, t, None, 1] if reader == "in" else [
+                        school, None, t, 1]  # fmt: skip
+                else:
+                    if reader == "in":
+                        if row[1] is None or t < row[1]:
+                            row[1] = t
+                    elif row[2] is None or t > row[2]:
+                        row[2] = t
+                    row[3] += 1
+            key = (device, e.boot, e.seq // TAPS_PER_NOTE)
+            run = notes.get(key)
+            if run is None:
+                notes[key] = [school, [e.seq]]
+            else:
+                run[1].append(e.seq)
+
+    def write(self, cur: psycopg.Cursor[Any]) -> None:
+        """Store the gathered rows (one statement; nothing if there are none)."""
+        att, meals, notes = self.att, self.meals, self.notes
+        if not (att or meals or notes):
+            return
+        note_keys: list[str] = []
+        note_payloads: list[str] = []
+        for (device, boot, _), (school, seqs) in sorted(notes.items(), key=lambda kv: kv[0]):
+            seqs.sort()
+            note_keys.append(f"taps:{device}:{boot}:{seqs[0]}")
+            note_payloads.append(
+                json.dumps({"school_id": school, "device_id": device, "boot": boot, "seqs": seqs})
+            )
+        att_keys = sorted(att)
+        att_rows = [att[k] for k in att_keys]
+        cur.execute(
+            _STORE,
+            {
+                "a_person": [k[0] for k in att_keys],
+                "a_day": [k[1] for k in att_keys],
+                "a_school": [r[0] for r in att_rows],
+                "a_in": [r[1] for r in att_rows],
+                "a_out": [r[2] for r in att_rows],
+                "a_passages": [r[3] for r in att_rows],
+                "m_device": [m[0] for m in meals],
+                "m_boot": [m[1] for m in meals],
+                "m_seq": [m[2] for m in meals],
+                "m_school": [m[3] for m in meals],
+                "m_person": [m[4] for m in meals],
+                "m_t": [m[5] for m in meals],
+                "m_day": [m[6] for m in meals],
+                "m_dish": [m[7] for m in meals],
+                "n_key": note_keys,
+                "n_payload": note_payloads,
+            },
+        )

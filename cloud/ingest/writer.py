@@ -85,7 +85,7 @@ LEFT JOIN people p ON p.id = c.person_id AND p.school_id = d.school_id
 LEFT JOIN device_clock_refs r ON r.device_id = s.device_id AND r.boot = s.boot
 ORDER BY s.device_id, s.boot, s.seq
 ON CONFLICT (device_id, boot, seq, occurred_at) DO NOTHING
-RETURNING device_id, boot, seq, person_id
+RETURNING device_id, boot, seq, extract(epoch FROM occurred_at)::int8, person_id
 """
 
 # A flush of at least this many events takes the bulk path (a replay); smaller ones (live
@@ -170,11 +170,12 @@ def _statement(
             for e in b.events:
                 copy.write_row((dev, e.boot, e.seq, e.card, e.kind, e.reader, e.result,
                                 e.reason, e.t, e.sync == 1, e.up, e.dish))  # fmt: skip
-    sent = {(b.device, e.boot, e.seq): e for b in batches for e in b.events}
+    # t too: a board that broke the protocol (one identity, two times) gets two rows (ingest.md)
+    sent = {(b.device, e.boot, e.seq, e.t): e for b in batches for e in b.events}
     new: dict[str, tuple[list[Event], list[int | None]]] = {}
-    for dev, boot, seq, person in cur.execute(_INSERT).fetchall():
+    for dev, boot, seq, t, person in cur.execute(_INSERT).fetchall():
         events, persons = new.setdefault(dev, ([], []))
-        events.append(sent[(dev, boot, seq)])
+        events.append(sent[(dev, boot, seq, t)])
         persons.append(person)
     derived.prepare(cur, [(schools[dev], events) for dev, (events, _) in new.items()])
     for dev, (events, persons) in new.items():

@@ -259,3 +259,24 @@ def test_derived_rows_are_what_sql_computes_from_the_events(
     # a note is one run of at most TAPS_PER_NOTE taps, keyed by its first
     assert keys and all(k == f"taps:{d}:{b}:{s}" and 1 <= n <= TAPS_PER_NOTE and run
                         for k, d, b, s, n, run in keys)  # fmt: skip
+
+
+@pytest.mark.parametrize("path", ["bulk", "statement"])
+def test_one_identity_with_two_times_derives_from_each_row(
+    two_databases: tuple[str, str], monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """A board that breaks the protocol (the same event re-sent with another time) gets two
+    rows (ingest.md); each row's derived data comes from its own time."""
+    url, _ = two_databases
+    monkeypatch.setattr(writer, "BULK_MIN", 1 if path == "bulk" else 10**9)
+    first = decode(topic("qadam", "gate-1"), dumps(batch_doc(seqs=range(1, 4), reader="in")))
+    again = decode(topic("qadam", "gate-1"),
+                   dumps(batch_doc(seqs=range(2, 4), reader="in", t=T0 - 86_400)))  # fmt: skip
+    assert isinstance(first, Batch) and isinstance(again, Batch)
+    r = _write(url, [first, again])
+    assert (r.bulk, r.inserted, r.duplicates) == (False, 5, 0)
+    with psycopg.connect(url) as conn:
+        for table, sql in _ORACLE.items():
+            assert conn.execute(_DERIVED[table]).fetchall() == conn.execute(sql).fetchall(), table
+        days = conn.execute("SELECT day, passages FROM attendance ORDER BY day").fetchall()
+    assert [n for _, n in days] == [2, 3]

@@ -532,13 +532,24 @@ def ensure_services(state_dir: Path | str, pg_port: int = 5432, mqtt_port: int =
 
 @contextlib.contextmanager
 def running_services(state_dir: Path | str, **kwargs: Any) -> Iterator[Services]:
-    """``with running_services(...) as s:`` – stops what it started on exit, Ctrl-C included."""
+    """``with running_services(...) as s:`` – stops what it started on exit, Ctrl-C included.
+
+    In the main thread, SIGTERM raises SystemExit while the block runs, and SIGINT raises
+    KeyboardInterrupt also if the process was started with SIGINT ignored (see below); the old
+    handlers come back after."""
     import threading
 
-    previous = None
+    previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         # SIGTERM would otherwise end the process without running `finally`/atexit
-        previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+        previous[signal.SIGTERM] = signal.signal(
+            signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+        # A process started with SIGINT ignored (a background job of a non-interactive shell:
+        # `cmd &` in a script, a CI step, a test runner started that way) gets no
+        # KeyboardInterrupt from Python, so Ctrl-C or `kill -INT` would never stop it and what
+        # it started. A handler installed by our caller is left alone.
+        if not callable(signal.getsignal(signal.SIGINT)):
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         services = ensure_services(state_dir, **kwargs)
         try:
@@ -546,8 +557,9 @@ def running_services(state_dir: Path | str, **kwargs: Any) -> Iterator[Services]
         finally:
             services.stop(echo=kwargs.get("echo", True))
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            if handler is not None:  # None: a handler not set from Python, cannot be restored
+                signal.signal(signum, handler)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -226,10 +226,18 @@ def test_ensure_services_stops_only_what_it_started(tmp_path: Path, listener: so
     assert port_open(HOST, pg_port)
 
 
-def _run_up(tmp_path: Path, pg_port: int, mq_port: int) -> tuple[subprocess.Popen[str], int]:
+# Starts the command that follows with SIGINT ignored, as a background job (`cmd &`) of a
+# non-interactive shell starts: exec keeps an ignored signal ignored, and the pid.
+SIGINT_IGNORED = ["-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                  "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"]
+
+
+def _run_up(tmp_path: Path, pg_port: int, mq_port: int,
+            sigint_ignored: bool = False) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tools.services", "up", "--state-dir", str(tmp_path),
-         "--pg-port", str(pg_port), "--mqtt-port", str(mq_port)],
+        [sys.executable, *(SIGINT_IGNORED if sigint_ignored else []), "-m", "tools.services",
+         "up", "--state-dir", str(tmp_path), "--pg-port", str(pg_port), "--mqtt-port",
+         str(mq_port)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     assert proc.stdout is not None
@@ -243,12 +251,25 @@ def _run_up(tmp_path: Path, pg_port: int, mq_port: int) -> tuple[subprocess.Pope
     return proc, int(m.group(1))
 
 
-def test_ctrl_c_stops_what_was_started(tmp_path: Path, listener: socket.socket) -> None:
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["sigint-default", "sigint-ignored"])
+def test_ctrl_c_stops_what_was_started(tmp_path: Path, listener: socket.socket,
+                                       sigint_ignored: bool) -> None:
+    """Also when started with SIGINT ignored (a background job of a script, or a test run
+    started that way): Python then raises no KeyboardInterrupt by itself."""
     mq_port = free_port()
-    proc, broker_pid = _run_up(tmp_path, listener.getsockname()[1], mq_port)
+    proc, broker_pid = _run_up(tmp_path, listener.getsockname()[1], mq_port, sigint_ignored)
     assert mqtt_ping(HOST, mq_port)
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=20)
+    try:
+        out, _ = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # SIGTERM stops it and its broker (test_sigterm_stops_what_was_started)
+        try:
+            out, _ = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        pytest.fail(f"still running 20 s after SIGINT; its output:\n{out}")
     assert proc.returncode == 0, out
     assert "MQTT: stopping embedded broker" in out
     assert gone(broker_pid) and not port_open(HOST, mq_port)

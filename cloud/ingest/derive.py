@@ -106,44 +106,49 @@ class LocalDays:
         return self._offsets[zone]
 
 
-# One statement for all three tables; each part's rows come as arrays (usually a few hundred
-# rows for a flush of thousands of events). Rows are sorted so concurrent writers take row
-# locks in the same order.
-_STORE = """
-WITH att AS (
-    INSERT INTO attendance AS a (person_id, day, school_id, first_in, last_out, passages)
-    SELECT person_id, date '1970-01-01' + day, school_id, to_timestamp(first_in),
-           to_timestamp(last_out), passages
-    FROM unnest(%(a_person)s::int8[], %(a_day)s::int4[], %(a_school)s::text[],
-                %(a_in)s::int8[], %(a_out)s::int8[], %(a_passages)s::int4[])
-         AS r(person_id, day, school_id, first_in, last_out, passages)
-    ORDER BY person_id, day
-    ON CONFLICT (person_id, day) DO UPDATE
-       SET first_in = LEAST(a.first_in, EXCLUDED.first_in),
-           last_out = GREATEST(a.last_out, EXCLUDED.last_out),
-           passages = a.passages + EXCLUDED.passages,
-           updated_at = now()
-), meals AS (
-    INSERT INTO meal_receipts (device_id, boot, seq, school_id, person_id, meal_category,
-                               occurred_at, day, dish_id)
-    SELECT m.device_id, m.boot, m.seq, m.school_id, m.person_id, p.meal_category,
-           to_timestamp(m.t), date '1970-01-01' + m.day, dd.id
-    FROM unnest(%(m_device)s::text[], %(m_boot)s::int8[], %(m_seq)s::int8[],
-                %(m_school)s::text[], %(m_person)s::int8[], %(m_t)s::int8[],
-                %(m_day)s::int4[], %(m_dish)s::int8[])
-         AS m(device_id, boot, seq, school_id, person_id, t, day, dish)
-    LEFT JOIN people p ON p.id = m.person_id
-    -- the dish the board reported, if it is one of this school's (else NULL, never an error)
-    LEFT JOIN dishes dd ON dd.school_id = m.school_id AND dd.id = m.dish
-    ORDER BY m.device_id, m.boot, m.seq
-    ON CONFLICT (device_id, boot, seq) DO NOTHING
-)
+# One statement for whichever of the three tables get rows; each part's rows come as one JSON
+# array of arrays (one parameter, dumped in C: a few hundred rows for a replay flush, a handful
+# for live traffic, where binding a dozen SQL arrays per flush cost more than the rows). Rows are
+# sorted so concurrent writers take row locks in the same order.
+_ATTENDANCE = """
+INSERT INTO attendance AS a (person_id, day, school_id, first_in, last_out, passages)
+SELECT (r->>0)::int8, date '1970-01-01' + (r->>1)::int4, r->>2, to_timestamp((r->>3)::int8),
+       to_timestamp((r->>4)::int8), (r->>5)::int4
+FROM json_array_elements(%s::json) WITH ORDINALITY AS j(r, i)
+ORDER BY j.i
+ON CONFLICT (person_id, day) DO UPDATE
+   SET first_in = LEAST(a.first_in, EXCLUDED.first_in),
+       last_out = GREATEST(a.last_out, EXCLUDED.last_out),
+       passages = a.passages + EXCLUDED.passages,
+       updated_at = now()"""
+_MEALS = """
+INSERT INTO meal_receipts (device_id, boot, seq, school_id, person_id, meal_category,
+                           occurred_at, day, dish_id)
+SELECT m.device_id, m.boot, m.seq, m.school_id, m.person_id, p.meal_category,
+       to_timestamp(m.t), date '1970-01-01' + m.day, dd.id
+FROM (SELECT r->>0 AS device_id, (r->>1)::int8 AS boot, (r->>2)::int8 AS seq,
+             r->>3 AS school_id, (r->>4)::int8 AS person_id, (r->>5)::int8 AS t,
+             (r->>6)::int4 AS day, (r->>7)::int8 AS dish, j.i
+      FROM json_array_elements(%s::json) WITH ORDINALITY AS j(r, i)) m
+LEFT JOIN people p ON p.id = m.person_id
+-- the dish the board reported, if it is one of this school's (else NULL, never an error)
+LEFT JOIN dishes dd ON dd.school_id = m.school_id AND dd.id = m.dish
+ORDER BY m.i
+ON CONFLICT (device_id, boot, seq) DO NOTHING"""
+_NOTES = """
 INSERT INTO outbox (kind, idempotency_key, payload)
-SELECT 'parent_notification', n.key, n.payload::jsonb
-FROM unnest(%(n_key)s::text[], %(n_payload)s::text[]) WITH ORDINALITY AS n(key, payload, i)
-ORDER BY n.i
-ON CONFLICT (idempotency_key) DO NOTHING
-"""
+SELECT 'parent_notification', r->>0, (r->>1)::jsonb
+FROM json_array_elements(%s::json) WITH ORDINALITY AS j(r, i)
+ORDER BY j.i
+ON CONFLICT (idempotency_key) DO NOTHING"""
+
+
+def _one_statement(parts: list[str]) -> str:
+    """Data-modifying CTEs for all parts but the last, which is the statement itself."""
+    if len(parts) == 1:
+        return parts[0]
+    ctes = ", ".join(f"p{i} AS ({sql})" for i, sql in enumerate(parts[:-1]))
+    return f"WITH {ctes} {parts[-1]}"
 
 
 class Derived:
@@ -207,37 +212,21 @@ class Derived:
 
     def write(self, cur: psycopg.Cursor[Any]) -> None:
         """Store the gathered rows (one statement; nothing if there are none)."""
-        att, meals, notes = self.att, self.meals, self.notes
-        if not (att or meals or notes):
-            return
-        note_keys: list[str] = []
-        note_payloads: list[str] = []
-        for (device, boot, _), (school, seqs) in sorted(notes.items(), key=lambda kv: kv[0]):
-            seqs.sort()
-            note_keys.append(f"taps:{device}:{boot}:{seqs[0]}")
-            note_payloads.append(
-                json.dumps({"school_id": school, "device_id": device, "boot": boot, "seqs": seqs})
-            )
-        att_keys = sorted(att)
-        att_rows = [att[k] for k in att_keys]
-        cur.execute(
-            _STORE,
-            {
-                "a_person": [k[0] for k in att_keys],
-                "a_day": [k[1] for k in att_keys],
-                "a_school": [r[0] for r in att_rows],
-                "a_in": [r[1] for r in att_rows],
-                "a_out": [r[2] for r in att_rows],
-                "a_passages": [r[3] for r in att_rows],
-                "m_device": [m[0] for m in meals],
-                "m_boot": [m[1] for m in meals],
-                "m_seq": [m[2] for m in meals],
-                "m_school": [m[3] for m in meals],
-                "m_person": [m[4] for m in meals],
-                "m_t": [m[5] for m in meals],
-                "m_day": [m[6] for m in meals],
-                "m_dish": [m[7] for m in meals],
-                "n_key": note_keys,
-                "n_payload": note_payloads,
-            },
-        )
+        parts: list[str] = []
+        params: list[str] = []
+        if self.att:
+            parts.append(_ATTENDANCE)
+            params.append(json.dumps([[k[0], k[1], *self.att[k]] for k in sorted(self.att)]))
+        if self.meals:
+            parts.append(_MEALS)
+            params.append(json.dumps(sorted(self.meals, key=lambda m: m[:3])))
+        if self.notes:
+            rows = []
+            for (device, boot, _), (school, seqs) in sorted(self.notes.items()):
+                seqs.sort()
+                payload = {"school_id": school, "device_id": device, "boot": boot, "seqs": seqs}
+                rows.append([f"taps:{device}:{boot}:{seqs[0]}", json.dumps(payload)])
+            parts.append(_NOTES)
+            params.append(json.dumps(rows))
+        if parts:
+            cur.execute(_one_statement(parts), params)

@@ -26,7 +26,7 @@ from bench.common import (
 )
 
 DEVICES = 50
-MESSAGES = {"ingest": 5_000, "naive": 500}
+MESSAGES = {"ingest": 15_000, "naive": 500}
 PER_MESSAGE = 32
 
 

@@ -115,8 +115,10 @@ _CARD_OWNERS = (
     "SELECT c.card_key, p.id, p.school_id FROM cards c JOIN people p ON p.id = c.person_id"
     " WHERE c.card_key = ANY(%s)"
 )
+# The reference pairs of just these (device, boot)s: a device keeps one row per boot it ever had.
 _CLOCK_REFS = (
-    "SELECT device_id, boot, t_ref, up_ref FROM device_clock_refs WHERE device_id = ANY(%s)"
+    "SELECT r.device_id, r.boot, r.t_ref, r.up_ref FROM device_clock_refs r"
+    " JOIN unnest(%s::text[], %s::int8[]) AS k(device_id, boot) USING (device_id, boot)"
 )
 _DEVICES = (
     "SELECT d.id, d.school_id, s.timezone FROM devices d JOIN schools s ON s.id = d.school_id"
@@ -209,8 +211,10 @@ def _bulk(
     cards = sorted({e.card for b in batches for e in b.events})
     owners = {str(k): (int(pid), str(sch)) for k, pid, sch in cur.execute(_CARD_OWNERS, (cards,))}
     refs: dict[tuple[str, int], tuple[int, int]] = {}
-    if any(e.sync == 0 for b in batches for e in b.events):
-        for dev, boot, t_ref, up_ref in cur.execute(_CLOCK_REFS, (sorted(schools),)):
+    unsynced = sorted({(b.device, b.boot) for b in batches if any(e.sync == 0 for e in b.events)})
+    if unsynced:
+        pairs = ([d for d, _ in unsynced], [boot for _, boot in unsynced])
+        for dev, boot, t_ref, up_ref in cur.execute(_CLOCK_REFS, pairs):
             refs[(str(dev), int(boot))] = (int(t_ref), int(up_ref))
     derived.prepare(cur, [(schools[b.device], b.events) for b in batches])
     # One pass: each row goes to PostgreSQL as soon as it is built, and the batch's derived rows

@@ -206,7 +206,9 @@ def test_whitelist_pushed_during_a_burst_of_taps(tmp_path, topic_prefix, mqtt_ad
         assert st["wl"] == 3
         assert (tmp_path / "flash" / "whitelist.bin").read_bytes() == new
         assert sorted(p.name for p in (tmp_path / "flash").glob("w*")) == ["whitelist.bin"]
-        t = b.tap(uid(299))
+        # A card the bursts never tapped: the last burst tap may have been card 299, and a
+        # read of the same card within the debounce time is ignored (CI saw it once).
+        t = b.tap(uid(1500))
         assert t and t["result"] == "granted"
         stat = b.stat()
         assert stat["wl"] == 3

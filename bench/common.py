@@ -280,7 +280,8 @@ class Boards:
     """One paho connection publishing for many devices; records when each (device, boot, last)
     was sent and when its ack arrived."""
 
-    def __init__(self, port: int, prefix: str) -> None:
+    def __init__(self, port: int, prefix: str, acks: bool = True) -> None:
+        """``acks=False``: publish only (an :class:`AckSink` collects the acks)."""
         self.prefix = prefix
         self.sent: dict[tuple[str, int, int], float] = {}
         self.acked: dict[tuple[str, int, int], float] = {}
@@ -295,9 +296,10 @@ class Boards:
         c.on_subscribe = lambda *a: subscribed.set()
         c.connect("127.0.0.1", port, keepalive=60)
         c.loop_start()
-        c.subscribe(f"{prefix}/v1/dev/+/ack", qos=1)
-        if not subscribed.wait(10):
-            raise TimeoutError("boards could not subscribe")
+        if acks:
+            c.subscribe(f"{prefix}/v1/dev/+/ack", qos=1)
+            if not subscribed.wait(10):
+                raise TimeoutError("boards could not subscribe")
         self.client = c
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:

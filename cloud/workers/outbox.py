@@ -33,9 +33,9 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from cloud.db.conn import close_quietly, connect
+from cloud.ingest.derive import seq_runs
 from cloud.signals import stop_on_signals
 
 log = logging.getLogger("qadam.outbox")
@@ -158,10 +158,11 @@ class RecordingPushService:
 
 class ParentNotificationHandler(BaseHandler):
     """Granted taps to the push service, one message per tap keyed ``tap:device:boot:seq``.
-    A row names a run of taps of one board boot by seq (``seqs``; writer.py, D18); their person,
-    reader and time are read from ``events`` when the row is claimed. Rows written before D18
-    hold one tap in full. A failure retries the whole row; the push service dedupes on the
-    per-tap key, so no tap reaches a phone twice."""
+    A row names a run of taps of one board boot as ranges of seq numbers (``runs``, D22; rows
+    written before D22 list them, ``seqs``, D18); their person, reader and time are read from
+    ``events`` when the row is claimed. Rows written before D18 hold one tap in full. A failure
+    retries the whole row; the push service dedupes on the per-tap key, so no tap reaches a
+    phone twice."""
 
     kind = "parent_notification"
 
@@ -170,31 +171,40 @@ class ParentNotificationHandler(BaseHandler):
         self._taps: dict[int, list[tuple[int, int | None, str, datetime]]] = {}
 
     def claimed(self, conn: Conn, items: Sequence[OutboxItem]) -> None:
-        runs = [i for i in items if "seqs" in i.payload]
-        if not runs:
+        # one row per (item, range of seqs)
+        ids: list[int] = []
+        devices: list[str] = []
+        boots: list[int] = []
+        lows: list[int] = []
+        highs: list[int] = []
+        for i in items:
+            runs = _runs(i.payload)
+            if runs is None:
+                continue
+            self._taps[i.id] = []
+            for lo, hi in runs:
+                ids.append(i.id)
+                devices.append(str(i.payload["device_id"]))
+                boots.append(int(i.payload["boot"]))
+                lows.append(lo)
+                highs.append(hi)
+        if not ids:
             return
         rows = conn.execute(
             "SELECT r.id, e.seq, e.person_id, e.reader, e.occurred_at"
-            " FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::jsonb[])"
-            "   AS r(id, device_id, boot, seqs)"
+            " FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[])"
+            "   AS r(id, device_id, boot, lo, hi)"
             " JOIN events e ON e.device_id = r.device_id AND e.boot = r.boot"
-            "  AND e.seq IN (SELECT jsonb_array_elements_text(r.seqs)::bigint)"
+            "  AND e.seq BETWEEN r.lo AND r.hi"
             " ORDER BY r.id, e.seq",
-            (
-                [i.id for i in runs],
-                [str(i.payload["device_id"]) for i in runs],
-                [int(i.payload["boot"]) for i in runs],
-                [Jsonb(i.payload["seqs"]) for i in runs],
-            ),
+            (ids, devices, boots, lows, highs),
         ).fetchall()
-        for i in runs:
-            self._taps[i.id] = []
         for item_id, seq, person_id, reader, occurred_at in rows:
             self._taps[item_id].append((seq, person_id, reader, occurred_at))
 
     def deliver(self, item: OutboxItem) -> Outcome:
         p = item.payload
-        if "seqs" not in p:
+        if "runs" not in p and "seqs" not in p:
             self.push.send(_tap_message(item.idempotency_key, p.get("person_id"), p))
             return Delivered()
         taps = self._taps.pop(item.id, None)
@@ -208,6 +218,15 @@ class ParentNotificationHandler(BaseHandler):
             }  # fmt: skip
             self.push.send(_tap_message(f"{prefix}{seq}", person_id, tap))
         return Delivered()
+
+
+def _runs(payload: dict[str, Any]) -> list[tuple[int, int]] | None:
+    """The ranges of seq numbers a note names, or None for a row that holds one tap in full."""
+    if "runs" in payload:
+        return [(int(lo), int(hi)) for lo, hi in payload["runs"]]
+    if "seqs" in payload:
+        return [(lo, hi) for lo, hi in seq_runs(sorted({int(s) for s in payload["seqs"]}))]
+    return None
 
 
 def _tap_message(key: str, person_id: Any, tap: dict[str, Any]) -> PushMessage:

@@ -44,6 +44,14 @@ def event(seq: int, boot: int = 7, card: str = CARD_A, **over: Any) -> dict[str,
     return ev
 
 
+# Every tap a parent-notification note names, one row each (``o``: the note, ``t.seq``): a note
+# names its taps as inclusive ranges of seq numbers (D22).
+NOTED_TAPS = (
+    "outbox o CROSS JOIN jsonb_array_elements(o.payload->'runs') AS r(run)"
+    " CROSS JOIN generate_series((r.run->>0)::int8, (r.run->>1)::int8) AS t(seq)"
+)
+
+
 def batch_doc(dev: str = "gate-1", boot: int = 7, seqs: range | list[int] = range(1, 4),
               **event_over: Any) -> dict[str, Any]:  # fmt: skip
     return {

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from cloud_helpers import CARD_A, CARD_B, T0, batch_doc, dumps, topic
+from cloud_helpers import CARD_A, CARD_B, NOTED_TAPS, T0, batch_doc, dumps, topic
 
 from cloud.domain import registry
 from cloud.ingest import writer
@@ -172,8 +172,8 @@ def test_a_race_with_another_writer_falls_back_to_the_statement(
             20,
             20,
         )
-        notes = conn.execute("SELECT payload->'seqs' FROM outbox ORDER BY id").fetchall()
-    assert [n[0] for n in notes] == [list(range(1, 11)), list(range(11, 21))]
+        notes = conn.execute("SELECT payload->'runs' FROM outbox ORDER BY id").fetchall()
+    assert [n[0] for n in notes] == [[[1, 10]], [[11, 20]]]
 
 
 def test_overlapping_batches_in_one_flush_take_the_statement(
@@ -211,11 +211,9 @@ _DERIVED = {
     "meal_receipts": "SELECT device_id, boot, seq, school_id, person_id, meal_category,"
                      " occurred_at, day FROM meal_receipts ORDER BY 1, 2, 3",
     # each noted tap, from the notes' payloads, with the note's key
-    "notes": """
-        SELECT o.payload->>'device_id', (o.payload->>'boot')::int8, s.seq::int8,
-               o.payload->>'school_id'
-        FROM outbox o, jsonb_array_elements_text(o.payload->'seqs') AS s(seq)
-        WHERE o.kind = 'parent_notification' ORDER BY 1, 2, 3""",
+    "notes": f"""
+        SELECT o.payload->>'device_id', (o.payload->>'boot')::int8, t.seq, o.payload->>'school_id'
+        FROM {NOTED_TAPS} WHERE o.kind = 'parent_notification' ORDER BY 1, 2, 3""",
 }  # fmt: skip
 
 
@@ -249,16 +247,18 @@ def test_derived_rows_are_what_sql_computes_from_the_events(
         for table, sql in _ORACLE.items():
             assert conn.execute(_DERIVED[table]).fetchall() == conn.execute(sql).fetchall(), table
         assert conn.execute("SELECT count(*) FROM attendance").fetchone()[0] > 1
-        keys = conn.execute(
-            "SELECT idempotency_key, payload->>'device_id', payload->>'boot',"
-            " payload->'seqs'->>0, jsonb_array_length(payload->'seqs'),"
-            " (payload->'seqs'->>0)::int8 / %s = (payload->'seqs'->>-1)::int8 / %s"
-            " FROM outbox WHERE kind = 'parent_notification'",
-            (TAPS_PER_NOTE, TAPS_PER_NOTE),
+        notes = conn.execute(
+            "SELECT idempotency_key, payload->>'device_id', payload->>'boot', payload->'runs'"
+            " FROM outbox WHERE kind = 'parent_notification'"
         ).fetchall()
-    # a note is one run of at most TAPS_PER_NOTE taps, keyed by its first
-    assert keys and all(k == f"taps:{d}:{b}:{s}" and 1 <= n <= TAPS_PER_NOTE and run
-                        for k, d, b, s, n, run in keys)  # fmt: skip
+    # a note is one run of at most TAPS_PER_NOTE taps, keyed by its first, named by sorted
+    # ranges that neither touch nor overlap
+    assert notes
+    for key, device, boot, runs in notes:
+        assert key == f"taps:{device}:{boot}:{runs[0][0]}"
+        assert all(lo <= hi for lo, hi in runs)
+        assert all(a[1] + 1 < b[0] for a, b in zip(runs, runs[1:], strict=False))
+        assert runs[0][0] // TAPS_PER_NOTE == runs[-1][1] // TAPS_PER_NOTE
 
 
 @pytest.mark.parametrize("path", ["bulk", "statement"])

@@ -14,7 +14,7 @@ import pytest
 
 from cloud.ingest.clock import clock_corrected_us
 from cloud.ingest.decode import T_MAX
-from cloud.ingest.derive import LocalDays
+from cloud.ingest.derive import LocalDays, seq_runs
 
 # Zones whose rules are awkward for a local day: a fall-back at midnight (America/Asuncion,
 # 2023-03-26 00:00 -03 -> 2023-03-25 23:00 -04), 30-minute DST (Australia/Lord_Howe), +05:45
@@ -109,3 +109,14 @@ def test_clock_correction_is_the_sql_functions(conn: Any) -> None:
     pg_epoch, us = datetime(2000, 1, 1, tzinfo=UTC), timedelta(microseconds=1)
     wrong = [r for r in rows if clock_corrected_us(r[0], r[1], r[2]) != (r[3] - pg_epoch) // us]
     assert wrong == []
+
+
+def test_seq_runs_name_exactly_the_seqs_as_the_fewest_ranges() -> None:
+    assert seq_runs([]) == []
+    assert seq_runs([1, 2, 3, 7]) == [[1, 3], [7, 7]]
+    rng = random.Random(22)
+    for _ in range(2_000):
+        seqs = sorted(rng.sample(range(1, 300), rng.randint(1, 256)))
+        runs = seq_runs(seqs)
+        assert [s for lo, hi in runs for s in range(lo, hi + 1)] == seqs
+        assert all(a[1] + 1 < b[0] for a, b in zip(runs, runs[1:], strict=False))  # none touch

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from cloud_helpers import drop_session
+from cloud_helpers import NOTED_TAPS, drop_session
 from fake_board import FakeBoard, tap_until
 
 from cloud.db.migrate import apply
@@ -82,11 +82,10 @@ def _drain_and_check(url: str, boards: list[FakeBoard], stop: threading.Event,
             " count(*), count(DISTINCT idempotency_key) FROM outbox"
         )
         n_wallet, n_outbox, n_keys = outbox.fetchone() or (0, 0, 0)
-        # parent notifications: runs of taps per row (D18); list every tap they carry
+        # parent notifications: runs of taps per row (D18, D22); list every tap they carry
         notified = conn.execute(
-            "SELECT o.payload->>'device_id', (o.payload->>'boot')::bigint, t::bigint"
-            " FROM outbox o, jsonb_array_elements_text(o.payload->'seqs') t"
-            " WHERE o.kind = 'parent_notification'"
+            "SELECT o.payload->>'device_id', (o.payload->>'boot')::bigint, t.seq"
+            f" FROM {NOTED_TAPS} WHERE o.kind = 'parent_notification'"
         ).fetchall()
         n_notes = conn.execute(
             "SELECT count(*) FROM outbox WHERE kind = 'parent_notification'"

@@ -231,6 +231,49 @@ def test_parent_notifications_go_to_the_push_service_with_their_key(
     assert sorted(k for k, r in rows.items() if r[1] is not None) == ["taps:gate-1:7:1"]
 
 
+def test_a_note_names_its_taps_as_ranges_and_rows_that_list_them_still_deliver(
+    database_url: str, seed: Seed
+) -> None:
+    doc = batch_doc(seqs=range(1, 11), card=CARD_A)
+    for i in (2, 6):  # seqs 3 and 7 denied
+        doc["events"][i]["result"] = "denied"
+    doc["events"][4]["card"] = "aaaaaaaaaaaaaaaa"  # seq 5: nobody's card, no note
+    b = decode(topic("qadam", "gate-1"), dumps(doc))
+    assert isinstance(b, Batch)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        write(conn, [b])
+        notes = conn.execute("SELECT payload FROM outbox ORDER BY id").fetchall()
+        assert [n[0]["runs"] for n in notes] == [[[1, 2], [4, 4], [6, 6], [8, 10]]]
+        assert all("seqs" not in n[0] for n in notes)
+        # a row as D18 wrote it, listing its seqs (unsorted here), for taps of another boot
+        b8 = decode(topic("qadam", "gate-1"), dumps(batch_doc(boot=8, seqs=range(1, 5),
+                                                              card=CARD_A)))  # fmt: skip
+        assert isinstance(b8, Batch)
+        write(conn, [b8])
+        conn.execute("DELETE FROM outbox WHERE idempotency_key = 'taps:gate-1:8:1'")
+        conn.execute(
+            "INSERT INTO outbox (kind, idempotency_key, payload) VALUES"
+            " ('parent_notification', 'taps:gate-1:8:1', %s)",
+            (json.dumps({"school_id": "s1", "device_id": "gate-1", "boot": 8,
+                         "seqs": [4, 1, 2]}),),  # fmt: skip
+        )
+    push = RecordingPushService()
+    w = _worker(database_url, [ParentNotificationHandler(push)])
+    w.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(push.sent) < 10 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        w.stop()
+    assert sorted(m.idempotency_key for m in push.sent) == sorted(
+        [f"tap:gate-1:7:{s}" for s in (1, 2, 4, 6, 8, 9, 10)]
+        + [f"tap:gate-1:8:{s}" for s in (1, 2, 4)]
+    )
+    assert {m.person_id for m in push.sent} == {seed.alice}
+    assert all(r[1] is not None for r in _rows(database_url).values())  # delivered
+
+
 def test_worker_survives_a_database_outage(database_url: str) -> None:
     _enqueue(database_url, 1)
     h = Recorder()

@@ -52,15 +52,30 @@ class Inbox(Generic[T]):
                 idle()
         return done
 
-    def take(self, max_items: int, wait_first: float, window: float) -> list[T]:
-        """Wait up to ``wait_first`` s for one item, then up to ``window`` s (from then) for up to
-        ``max_items``; return what is there (possibly nothing), oldest first."""
+    def take(
+        self,
+        max_items: int,
+        wait_first: float,
+        window: float,
+        arrived: Callable[[T], float] | None = None,
+    ) -> list[T]:
+        """Wait up to ``wait_first`` s for one item, then for up to ``max_items`` until ``window``
+        s after the oldest item arrived (``arrived(item)``, a ``time.monotonic()`` stamp; without
+        it, from now); return what is there (possibly nothing), oldest first.
+
+        Counting the window from the oldest item's arrival, not from the call, means items that
+        queued while the caller was busy writing the previous flush go out at once: under load a
+        writer flushes back to back, and a message waits at most ``window`` before its flush
+        starts. (Counted from the call, live traffic paid the window on top of every write, and
+        the broker's in-flight window, which only an ack after the commit frees, capped the
+        rate.)"""
         with self._not_empty:
             if not self._items:
                 self._not_empty.wait(wait_first)
                 if not self._items:
                     return []
-            deadline = time.monotonic() + window
+            start = arrived(self._items[0]) if arrived is not None else time.monotonic()
+            deadline = start + window
             while len(self._items) < max_items:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

@@ -47,6 +47,10 @@ class Msg:
     at: float  # time.monotonic() when it arrived
 
 
+def _arrived(msg: Msg) -> float:
+    return msg.at
+
+
 def shard_of(device: str | None, shards: int) -> int:
     """The writer that owns ``device`` (stable across runs; rejects without a device: 0)."""
     if shards == 1 or device is None:
@@ -83,8 +87,17 @@ class Writer:
     def _run(self) -> None:
         settings, stopping = self.ingest.settings, self.ingest.stopping
         flush_s = settings.ingest_flush_ms / 1000
+        # Connect now, not at the first flush, which would otherwise pay the connection and the
+        # partition upkeep while its boards wait for their acks. If the database is unreachable
+        # the first flush retries, as after any connection loss.
+        try:
+            self._connection()
+        except _RETRYABLE as e:
+            self._drop_connection()
+            self._log(logging.WARNING, "ingest db unreachable at start", error=type(e).__name__,
+                      detail=repr(str(e).strip()[:200]))  # fmt: skip
         while not stopping.is_set():
-            msgs = self.inbox.take(settings.ingest_batch_max, 0.2, flush_s)
+            msgs = self.inbox.take(settings.ingest_batch_max, 0.2, flush_s, _arrived)
             if not msgs:
                 continue
             try:

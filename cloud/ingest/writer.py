@@ -111,9 +111,12 @@ WHERE EXISTS (SELECT 1 FROM events e WHERE e.device_id = r.device_id AND e.boot 
               AND e.seq BETWEEN r.lo AND r.hi)
 LIMIT 1
 """
+# Joined with unnest, not filtered with "= ANY(%s)": a prepared statement's array is a parameter,
+# which PostgreSQL does not hash, so ANY compared each card row with every key (8 ms for 1,000
+# keys over 1,000 cards, 2 ms joined).
 _CARD_OWNERS = (
-    "SELECT c.card_key, p.id, p.school_id FROM cards c JOIN people p ON p.id = c.person_id"
-    " WHERE c.card_key = ANY(%s)"
+    "SELECT c.card_key, p.id, p.school_id FROM unnest(%s::text[]) AS k(card_key)"
+    " JOIN cards c USING (card_key) JOIN people p ON p.id = c.person_id"
 )
 # The reference pairs of just these (device, boot)s: a device keeps one row per boot it ever had.
 _CLOCK_REFS = (
@@ -121,8 +124,8 @@ _CLOCK_REFS = (
     " JOIN unnest(%s::text[], %s::int8[]) AS k(device_id, boot) USING (device_id, boot)"
 )
 _DEVICES = (
-    "SELECT d.id, d.school_id, s.timezone FROM devices d JOIN schools s ON s.id = d.school_id"
-    " WHERE d.id = ANY(%s)"
+    "SELECT d.id, d.school_id, s.timezone FROM unnest(%s::text[]) AS k(id)"
+    " JOIN devices d USING (id) JOIN schools s ON s.id = d.school_id"
 )
 
 _INSERT_QUARANTINE = """

@@ -147,7 +147,7 @@ def seq_runs(seqs: Sequence[int]) -> list[list[int]]:
     """Sorted distinct seq numbers as inclusive ranges: [1, 2, 3, 7] -> [[1, 3], [7, 7]].
 
     A note's payload names its taps this way (D22): a run of 256 taps as a list of numbers made
-    a 4 KB jsonb that PostgreSQL compressed with pglz on every insert (~100 us a row, ~5 % of
+    a 4 KB jsonb that PostgreSQL compressed with pglz on every insert (~100 us a row, ~4 % of
     the database's CPU in a replay); as ranges it is a few dozen bytes."""
     runs: list[list[int]] = []
     for s in seqs:

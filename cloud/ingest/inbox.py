@@ -66,9 +66,8 @@ class Inbox(Generic[T]):
         Counting the window from the oldest item's arrival, not from the call, means items that
         queued while the caller was busy writing the previous flush go out at once: under load a
         writer flushes back to back, and a message waits at most ``window`` before its flush
-        starts. (Counted from the call, live traffic paid the window on top of every write, and
-        the broker's in-flight window, which only an ack after the commit frees, capped the
-        rate.)"""
+        starts. (Counted from the call, every live flush paid the window on top of the write
+        before it.)"""
         with self._not_empty:
             if not self._items:
                 self._not_empty.wait(wait_first)

@@ -91,6 +91,18 @@ def _worker(url: str, handlers: Sequence[Any], **kw: Any) -> OutboxWorker:
     return OutboxWorker(url, handlers, **opts)
 
 
+def _run_until_sent(url: str, handlers: Sequence[Any], push: RecordingPushService, n: int) -> None:
+    """Run a worker until ``push`` has ``n`` messages (or 10 s pass), then stop it."""
+    w = _worker(url, handlers)
+    w.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(push.sent) < n and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        w.stop()
+
+
 def test_backoff_is_exponential_capped_and_jittered() -> None:
     rng = random.Random(1)
     for attempts, full in ((1, 2.0), (2, 4.0), (3, 8.0), (5, 32.0), (12, 60.0), (500, 60.0)):
@@ -215,14 +227,7 @@ def test_parent_notifications_go_to_the_push_service_with_their_key(
     with psycopg.connect(database_url, autocommit=True) as conn:
         write(conn, [b])
     push = RecordingPushService(fail_first=1)
-    w = _worker(database_url, [ParentNotificationHandler(push)])
-    w.start()
-    try:
-        deadline = time.monotonic() + 10
-        while len(push.sent) < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
-    finally:
-        w.stop()
+    _run_until_sent(database_url, [ParentNotificationHandler(push)], push, 2)
     assert sorted(m.idempotency_key for m in push.sent) == ["tap:gate-1:7:1", "tap:gate-1:7:2"]
     assert {m.person_id for m in push.sent} == {seed.alice}
     assert {m.reader for m in push.sent} == {"in"}
@@ -258,14 +263,7 @@ def test_a_note_names_its_taps_as_ranges_and_rows_that_list_them_still_deliver(
                          "seqs": [4, 1, 2]}),),  # fmt: skip
         )
     push = RecordingPushService()
-    w = _worker(database_url, [ParentNotificationHandler(push)])
-    w.start()
-    try:
-        deadline = time.monotonic() + 10
-        while len(push.sent) < 10 and time.monotonic() < deadline:
-            time.sleep(0.02)
-    finally:
-        w.stop()
+    _run_until_sent(database_url, [ParentNotificationHandler(push)], push, 10)
     assert sorted(m.idempotency_key for m in push.sent) == sorted(
         [f"tap:gate-1:7:{s}" for s in (1, 2, 4, 6, 8, 9, 10)]
         + [f"tap:gate-1:8:{s}" for s in (1, 2, 4)]
@@ -301,14 +299,8 @@ def test_low_balance_and_report_reminders_reach_the_push_service(database_url: s
              json.dumps({"school_id": "s1", "month": "2026-10"})),
         )
     push = RecordingPushService()
-    w = _worker(database_url, build_handlers(Settings(database_url=database_url), push))
-    w.start()
-    try:
-        deadline = time.monotonic() + 10
-        while len(push.sent) < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
-    finally:
-        w.stop()
+    handlers = build_handlers(Settings(database_url=database_url), push)
+    _run_until_sent(database_url, handlers, push, 2)
     sent = {m.kind: m for m in push.sent}
     assert set(sent) == {"low_balance", "report_reminder"}
     assert sent["low_balance"].person_id == 1 and sent["low_balance"].payload == {

@@ -56,6 +56,9 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "whitelist_lookup": ("bench.whitelist_lookup",
                          "50,000-card whitelist lookup in the MicroPython VM (64 KiB heap): reads, "
                          "us and bytes allocated per lookup; vs a linear scan of the same file"),
+    "events_list": ("bench.events_list",
+                    "lists across schools (operator, district) over 2 M taps: each school's "
+                    "newest merged vs one scan of the time index dropped in migration 0015"),
     "catchup": ("bench.catchup",
                 "catch-up of 20,000 journaled events after an outage, one simulated board "
                 "through Mosquitto + ingest; vs batch size 1 (500 events, scaled)"),

@@ -51,6 +51,36 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
+def page_query(cond: sql.Composable, schools_in: sql.Composable | None) -> sql.Composed:
+    """One page of the events matching ``cond``, newest first (parameters limit, offset).
+
+    With ``schools_in`` (a set of school ids: the operator's or a district's list) each school's
+    newest ``window`` rows come from its (school_id, occurred_at) index and are merged: there is
+    no index on time alone, which every stored tap would pay for (migration 0015, D23). Without
+    it (one school, one device, some people, a deep page), one scan in that order."""
+    source: sql.Composable = sql.SQL("events")
+    if schools_in is not None:
+        source = sql.SQL(
+            "(SELECT e.* FROM {} AS s(id) CROSS JOIN LATERAL"
+            " (SELECT * FROM events e WHERE e.school_id = s.id AND {} {} LIMIT %(window)s) e)"
+        ).format(schools_in, cond, _ORDER)
+        cond = sql.SQL("TRUE")
+    return sql.SQL(
+        "SELECT e.device_id, e.boot, e.seq, e.school_id, e.person_id, p.full_name,"
+        " e.card_key, e.kind, e.reader, e.result, e.reason, e.occurred_at, e.clock_synced,"
+        " e.received_at, COALESCE(e.occurred_at_corrected, e.occurred_at)"
+        " FROM {} e LEFT JOIN people p ON p.id = e.person_id"
+        " WHERE {} {} LIMIT %(limit)s OFFSET %(offset)s"
+    ).format(source, cond, _ORDER)
+
+
+def merge_pays(window: int, schools: int, total: int) -> bool:
+    """Is merging each school's newest ``window`` rows cheaper than one scan of all ``total``
+    matching rows? A merged row cost ~4x a scanned one (bench events_list: 1.3 s merging 5,100
+    rows of each of 200 schools, 0.56 s scanning all 2 M), so deep pages of a long list scan."""
+    return window * schools * 4 < total
+
+
 @router.get("/events", response_model=EventPage)
 def list_events(
     conn: ConnDep,
@@ -112,37 +142,22 @@ def list_events(
         sql.SQL("SELECT count(*) FROM events e WHERE {}").format(cond), params
     ).fetchone()
     total = int(count_row[0]) if count_row else 0
-    # Across several schools (an operator's or a district's list) each school's newest come
-    # from its (school_id, occurred_at) index and are merged: there is no index on time alone,
-    # which every stored tap would pay for (migration 0015, D23). One school, one device or
-    # some people: their own index gives the order.
-    across = principal.role != "guardian" and school is None and device is None and person is None
-    source: sql.Composable
-    outer: sql.Composable
-    if across:
-        source = sql.SQL(
-            "(SELECT e.* FROM {} AS s(id) CROSS JOIN LATERAL"
-            " (SELECT * FROM events e WHERE e.school_id = s.id AND {} {} LIMIT %(window)s) e)"
-        ).format(
-            sql.SQL("(SELECT id FROM schools)")
-            if schools is None
-            else sql.SQL("unnest(%(scope_schools)s::text[])"),
-            cond,
-            _ORDER,
-        )
-        params["window"] = offset + limit
-        outer = sql.SQL("TRUE")
-    else:
-        source, outer = sql.SQL("events"), cond
+    schools_in: sql.Composable | None = None  # several schools: merge (page_query)
+    if principal.role != "guardian" and school is None and device is None and person is None:
+        if schools is None:
+            row = conn.execute("SELECT count(*) FROM schools").fetchone()
+            n_schools = int(row[0]) if row else 0
+        else:
+            n_schools = len(schools)
+        if merge_pays(offset + limit, n_schools, total):
+            schools_in = (
+                sql.SQL("(SELECT id FROM schools)")
+                if schools is None
+                else sql.SQL("unnest(%(scope_schools)s::text[])")
+            )
+            params["window"] = offset + limit
     rows = conn.execute(
-        sql.SQL(
-            "SELECT e.device_id, e.boot, e.seq, e.school_id, e.person_id, p.full_name,"
-            " e.card_key, e.kind, e.reader, e.result, e.reason, e.occurred_at, e.clock_synced,"
-            " e.received_at, COALESCE(e.occurred_at_corrected, e.occurred_at)"
-            " FROM {} e LEFT JOIN people p ON p.id = e.person_id"
-            " WHERE {} {}"
-            " LIMIT %(limit)s OFFSET %(offset)s"
-        ).format(source, outer, _ORDER),
+        page_query(cond, schools_in),
         {**params, "limit": limit, "offset": offset},
     ).fetchall()
     keys = list(EventOut.model_fields)

@@ -74,11 +74,28 @@ def page_query(cond: sql.Composable, schools_in: sql.Composable | None) -> sql.C
     ).format(source, cond, _ORDER)
 
 
-def merge_pays(window: int, schools: int, total: int) -> bool:
-    """Is merging each school's newest ``window`` rows cheaper than one scan of all ``total``
-    matching rows? A merged row cost ~4x a scanned one (bench events_list: 1.3 s merging 5,100
-    rows of each of 200 schools, 0.56 s scanning all 2 M), so deep pages of a long list scan."""
-    return window * schools * 4 < total
+def count_query(
+    cond: sql.Composable, schools_in: sql.Composable | None, bounded: bool
+) -> sql.Composed:
+    """How many events match ``cond``. Across the schools ``schools_in`` with a time window
+    (``bounded``) each school's are counted on its (school_id, occurred_at) index and summed: no
+    index on time alone (D23). Unbounded, one count reads everything either way (faster in one
+    query: 120 ms against 193 for 2 M taps over 200 schools, bench events_list)."""
+    if schools_in is None or not bounded:
+        return sql.SQL("SELECT count(*) FROM events e WHERE {}").format(cond)
+    return sql.SQL(
+        "SELECT coalesce(sum(c.n), 0) FROM {} AS s(id) CROSS JOIN LATERAL"
+        " (SELECT count(*) AS n FROM events e WHERE e.school_id = s.id AND {}) c"
+    ).format(schools_in, cond)
+
+
+def merge_pays(window: int, schools: int, total: int, bounded: bool) -> bool:
+    """Is merging each school's newest ``window`` rows cheaper than one scan? A merged row costs
+    ~4x a scanned one (bench events_list: 1.3 s merging 5,100 rows of each of 200 schools, 0.56 s
+    scanning all 2 M), so deep pages of an unbounded list scan. With a time window (``bounded``)
+    the merge reads at most the ``total`` rows in it, while a scan reads whole monthly
+    partitions (85 ms for the last day's newest 100 against 31 merged)."""
+    return bounded or window * schools * 4 < total
 
 
 @router.get("/events", response_model=EventPage)
@@ -138,24 +155,23 @@ def list_events(
             params["scope_schools"] = schools
     cond = sql.SQL(" AND ").join(where) if where else sql.SQL("TRUE")
 
-    count_row = conn.execute(
-        sql.SQL("SELECT count(*) FROM events e WHERE {}").format(cond), params
-    ).fetchone()
-    total = int(count_row[0]) if count_row else 0
-    schools_in: sql.Composable | None = None  # several schools: merge (page_query)
+    # Several schools (an operator's or a district's list): counted and paged per school (D23)
+    schools_in: sql.Composable | None = None
+    n_schools = 0
     if principal.role != "guardian" and school is None and device is None and person is None:
         if schools is None:
+            schools_in = sql.SQL("(SELECT id FROM schools)")
             row = conn.execute("SELECT count(*) FROM schools").fetchone()
             n_schools = int(row[0]) if row else 0
         else:
+            schools_in = sql.SQL("unnest(%(scope_schools)s::text[])")
             n_schools = len(schools)
-        if merge_pays(offset + limit, n_schools, total):
-            schools_in = (
-                sql.SQL("(SELECT id FROM schools)")
-                if schools is None
-                else sql.SQL("unnest(%(scope_schools)s::text[])")
-            )
-            params["window"] = offset + limit
+    bounded = since is not None or until is not None
+    count_row = conn.execute(count_query(cond, schools_in, bounded), params).fetchone()
+    total = int(count_row[0]) if count_row else 0
+    if schools_in is not None and not merge_pays(offset + limit, n_schools, total, bounded):
+        schools_in = None
+    params["window"] = offset + limit
     rows = conn.execute(
         page_query(cond, schools_in),
         {**params, "limit": limit, "offset": offset},

@@ -116,6 +116,9 @@ def test_demo_starts_embedded_services_and_stops_only_them(shared_tmp):
             total = _total(base, "")
             time.sleep(0.5)
         assert total >= 5, "the demo's taps did not reach the database"
+        # what the live page asks for: the last 24 hours (the boards' clocks are synced)
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 24 * 3600))
+        assert _total(base, f"&since={since}") >= total  # every tap seen so far is recent
         # Every reader of the school taps and its events are stored: in, out and canteen.
         per_device = dict.fromkeys(DEMO_DEVICES, 0)
         while min(per_device.values()) < 1 and time.monotonic() < deadline:

@@ -84,7 +84,8 @@ def test_live_page_shows_taps_as_they_arrive(web, database_url, tmp_path):
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{web.http_port}/live")
-            expect(page.locator("#status")).to_contain_text("0 taps in the last 24 hours", timeout=10_000)
+            status = page.locator("#status")
+            expect(status).to_contain_text("0 taps in the last 24 hours", timeout=10_000)
 
             pupil = school.people[0]
             school.boards[0].tap(pupil.uid)
@@ -96,7 +97,7 @@ def test_live_page_shows_taps_as_they_arrive(web, database_url, tmp_path):
             stranger = page.locator("#taps tr", has_text="unknown card")
             expect(stranger).to_have_count(1, timeout=15_000)
             expect(stranger.locator("td.denied")).to_have_text("denied")
-            expect(page.locator("#status")).to_contain_text("2 taps in the last 24 hours")
+            expect(status).to_contain_text("2 taps in the last 24 hours")
             page.screenshot(path=str(tmp_path / "live.png"))
             browser.close()
     finally:

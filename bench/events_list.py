@@ -21,7 +21,9 @@ import psycopg
 from psycopg import sql
 
 from bench.common import Row, database, median
+from cloud.api import event_cursor
 from cloud.api.deps import API_SESSION_OPTIONS
+from cloud.api.event_cursor import Cursor
 from cloud.api.events import count_query, merge_pays, page_query
 
 SCHOOLS = 200
@@ -29,13 +31,14 @@ EVENTS = 2_000_000
 DAYS = 61
 EXECUTIONS = 7
 
-# label, (limit, offset) or None for the total alone, district (20 schools) or operator (all),
-# last day only
+# label, (limit, offset, after: a cursor this deep) or None for the total alone, district (20
+# schools) or operator (all), last day only
 CASES = [
-    ("operator, newest 100", (100, 0), False, False),
-    ("operator, 100 at offset 5,000", (100, 5_000), False, False),
-    ("operator, last day, newest 100", (100, 0), False, True),
-    ("district of 20 schools, newest 100", (100, 0), True, False),
+    ("operator, newest 100", (100, 0, 0), False, False),
+    ("operator, 100 at offset 5,000", (100, 5_000, 0), False, False),
+    ("operator, 100 after a cursor 5,000 deep", (100, 0, 5_000), False, False),
+    ("operator, last day, newest 100", (100, 0, 0), False, True),
+    ("district of 20 schools, newest 100", (100, 0, 0), True, False),
     ("operator, total", None, False, False),
     ("operator, total of the last day", None, False, True),
     ("district of 20 schools, total of the last day", None, True, True),
@@ -92,11 +95,19 @@ def _ms(conn: psycopg.Connection[Any], case: tuple[Any, ...], ours: bool) -> flo
     if page is None:
         query = count_query(cond, schools_in, last_day)
     else:
-        limit, offset = page
+        limit, offset, after = page
         params.update(limit=limit, offset=offset, window=limit + offset)
+        bounded = last_day
+        total = conn.execute(count_query(cond, schools_in, bounded), params).fetchone()
+        if after:  # as the route: the whole list counted, then from the cursor on
+            row = conn.execute(page_query(cond, None), {**params, "limit": 1,
+                                                        "offset": after - 1}).fetchone()
+            assert row is not None
+            params.update(Cursor(row[11], row[2], row[0], row[1]).params())
+            cond = sql.SQL("{} AND {}").format(cond, event_cursor.AFTER)
+            bounded = True
         if schools_in is not None:
-            total = conn.execute(count_query(cond, schools_in, last_day), params).fetchone()
-            if not merge_pays(limit + offset, schools, int(total[0]) if total else 0, last_day):
+            if not merge_pays(limit + offset, schools, int(total[0]) if total else 0, bounded):
                 schools_in = None
         query = page_query(cond, schools_in)
     times = []

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query
 from psycopg import sql
 from pydantic import BaseModel
 
+from cloud.api import event_cursor
 from cloud.api.deps import ConnDep, EventsReaderDep
 from cloud.api.models import IsoDateTime
 from cloud.auth import scope
@@ -44,6 +45,8 @@ class EventPage(BaseModel):
     limit: int
     offset: int
     items: list[EventOut]
+    # pass as ?cursor= for the page after this one (None: this page was not full)
+    next_cursor: str | None = None
 
 
 def _utc(value: datetime) -> datetime:
@@ -113,7 +116,24 @@ def list_events(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=200, description="next_cursor of the previous page (instead of offset)"),
+    ] = None,
 ) -> EventPage:
+    after = None
+    if cursor is not None:
+        problem = "use either cursor or offset" if offset else None
+        try:
+            after = event_cursor.decode(cursor)
+        except ValueError as e:
+            problem = str(e)
+        if problem is not None:
+            raise HTTPException(
+                status_code=422,
+                detail=[{"type": "value_error", "loc": ["query", "cursor"], "msg": problem,
+                         "input": cursor}],
+            )  # fmt: skip
     if since is not None and until is not None and _utc(since) > _utc(until):
         raise HTTPException(
             status_code=422,
@@ -168,7 +188,11 @@ def list_events(
             n_schools = len(schools)
     bounded = since is not None or until is not None
     count_row = conn.execute(count_query(cond, schools_in, bounded), params).fetchone()
-    total = int(count_row[0]) if count_row else 0
+    total = int(count_row[0]) if count_row else 0  # of the whole list, cursor or not
+    if after is not None:
+        cond = sql.SQL("{} AND {}").format(cond, event_cursor.AFTER)
+        params.update(after.params())
+        bounded = True  # each school reads from the cursor on, at most its next `limit`
     if schools_in is not None and not merge_pays(offset + limit, n_schools, total, bounded):
         schools_in = None
     params["window"] = offset + limit
@@ -178,4 +202,11 @@ def list_events(
     ).fetchall()
     keys = list(EventOut.model_fields)
     items = [EventOut(**dict(zip(keys, row, strict=True))) for row in rows]
-    return EventPage(total=total, limit=limit, offset=offset, items=items)
+    next_cursor: str | None = None
+    if len(items) == limit:
+        last = items[-1]
+        after_last = event_cursor.Cursor(last.occurred_at, last.seq, last.device, last.boot)
+        next_cursor = after_last.encode()
+    return EventPage(
+        total=total, limit=limit, offset=offset, items=items, next_cursor=next_cursor
+    )

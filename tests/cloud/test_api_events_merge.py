@@ -119,3 +119,57 @@ def test_one_school_or_device_takes_its_own_index_and_order(
         assert expected
         body = _page(client, limit=1000, **params)
         assert body["total"] == len(expected) and _ids(body) == expected
+
+
+def _walk(client: TestClient, limit: int, **params: Any) -> tuple[list[tuple[str, int, int]], int]:
+    """All items by following next_cursor from the first page; and the number of pages."""
+    body = _page(client, limit=limit, **params)
+    got, pages = _ids(body), 1
+    while body["next_cursor"] is not None:
+        assert len(body["items"]) == limit
+        body = _page(client, limit=limit, cursor=body["next_cursor"], **params)
+        got.extend(_ids(body))
+        pages += 1
+        assert pages <= 500
+    return got, pages
+
+
+@pytest.mark.parametrize("limit", [1, 7, 100])
+def test_cursor_pages_equal_one_ordered_scan(
+    client: TestClient, database_url: str, limit: int
+) -> None:
+    for params, where, args in [
+        ({}, "TRUE", ()),  # across schools: merged from the cursor on
+        ({"school": "s3"}, "school_id = %s", ("s3",)),
+        ({"device": "gate-1"}, "device_id = %s", ("gate-1",)),
+        ({"since": T0.isoformat()}, "occurred_at >= %s", (T0,)),
+    ]:
+        expected = _reference(database_url, where, args)
+        got, pages = _walk(client, limit, **params)
+        assert got == expected, params
+        assert pages == len(expected) // limit + 1  # the last page is short or empty
+
+
+def test_cursor_total_is_the_whole_list(client: TestClient) -> None:
+    first = _page(client, limit=10)
+    second = _page(client, limit=10, cursor=first["next_cursor"])
+    assert first["total"] == second["total"] == 400
+    assert not set(_ids(first)) & set(_ids(second))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"cursor": "not-a-cursor!"},
+        {"cursor": "bm9wZQ"},  # base64 of "nope"
+        {"cursor": "MS4wLjEuZ2F0ZS0x"},  # seq 0
+        {"cursor": "OTk5OTk5OTk5OTk5OTk5OTk5OTk5OS4xLjEuZ2F0ZS0x"},  # a time past year 9999
+        {"cursor": "MS4xLjEuR0FURQ"},  # an upper-case device id
+        {"cursor": "x" * 201},
+        {"cursor": "MS4xLjEuZ2F0ZS0x", "offset": 10},  # cursor and offset
+    ],
+)
+def test_bad_cursor_is_422(client: TestClient, params: dict[str, Any]) -> None:
+    r = client.get("/api/v1/events", params=params)
+    assert r.status_code == 422, r.text
+    assert any(d["loc"] == ["query", "cursor"] for d in r.json()["detail"]), r.text

@@ -127,3 +127,16 @@ def drop_session(host: str, port: int, client_id: str) -> None:
         c.loop_stop()
     except OSError:
         pass
+
+
+def events_page(client: Any, **params: Any) -> dict[str, Any]:
+    """GET /api/v1/events with ``params`` (a fastapi TestClient); the body of its 200."""
+    r = client.get("/api/v1/events", params=params)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def event_ids(body: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """The (device, boot, seq) of a page's items, in order."""
+    return [(i["device"], i["boot"], i["seq"]) for i in body["items"]]

@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from cloud_helpers import CARD_B, T0, Seed, batch_doc, dumps, topic
+from cloud_helpers import CARD_B, T0, Seed, batch_doc, dumps, event_ids, events_page, topic
 from fastapi.testclient import TestClient
 
 from cloud.api.app import create_app
@@ -41,21 +41,10 @@ def client(database_url: str, seed: Seed) -> Iterator[TestClient]:
         yield c
 
 
-def _get(client: TestClient, **params: Any) -> dict[str, Any]:
-    r = client.get("/api/v1/events", params=params)
-    assert r.status_code == 200, r.text
-    body: dict[str, Any] = r.json()
-    return body
-
-
-def _ids(body: dict[str, Any]) -> list[tuple[str, int, int]]:
-    return [(i["device"], i["boot"], i["seq"]) for i in body["items"]]
-
-
 def test_lists_all_newest_first(client: TestClient, seed: Seed) -> None:
-    body = _get(client)
+    body = events_page(client)
     assert body["total"] == 10 and body["limit"] == 100 and body["offset"] == 0
-    assert _ids(body)[:2] == [("gate-1", 8, 2), ("gate-1", 8, 1)]  # t = T0+100
+    assert event_ids(body)[:2] == [("gate-1", 8, 2), ("gate-1", 8, 1)]  # t = T0+100
     times = [i["occurred_at"] for i in body["items"]]
     assert times == sorted(times, reverse=True)
     first_alice = next(i for i in body["items"] if i["person"] == seed.alice)
@@ -69,9 +58,11 @@ def test_lists_all_newest_first(client: TestClient, seed: Seed) -> None:
 
 
 def test_order_is_time_desc_then_seq_desc(client: TestClient) -> None:
-    body = _get(client, device="gate-1", since="2025-10-09T08:53:20Z", until="2025-10-09T09:00:00Z")
+    body = events_page(
+        client, device="gate-1", since="2025-10-09T08:53:20Z", until="2025-10-09T09:00:00Z"
+    )
     # boot 8 seq 1 and 2 share one time (T0+100): the tie is broken by seq, descending
-    assert _ids(body) == [("gate-1", 8, 2), ("gate-1", 8, 1)] + [
+    assert event_ids(body) == [("gate-1", 8, 2), ("gate-1", 8, 1)] + [
         ("gate-1", 7, s) for s in (5, 4, 3, 2, 1)
     ]
 
@@ -91,26 +82,26 @@ def test_order_is_time_desc_then_seq_desc(client: TestClient) -> None:
     ],
 )
 def test_filters(client: TestClient, params: dict[str, Any], expected_total: int) -> None:
-    body = _get(client, **params)
+    body = events_page(client, **params)
     assert body["total"] == expected_total
     assert len(body["items"]) == expected_total
 
 
 def test_person_filter(client: TestClient, seed: Seed) -> None:
-    body = _get(client, person=seed.bob)
+    body = events_page(client, person=seed.bob)
     assert body["total"] == 3
     assert {i["person_name"] for i in body["items"]} == {"Bob Bekov"}
-    assert _get(client, person=seed.alice)["total"] == 5
-    assert _get(client, person=999999)["total"] == 0
+    assert events_page(client, person=seed.alice)["total"] == 5
+    assert events_page(client, person=999999)["total"] == 0
 
 
 def test_pagination(client: TestClient) -> None:
-    all_ids = _ids(_get(client, limit=1000))
-    pages = [_get(client, limit=3, offset=o) for o in range(0, 12, 3)]
+    all_ids = event_ids(events_page(client, limit=1000))
+    pages = [events_page(client, limit=3, offset=o) for o in range(0, 12, 3)]
     assert [p["total"] for p in pages] == [10] * 4
     assert [len(p["items"]) for p in pages] == [3, 3, 3, 1]
-    assert [x for p in pages for x in _ids(p)] == all_ids
-    assert _get(client, offset=50)["items"] == []
+    assert [x for p in pages for x in event_ids(p)] == all_ids
+    assert events_page(client, offset=50)["items"] == []
 
 
 @pytest.mark.parametrize(

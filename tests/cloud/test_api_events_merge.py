@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from cloud_helpers import Seed
+from cloud_helpers import Seed, event_ids, events_page
 from fastapi.testclient import TestClient
 
 from cloud.api.app import create_app
@@ -68,17 +68,6 @@ def _reference(url: str, where: str, params: tuple[Any, ...]) -> list[tuple[str,
     return [(str(d), int(b), int(s)) for d, b, s in rows]
 
 
-def _page(client: TestClient, **params: Any) -> dict[str, Any]:
-    r = client.get("/api/v1/events", params=params)
-    assert r.status_code == 200, r.text
-    body: dict[str, Any] = r.json()
-    return body
-
-
-def _ids(body: dict[str, Any]) -> list[tuple[str, int, int]]:
-    return [(i["device"], i["boot"], i["seq"]) for i in body["items"]]
-
-
 @pytest.mark.parametrize("limit", [1, 7, 100])
 def test_pages_across_schools_equal_one_ordered_scan(
     client: TestClient, database_url: str, limit: int
@@ -87,11 +76,11 @@ def test_pages_across_schools_equal_one_ordered_scan(
     assert len(expected) == 400
     got: list[tuple[str, int, int]] = []
     for offset in range(0, len(expected) + limit, limit):
-        body = _page(client, limit=limit, offset=offset)
+        body = events_page(client, limit=limit, offset=offset)
         assert body["total"] == 400
-        got.extend(_ids(body))
+        got.extend(event_ids(body))
     assert got == expected
-    schools = {i["school"] for i in _page(client, limit=1000)["items"]}
+    schools = {i["school"] for i in events_page(client, limit=1000)["items"]}
     assert schools == {"s1", "s2", "s3", "s4"}
 
 
@@ -102,10 +91,10 @@ def test_time_window_across_schools(client: TestClient, database_url: str) -> No
     )
     assert 0 < len(expected) < 400
     params = {"since": since.isoformat(), "until": until.isoformat()}
-    first = _page(client, limit=10, offset=0, **params)
-    rest = _page(client, limit=1000, offset=10, **params)
+    first = events_page(client, limit=10, offset=0, **params)
+    rest = events_page(client, limit=1000, offset=10, **params)
     assert first["total"] == rest["total"] == len(expected)
-    assert _ids(first) + _ids(rest) == expected
+    assert event_ids(first) + event_ids(rest) == expected
 
 
 def test_one_school_or_device_takes_its_own_index_and_order(
@@ -117,18 +106,18 @@ def test_one_school_or_device_takes_its_own_index_and_order(
     ]:
         expected = _reference(database_url, where, args)
         assert expected
-        body = _page(client, limit=1000, **params)
-        assert body["total"] == len(expected) and _ids(body) == expected
+        body = events_page(client, limit=1000, **params)
+        assert body["total"] == len(expected) and event_ids(body) == expected
 
 
 def _walk(client: TestClient, limit: int, **params: Any) -> tuple[list[tuple[str, int, int]], int]:
     """All items by following next_cursor from the first page; and the number of pages."""
-    body = _page(client, limit=limit, **params)
-    got, pages = _ids(body), 1
+    body = events_page(client, limit=limit, **params)
+    got, pages = event_ids(body), 1
     while body["next_cursor"] is not None:
         assert len(body["items"]) == limit
-        body = _page(client, limit=limit, cursor=body["next_cursor"], **params)
-        got.extend(_ids(body))
+        body = events_page(client, limit=limit, cursor=body["next_cursor"], **params)
+        got.extend(event_ids(body))
         pages += 1
         assert pages <= 500
     return got, pages
@@ -151,10 +140,10 @@ def test_cursor_pages_equal_one_ordered_scan(
 
 
 def test_cursor_total_is_the_whole_list(client: TestClient) -> None:
-    first = _page(client, limit=10)
-    second = _page(client, limit=10, cursor=first["next_cursor"])
+    first = events_page(client, limit=10)
+    second = events_page(client, limit=10, cursor=first["next_cursor"])
     assert first["total"] == second["total"] == 400
-    assert not set(_ids(first)) & set(_ids(second))
+    assert not set(event_ids(first)) & set(event_ids(second))
 
 
 @pytest.mark.parametrize(

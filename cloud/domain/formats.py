@@ -27,8 +27,11 @@ def _show(value: object) -> str:
 
 def check_claim_token(token: str) -> str:
     """``token`` unchanged if it has the claim-token format, else ``ValueError`` (one line)."""
-    if not isinstance(token, str) or CLAIM_TOKEN_RE.fullmatch(token) is None:
-        raise ValueError(f"{_show(token)} is not a claim token: {CLAIM_TOKEN_RULE}")
+    # The token is a secret: the message says what is wrong without echoing it.
+    if not isinstance(token, str):
+        raise ValueError(f"not a claim token: {CLAIM_TOKEN_RULE}")
+    if CLAIM_TOKEN_RE.fullmatch(token) is None:
+        raise ValueError(f"not a claim token ({len(token)} characters): {CLAIM_TOKEN_RULE}")
     return token
 
 

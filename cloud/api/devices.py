@@ -5,15 +5,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field, StringConstraints
 
-from cloud.api.deps import ConnDep, DeviceReader, DeviceWriter, PageDep
+from cloud.api.deps import ConnDep, DeviceReader, DeviceWriter, PageDep, SettingsDep
 from cloud.api.models import Input, Page, SchoolId, page_of, text
 from cloud.auth import scope
 from cloud.auth.principal import Principal
 from cloud.domain import store
-from cloud.domain.errors import Conflict, NotFound
+from cloud.domain.errors import NotFound
+from cloud.provisioning import service
+from cloud.provisioning.dynsec import (
+    BrokerAccounts,
+    BrokerError,
+    NotABoardAccount,
+    broker_accounts,
+)
+from cloud.settings import Settings
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
 
@@ -55,6 +63,20 @@ class DeviceOut(BaseModel):
     created_at: datetime
 
 
+def broker_or_503(settings: Settings) -> BrokerAccounts:
+    try:
+        return broker_accounts(settings)
+    except BrokerError as e:
+        raise HTTPException(status_code=503, detail=f"broker accounts unavailable: {e}") from e
+
+
+def broker_failure(e: BrokerError, what: str) -> HTTPException:
+    """A client that is not a board's: 409 (someone must look at the broker); a broker that is
+    down or refused: 503 (try again). Either way the request's transaction is rolled back."""
+    status = 409 if isinstance(e, NotABoardAccount) else 503
+    return HTTPException(status_code=status, detail=f"{what}: {e}")
+
+
 def _visible(conn: ConnDep, p: Principal, device_id: str) -> dict[str, object]:
     row = store.get(conn, "devices", device_id)
     ids = scope.school_ids(conn, p)
@@ -84,8 +106,10 @@ def list_devices(
 
 @router.post("/devices", response_model=DeviceOut, status_code=201)
 def create_device(conn: ConnDep, p: DeviceWriter, body: DeviceIn) -> DeviceOut:
-    """Register a reader (D4: events of unregistered devices are quarantined)."""
+    """Register a reader (D4: events of unregistered devices are quarantined). The id of a
+    device another school deleted is refused (409): ids are not reused across schools."""
     scope.require_school(conn, p, body.school_id)
+    service.check_reusable(conn, body.id, body.school_id)
     return DeviceOut.model_validate(store.insert(conn, p, "devices", body.model_dump()))
 
 
@@ -104,9 +128,13 @@ def update_device(
 
 
 @router.delete("/devices/{device_id}", status_code=204)
-def delete_device(conn: ConnDep, p: DeviceWriter, device_id: DevicePath) -> None:
-    """Only a device that never sent an event can be deleted (events keep their device)."""
+def delete_device(conn: ConnDep, p: DeviceWriter, s: SettingsDep, device_id: DevicePath) -> None:
+    """Only a device that never sent an event can be deleted (events keep their device). A
+    provisioned board's broker account is disabled in the same request (503 and nothing deleted
+    when the broker refuses); the id stays reserved for this school (docs/provisioning.md)."""
     _visible(conn, p, device_id)
-    if conn.execute("SELECT 1 FROM events WHERE device_id = %s LIMIT 1", (device_id,)).fetchone():
-        raise Conflict(f"device {device_id} has events and cannot be deleted")
-    store.delete(conn, p, "devices", device_id)
+    broker = broker_or_503(s)
+    try:
+        service.delete_device(conn, p, broker, device_id)
+    except BrokerError as e:
+        raise broker_failure(e, "the board's broker account could not be disabled") from e

@@ -4,25 +4,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel, StringConstraints
+from pydantic import BaseModel
 
 from cloud.api.deps import ConnDep, DeviceWriter, SettingsDep
-from cloud.api.devices import DeviceId, DevicePath
-from cloud.api.models import Input
+from cloud.api.devices import DeviceId, DevicePath, broker_failure, broker_or_503
+from cloud.api.models import ClaimToken, Input  # one rule: cloud/domain/formats.py
 from cloud.auth import scope
 from cloud.auth.principal import Principal
 from cloud.domain import store
 from cloud.domain.errors import NotFound
 from cloud.provisioning import service
-from cloud.provisioning.dynsec import BrokerAccounts, BrokerError, broker_accounts
-from cloud.settings import Settings
+from cloud.provisioning.dynsec import BrokerError
 
 router = APIRouter(prefix="/api/v1", tags=["provisioning"])
-
-ClaimToken = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{16,128}$")]
 
 
 class ClaimOut(BaseModel):
@@ -56,6 +52,7 @@ class RevokeOut(BaseModel):
     device: str
     credentials_revoked: bool
     tokens_revoked: int
+    retired: bool  # the device was deleted; its broker account is disabled (again)
 
 
 def _device_school(conn: ConnDep, p: Principal, device_id: str) -> str:
@@ -66,11 +63,13 @@ def _device_school(conn: ConnDep, p: Principal, device_id: str) -> str:
     return str(row["school_id"])
 
 
-def _broker(settings: Settings) -> BrokerAccounts:
-    try:
-        return broker_accounts(settings)
-    except BrokerError as e:
-        raise HTTPException(status_code=503, detail=f"broker accounts unavailable: {e}") from e
+def _retired_school(conn: ConnDep, p: Principal, device_id: str) -> str | None:
+    """The school of a deleted device in the caller's scope; None otherwise (then: 404)."""
+    school = service.retired_school(conn, device_id)
+    ids = scope.school_ids(conn, p)
+    if school is None or (ids is not None and school not in ids):
+        return None
+    return school
 
 
 @router.post("/devices/{device_id}/claim-token", response_model=ClaimOut, status_code=201)
@@ -87,14 +86,15 @@ def create_claim_token(
 @router.post("/provision", response_model=ProvisionOut)
 def provision(conn: ConnDep, s: SettingsDep, body: ProvisionIn) -> ProvisionOut:
     """Called by the board, without a bearer token: the claim token is the authentication and
-    works once. Returns the board's broker account (user = device id, a new random password)."""
-    broker = _broker(s)
+    works once. Returns the board's broker account (user ``board.{device}``, a new random
+    password; the client id stays the device id)."""
+    broker = broker_or_503(s)
     try:
         c = service.provision(conn, s, broker, body.device, body.token)
     except service.BadClaim as e:
         raise HTTPException(status_code=403, detail=str(e)) from e
     except BrokerError as e:
-        raise HTTPException(status_code=503, detail=f"broker refused the account: {e}") from e
+        raise broker_failure(e, "broker refused the account") from e
     mqtt = MqttOut(
         host=c.host, port=c.port, prefix=c.prefix, user=c.username, password=c.password,
         acl=c.broker_acl,
@@ -107,11 +107,17 @@ def revoke_device(
     conn: ConnDep, p: DeviceWriter, s: SettingsDep, device_id: DevicePath
 ) -> RevokeOut:
     """Disable the board's broker account (it can no longer connect) and void unused claim
-    tokens. 409 when there is nothing to revoke. A new claim token re-provisions the device."""
-    school = _device_school(conn, p, device_id)
-    broker = _broker(s)
+    tokens. 409 when there is nothing to revoke. A new claim token re-provisions the device.
+    On a deleted device of the caller's schools: disables its broker account again
+    (``retired: true``)."""
+    retired = _retired_school(conn, p, device_id)
+    school = retired or _device_school(conn, p, device_id)
+    broker = broker_or_503(s)
     try:
-        out = service.revoke(conn, p, broker, device_id, school)
+        if retired is not None:
+            out = service.revoke_retired(conn, p, broker, device_id, retired)
+        else:
+            out = service.revoke(conn, p, broker, device_id, school)
     except BrokerError as e:
-        raise HTTPException(status_code=503, detail=f"broker refused: {e}") from e
+        raise broker_failure(e, "broker refused") from e
     return RevokeOut.model_validate(out)

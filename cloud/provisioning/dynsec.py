@@ -5,6 +5,14 @@ The cloud connects as ``settings.mqtt_admin_user`` and sends commands to
 not substitute ``%c`` in ACLs, so every board gets its own role (``qadam-board-{device}``) with
 literal topics: it may publish only its events, status, command replies and whitelist requests,
 and subscribe only to its acks, whitelist chunks and commands (protocol.md "Topics").
+
+Board accounts live in their own namespace (D24-A): the broker username of a board is
+``board.{device}``. A device id never holds a dot (``[a-z0-9][a-z0-9-]{0,31}``), so no device id
+maps onto a service account (``qadam-ingest``, ``admin``, ...), and no service account may be named
+``board.*`` (the ingest refuses to start on one: ``is_board_username``). Before it deletes,
+recreates or disables a client, this module checks that the client is a board client of that
+device (client id = device id, exactly the role ``qadam-board-{device}``); anything else is left
+alone and refused with ``NotABoardAccount``.
 """
 
 from __future__ import annotations
@@ -28,12 +36,41 @@ BOARD_PUBLISH = ("events", "status", "cmd/res", "wl/req")
 BOARD_SUBSCRIBE = ("ack", "wl", "cmd", "bal")
 
 
+BOARD_USER_PREFIX = "board."
+
+
 class BrokerError(RuntimeError):
     """The broker could not be reached or refused a command."""
 
 
+class NotABoardAccount(BrokerError):
+    """A broker client or role provisioning would replace was not created by qadam for this
+    board (a service account, one made by hand): it is left alone and the request refused."""
+
+
+def board_username(device: str) -> str:
+    """The broker username of a board: ``board.{device}`` (never a device id on its own)."""
+    return BOARD_USER_PREFIX + device
+
+
+def is_board_username(name: str | None) -> bool:
+    """True for a name in the boards' namespace: no service account may use one."""
+    return bool(name) and str(name).startswith(BOARD_USER_PREFIX)
+
+
 def role_name(device: str) -> str:
     return f"qadam-board-{device}"
+
+
+def is_board_client(client: dict[str, Any], device: str) -> bool:
+    """``client`` (a dynsec getClient ``data.client``) is the account provisioning made for
+    ``device``: bound to client id ``device`` and holding exactly the role of that board."""
+    roles = [r.get("rolename") for r in client.get("roles") or [] if isinstance(r, dict)]
+    return client.get("clientid") == device and roles == [role_name(device)]
+
+
+def _acl_set(acls: list[dict[str, Any]]) -> set[tuple[str, str, bool]]:
+    return {(str(a.get("acltype")), str(a.get("topic")), bool(a.get("allow"))) for a in acls}
 
 
 def board_acls(prefix: str, device: str) -> list[dict[str, Any]]:
@@ -52,9 +89,13 @@ def board_acls(prefix: str, device: str) -> list[dict[str, Any]]:
 class BrokerAccounts(Protocol):
     enforced: bool
 
-    def provision(self, device: str, password: str) -> None: ...
+    def provision(self, device: str, password: str) -> str:
+        """Create (or recreate, with a new password) the board's account; return its username."""
+        ...
 
-    def disable(self, device: str) -> None: ...
+    def disable(self, device: str, username: str) -> bool:
+        """Disable the board's account ``username``; False when there was none to disable."""
+        ...
 
 
 class OpenBroker:
@@ -62,15 +103,17 @@ class OpenBroker:
 
     enforced = False
 
-    def provision(self, device: str, password: str) -> None:
+    def provision(self, device: str, password: str) -> str:
         log.warning(
             "broker is OPEN (mqtt_dynsec=False): device %s got credentials, but the broker does "
             "not check them and applies no ACL; any client may publish as this board",
             device,
         )
+        return board_username(device)
 
-    def disable(self, device: str) -> None:
+    def disable(self, device: str, username: str) -> bool:
         log.warning("broker is OPEN (mqtt_dynsec=False): revoking %s cannot lock it out", device)
+        return False
 
 
 class DynSec:
@@ -156,35 +199,87 @@ class DynSec:
             if err and str(err) not in tolerate:
                 raise BrokerError(f"broker refused {r.get('command')}: {err}")
 
-    def provision(self, device: str, password: str) -> None:
-        """(Re)create the board's account and role: an earlier account (a replaced board, a
-        revoked one) is deleted first, so the old password stops working."""
-        role = role_name(device)
-        responses = self.run(
+    def _get(
+        self, device: str, username: str
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The client ``username`` and the role of ``device`` on the broker (None: absent)."""
+        got = self.run(
             [
-                {"command": "deleteClient", "username": device},
-                {"command": "deleteRole", "rolename": role},
-                {
-                    "command": "createRole",
-                    "rolename": role,
-                    "acls": board_acls(self.prefix, device),
-                },
-                {
-                    "command": "createClient",
-                    "username": device,
-                    "password": password,
-                    "clientid": device,
-                    "roles": [{"rolename": role}],
-                },
-            ]  # fmt: skip
+                {"command": "getClient", "username": username},
+                {"command": "getRole", "rolename": role_name(device)},
+            ]
         )
-        self._check(responses, {"Client not found", "Role not found"})
+        self._check(got, {"Client not found", "Role not found"})
+        client = got[0].get("data", {}).get("client") if not got[0].get("error") else None
+        role = got[1].get("data", {}).get("role") if not got[1].get("error") else None
+        return client, role
 
-    def disable(self, device: str) -> None:
-        """Lock the board out: the account stays (for the record), disabled."""
-        self._check(
-            self.run([{"command": "disableClient", "username": device}]), {"Client not found"}
+    def provision(self, device: str, password: str) -> str:
+        """(Re)create the board's account ``board.{device}`` and its role. An earlier account of
+        this board (a replaced board, a revoked one) is deleted first, so the old password stops
+        working and its session is closed; a client or role of that name that is not this
+        board's is never touched (``NotABoardAccount``)."""
+        username, role = board_username(device), role_name(device)
+        client, role_doc = self._get(device, username)
+        if client is not None and not is_board_client(client, device):
+            log.warning(
+                "provision refused device=%s: broker client %s exists and is not this board's"
+                " (client id %r, roles %r); left alone",
+                device, username, client.get("clientid"), client.get("roles"),
+            )  # fmt: skip
+            raise NotABoardAccount(
+                f"broker client {username} exists and was not created by qadam for board "
+                f"{device}; it was left alone (remove it by hand if it is stale)"
+            )
+        acls = board_acls(self.prefix, device)
+        if role_doc is not None and _acl_set(role_doc.get("acls") or []) != _acl_set(acls):
+            log.warning(
+                "provision refused device=%s: broker role %s exists with other ACLs; left alone",
+                device, role,
+            )  # fmt: skip
+            raise NotABoardAccount(
+                f"broker role {role} exists with ACLs qadam did not give it (another topic "
+                f"prefix, or made by hand); it was left alone (remove it by hand)"
+            )
+        commands: list[dict[str, Any]] = []
+        if client is not None:
+            commands.append({"command": "deleteClient", "username": username})
+        if role_doc is None:
+            commands.append({"command": "createRole", "rolename": role, "acls": acls})
+        commands.append(
+            {
+                "command": "createClient",
+                "username": username,
+                "password": password,
+                "clientid": device,
+                "roles": [{"rolename": role}],
+            }
         )
+        self._check(self.run(commands), set())
+        return username
+
+    def disable(self, device: str, username: str) -> bool:
+        """Lock the board out: the account stays (for the record), disabled. ``username`` is the
+        one recorded at provisioning: ``board.{device}``, or the device id itself for a board
+        provisioned before D24-A. A client of that name that is not this board's is left alone:
+        in the boards' namespace that is refused (``NotABoardAccount``); under a bare device id it
+        is a service account that merely shares the name, and the board has no account there."""
+        client, _role = self._get(device, username)
+        if client is None:
+            return False
+        if not is_board_client(client, device):
+            log.warning(
+                "disable device=%s: broker client %s is not this board's (client id %r, roles"
+                " %r); left alone", device, username, client.get("clientid"), client.get("roles"),
+            )  # fmt: skip
+            if is_board_username(username):
+                raise NotABoardAccount(
+                    f"broker client {username} was not created by qadam for board {device}; "
+                    "it was left alone"
+                )
+            return False
+        self._check(self.run([{"command": "disableClient", "username": username}]), set())
+        return True
 
 
 def broker_accounts(settings: Settings) -> BrokerAccounts:

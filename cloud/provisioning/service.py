@@ -17,8 +17,8 @@ import psycopg
 
 from cloud.auth.principal import Principal
 from cloud.domain import store
-from cloud.domain.errors import Conflict, DomainError
-from cloud.provisioning.dynsec import BrokerAccounts
+from cloud.domain.errors import Conflict, DomainError, NotFound
+from cloud.provisioning.dynsec import BrokerAccounts, board_username
 from cloud.settings import Settings
 
 log = logging.getLogger("qadam.provisioning")
@@ -86,24 +86,38 @@ def provision(
         "UPDATE device_claim_tokens SET used_at = now() WHERE token_hash = %s", (_hash(token),)
     )
     password = secrets.token_urlsafe(24)
+    username = board_username(device_id)
+    old = conn.execute(
+        "SELECT mqtt_username, revoked_at IS NULL FROM device_credentials WHERE device_id = %s"
+        " FOR UPDATE",
+        (device_id,),
+    ).fetchone()
     conn.execute(
         "INSERT INTO device_credentials (device_id, mqtt_username, broker_acl) VALUES (%s, %s, %s)"
         " ON CONFLICT (device_id) DO UPDATE SET mqtt_username = excluded.mqtt_username,"
         " broker_acl = excluded.broker_acl, provisioned_at = now(), revoked_at = NULL",
-        (device_id, device_id, broker.enforced),
+        (device_id, username, broker.enforced),
     )
     device_actor = Principal(user_id=None, email=f"device:{device_id}", role="technician")
     store.audit(
         conn, device_actor, "create", "device_credentials", device_id, None,
-        {"device_id": device_id, "broker_acl": broker.enforced}, school_id,
+        {"device_id": device_id, "mqtt_username": username, "broker_acl": broker.enforced},
+        school_id,
     )  # fmt: skip
-    broker.provision(device_id, password)  # last: a failure rolls everything above back
-    log.info("device provisioned device=%s broker_acl=%s", device_id, broker.enforced)
+    # last: a failure (unreachable, refused, NotABoardAccount) rolls everything above back
+    created = broker.provision(device_id, password)
+    assert created == username, (created, username)
+    if old is not None and old[1] and old[0] != username:
+        # provisioned before D24-A under the bare device id: that account must stop working
+        broker.disable(device_id, str(old[0]))
+    log.info(
+        "device provisioned device=%s user=%s broker_acl=%s", device_id, username, broker.enforced
+    )
     return Credentials(
         device=device_id,
         school=school_id,
         site_key=site_key,
-        username=device_id,
+        username=username,
         password=password,
         host=settings.device_mqtt_host or settings.mqtt_host,
         port=settings.device_mqtt_port or settings.mqtt_port,
@@ -112,13 +126,86 @@ def provision(
     )
 
 
+def retired_school(conn: Conn, device_id: str) -> str | None:
+    """The school that deleted ``device_id`` (migration 0016), or None when it was never
+    deleted (or was registered again by that school)."""
+    row = conn.execute(
+        "SELECT school_id FROM retired_devices WHERE device_id = %s", (device_id,)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def check_reusable(conn: Conn, device_id: str, school_id: str) -> None:
+    """A deleted device id may be registered again by its own school only (D24-A): otherwise
+    the old board, if it still had a way in, would report as the new school's device."""
+    owner = retired_school(conn, device_id)
+    if owner is not None and owner != school_id:
+        raise Conflict(
+            f"device id {device_id} belonged to a device another school deleted; device ids are "
+            "not reused across schools: choose another id"
+        )
+
+
+def delete_device(
+    conn: Conn, actor: Principal, broker: BrokerAccounts, device_id: str
+) -> dict[str, Any]:
+    """Delete a device that never sent an event, and lock its board out of the broker in the
+    same request: the row goes (with its credentials and claim tokens; a tombstone stays in
+    ``retired_devices``), then the broker account is disabled. A broker failure raises, and the
+    request's transaction rolls the delete back (D24-A)."""
+    if conn.execute("SELECT 1 FROM events WHERE device_id = %s LIMIT 1", (device_id,)).fetchone():
+        raise Conflict(f"device {device_id} has events and cannot be deleted")
+    creds = conn.execute(
+        "SELECT mqtt_username FROM device_credentials WHERE device_id = %s AND revoked_at IS NULL"
+        " FOR UPDATE",
+        (device_id,),
+    ).fetchone()
+    before = store.delete(conn, actor, "devices", device_id)
+    disabled = False
+    if creds is not None:
+        store.audit(
+            conn, actor, "revoke", "device_credentials", device_id, None,
+            {"device_id": device_id, "mqtt_username": creds[0], "reason": "device deleted"},
+            str(before["school_id"]),
+        )  # fmt: skip
+        disabled = broker.disable(device_id, str(creds[0]))
+    log.info(
+        "device deleted device=%s credentials=%s broker_disabled=%s",
+        device_id, creds is not None, disabled,
+    )  # fmt: skip
+    return {"device": device_id, "credentials_revoked": creds is not None}
+
+
+def revoke_retired(
+    conn: Conn, actor: Principal, broker: BrokerAccounts, device_id: str, school_id: str
+) -> dict[str, Any]:
+    """Revoke on a deleted device: its broker account was disabled when it was deleted (or, for
+    a device deleted before D24-A, is disabled now); do it again, idempotently, and say so."""
+    row = conn.execute(
+        "SELECT mqtt_username FROM retired_devices WHERE device_id = %s FOR UPDATE",
+        (device_id,),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"device {device_id} not found")
+    username = str(row[0]) if row[0] is not None else board_username(device_id)
+    store.audit(
+        conn, actor, "revoke", "device_credentials", device_id, None,
+        {"device_id": device_id, "mqtt_username": username, "retired": True}, school_id,
+    )  # fmt: skip
+    broker.disable(device_id, username)
+    return {
+        "device": device_id, "credentials_revoked": row[0] is not None, "tokens_revoked": 0,
+        "retired": True,
+    }  # fmt: skip
+
+
 def revoke(
     conn: Conn, actor: Principal, broker: BrokerAccounts, device_id: str, school_id: str
 ) -> dict[str, Any]:
     """Revoke the board's broker account and every unused claim token of the device."""
     creds = conn.execute(
         "UPDATE device_credentials SET revoked_at = now()"
-        " WHERE device_id = %s AND revoked_at IS NULL RETURNING provisioned_at",
+        " WHERE device_id = %s AND revoked_at IS NULL RETURNING provisioned_at, mqtt_username",
         (device_id,),
     ).fetchone()
     tokens = conn.execute(
@@ -134,5 +221,8 @@ def revoke(
         school_id,
     )  # fmt: skip
     if creds is not None:
-        broker.disable(device_id)
-    return {"device": device_id, "credentials_revoked": creds is not None, "tokens_revoked": tokens}
+        broker.disable(device_id, str(creds[1]))
+    return {
+        "device": device_id, "credentials_revoked": creds is not None, "tokens_revoked": tokens,
+        "retired": False,
+    }  # fmt: skip

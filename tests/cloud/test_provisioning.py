@@ -81,7 +81,7 @@ def test_claim_token_is_one_time_and_returns_credentials(
     assert body["device"] == "gate-1" and body["school"] == "s1"
     assert body["site_key"] == (b"k" * 32).hex()
     m = body["mqtt"]
-    assert m["user"] == "gate-1" and len(m["password"]) >= 24 and m["acl"] is False
+    assert m["user"] == "board.gate-1" and len(m["password"]) >= 24 and m["acl"] is False
     assert (m["host"], m["port"], m["prefix"]) == ("127.0.0.1", 1883, "qadam")
     assert "OPEN" in caplog.text  # the demo broker is open, and the log says so
     # one use only
@@ -150,7 +150,7 @@ def test_revoke_voids_tokens_and_credentials(
     pending = _claim(c, w)
     r = c.post("/api/v1/devices/gate-1/revoke", headers=tech)
     assert r.status_code == 200 and r.json() == {
-        "device": "gate-1", "credentials_revoked": False, "tokens_revoked": 1,
+        "device": "gate-1", "credentials_revoked": False, "tokens_revoked": 1, "retired": False,
     }, r.text  # fmt: skip
     assert (
         c.post("/api/v1/provision", json={"device": "gate-1", "token": pending}).status_code == 403
@@ -295,11 +295,11 @@ def test_provisioned_boards_are_confined_and_revocable(
 
         # anonymous and wrong passwords are refused
         assert Peer(port, "anon", None, None).rc != 0
-        assert Peer(port, "gate-1", "gate-1", creds["gate-2"]).rc != 0
+        assert Peer(port, "gate-1", "board.gate-1", creds["gate-2"]).rc != 0
         # the account is bound to its client id too
-        assert Peer(port, "other-id", "gate-1", creds["gate-1"]).rc != 0
+        assert Peer(port, "other-id", "board.gate-1", creds["gate-1"]).rc != 0
 
-        a = Peer(port, "gate-1", "gate-1", creds["gate-1"])
+        a = Peer(port, "gate-1", "board.gate-1", creds["gate-1"])
         assert a.rc == 0
         for leaf in ("events", "status", "cmd/res", "wl/req"):
             a.c.publish(f"{prefix}/v1/dev/gate-1/{leaf}", b"{}", qos=1).wait_for_publish(5)
@@ -316,15 +316,15 @@ def test_provisioned_boards_are_confined_and_revocable(
         assert [t for t, _ in obs.got if "gate-2" in t or t.endswith("/ack")] == []
         a.close()
 
-        b = Peer(port, "gate-2", "gate-2", creds["gate-2"])
+        b = Peer(port, "gate-2", "board.gate-2", creds["gate-2"])
         assert b.rc == 0
         b.close()
 
         # revoke gate-1: it cannot connect any more; gate-2 still can
         r = c.post("/api/v1/devices/gate-1/revoke", headers=w.auth("technician"))
         assert r.status_code == 200 and r.json()["credentials_revoked"] is True, r.text
-        assert Peer(port, "gate-1", "gate-1", creds["gate-1"]).rc != 0
-        b = Peer(port, "gate-2", "gate-2", creds["gate-2"])
+        assert Peer(port, "gate-1", "board.gate-1", creds["gate-1"]).rc != 0
+        b = Peer(port, "gate-2", "board.gate-2", creds["gate-2"])
         assert b.rc == 0
         b.close()
 
@@ -334,8 +334,8 @@ def test_provisioned_boards_are_confined_and_revocable(
         assert r.status_code == 200, r.text
         new_pw = r.json()["mqtt"]["password"]
         assert new_pw != creds["gate-1"]
-        assert Peer(port, "gate-1", "gate-1", creds["gate-1"]).rc != 0
-        a = Peer(port, "gate-1", "gate-1", new_pw)
+        assert Peer(port, "gate-1", "board.gate-1", creds["gate-1"]).rc != 0
+        a = Peer(port, "gate-1", "board.gate-1", new_pw)
         assert a.rc == 0
         a.close()
         obs.close()

@@ -131,7 +131,7 @@ def test_flash_provision_boot_online_and_the_token_works_once(
     assert doc["device"] == DEVICE and doc["school"] == "s1" and doc["site_key"] == SITE_KEY.hex()
     assert doc["clock_synced"] is True  # the template's keys stay
     assert (m["host"], m["port"], m["prefix"]) == (*mqtt_addr, topic_prefix)
-    assert m["user"] == DEVICE and len(m["password"]) >= 24 and m["keepalive"] == 20
+    assert m["user"] == "board." + DEVICE and len(m["password"]) >= 24 and m["keepalive"] == 20
     assert m["password"] not in r.stdout + r.stderr  # never printed
     assert not (board.flash / "claim.json").exists()  # the token is traded, not stored
     assert f"provisioned: device {DEVICE}, school s1" in r.stdout and "********" in r.stdout
@@ -143,7 +143,7 @@ def test_flash_provision_boot_online_and_the_token_works_once(
         creds = conn.execute(
             "SELECT mqtt_username FROM device_credentials WHERE device_id = %s", (DEVICE,)
         ).fetchone()
-    assert row == (True,) and creds == (DEVICE,)
+    assert row == (True,) and creds == ("board." + DEVICE,)
 
     # the board booted with those credentials and the cloud's broker has it online
     topic = f"{topic_prefix}/v1/dev/{DEVICE}/status"

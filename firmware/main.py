@@ -51,9 +51,11 @@ def main():
     global boot
     dev_cfg = _load("device.json")
     journal = Journal(".")
-    if journal.min_boot() >= boot:
-        # boot.cnt was lost or corrupt: never reuse a boot the journal has already seen.
-        boot = next_boot(".", journal.min_boot())
+    # boot.cnt was lost or corrupt (an erased flash): never reuse a boot the journal has already
+    # seen, nor one the cloud holds ("boot_floor", set at provisioning; protocol.md "Boot floor").
+    floor = max(journal.min_boot(), dev_cfg.get("boot_floor") or 0)
+    if floor >= boot:
+        boot = next_boot(".", floor)
     from app.runner import App
     from app.supervisor import start_supervisor
     gc.collect()

@@ -6,7 +6,7 @@ import json
 
 from compat import write_atomic
 
-CMDS = ("open", "reboot", "resync", "config")
+CMDS = ("open", "reboot", "resync", "config", "floor")
 # device.json keys a "config" command may set, with their ranges (anything else is refused).
 CONFIG = {"heartbeat_s": (10, 86400), "relay_ms": (50, 10000), "ack_timeout_ms": (500, 600000),
           "batch": (1, 32)}
@@ -100,6 +100,8 @@ async def handle(app, payload):
                 app._wlu = None
             await app.link.publish(app.t_wl + "/req", '{"v":1,"have":%d,"want":"snapshot"}'
                                    % app.wl_version, 1, False)
+        elif cmd == "floor":
+            floor(app, c, cid)
         elif cmd == "config":
             st = c["set"]
             if getattr(app, "canteen", None) is not None and any(k in CANTEEN for k in st):
@@ -124,6 +126,30 @@ async def handle(app, payload):
         print("# cmd: reply failed:", repr(e))
     if after:
         after()
+
+
+def floor(app, c, cid):
+    """The cloud holds events of boot `c["boot"]` or newer for this device (a re-flashed board
+    restarted its counter; protocol.md "Boot floor"): persist a boot counter above it and restart
+    the boot in place, so new events get identities never used. Events already journaled keep
+    theirs (invariant 2). With an ack key the command must carry the cloud's mac."""
+    f = c.get("boot")
+    if isinstance(f, bool) or not isinstance(f, int) or not 0 < f < 0x7FFFFFFF:
+        raise CmdError("bad_value:boot", cid)
+    s = app.sync
+    if s.key is not None:
+        from net.sync import sign
+        if c.get("mac") != sign(s.key, b"%s|%d" % (s.device.encode(), f)):
+            raise CmdError("bad_mac", cid)
+    if app.boot > f:
+        return  # already past it
+    b = f + 1
+    write_atomic("boot.cnt", b"%d\n" % b)  # store.journal.BOOT, read by next_boot at start-up
+    app.boot = app.door.boot = s.status["boot"] = b
+    app.door.seq = 0
+    s.status_changed()  # the retained status says the new boot at once
+    from compat import emit
+    emit("boot", {"boot": b, "floor": f})
 
 
 def _apply(app, st):

@@ -8,7 +8,12 @@
 # retransmission alike (the event JSON is a pure function of the stored record, so the bytes are
 # the same). A 64 KiB board keeps full-size batches without a batch buffer.
 # Sync also keeps the board's last errors (error(): the status key "err"; err.log on flash).
+# An ack is applied only for events this board published and still holds, and, on a board with an
+# ack key (device.json "ack_key"), only with the cloud's "mac" (protocol.md "Ack"); anything else
+# is ignored and recorded in the errors (issue #13 item 6, D24-B).
+import hashlib
 import json
+from binascii import hexlify
 
 from compat import emit, mem_free, sleep_ms, ticks_add, ticks_diff, ticks_ms
 
@@ -18,8 +23,33 @@ TURN_MS = 500  # longest wait of one turn of Sync.run (the supervisor's "journal
 POLL_MS = 50  # how soon run() sees wake(): a flag polled, no Event and no wait_for task
 
 
+def hmac_key(key):
+    """The HMAC-SHA256 (RFC 2104) key blocks of `key` (bytes): (key ^ ipad, key ^ opad), 64 bytes
+    each, made once; the unix and ESP32 ports have hashlib.sha256 but no hmac module."""
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    i = bytearray(64)
+    o = bytearray(64)
+    for n in range(64):
+        b = key[n] if n < len(key) else 0
+        i[n] = b ^ 0x36
+        o[n] = b ^ 0x5C
+    return bytes(i), bytes(o)
+
+
+def sign(k, msg):
+    """The mac the cloud puts in an ack (or a floor command): the first 16 bytes of
+    HMAC-SHA256(key, msg) as 32 lowercase hex characters. `k`: hmac_key(key)."""
+    h = hashlib.sha256(k[0])
+    h.update(msg)
+    h2 = hashlib.sha256(k[1])
+    h2.update(h.digest())
+    return hexlify(h2.digest()[:16]).decode()
+
+
 def parse_ack(payload):
-    """-> (boot, first, last) or None for anything that is not a valid v1 ack."""
+    """-> (boot, first, last, mac) or None for anything that is not a valid v1 ack (mac: the
+    "mac" string, None when the ack has none)."""
     try:
         a = json.loads(payload)
         if a.get("v") != 1:
@@ -27,7 +57,7 @@ def parse_ack(payload):
         boot, first, last = a["boot"], a["first"], a["last"]
         if not (isinstance(boot, int) and isinstance(first, int) and isinstance(last, int)):
             return None
-        return boot, first, last
+        return boot, first, last, a.get("mac")
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
@@ -40,7 +70,7 @@ class Sync:
     sup = None  # app.supervisor.Supervisor (set by the app): beat("journal") every turn of run()
 
     def __init__(self, journal, device, prefix, batch=32, ack_timeout_ms=3000, status=None,
-                 batch_bytes=MAX_BATCH_BYTES, heartbeat_s=60, clock=None):
+                 batch_bytes=MAX_BATCH_BYTES, heartbeat_s=60, clock=None, key=None):
         self.journal = journal
         self.device = device
         self.t_events = topic(prefix, device, "events")
@@ -63,6 +93,8 @@ class Sync:
         self._inflight = None  # (boot, first, last, deadline) of the batch awaiting its ack
         self._out = None  # (boot, first, last, nbytes) of the batch being published
         self._held = None  # acks that came while it was: applied once the publish returns
+        self._sent = None  # (boot, last seq) published: acks never reach past it
+        self.key = hmac_key(key) if key else None  # the ack key's HMAC blocks; None: no key (D24-B)
 
     def wake(self):
         self._woke = True
@@ -83,7 +115,20 @@ class Sync:
         self._apply(a)
 
     def _apply(self, a):
-        boot, first, last = a
+        boot, first, last, mac = a
+        k = self.key
+        s = self._sent
+        if k is not None and mac != sign(k, b"%s|%d|%d|%d" % (self.device.encode(), boot, first,
+                                                              last)):
+            why = "mac"
+        elif s is None or boot > s[0] or boot == s[0] and last > s[1]:
+            why = "unsent"  # a range this board never published (issue #13 item 6)
+        else:
+            why = None
+        if why:
+            print("#", "sync", "ack", boot, first, last, why)
+            self.error("ack", why)
+            return
         n = self.journal.ack(boot, first, last)
         if not n:
             # Only an ack covering the oldest record trims (protocol.md); e.g. a late duplicate.
@@ -258,6 +303,9 @@ class Sync:
         w.write(b"]}")
         if n + 2 != nbytes or q != last + 1:
             raise ValueError("batch")  # changed under the writer
+        s = self._sent
+        if s is None or boot != s[0] or last > s[1]:
+            self._sent = (boot, last)  # every batch starts at the oldest record: head..last sent
 
     async def _send_oldest(self):
         b = self.next_batch()

@@ -9,7 +9,7 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 
-from cloud.api import audit, auth, canteen, consents, devices, org, people, users
+from cloud.api import audit, auth, canteen, consents, dberrors, devices, org, people, users
 from cloud.api import imports as imports_api
 from cloud.api import provisioning as provisioning_api
 from cloud.api import push as push_api
@@ -57,32 +57,9 @@ def _domain_error(_req: Request, exc: Exception) -> JSONResponse:
 
 def _db_error(_req: Request, exc: Exception) -> JSONResponse:
     """Constraint and data errors the request models could not see: the transaction was rolled
-    back, so nothing changed. Reported without SQL details."""
-    diag = getattr(exc, "diag", None)
-    constraint = getattr(diag, "constraint_name", None) or ""
-    primary = getattr(diag, "message_primary", None) or ""
-    if isinstance(exc, psycopg.errors.UniqueViolation):
-        return JSONResponse({"detail": f"already exists ({constraint})"}, status_code=409)
-    if isinstance(exc, psycopg.errors.ForeignKeyViolation):
-        if primary.startswith("update or delete"):
-            return JSONResponse(
-                {"detail": f"still referenced by other records ({constraint})"}, status_code=409
-            )
-        detail = [
-            {
-                "type": "value_error",
-                "loc": ["body"],
-                "msg": f"refers to a missing record ({constraint})",
-            }
-        ]
-        return JSONResponse({"detail": detail}, status_code=422)
-    if isinstance(exc, psycopg.errors.IntegrityError | psycopg.DataError):
-        msg = f"value rejected by the database ({constraint or type(exc).__name__})"
-        return JSONResponse(
-            {"detail": [{"type": "value_error", "loc": ["body"], "msg": msg}]}, status_code=422
-        )
-    log.error("database error error=%s", type(exc).__name__)
-    return JSONResponse({"detail": "database error"}, status_code=503)
+    back, so nothing changed. Reported by field, without constraint names or SQL details."""
+    assert isinstance(exc, psycopg.Error)
+    return dberrors.response_for(exc)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -10,7 +10,18 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from cloud.api.deps import CanteenReader, ConnDep, GuardianOrAdmin, PageDep, SchoolAdmin
-from cloud.api.models import BIGINT_MAX, IdPath, Input, IsoDate, Name, Page, SchoolId, page_of, text
+from cloud.api.models import (
+    BIGINT_MAX,
+    IdPath,
+    Input,
+    IsoDate,
+    Name,
+    Page,
+    PublicUrl,
+    SchoolId,
+    page_of,
+    text,
+)
 from cloud.auth import scope
 from cloud.auth.principal import Principal
 from cloud.domain import store
@@ -22,7 +33,6 @@ router = APIRouter(prefix="/api/v1")
 RefId = Annotated[StrictInt, Field(ge=1, le=BIGINT_MAX)]
 Price = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
 SchoolQuery = Annotated[str | None, Query(min_length=1, max_length=64)]
-Url = text(1, 2000)
 
 
 def _in_scope(conn: ConnDep, p: Principal, table: str, key: int) -> dict[str, object]:
@@ -39,7 +49,7 @@ class DishIn(Input):
     name_kk: Name
     name_ru: Name
     name_en: text(0, 200) = ""  # type: ignore[valid-type]
-    photo_url: Url | None = None  # type: ignore[valid-type]
+    photo_url: PublicUrl | None = None
     price: Price
     allergens: list[Allergen] = Field(default=[], max_length=16)
 
@@ -48,7 +58,7 @@ class DishPatch(Input):
     name_kk: Name | None = None
     name_ru: Name | None = None
     name_en: text(0, 200) | None = None  # type: ignore[valid-type]
-    photo_url: Url | None = None  # type: ignore[valid-type]
+    photo_url: PublicUrl | None = None
     price: Price | None = None
     allergens: list[Allergen] | None = Field(default=None, max_length=16)
     active: StrictBool | None = None

@@ -8,7 +8,16 @@ from datetime import date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Path
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+
+from cloud.domain import formats
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -56,6 +65,33 @@ SchoolId = Annotated[
     StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
 ]
 IdPath = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
+
+# One rule per value (cloud/domain/formats.py, shared with tools/ and the importer). The JSON
+# schema shows the rule; the validator gives the one-line message.
+PublicUrl = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=formats.URL_MAX,
+        description="https://host/... or a path we host starting with /media/",
+    ),
+    AfterValidator(formats.check_public_url),
+]
+CardUid = Annotated[
+    str,
+    Field(
+        max_length=64,
+        description="the card UID as read: 4, 7 or 10 bytes of hex (ISO 14443A), ':' or '-'"
+        " between digits allowed",
+        examples=["04A2B3C4", "04:A2:B3:C4:5D:6E:7F"],
+    ),
+    AfterValidator(formats.card_uid_hex),
+]
+ClaimToken = Annotated[
+    str,
+    Field(max_length=256, json_schema_extra={"pattern": formats.CLAIM_TOKEN_PATTERN}),
+    AfterValidator(formats.check_claim_token),
+]
 
 
 class Input(BaseModel):

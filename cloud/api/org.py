@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import datetime, time
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, Field, StrictInt
+from pydantic import AfterValidator, BaseModel, Field, StrictInt, field_validator
 
 from cloud.api.deps import (
     ClassReader,
@@ -21,8 +21,8 @@ from cloud.api.deps import (
 from cloud.api.models import BIGINT_MAX, IdPath, Input, Name, Page, SchoolId, page_of, text
 from cloud.auth import scope
 from cloud.auth.principal import Principal
-from cloud.domain import store
-from cloud.domain.errors import NotFound
+from cloud.domain import formats, kz_bin, store
+from cloud.domain.errors import Forbidden, NotFound
 
 router = APIRouter(prefix="/api/v1")
 
@@ -142,17 +142,44 @@ def delete_district(conn: ConnDep, p: PlatformAdmin, district_id: IdPath) -> Non
 
 
 # ---- schools ------------------------------------------------------------------------------
+TimeZone = Annotated[
+    str,
+    Field(max_length=64, description="IANA time zone name", examples=["Asia/Almaty"]),
+    AfterValidator(formats.check_time_zone),
+]
+DayTime = Annotated[
+    str,
+    Field(max_length=5, description="HH:MM", examples=["08:30"]),
+    AfterValidator(formats.check_day_time),
+]
+# The school's business identification number, as the Social Wallet knows it (12 digits with
+# a check digit: cloud/domain/kz_bin.py; D24-F).
+Bin = Annotated[
+    str,
+    Field(description="BIN: 12 digits with a check digit", examples=["940140000385"]),
+    AfterValidator(kz_bin.check),
+]
+
+
 class SchoolIn(Input):
     id: SchoolId
     name: Name
     district_id: RefId | None = None
-    timezone: text(1, 64) = "Asia/Almaty"  # type: ignore[valid-type]
+    timezone: TimeZone = "Asia/Almaty"
+    day_start: DayTime = Field(default="08:30", description="lessons start (lateness): HH:MM")
+    bin: Bin | None = None
 
 
 class SchoolPatch(Input):
     name: Name | None = None
     district_id: RefId | None = None
-    timezone: text(1, 64) | None = None  # type: ignore[valid-type]
+    timezone: TimeZone | None = None
+    day_start: DayTime | None = Field(default=None, description="lessons start: HH:MM")
+    bin: Bin | None = Field(default=None, description="BIN; null clears it")
+
+
+# What a school admin may change of their own school; the rest is the platform admin's.
+SCHOOL_ADMIN_FIELDS = frozenset({"name", "day_start", "bin"})
 
 
 class SchoolOut(BaseModel):
@@ -160,7 +187,14 @@ class SchoolOut(BaseModel):
     name: str
     district_id: int | None
     timezone: str
+    day_start: str
+    bin: str | None = None
     created_at: datetime
+
+    @field_validator("day_start", mode="before")
+    @classmethod
+    def _hhmm(cls, value: object) -> object:
+        return value.strftime("%H:%M") if isinstance(value, time) else value
 
 
 def _school_where(conn: ConnDep, p: Principal) -> list[tuple[str, object]]:
@@ -197,12 +231,15 @@ def get_school(conn: ConnDep, p: SchoolReader, school_id: SchoolPath) -> SchoolO
 def update_school(
     conn: ConnDep, p: SchoolAdmin, school_id: SchoolPath, body: SchoolPatch
 ) -> SchoolOut:
-    """A school admin may rename their school; district and time zone: platform admin only."""
+    """A school admin may rename their school and set its day start; district and time zone:
+    platform admin only (403 naming the fields, nothing changed)."""
     scope.require_school(conn, p, school_id)
     values = body.model_dump(exclude_unset=True)
     if p.role != "platform_admin":
-        values = {k: v for k, v in values.items() if k == "name"}
-    values = {k: v for k, v in values.items() if v is not None or k == "district_id"}
+        others = sorted(set(values) - SCHOOL_ADMIN_FIELDS)
+        if others:
+            raise Forbidden(f"only a platform admin may change {', '.join(others)}")
+    values = {k: v for k, v in values.items() if v is not None or k in ("district_id", "bin")}
     return SchoolOut.model_validate(store.update(conn, p, "schools", school_id, values))
 
 

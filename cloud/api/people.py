@@ -19,7 +19,18 @@ from cloud.api.deps import (
     RestrictionReader,
     SchoolAdmin,
 )
-from cloud.api.models import BIGINT_MAX, IdPath, Input, IsoDate, Name, Page, SchoolId, page_of, text
+from cloud.api.models import (
+    BIGINT_MAX,
+    CardUid,
+    IdPath,
+    Input,
+    IsoDate,
+    Name,
+    Page,
+    SchoolId,
+    page_of,
+    text,
+)
 from cloud.auth import scope
 from cloud.auth.principal import Principal
 from cloud.domain import people as domain
@@ -139,9 +150,10 @@ def deactivate_person(conn: ConnDep, p: SchoolAdmin, person_id: IdPath) -> Perso
 
 # ---- cards --------------------------------------------------------------------------------
 class CardIn(Input):
-    uid: Annotated[str, StringConstraints(pattern=r"^([0-9a-fA-F]{2}){4,10}$")] | None = Field(
+    uid: CardUid | None = Field(
         default=None,
-        description="the card UID as read (hex); the key is derived with the school's site key",
+        description="the card UID as read: 4, 7 or 10 bytes of hex (ISO 14443A), ':' or '-'"
+        " between digits allowed; the key is derived with the school's site key",
     )
     card_key: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")] | None = None
 

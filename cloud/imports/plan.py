@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 
 from cloud.domain.cardkey import card_key
+from cloud.domain.formats import check_card_uid
 from cloud.imports import iin as iinmod
 from cloud.imports.columns import NOT_STORED, Kind, map_header
 from cloud.imports.reader import Table
@@ -29,7 +30,6 @@ MEAL_ALIASES: dict[str, str] = {
     **dict.fromkeys(("paid", "платное", "платно", "платный", "платная", "ақылы"), "paid"),
 }  # fmt: skip
 MEAL_HINT = "use free, reduced or paid (бесплатное, льготное, платное; тегін, жеңілдетілген, ақылы)"
-UID_LENGTHS = (8, 14, 20)  # hex digits: 4, 7 or 10 byte ISO 14443A UIDs
 EMAIL_RE = re.compile(r"[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+")
 SPLIT_RE = re.compile(r"[\s,;]+")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
@@ -221,13 +221,12 @@ def _plan_people(
         for token in SPLIT_RE.split(get("cards")):
             if not token:
                 continue
-            uid = token.replace(":", "").replace("-", "").upper()
-            if len(uid) not in UID_LENGTHS or not re.fullmatch(r"[0-9A-F]+", uid):
-                plan.error(n, "cards", token,
-                           f"card UID {token!r} is not 4, 7 or 10 bytes of hex"
-                           " (8, 14 or 20 hex digits)")  # fmt: skip
+            try:
+                uid = check_card_uid(token)  # the API's rule too (cloud/domain/formats.py)
+            except ValueError as exc:
+                plan.error(n, "cards", token, str(exc))
                 continue
-            key = card_key(site_key, bytes.fromhex(uid))
+            key = card_key(site_key, uid)
             if key not in (k for _, k in cards):
                 cards.append((token, key))
         parsed.append(_PersonRow(n, name, iin, class_name, meal_code, category_id, cards))

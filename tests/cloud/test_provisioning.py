@@ -5,6 +5,8 @@ provisioned board may publish only on its own topics and a revoked board cannot 
 from __future__ import annotations
 
 import hashlib
+import re
+import secrets
 import socket
 import subprocess
 import threading
@@ -22,7 +24,15 @@ from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud.api.app import create_app
-from cloud.provisioning.dynsec import DynSec, board_acls
+from cloud.api.devices import DEVICE_ID
+from cloud.domain import registry
+from cloud.provisioning.dynsec import (
+    BOARD_USER_PREFIX,
+    DynSec,
+    board_acls,
+    board_username,
+    is_board_username,
+)
 from cloud.settings import Settings
 
 PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
@@ -339,3 +349,272 @@ def test_provisioned_boards_are_confined_and_revocable(
         assert a.rc == 0
         a.close()
         obs.close()
+
+
+# -- issue #13: board accounts in their own namespace; deleting a device locks its board out ---
+
+
+def test_board_usernames_have_their_own_namespace() -> None:
+    assert BOARD_USER_PREFIX == "board."
+    assert board_username("gate-1") == "board.gate-1"
+    assert board_username("qadam-ingest") == "board.qadam-ingest"
+    assert is_board_username("board.gate-1") and is_board_username("board.")
+    for name in ("gate-1", "qadam-ingest", "admin", "boards", "board", "", None):
+        assert not is_board_username(name), name
+    # a device id never holds a dot, so no device id is a board username or the other way round
+    assert re.fullmatch(DEVICE_ID, "board.gate-1") is None
+
+
+def _session(url: str, user_id: int) -> dict[str, str]:
+    token = secrets.token_urlsafe(32)
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO sessions (token_hash, user_id, expires_at)"
+            " VALUES (%s, %s, now() + interval '1 hour')",
+            (hashlib.sha256(token.encode()).digest(), user_id),
+        )
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _client_doc(admin: DynSec, username: str) -> dict[str, Any]:
+    (r,) = admin.run([{"command": "getClient", "username": username}])
+    assert "error" not in r, r
+    client: dict[str, Any] = r["data"]["client"]
+    return client
+
+
+def _login_rc(port: int, cid: str, user: str, password: str) -> int:
+    peer = Peer(port, cid, user, password)
+    peer.close()
+    assert peer.rc is not None
+    return peer.rc
+
+
+# Every broker account name the docs and deploy config use (docs/ingest.md "Broker",
+# docs/provisioning.md, deploy/mosquitto/mosquitto.conf: `dynsec init ... admin`; settings'
+# default ingest client id; the tests' admin) and the worker names of settings.py.
+SERVICE_NAMES = (
+    "admin", "qadam-admin", "qadam-ingest", "qadam-ingest-1", "qadam-ingest-2",
+    "qadam-demo-ingest", "qadam-wl", "qadam-bal", "qadam-outbox", "qadam-dynsec", "observer",
+)  # fmt: skip
+
+
+def test_a_device_named_like_a_service_account_cannot_touch_it(
+    database_url: str, dynsec_broker: int
+) -> None:
+    """Issue #13 item 1: a school admin registers a device named like a broker service account
+    and provisions it. Before: the service account was deleted and replaced by the board's
+    (the ingest looped on 'not authorized'; with `qadam-admin`, every later provision failed)."""
+    port, prefix = dynsec_broker, "qx"
+    admin = DynSec("127.0.0.1", port, ADMIN, ADMIN_PW, prefix)
+    admin.run([
+        {"command": "createRole", "rolename": "ingest", "acls": [
+            {"acltype": "subscribePattern", "topic": f"{prefix}/v1/dev/+/events", "allow": True},
+            {"acltype": "publishClientSend", "topic": f"{prefix}/v1/dev/+/ack", "allow": True}]},
+    ] + [
+        {"command": "createClient", "username": name, "password": f"pw-{name}",
+         "roles": [{"rolename": "admin" if name == "admin" else "ingest"}]}
+        for name in SERVICE_NAMES if name != ADMIN
+    ])  # fmt: skip
+    passwords = {name: f"pw-{name}" for name in SERVICE_NAMES} | {ADMIN: ADMIN_PW}
+    before = {name: _client_doc(admin, name) for name in SERVICE_NAMES}
+    with _api(database_url, mqtt_dynsec=True, mqtt_port=port, topic_prefix=prefix,
+              mqtt_admin_user=ADMIN, mqtt_admin_password=ADMIN_PW) as (c, w):  # fmt: skip
+        h = w.auth("school_admin")
+        boards = {}
+        for name in SERVICE_NAMES:
+            r = c.post("/api/v1/devices", json={"id": name, "school_id": "s1", "mode": "door"},
+                       headers=h)  # fmt: skip
+            assert r.status_code == 201, r.text
+            token = _claim(c, w, name, "school_admin")
+            r = c.post("/api/v1/provision", json={"device": name, "token": token})
+            assert r.status_code == 200, (name, r.text)
+            m = r.json()["mqtt"]
+            assert m["user"] == f"board.{name}" and m["acl"] is True
+            boards[name] = m["password"]
+        assert _count(database_url, "SELECT count(*) FROM device_credentials WHERE"
+                      " mqtt_username = 'board.' || device_id") == len(SERVICE_NAMES)  # fmt: skip
+        # every service account is as it was and still logs in; each board logs in as board.<id>
+        for name in SERVICE_NAMES:
+            assert _client_doc(admin, name) == before[name], name
+            assert _login_rc(port, f"{name}-svc", name, passwords[name]) == 0, name
+            assert _login_rc(port, name, f"board.{name}", boards[name]) == 0, name
+            # the board's password is not the service account's
+            assert _login_rc(port, f"{name}-svc", name, boards[name]) != 0, name
+        # revoke half, delete the other half: the service accounts are still untouched
+        for i, name in enumerate(SERVICE_NAMES):
+            if i % 2:
+                r = c.post(f"/api/v1/devices/{name}/revoke", headers=h)
+                assert r.status_code == 200 and r.json()["credentials_revoked"], r.text
+            else:
+                assert c.delete(f"/api/v1/devices/{name}", headers=h).status_code == 204
+        for name in SERVICE_NAMES:
+            assert _client_doc(admin, name) == before[name], name
+            assert _login_rc(port, f"{name}-svc", name, passwords[name]) == 0, name
+            assert _client_doc(admin, f"board.{name}").get("disabled") is True, name
+            assert _login_rc(port, name, f"board.{name}", boards[name]) != 0, name
+        # the broker admin survived: provisioning still works
+        r = c.post("/api/v1/provision", json={"device": "gate-1", "token": _claim(c, w)})
+        assert r.status_code == 200, r.text
+
+
+def test_provisioning_refuses_to_replace_a_client_it_did_not_create(
+    database_url: str, dynsec_broker: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client or role in the boards' namespace that is not this board's (made by hand) is
+    left alone: 409, nothing changes, the claim token stays usable."""
+    port, prefix = dynsec_broker, "qx"
+    admin = DynSec("127.0.0.1", port, ADMIN, ADMIN_PW, prefix)
+    admin.run([
+        {"command": "createRole", "rolename": "other",
+         "acls": [{"acltype": "subscribePattern", "topic": "#", "allow": True}]},
+        {"command": "createClient", "username": "board.gate-1", "password": "hand-made",
+         "roles": [{"rolename": "other"}]},
+    ])  # fmt: skip
+    hand_made = _client_doc(admin, "board.gate-1")
+    with _api(database_url, mqtt_dynsec=True, mqtt_port=port, topic_prefix=prefix,
+              mqtt_admin_user=ADMIN, mqtt_admin_password=ADMIN_PW) as (c, w):  # fmt: skip
+        token = _claim(c, w)
+        with caplog.at_level("WARNING", logger="qadam.provisioning"):
+            r = c.post("/api/v1/provision", json={"device": "gate-1", "token": token})
+        assert r.status_code == 409, r.text
+        assert "board.gate-1" in r.json()["detail"] and "left alone" in r.json()["detail"]
+        assert "provision refused device=gate-1" in caplog.text
+        assert _client_doc(admin, "board.gate-1") == hand_made
+        assert _login_rc(port, "x", "board.gate-1", "hand-made") == 0
+        assert _count(database_url, "SELECT count(*) FROM device_credentials") == 0
+        assert _count(database_url, "SELECT count(*) FROM device_claim_tokens"
+                      " WHERE used_at IS NULL") == 1  # fmt: skip
+        # a role named like the board's but with other ACLs: refused the same way
+        admin.run([
+            {"command": "deleteClient", "username": "board.gate-1"},
+            {"command": "createRole", "rolename": "qadam-board-gate-1",
+             "acls": [{"acltype": "subscribePattern", "topic": "#", "allow": True}]},
+        ])  # fmt: skip
+        r = c.post("/api/v1/provision", json={"device": "gate-1", "token": token})
+        assert r.status_code == 409 and "qadam-board-gate-1" in r.json()["detail"], r.text
+        (role,) = admin.run([{"command": "getRole", "rolename": "qadam-board-gate-1"}])
+        assert [a["topic"] for a in role["data"]["role"]["acls"]] == ["#"]
+        # once the operator removed it, the same token works
+        admin.run([{"command": "deleteRole", "rolename": "qadam-board-gate-1"}])
+        r = c.post("/api/v1/provision", json={"device": "gate-1", "token": token})
+        assert r.status_code == 200, r.text
+
+
+def test_deleting_a_provisioned_device_locks_its_board_out_and_retires_its_id(
+    database_url: str, dynsec_broker: int
+) -> None:
+    """Issue #13 item 2, the attack as reported: a provisioned device without events is
+    deleted; before, its broker account kept working, revoke answered 404, and another school
+    could register the same id and have the old board's taps stored as its own."""
+    port, prefix = dynsec_broker, "qx"
+    admin = DynSec("127.0.0.1", port, ADMIN, ADMIN_PW, prefix)
+    with _api(database_url, mqtt_dynsec=True, mqtt_port=port, topic_prefix=prefix,
+              mqtt_admin_user=ADMIN, mqtt_admin_password=ADMIN_PW) as (c, w):  # fmt: skip
+        tech, admin3 = w.auth("technician"), _session(database_url, w.ids["admin3"])
+        door = {"id": "door-7", "school_id": "s1", "mode": "door"}
+        assert c.post("/api/v1/devices", json=door, headers=tech).status_code == 201
+        r = c.post("/api/v1/provision", json={"device": "door-7", "token": _claim(c, w, "door-7")})
+        assert r.status_code == 200, r.text
+        pw = r.json()["mqtt"]["password"]
+        assert _login_rc(port, "door-7", "board.door-7", pw) == 0
+
+        assert c.delete("/api/v1/devices/door-7", headers=tech).status_code == 204
+        # the board is locked out by the same request
+        assert _login_rc(port, "door-7", "board.door-7", pw) != 0
+        assert _client_doc(admin, "board.door-7").get("disabled") is True
+        assert _count(database_url, "SELECT count(*) FROM audit_log WHERE action = 'revoke'"
+                      " AND entity_id = 'door-7'") == 1  # fmt: skip
+        # revoke on the deleted device: not a 404 that leaves the account alive
+        r = c.post("/api/v1/devices/door-7/revoke", headers=tech)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"device": "door-7", "credentials_revoked": True,
+                            "tokens_revoked": 0, "retired": True}  # fmt: skip
+        # ... but still a 404 for someone outside the school, same as a missing device
+        assert c.post("/api/v1/devices/door-7/revoke", headers=admin3).status_code == 404
+        # another school cannot take the id (its school admin, nor the platform admin for it)
+        for h in (admin3, w.auth("platform_admin")):
+            r = c.post("/api/v1/devices", json=door | {"school_id": "s3"}, headers=h)
+            assert r.status_code == 409 and "not reused across schools" in r.text, r.text
+        # nor by a path other than the API (the database refuses it too)
+        with psycopg.connect(database_url) as conn, pytest.raises(psycopg.errors.UniqueViolation):
+            registry.register_device(conn, "door-7", "s3", "", "door", "")
+        assert _count(database_url, "SELECT count(*) FROM devices WHERE id = 'door-7'") == 0
+        assert _login_rc(port, "door-7", "board.door-7", pw) != 0
+        # the same school may take its id back; the old board stays out until re-provisioned
+        assert c.post("/api/v1/devices", json=door, headers=tech).status_code == 201
+        assert _count(database_url, "SELECT count(*) FROM retired_devices") == 0
+        assert _login_rc(port, "door-7", "board.door-7", pw) != 0
+        r = c.post("/api/v1/provision", json={"device": "door-7", "token": _claim(c, w, "door-7")})
+        assert r.status_code == 200, r.text
+        assert _login_rc(port, "door-7", "board.door-7", r.json()["mqtt"]["password"]) == 0
+
+
+def test_a_delete_the_broker_refuses_deletes_nothing(database_url: str) -> None:
+    port = _free_port()  # nothing listens there
+    with _api(database_url, mqtt_dynsec=True, mqtt_port=port, mqtt_admin_user="a",
+              mqtt_admin_password="b") as (c, w):  # fmt: skip
+        tech = w.auth("technician")
+        door = {"id": "door-7", "school_id": "s1", "mode": "door"}
+        assert c.post("/api/v1/devices", json=door, headers=tech).status_code == 201
+        with psycopg.connect(database_url) as conn:
+            conn.execute(
+                "INSERT INTO device_credentials (device_id, mqtt_username, broker_acl)"
+                " VALUES ('door-7', 'board.door-7', true)"
+            )
+        r = c.delete("/api/v1/devices/door-7", headers=tech)
+        assert r.status_code == 503 and "could not be disabled" in r.text, r.text
+        assert _count(database_url, "SELECT count(*) FROM devices WHERE id = 'door-7'") == 1
+        assert _count(database_url, "SELECT count(*) FROM device_credentials") == 1
+        assert _count(database_url, "SELECT count(*) FROM retired_devices") == 0
+        # a device without live credentials needs no broker
+        with psycopg.connect(database_url) as conn:
+            conn.execute("UPDATE device_credentials SET revoked_at = now()")
+        assert c.delete("/api/v1/devices/door-7", headers=tech).status_code == 204
+
+
+def test_boards_provisioned_before_the_namespace_are_locked_out_on_reprovision_and_delete(
+    database_url: str, dynsec_broker: int
+) -> None:
+    """Accounts made before D24-A are named by the bare device id. Re-provisioning moves the
+    board to board.<id> and disables the old account; deleting disables it; a bare-id account
+    that is not a board's (a service account restored by hand) is left alone."""
+    port, prefix = dynsec_broker, "qx"
+    admin = DynSec("127.0.0.1", port, ADMIN, ADMIN_PW, prefix)
+    legacy = [
+        {"command": "createRole", "rolename": f"qadam-board-{d}", "acls": board_acls(prefix, d)}
+        for d in ("gate-1", "door-7")
+    ] + [
+        {"command": "createClient", "username": d, "password": f"old-{d}", "clientid": d,
+         "roles": [{"rolename": f"qadam-board-{d}"}]}
+        for d in ("gate-1", "door-7")
+    ] + [
+        {"command": "createClient", "username": "door-8", "password": "svc", "roles": []},
+    ]  # fmt: skip
+    admin.run(legacy)
+    with _api(database_url, mqtt_dynsec=True, mqtt_port=port, topic_prefix=prefix,
+              mqtt_admin_user=ADMIN, mqtt_admin_password=ADMIN_PW) as (c, w):  # fmt: skip
+        tech = w.auth("technician")
+        for d in ("door-7", "door-8"):
+            r = c.post("/api/v1/devices", json={"id": d, "school_id": "s1", "mode": "door"},
+                       headers=tech)  # fmt: skip
+            assert r.status_code == 201, r.text
+        with psycopg.connect(database_url) as conn:
+            for d in ("gate-1", "door-7", "door-8"):
+                conn.execute(
+                    "INSERT INTO device_credentials (device_id, mqtt_username, broker_acl)"
+                    " VALUES (%s, %s, true)", (d, d),
+                )  # fmt: skip
+        assert _login_rc(port, "gate-1", "gate-1", "old-gate-1") == 0
+        r = c.post("/api/v1/provision", json={"device": "gate-1", "token": _claim(c, w)})
+        assert r.status_code == 200 and r.json()["mqtt"]["user"] == "board.gate-1", r.text
+        assert _login_rc(port, "gate-1", "gate-1", "old-gate-1") != 0
+        assert _login_rc(port, "gate-1", "board.gate-1", r.json()["mqtt"]["password"]) == 0
+
+        assert _login_rc(port, "door-7", "door-7", "old-door-7") == 0
+        assert c.delete("/api/v1/devices/door-7", headers=tech).status_code == 204
+        assert _login_rc(port, "door-7", "door-7", "old-door-7") != 0
+        # door-8's recorded name is an account that is not a board's: untouched
+        assert c.delete("/api/v1/devices/door-8", headers=tech).status_code == 204
+        assert _login_rc(port, "x", "door-8", "svc") == 0
+        assert _client_doc(admin, "door-8").get("disabled") is not True

@@ -2,6 +2,10 @@
 
 Platform admins see every school, district authorities their district's schools, school admins
 their own school. A ``school`` filter outside the caller's scope is 404, like a missing school.
+
+Resending a rejected or dead delivery after the data was fixed (D24-F) is for platform admins and
+school admins (their school), like every other change of a school's data; district authorities
+read. ``/status`` says whether anything delivers the records at all.
 """
 
 from __future__ import annotations
@@ -10,15 +14,17 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, Field
 
-from cloud.api.deps import ConnDep, PageDep, allow
-from cloud.api.models import IsoDate, Page, SchoolId, page_of
+from cloud.api.deps import ConnDep, PageDep, SchoolAdmin, allow
+from cloud.api.models import Input, IsoDate, Page, SchoolId, page_of
 from cloud.auth import scope
 from cloud.auth.principal import Principal
 from cloud.domain import store
-from cloud.domain.errors import Invalid
+from cloud.domain.errors import Invalid, NotFound
+from cloud.socialwallet import resend as resend_mod
+from cloud.socialwallet import status as status_mod
 
 router = APIRouter(prefix="/api/v1/social-wallet", tags=["social-wallet"])
 
@@ -28,6 +34,8 @@ LedgerReader = Annotated[
 State = Literal["pending", "sent", "accepted", "rejected", "dead"]
 STATES: tuple[State, ...] = ("pending", "sent", "accepted", "rejected", "dead")
 MONTH_RE = re.compile(r"^((?:19|20|21)\d\d)-(0[1-9]|1[0-2])$")
+DeliveryKey = Annotated[str, Path(min_length=1, max_length=300)]
+ReasonCode = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
 class ReasonOut(BaseModel):
@@ -55,6 +63,8 @@ class DeliveryOut(BaseModel):
     confirmed_at: datetime | None
     reconciled_at: datetime | None
     updated_at: datetime
+    resends: int = 0
+    resent_at: datetime | None = None
 
 
 class ReasonCount(BaseModel):
@@ -154,4 +164,100 @@ def summary(
         by_state=by_state,
         reasons=[ReasonCount(code=str(c), count=int(n)) for c, n in reasons],
         errors=[ReasonCount(code=str(c), count=int(n)) for c, n in errors],
+    )
+
+
+# ---- resending after the data was fixed (D24-F) ------------------------------------------------
+class Skipped(BaseModel):
+    idempotency_key: str
+    state: State
+
+
+class ResendOut(BaseModel):
+    resent: list[str]  # back in the queue, same idempotency key
+    repriced: list[str]  # of those, meals that had no price and got one from the history
+    skipped: list[Skipped]  # not rejected or dead: nothing to resend
+    more: bool = False  # bulk: more deliveries match than one request resends
+
+
+class ResendIn(Input):
+    school: SchoolId
+    state: Literal["rejected", "dead"] | None = None  # default: both
+    reason: ReasonCode | None = None  # a rejection reason code, e.g. price_missing
+    date_from: IsoDate | None = None
+    date_to: IsoDate | None = None
+
+
+def _out(r: resend_mod.ResendResult, more: bool = False) -> ResendOut:
+    return ResendOut(
+        resent=r.resent,
+        repriced=r.repriced,
+        skipped=[Skipped(idempotency_key=k, state=st) for k, st in r.skipped],  # type: ignore[arg-type]
+        more=more,
+    )
+
+
+@router.post("/deliveries/{delivery_key}/resend", response_model=ResendOut)
+def resend_delivery(conn: ConnDep, p: SchoolAdmin, delivery_key: DeliveryKey) -> ResendOut:
+    """Send one rejected or dead meal record again after its data was fixed (prices, BIN, IIN),
+    under the same idempotency key; a meal stored unpriced is priced from the price history as
+    at the meal. Another state changes nothing (``skipped``). Audited."""
+    row = conn.execute(
+        "SELECT school_id FROM sw_deliveries WHERE idempotency_key = %s", (delivery_key,)
+    ).fetchone()
+    missing = NotFound(f"delivery {delivery_key!r} not found")
+    if row is None:
+        raise missing
+    try:
+        scope.require_school(conn, p, row[0])
+    except NotFound:
+        raise missing from None
+    return _out(resend_mod.resend(conn, p, [delivery_key]))
+
+
+@router.post("/resend", response_model=ResendOut)
+def resend_deliveries(conn: ConnDep, p: SchoolAdmin, body: ResendIn) -> ResendOut:
+    """Resend one school's rejected and/or dead meal records, optionally only those rejected
+    for one reason code and/or of some meal days, oldest first, at most 1000 per request
+    (``more``: call again). Audited (one row per delivery and one for the request)."""
+    if body.date_from is not None and body.date_to is not None and body.date_to < body.date_from:
+        raise Invalid("date_to", "must not be before date_from")
+    if body.reason is not None and body.state == "dead":
+        raise Invalid("reason", "dead deliveries have no rejection reason: leave state unset")
+    scope.require_school(conn, p, body.school)
+    keys, more = resend_mod.matching(
+        conn, body.school, state=body.state, reason=body.reason,
+        date_from=body.date_from, date_to=body.date_to,
+    )  # fmt: skip
+    result = resend_mod.resend(conn, p, keys)
+    store.audit(
+        conn, p, "update", "sw_resend", body.school, None,
+        {**body.model_dump(mode="json"), "resent": len(result.resent),
+         "repriced": len(result.repriced), "more": more},
+        school_id=body.school,
+    )  # fmt: skip
+    return _out(result, more)
+
+
+class StatusOut(BaseModel):
+    connector: Literal["configured", "not_configured"]
+    detail: str
+    workers: int  # outbox workers seen in the last two minutes
+    school: str | None
+    waiting: dict[str, int]  # pending, sent, dead, rejected
+    oldest_waiting_at: datetime | None
+
+
+@router.get("/status", response_model=StatusOut)
+def connector_status(conn: ConnDep, p: LedgerReader, school: SchoolId | None = None) -> StatusOut:
+    """Whether an outbox worker delivers meal records (``connector: not_configured`` when none
+    does: the records wait), and how many records wait, in the caller's scope."""
+    st = status_mod.status(conn, _schools(conn, p, school))
+    return StatusOut(
+        connector=st.connector,  # type: ignore[arg-type]
+        detail=st.detail,
+        workers=st.workers,
+        school=school,
+        waiting=st.waiting,
+        oldest_waiting_at=st.oldest_waiting_at,
     )

@@ -22,6 +22,8 @@ from cloud.socialwallet.connector import (
 from cloud.workers.outbox import BaseHandler, Conn, Delivered, Fail, OutboxItem, Outcome, Retry
 
 KIND = "social_wallet"
+# the contract's answer to a key already used for a different body (docs/social-wallet.md)
+REUSED = "idempotency_key_reused"
 
 
 def reasons_json(r: Rejected) -> str:
@@ -69,9 +71,20 @@ class SocialWalletHandler(BaseHandler):
             return Fail(f"bad payload: {e}")
         try:
             answer = self.connector.submit(record, item.idempotency_key)
+            if isinstance(answer, Rejected) and any(r.code == REUSED for r in answer.reasons):
+                answer = self._already_there(item.idempotency_key, answer)
         except TransientError as e:
             return Retry(str(e))
         return Delivered(answer)  # accepted or rejected: a final answer either way
+
+    def _already_there(self, key: str, answer: Rejected) -> Accepted | Rejected:
+        """The receiver holds a record under this key with another body: a resend (rebuilt
+        after the data was fixed, D24-F) of a record that had arrived after all. The record it
+        holds is the one that counts: accepted with its original reference, never a second."""
+        known = self.connector.status(key)
+        if isinstance(known, Accepted):
+            return Accepted(known.reference, duplicate=True)
+        return answer
 
     def record(self, conn: Conn, item: OutboxItem, outcome: Outcome, dead: bool) -> None:
         key = item.idempotency_key

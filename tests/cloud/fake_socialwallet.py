@@ -9,8 +9,11 @@ Faults, chosen per POST (by key first, then at random with a seeded generator):
 * ``reject``  -> 422 with reason codes (remembered: the status query answers rejected).
 
 It also validates what the contract requires (422 ``pupil_unknown``, ``price_missing``,
-``invalid_field``, ``idempotency_key_mismatch``, ``idempotency_key_reused``) and remembers
-every key: a POST of a key it has already accepted answers 409 with the original reference.
+``invalid_field``, ``idempotency_key_mismatch``, ``idempotency_key_reused``; with
+``require_bin`` also ``school_bin_missing``) and remembers every key: a POST of a key it has
+already accepted answers 409 with the original reference (``idempotency_key_reused`` for another
+body). A rejected key holds no record: the same body gets the same 422, a corrected body (a
+resend after the data was fixed, D24-F) is judged afresh.
 ``accepted_posts[key]`` counts the 202s per key: the tests require exactly one each.
 """
 
@@ -52,6 +55,7 @@ class FakeSocialWallet:
         sleep_s: float = 2.0,
         token: str | None = None,
         seed: int = 7,
+        require_bin: bool = False,
     ) -> None:
         self.fail_rate = fail_rate
         self.timeout_rate = timeout_rate
@@ -61,6 +65,7 @@ class FakeSocialWallet:
         self.reject_keys = dict(reject_keys or {})
         self.sleep_s = sleep_s
         self.token = token
+        self.require_bin = require_bin
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.records: dict[str, Stored] = {}
@@ -144,6 +149,8 @@ class FakeSocialWallet:
         with self.lock:
             self.posts[key] += 1
             known = self.records.get(key)
+            if known is not None and known.state == "rejected" and known.body != body:
+                known = None  # a corrected record under the key of a rejected one
             if known is not None:
                 if known.body != body:
                     self.outcomes["422"] += 1
@@ -158,7 +165,7 @@ class FakeSocialWallet:
             if fault == "fail":
                 self.outcomes["500"] += 1
                 return 500, {"error": "internal error (fake)"}, 0.0
-            reasons = self._validate(key, body)
+            reasons = self._validate(key, body, self.require_bin)
             if not reasons and fault == "reject":
                 reasons = self.reject_keys.get(key) or [
                     {"code": "pupil_not_eligible", "message": "no benefit on this date (fake)"}
@@ -177,7 +184,7 @@ class FakeSocialWallet:
             return 202, {"reference": ref, "state": "accepted"}, 0.0
 
     @staticmethod
-    def _validate(key: str, body: Any) -> Reasons:
+    def _validate(key: str, body: Any, require_bin: bool = False) -> Reasons:
         if not isinstance(body, dict):
             return [{"code": "invalid_field", "message": "body must be an object"}]
         out: Reasons = []
@@ -186,6 +193,8 @@ class FakeSocialWallet:
         school = body.get("school")
         if not isinstance(school, dict) or not school.get("id"):
             out.append({"code": "invalid_field", "message": "school.id"})
+        elif require_bin and not school.get("bin"):
+            out.append({"code": "school_bin_missing", "message": "school.bin is required"})
         pupil = body.get("pupil")
         if not isinstance(pupil, dict) or (not pupil.get("iin") and not pupil.get("person_id")):
             out.append({"code": "pupil_unknown", "message": "no IIN and no person id"})
@@ -283,7 +292,7 @@ def canteen_world(url: str) -> Any:
             " ('s1', 'reduced', 'Reduced', 200), ('s1', 'paid', 'Paid', 500),"
             " ('s3', 'paid', 'Paid', 450)"
         )
-        conn.execute("UPDATE schools SET bin = '123456789012' WHERE id = 's1'")
+        conn.execute("UPDATE schools SET bin = %s WHERE id = 's1'", (BIN_S1,))
         conn.execute(
             "UPDATE people SET meal_category = 1, external_id = '120304500123' WHERE id = %s",
             (w.ids["alice"],),
@@ -294,6 +303,7 @@ def canteen_world(url: str) -> Any:
 
 
 CARD_CARA = "2222222222222222"
+BIN_S1 = "940140000385"  # a published BIN (python-stdnum's example): a valid check digit
 
 
 def ingest_meals(

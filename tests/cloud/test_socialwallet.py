@@ -14,8 +14,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from api_world import CARD_ALICE, CARD_AMIR, World, login_all
-from fake_socialwallet import CARD_CARA, FakeSocialWallet, canteen_world, ingest_meals
+from api_world import CARD_ALICE, CARD_AMIR, CARD_BOB, World, login_all
+from fake_socialwallet import BIN_S1, CARD_CARA, FakeSocialWallet, canteen_world, ingest_meals
 from fastapi.testclient import TestClient
 
 from cloud.api.app import create_app
@@ -128,7 +128,7 @@ def test_meal_receipt_enqueues_one_record_in_the_ingest_transaction(
         "meal:cant-1:1:1", "meal:cant-1:1:2", "meal:cant-1:1:3", "meal:gate-1:1:50",
     ]  # fmt: skip
     alice = rows[0][1]
-    assert alice["school"] == {"id": "s1", "bin": "123456789012"}
+    assert alice["school"] == {"id": "s1", "bin": BIN_S1}
     assert alice["pupil"] == {"person_id": world.ids["alice"], "iin": "120304500123"}
     assert alice["meal_category"] == "free"
     assert (alice["price"], alice["pupil_paid"], alice["subsidy"]) == ("500.00", "0.00", "500.00")
@@ -464,3 +464,325 @@ def test_reconcile_finds_a_stale_sent_delivery_of_a_dead_worker(
     w._store(item, Retry("timeout: ReadTimeout"))
     assert _ledger(database_url)[key][:2] == ("accepted", fake.records[key].reference)
     assert w.run_once() == 0
+
+
+# -- no meal lost to configuration order (issue #13 item 10, D24-F) ----------------------------
+
+
+def _api(database_url: str, world: World) -> TestClient:
+    client = TestClient(create_app(Settings(database_url=database_url, auth_required=True)))
+    login_all(client, world, database_url)
+    return client
+
+
+def _one(url: str, q: str, params: tuple[Any, ...] = ()) -> Any:
+    with psycopg.connect(url) as conn:
+        return conn.execute(q, params).fetchone()
+
+
+def _run_until_final(url: str, fake: FakeSocialWallet, n: int) -> None:
+    w = _worker(url, fake, "w")
+    w.start()
+    try:
+        _wait_final(url, n)
+    finally:
+        w.stop()
+
+
+def _audits(url: str, entity: str) -> list[tuple[str, Any, Any]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT entity_id, before, after FROM audit_log WHERE entity = %s ORDER BY id",
+            (entity,),
+        ).fetchall()
+    return [(str(r[0]), r[1], r[2]) for r in rows]
+
+
+def test_bin_is_twelve_digits_with_the_iin_check_digit() -> None:
+    from cloud.domain import kz_bin
+    from cloud.imports import iin
+
+    assert kz_bin.check_digit is iin.check_digit  # one implementation of the checksum
+    for good in ("940140000385", "990140004654", "140440031745", kz_bin.make("2409", 7)):
+        assert kz_bin.problem(good) is None, good
+    bad = {
+        "940140000386": "check digit",  # a typo in the last digit
+        "940140000358": "check digit",  # two digits swapped
+        "94014000038": "12 digits",
+        "9401400003851": "12 digits",
+        "94014000038a": "12 digits",
+        "٩٤٠١٤٠٠٠٠٣٨٥": "12 digits",  # Arabic-Indic digits: isdigit() but not ASCII
+        "941340000385": "month",
+        "940170000385": "digit 5",
+        "940149000385": "digit 6",
+    }
+    for value, why in bad.items():
+        problem = kz_bin.problem(value)
+        assert problem is not None and why in problem, (value, problem)
+        with pytest.raises(ValueError, match=why):
+            kz_bin.check(value)
+
+
+def test_school_bin_is_set_through_the_api_validated_and_audited(
+    database_url: str, world: World
+) -> None:
+    ingest_meals(database_url, "cant-3", [1], CARD_CARA)  # s3 has no BIN yet: a waiting record
+    good = "990140004654"
+    with _api(database_url, world) as client:
+        hp = world.auth("platform_admin")
+        r = client.patch("/api/v1/schools/s3", json={"bin": "990140004655"}, headers=hp)
+        assert r.status_code == 422 and "BIN check digit is wrong" in r.text, r.text
+        r = client.patch("/api/v1/schools/s3", json={"bin": "99014000465"}, headers=hp)
+        assert r.status_code == 422 and "exactly 12 digits" in r.text, r.text
+        assert _one(database_url, "SELECT bin FROM schools WHERE id = 's3'") == (None,)
+        r = client.patch("/api/v1/schools/s3", json={"bin": good}, headers=hp)
+        assert r.status_code == 200 and r.json()["bin"] == good, r.text
+        assert client.get("/api/v1/schools/s3", headers=hp).json()["bin"] == good
+        # a school admin sets their own school's BIN; another school's is "not found"
+        hs = world.auth("school_admin")
+        r = client.patch("/api/v1/schools/s1", json={"bin": "140440031745"}, headers=hs)
+        assert r.status_code == 200 and r.json()["bin"] == "140440031745", r.text
+        assert client.patch("/api/v1/schools/s3", json={"bin": good}, headers=hs).status_code \
+            == 404  # fmt: skip
+        r = client.post(
+            "/api/v1/schools", json={"id": "s7", "name": "Seven", "bin": "1"}, headers=hp
+        )
+        assert r.status_code == 422 and "12 digits" in r.text
+    # the record that was waiting (never sent) carries the BIN now; the change is audited
+    payload = _one(database_url, "SELECT payload FROM outbox WHERE idempotency_key = %s",
+                   ("meal:cant-3:1:1",))[0]  # fmt: skip
+    assert payload["school"] == {"id": "s3", "bin": good}
+    audits = [a for a in _audits(database_url, "schools") if a[0] == "s3"]
+    assert audits and audits[-1][2]["bin"] == good
+
+
+def test_meal_served_before_prices_is_repriced_from_history_and_resent(
+    database_url: str, world: World
+) -> None:
+    """s2 has no meal categories: Bob's meals are rejected price_missing. The operator enters
+    the price (650, then changes it to 700 today) and resends: the meals (9 Oct) are priced 650
+    from the history, accepted once each, and the report's rollup and the ledger agree."""
+    from cloud.domain import registry
+
+    with psycopg.connect(database_url) as conn:
+        registry.register_device(conn, "cant-2", "s2", "canteen", "canteen", "pn532")
+    keys = ["meal:cant-2:1:1", "meal:cant-2:1:2"]
+    ingest_meals(database_url, "cant-2", [1, 2], CARD_BOB)
+    with FakeSocialWallet(sleep_s=TIMEOUT_S * 3) as fake, _api(database_url, world) as client:
+        _run_until_final(database_url, fake, 2)
+        ledger = _ledger(database_url)
+        assert [ledger[k][0] for k in keys] == ["rejected", "rejected"]
+        assert ledger[keys[0]][2] == [{"code": "price_missing", "message": "price is required"}]
+        rollup = "SELECT price, paid, quantity FROM meal_rollup WHERE school_id = 's2'"
+        assert _one(database_url, rollup) == (-1, -1, 2)  # the report: unpriced
+
+        hp = world.auth("platform_admin")
+        body = {"school_id": "s2", "kind": "paid", "name": "Paid", "price": "650"}
+        r = client.post("/api/v1/meal-categories", json=body, headers=hp)
+        assert r.status_code == 201, r.text
+        r = client.patch(f"/api/v1/meal-categories/{r.json()['id']}", json={"price": "700"},
+                         headers=hp)  # fmt: skip
+        assert r.status_code == 200, r.text
+
+        bulk = {"school": "s2", "reason": "price_missing"}
+        r = client.post("/api/v1/social-wallet/resend", json=bulk, headers=hp)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"resent": keys, "repriced": keys, "skipped": [], "more": False}
+        # idempotent: the same request again finds nothing to resend; one key: skipped
+        r = client.post("/api/v1/social-wallet/resend", json=bulk, headers=hp)
+        assert r.json()["resent"] == []
+        r = client.post(f"/api/v1/social-wallet/deliveries/{keys[0]}/resend", headers=hp)
+        assert r.json()["skipped"] == [{"idempotency_key": keys[0], "state": "pending"}]
+        assert _one(database_url, rollup) == (650, 650, 2)  # priced as at the meal
+
+        _run_until_final(database_url, fake, 2)
+        for k in keys:
+            assert _ledger(database_url)[k][:2] == ("accepted", fake.records[k].reference)
+            assert fake.accepted_posts[k] == 1
+            sent = fake.records[k].body
+            assert (sent["price"], sent["pupil_paid"], sent["subsidy"]) == (
+                "650.00", "650.00", "0.00")  # fmt: skip
+        r = client.get("/api/v1/social-wallet/deliveries?school=s2", headers=hp)
+        assert {i["resends"] for i in r.json()["items"]} == {1}
+    # the family share is charged once per meal, now that there is a price
+    charges = _one(
+        database_url,
+        "SELECT count(*), sum(amount) FROM ledger_entries WHERE person_id = %s"
+        " AND source LIKE 'meal:cant-2:%%'",
+        (world.ids["bob"],),
+    )
+    assert charges == (2, -1300)
+    resends = _audits(database_url, "sw_deliveries")
+    assert [a[0] for a in resends] == keys
+    assert resends[0][1]["state"] == "rejected" and resends[0][1]["price"] is None
+    assert resends[0][2]["price"] == "650.00" and resends[0][2]["repriced"] is True
+    assert resends[0][2]["resent"] is True
+    assert len(_audits(database_url, "sw_resend")) == 2
+
+
+def test_resending_a_dead_record_that_had_arrived_makes_no_second_record(
+    database_url: str, world: World
+) -> None:
+    """A dead letter whose POST had in fact been stored (the answer was lost) is resent after
+    the BIN changed, so the rebuilt body differs: the receiver refuses the reused key, the
+    worker asks the status endpoint and takes the record it holds."""
+    arrived, lost = "meal:cant-1:1:1", "meal:cant-1:1:2"
+    ingest_meals(database_url, "cant-1", [1, 2], CARD_ALICE)
+    with (
+        FakeSocialWallet(
+            timeout_keys={arrived: 1}, fail_keys={lost: 1}, sleep_s=TIMEOUT_S * 3
+        ) as fake,
+        _api(database_url, world) as client,
+    ):
+        w = _worker(database_url, fake, "w", max_attempts=1)
+        assert w.run_once() == 2
+        assert [_ledger(database_url)[k][0] for k in (arrived, lost)] == ["dead", "dead"]
+        original = fake.records[arrived].reference
+
+        hs = world.auth("school_admin")
+        r = client.patch("/api/v1/schools/s1", json={"bin": "140440031745"}, headers=hs)
+        assert r.status_code == 200, r.text
+        # roles and scope: a district authority reads only; s3's admin does not see s1
+        assert (
+            client.post(
+                f"/api/v1/social-wallet/deliveries/{arrived}/resend",
+                headers=world.auth("district_authority"),
+            ).status_code
+            == 403
+        )
+        assert client.post("/api/v1/social-wallet/deliveries/meal:nope:1:1/resend",
+                           headers=hs).status_code == 404  # fmt: skip
+        r = client.post("/api/v1/social-wallet/resend", json={"school": "s1", "state": "dead"},
+                        headers=hs)  # fmt: skip
+        assert r.status_code == 200 and r.json()["resent"] == [arrived, lost], r.text
+        assert r.json()["repriced"] == []  # priced already: prices never change on a resend
+
+        _run_until_final(database_url, fake, 2)
+    ledger = _ledger(database_url)
+    assert ledger[arrived][:2] == ("accepted", original)  # the record it already held
+    assert ledger[lost][:2] == ("accepted", fake.records[lost].reference)
+    assert fake.accepted_posts[arrived] == 1 and fake.accepted_posts[lost] == 1
+    assert fake.records[lost].body["school"]["bin"] == "140440031745"
+    assert fake.outcomes["422"] == 1  # the reused key, answered from the status endpoint
+
+
+def test_other_schools_deliveries_are_not_found_for_resend(database_url: str, world: World) -> None:
+    ingest_meals(database_url, "cant-3", [1], CARD_CARA)
+    with _api(database_url, world) as client:
+        hs = world.auth("school_admin")  # of s1
+        r = client.post("/api/v1/social-wallet/deliveries/meal:cant-3:1:1/resend", headers=hs)
+        assert r.status_code == 404 and "meal:cant-3:1:1" in r.text
+        r = client.post("/api/v1/social-wallet/resend", json={"school": "s3"}, headers=hs)
+        assert r.status_code == 404
+        r = client.post("/api/v1/social-wallet/resend", json={"school": "s1", "state": "dead",
+                        "reason": "price_missing"}, headers=hs)  # fmt: skip
+        assert r.status_code == 422
+    assert _ledger(database_url)["meal:cant-3:1:1"][0] == "pending"
+    assert _audits(database_url, "sw_deliveries") == []
+
+
+def test_a_missing_connector_shows_in_the_api(database_url: str, world: World) -> None:
+    from cloud.workers.outbox import BaseHandler
+
+    ingest_meals(database_url, "cant-1", [1, 2], CARD_ALICE)
+    ingest_meals(database_url, "cant-3", [1], CARD_CARA)
+    with _api(database_url, world) as client:
+        hs, hp = world.auth("school_admin"), world.auth("platform_admin")
+        r = client.get("/api/v1/social-wallet/status", headers=hs)
+        assert r.status_code == 200, r.text
+        st = r.json()
+        assert st["connector"] == "not_configured" and st["workers"] == 0
+        assert st["waiting"] == {"pending": 2, "sent": 0, "dead": 0, "rejected": 0}  # s1 only
+        assert st["oldest_waiting_at"] is not None and "no outbox worker" in st["detail"]
+        assert client.get("/api/v1/social-wallet/status", headers=hp).json()["waiting"][
+            "pending"] == 3  # fmt: skip
+
+        class Notices(BaseHandler):
+            kind = "parent_notification"
+
+        # a worker without a connector (QADAM_SOCIALWALLET_URL unset) runs: still not configured
+        OutboxWorker(database_url, [Notices()], worker_id="plain").heartbeat()
+        st = client.get("/api/v1/social-wallet/status", headers=hs).json()
+        assert st["connector"] == "not_configured" and st["workers"] == 1
+        assert "QADAM_SOCIALWALLET_URL" in st["detail"]
+        with FakeSocialWallet() as fake:
+            _worker(database_url, fake, "sw").heartbeat()
+        st = client.get("/api/v1/social-wallet/status", headers=hs).json()
+        assert st["connector"] == "configured" and st["workers"] == 2
+        with psycopg.connect(database_url) as conn:  # a worker not seen for 10 minutes
+            conn.execute("UPDATE outbox_workers SET seen_at = now() - interval '10 minutes'"
+                         " WHERE worker_id = 'sw'")  # fmt: skip
+        assert client.get("/api/v1/social-wallet/status", headers=hs).json()["connector"] \
+            == "not_configured"  # fmt: skip
+        for role in ("canteen_operator", "technician", "guardian"):
+            r = client.get("/api/v1/social-wallet/status", headers=world.auth(role))
+            assert r.status_code == 403, role
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_worker_without_connector_says_so_at_start_and_in_its_metrics(
+    database_url: str, world: World
+) -> None:
+    import urllib.request
+
+    ingest_meals(database_url, "cant-1", [1, 2, 3], CARD_ALICE)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QADAM_")}
+    env.update(QADAM_DATABASE_URL=database_url, QADAM_OUTBOX_METRICS_PORT=str(port),
+               QADAM_OUTBOX_POLL_S="0.05", QADAM_OUTBOX_WORKER_ID="nosw")  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cloud.workers.outbox"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        lines: list[str] = []
+        for line in proc.stderr:  # the process logs until it is stopped
+            lines.append(line)
+            if "outbox worker started" in line:
+                break
+        loud = [x for x in lines if "SOCIAL WALLET CONNECTOR NOT CONFIGURED" in x]
+        assert loud, "".join(lines)
+        assert '"level":"error"' in loud[0] and "3 meal records wait" in loud[0]
+        text = ""
+        for _ in range(100):  # the HTTP server is up before the worker loop starts
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    text = r.read().decode()
+                break
+            except OSError:
+                time.sleep(0.05)
+        assert "qadam_socialwallet_connector_configured 0.0" in text, text
+        assert 'qadam_socialwallet_deliveries{state="pending"} 3.0' in text
+        assert 'qadam_socialwallet_deliveries{state="rejected"} 0.0' in text
+        st = _one(database_url, "SELECT kinds FROM outbox_workers WHERE worker_id = 'nosw'")
+        assert st is not None and "social_wallet" not in st[0]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+    assert proc.returncode == 0
+    assert _one(database_url, "SELECT count(*) FROM outbox_workers") == (0,)  # said goodbye
+
+
+def test_metrics_of_a_worker_with_a_connector(database_url: str, world: World) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from cloud.socialwallet.status import SocialWalletCollector
+
+    ingest_meals(database_url, "cant-1", [1, 2], CARD_ALICE)
+    with psycopg.connect(database_url) as conn:
+        conn.execute("UPDATE sw_deliveries SET state = 'rejected', confirmed_at = now(),"
+                     " reasons = '[{\"code\": \"price_missing\"}]' WHERE seq = 2")  # fmt: skip
+    reg = CollectorRegistry()
+    reg.register(SocialWalletCollector(database_url, configured=True))
+    assert reg.get_sample_value("qadam_socialwallet_connector_configured") == 1
+    assert reg.get_sample_value("qadam_socialwallet_deliveries", {"state": "pending"}) == 1
+    assert reg.get_sample_value("qadam_socialwallet_deliveries", {"state": "rejected"}) == 1
+    assert (reg.get_sample_value("qadam_socialwallet_oldest_waiting_seconds") or -1) >= 0

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = Field(default=12, ge=1, le=1000)
     outbox_backoff_base_s: float = Field(default=2.0, gt=0, le=3600)
     outbox_backoff_max_s: float = Field(default=3600.0, gt=0, le=7 * 24 * 3600)
+    # Prometheus gauges of the Social Wallet delivery on the outbox worker (D24-F); 0 = none
+    outbox_metrics_host: str = Field(default="127.0.0.1", min_length=1)
+    outbox_metrics_port: int = Field(default=0, ge=0, le=65535)
     # Social Wallet (docs/social-wallet.md). None: the social_wallet outbox rows wait.
     socialwallet_url: str | None = Field(default=None, min_length=1, pattern=r"^https?://")
     socialwallet_token: str | None = Field(default=None, min_length=1)

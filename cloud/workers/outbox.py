@@ -27,6 +27,7 @@ import os
 import random
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -341,6 +342,7 @@ class OutboxWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: Conn | None = None
+        self._next_beat = 0.0
         self.delivered = 0
         self.retried = 0
         self.dead = 0
@@ -378,6 +380,7 @@ class OutboxWorker:
         delay = 0.1
         while not self._stop.is_set():
             try:
+                self._beat_if_due()
                 n = self.run_once()
                 delay = 0.1
             except Exception as e:  # database down, or a bug: log, back off, go on
@@ -388,7 +391,34 @@ class OutboxWorker:
                 continue
             if n == 0:
                 self._stop.wait(self.poll_s)
+        self._forget()
         log.info("outbox worker stopped id=%s", self.worker_id)
+
+    # -- heartbeat: which kinds are delivered at all (the Social Wallet status, D24-F)
+
+    HEARTBEAT_S = 30.0  # cloud.socialwallet.status.STALE_S counts a worker for 120 s
+
+    def heartbeat(self) -> None:
+        """Record in ``outbox_workers`` that this worker runs and which kinds it delivers."""
+        self._connection().execute(
+            "INSERT INTO outbox_workers (worker_id, kinds) VALUES (%s, %s)"
+            " ON CONFLICT (worker_id) DO UPDATE SET kinds = EXCLUDED.kinds, seen_at = now()",
+            (self.worker_id, sorted(self.handlers)),
+        )
+
+    def _beat_if_due(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_beat:
+            self.heartbeat()
+            self._next_beat = now + self.HEARTBEAT_S
+
+    def _forget(self) -> None:
+        try:
+            self._connection().execute(
+                "DELETE FROM outbox_workers WHERE worker_id = %s", (self.worker_id,)
+            )
+        except psycopg.Error as e:  # it ages out after STALE_S anyway
+            log.warning("outbox worker could not remove its heartbeat error=%s", e)
 
     def _connection(self) -> Conn:
         if self._conn is None or self._conn.closed:
@@ -525,6 +555,7 @@ def main() -> int:
     settings = get_settings()
     handlers = build_handlers(settings)
     worker = worker_from_settings(settings, handlers)
+    metrics = _socialwallet_surface(settings)
     reconciler = None
     if settings.socialwallet_url:
         from cloud.socialwallet.handler import connector_from_settings
@@ -543,7 +574,32 @@ def main() -> int:
     finally:
         if reconciler is not None:
             reconciler.stop()
+        if metrics is not None:
+            metrics.shutdown()
+            metrics.server_close()
     return 0
+
+
+def _socialwallet_surface(settings: Any) -> Any:
+    """What operators see of the Social Wallet delivery (D24-F): a loud line at start when no
+    connector is configured (the meal records wait), and the Prometheus gauges of
+    cloud.socialwallet.status on ``outbox_metrics_port`` (0: none). Returns the HTTP server."""
+    from cloud.socialwallet import status as sw_status
+
+    if not settings.socialwallet_url:
+        sw_status.warn_not_configured(settings.database_url)
+    port = getattr(settings, "outbox_metrics_port", 0)
+    if not port:
+        return None
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry()
+    registry.register(
+        sw_status.SocialWalletCollector(settings.database_url, bool(settings.socialwallet_url))
+    )
+    server, _ = start_http_server(port, addr=settings.outbox_metrics_host, registry=registry)
+    log.info("outbox metrics on %s:%d", settings.outbox_metrics_host, server.server_port)
+    return server
 
 
 if __name__ == "__main__":

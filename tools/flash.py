@@ -174,6 +174,12 @@ def _check_device(cfg: Path, doc: Any) -> list[str]:
     key = doc.get("site_key")
     if not isinstance(key, str) or not re.fullmatch(r"(?:[0-9a-fA-F]{2})+", key):
         bad.append("site_key: required, an even number of hex digits")
+    ack = doc.get("ack_key")  # protocol.md "Ack"; the firmware cannot start with a bad one
+    if ack is not None and (not isinstance(ack, str) or not re.fullmatch(r"[0-9a-f]{64}", ack)):
+        bad.append("ack_key: 64 lowercase hex digits (the cloud's provisioning answer)")
+    floor = doc.get("boot_floor", 0)  # protocol.md "Boot floor"
+    if not isinstance(floor, int) or isinstance(floor, bool) or not 0 <= floor < 0x7FFFFFFF:
+        bad.append("boot_floor: an integer 0-2147483646")
     mqtt = doc.get("mqtt", {})
     if not isinstance(mqtt, dict):
         bad.append("mqtt: must be an object")

@@ -46,6 +46,8 @@ class ProvisionOut(BaseModel):
     school: str
     site_key: str  # hex; device.json "site_key" (protocol.md "Card key")
     mqtt: MqttOut
+    ack_key: str  # hex; device.json "ack_key": the cloud's acks carry its mac (protocol.md "Ack")
+    boot_floor: int  # device.json "boot_floor": newest boot the cloud holds (protocol.md)
 
 
 class RevokeOut(BaseModel):
@@ -99,7 +101,10 @@ def provision(conn: ConnDep, s: SettingsDep, body: ProvisionIn) -> ProvisionOut:
         host=c.host, port=c.port, prefix=c.prefix, user=c.username, password=c.password,
         acl=c.broker_acl,
     )  # fmt: skip
-    return ProvisionOut(device=c.device, school=c.school, site_key=c.site_key.hex(), mqtt=mqtt)
+    return ProvisionOut(
+        device=c.device, school=c.school, site_key=c.site_key.hex(), mqtt=mqtt,
+        ack_key=c.ack_key.hex(), boot_floor=c.boot_floor,
+    )  # fmt: skip
 
 
 @router.post("/devices/{device_id}/revoke", response_model=RevokeOut)

@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from cloud.db.conn import close_quietly, connect
+from cloud.ingest.ackkeys import AckKeys, signed_payload
 from cloud.ingest.decode import Batch, Decoded, Reject
 from cloud.ingest.inbox import Inbox
-from cloud.ingest.writer import WriteResult, write
+from cloud.ingest.writer import Ack, WriteResult, write
 
 if TYPE_CHECKING:
     from cloud.ingest.service import Ingest
@@ -70,6 +71,7 @@ class Writer:
         self._conn: psycopg.Connection[Any] | None = None
         self._thread: threading.Thread | None = None
         self._maintained_at: float | None = None
+        self.ack_keys = AckKeys()  # the ack keys of this writer's devices (protocol.md "Ack")
 
     def start(self) -> None:
         self._thread = threading.Thread(
@@ -133,10 +135,18 @@ class Writer:
         met.acks.inc(len(result.acks))
         met.lag.set(committed - min(msg.at for msg in msgs))
         prefix = ing.settings.topic_prefix
-        # One sendall: the app acks first, then the PUBACKs of messages delivered on the
-        # current connection (the broker redelivers the others and we dedupe).
+        keys = self._keys(result.acks)
+        # One sendall: the app acks first (with their mac, for boards with an ack key), then the
+        # PUBACKs of messages delivered on the current connection (the broker redelivers the
+        # others and we dedupe).
         ing.session.send_after_commit(
-            [(a.topic(prefix), a.payload()) for a in result.acks],
+            [
+                (
+                    a.topic(prefix),
+                    signed_payload(a.payload(), keys[a.device], a.device, a.boot, a.first, a.last),
+                )
+                for a in result.acks
+            ],
             [(m.gen, m.pid) for m in msgs],
         )
         ing.count(
@@ -149,6 +159,12 @@ class Writer:
             quarantined=result.quarantined, acks=len(result.acks), bulk=result.bulk,
             ms=round((time.monotonic() - t0) * 1000, 1), queued=self.inbox.qsize(),
         )  # fmt: skip
+
+    def _keys(self, acks: list[Ack]) -> dict[str, bytes | None]:
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            return {a.device: None for a in acks}
+        return self.ack_keys.get(conn, {a.device for a in acks})
 
     def _store(self, decoded: list[Decoded]) -> WriteResult | None:
         """Write ``decoded``, reconnecting and retrying until it is committed or we stop."""

@@ -18,6 +18,8 @@ import psycopg
 from cloud.auth.principal import Principal
 from cloud.domain import store
 from cloud.domain.errors import Conflict, DomainError, NotFound
+from cloud.ingest.ackkeys import boot_floor
+from cloud.ingest.ackkeys import new_key as new_ack_key
 from cloud.provisioning.dynsec import BrokerAccounts, board_username
 from cloud.settings import Settings
 
@@ -64,6 +66,8 @@ class Credentials:
     port: int
     prefix: str
     broker_acl: bool
+    ack_key: bytes = b""  # device.json "ack_key": the cloud signs its acks with it (D24-B)
+    boot_floor: int = 0  # device.json "boot_floor": the board's boots start above it (D24-B)
 
 
 def provision(
@@ -92,11 +96,14 @@ def provision(
         " FOR UPDATE",
         (device_id,),
     ).fetchone()
+    ack_key = new_ack_key()  # a new board (or flash) gets a new key (protocol.md "Ack")
     conn.execute(
-        "INSERT INTO device_credentials (device_id, mqtt_username, broker_acl) VALUES (%s, %s, %s)"
+        "INSERT INTO device_credentials (device_id, mqtt_username, broker_acl, ack_key)"
+        " VALUES (%s, %s, %s, %s)"
         " ON CONFLICT (device_id) DO UPDATE SET mqtt_username = excluded.mqtt_username,"
-        " broker_acl = excluded.broker_acl, provisioned_at = now(), revoked_at = NULL",
-        (device_id, username, broker.enforced),
+        " broker_acl = excluded.broker_acl, provisioned_at = now(), revoked_at = NULL,"
+        " ack_key = excluded.ack_key",
+        (device_id, username, broker.enforced, ack_key),
     )
     device_actor = Principal(user_id=None, email=f"device:{device_id}", role="technician")
     store.audit(
@@ -123,6 +130,8 @@ def provision(
         port=settings.device_mqtt_port or settings.mqtt_port,
         prefix=settings.topic_prefix,
         broker_acl=broker.enforced,
+        ack_key=ack_key,
+        boot_floor=boot_floor(conn, device_id),
     )
 
 

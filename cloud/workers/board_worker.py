@@ -19,6 +19,7 @@ import psycopg
 from paho.mqtt.reasoncodes import ReasonCode
 
 from cloud.db.conn import close_quietly, connect
+from cloud.ingest.ackkeys import ack_key, floor_command, floor_for
 from cloud.mqtt_client import make_client
 from cloud.settings import Settings
 from cloud.signals import run_until_signalled
@@ -41,7 +42,8 @@ class BoardWorker:
         self._thread: threading.Thread | None = None
         self._conn: psycopg.Connection[Any] | None = None
         self._started = False
-        self.stats: dict[str, int] = {"errors": 0}
+        self.stats: dict[str, int] = {"errors": 0, "boot_floors": 0}
+        self._lives: dict[str, tuple[int, int]] = {}  # device -> (boot, up s) found in order
         self.log = logging.getLogger(f"qadam.{self.name}")
         self._client = make_client(settings, client_id, self, clean_session=True)
 
@@ -129,6 +131,32 @@ class BoardWorker:
         except queue.Full:
             self.log.warning("%s worker queue full; dropped %s (the board repeats it)",
                              self.name, topic)  # fmt: skip
+
+    def check_boot(self, conn: psycopg.Connection[Any], device: str, doc: dict[str, Any]) -> int:
+        """(worker thread) An online status says the board's boot: if the cloud already holds
+        events of a newer boot, or of the same boot from another life of the board (a re-flash
+        restarted its counter), send the boot floor command (protocol.md "Boot floor"; issue
+        #13 item 7). Returns the floor sent, 0 if none. A board seen in order is not queried
+        again until its boot changes or its uptime goes back (a restart)."""
+        boot, up = doc.get("boot"), doc.get("up")
+        if not doc.get("online") or isinstance(boot, bool) or not isinstance(boot, int):
+            return 0
+        if isinstance(up, bool) or not isinstance(up, int):
+            up = None
+        seen = self._lives.get(device)
+        if seen is not None and seen[0] == boot and up is not None and up >= seen[1]:
+            return 0
+        floor = floor_for(conn, device, boot, up)
+        if not floor:
+            if up is not None:
+                self._lives[device] = (boot, up)
+            return 0
+        self._lives.pop(device, None)
+        self.publish(device, "cmd", floor_command(ack_key(conn, device), device, floor))
+        self.stats["boot_floors"] += 1
+        self.log.warning("boot floor sent device=%s boot=%s up=%s floor=%d", device, boot, up,
+                         floor)  # fmt: skip
+        return floor
 
     def publish(self, device: str, leaf: str, payload: bytes) -> None:
         self._client.publish(f"{self._base}{device}/{leaf}", payload, qos=1)

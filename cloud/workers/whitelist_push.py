@@ -94,6 +94,7 @@ class WhitelistPush(BoardWorker):
             self.stats["clock_corrected"] += corrected
             log.info("clock correction device=%s boot=%s events=%d",
                      msg.device, doc.get("boot"), corrected)  # fmt: skip
+        self.check_boot(conn, msg.device, doc)  # a reused boot counter: protocol.md "Boot floor"
         if doc["online"] and "wl" in doc:
             self._push(conn, msg.device, force_snapshot=False, asked=False)
 

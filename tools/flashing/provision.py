@@ -48,6 +48,8 @@ class Provisioned:
     user: str
     password: str
     acl: bool
+    ack_key: str = ""  # hex; "": an older cloud without ack keys (protocol.md "Ack")
+    boot_floor: int = 0  # the newest boot the cloud holds for the device (protocol.md)
 
     def describe(self) -> str:
         return (
@@ -80,6 +82,8 @@ def _parse(device: str, raw: bytes) -> Provisioned:
             user=str(m["user"]),
             password=str(m["password"]),
             acl=bool(m.get("acl", False)),
+            ack_key=str(doc.get("ack_key") or ""),
+            boot_floor=int(doc.get("boot_floor") or 0),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise FlashError(
@@ -94,6 +98,9 @@ def _parse(device: str, raw: bytes) -> Provisioned:
         )
     if not re.fullmatch(r"(?:[0-9a-fA-F]{2})+", p.site_key):
         raise FlashError("the cloud's site_key is not hex; nothing was written", EXIT_CLOUD)
+    if p.ack_key and not re.fullmatch(r"[0-9a-f]{64}", p.ack_key) or p.boot_floor < 0:
+        raise FlashError("the cloud's ack_key or boot_floor is malformed; nothing was written",
+                         EXIT_CLOUD)  # fmt: skip
     return p
 
 
@@ -147,6 +154,10 @@ def device_document(template: dict[str, Any] | None, p: Provisioned) -> dict[str
     mqtt.update(host=p.host, port=p.port, prefix=p.prefix, user=p.user, password=p.password)
     mqtt.setdefault("keepalive", DEFAULT_KEEPALIVE)
     doc.update(device=p.device, school=p.school, site_key=p.site_key, mqtt=mqtt)
+    doc.pop("ack_key", None)  # a template's key is not this board's
+    if p.ack_key:
+        doc["ack_key"] = p.ack_key  # acks without its mac are ignored (protocol.md "Ack")
+    doc["boot_floor"] = p.boot_floor  # boots start above it (protocol.md "Boot floor")
     return doc
 
 

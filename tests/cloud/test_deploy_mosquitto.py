@@ -64,10 +64,11 @@ def broker(tmp_path: Path) -> Iterator[int]:
             "createRole ingest",
             "addRoleACL ingest subscribePattern $share/+/qadam/v1/dev/+/events allow",
             "addRoleACL ingest publishClientSend qadam/v1/dev/+/ack allow",
-            "createClient gate-1 -p pw1",
-            "addClientRole gate-1 board-gate-1",
-            "createClient gate-2 -p pw2",
-            "addClientRole gate-2 board-gate-2",
+            # board accounts are board.<device>, bound to the device id as client id (D24-A)
+            "createClient board.gate-1 -c gate-1 -p pw1",
+            "addClientRole board.gate-1 board-gate-1",
+            "createClient board.gate-2 -c gate-2 -p pw2",
+            "addClientRole board.gate-2 board-gate-2",
             "createClient qadam-ingest -p pwi",
             "addClientRole qadam-ingest ingest",
         ):
@@ -78,7 +79,9 @@ def broker(tmp_path: Path) -> Iterator[int]:
         proc.wait(10)
 
 
-def _client(port: int, cid: str, password: str | None) -> tuple[mqtt.Client, int]:
+def _client(
+    port: int, cid: str, password: str | None, user: str | None = None
+) -> tuple[mqtt.Client, int]:
     c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=cid,
                     protocol=mqtt.MQTTv311)  # fmt: skip
     result: list[int] = []
@@ -90,7 +93,7 @@ def _client(port: int, cid: str, password: str | None) -> tuple[mqtt.Client, int
 
     c.on_connect = on_connect
     if password is not None:
-        c.username_pw_set(cid, password)
+        c.username_pw_set(user or cid, password)
     c.connect("127.0.0.1", port, keepalive=10)
     c.loop_start()
     assert done.wait(5)
@@ -101,7 +104,7 @@ def test_per_device_accounts_and_acls(broker: int) -> None:
     anon, rc = _client(broker, "anon", None)
     anon.loop_stop()
     assert rc != 0, "anonymous client accepted"
-    wrong, rc = _client(broker, "gate-1", "nope")
+    wrong, rc = _client(broker, "gate-1", "nope", "board.gate-1")
     wrong.loop_stop()
     assert rc != 0, "wrong password accepted"
 
@@ -114,7 +117,10 @@ def test_per_device_accounts_and_acls(broker: int) -> None:
     ingest.subscribe("$share/g/qadam/v1/dev/+/events", qos=1)
     assert subscribed.wait(5)
 
-    gate1, rc = _client(broker, "gate-1", "pw1")
+    bare, rc = _client(broker, "gate-1", "pw1")  # the device id alone is no account
+    bare.loop_stop()
+    assert rc != 0, "a board logged in without its board. prefix"
+    gate1, rc = _client(broker, "gate-1", "pw1", "board.gate-1")
     assert rc == 0
     gate1.publish("qadam/v1/dev/gate-1/events", b"{}", qos=1).wait_for_publish(5)
     deadline = time.monotonic() + 5

@@ -157,7 +157,8 @@ def device_document(template: dict[str, Any] | None, p: Provisioned) -> dict[str
     doc.pop("ack_key", None)  # a template's key is not this board's
     if p.ack_key:
         doc["ack_key"] = p.ack_key  # acks without its mac are ignored (protocol.md "Ack")
-    doc["boot_floor"] = p.boot_floor  # boots start above it (protocol.md "Boot floor")
+    if p.boot_floor:
+        doc["boot_floor"] = p.boot_floor  # boots start above it (protocol.md "Boot floor")
     return doc
 
 

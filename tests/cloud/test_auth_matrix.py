@@ -103,6 +103,9 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/api/v1/events"): {P, D, S, G},
     ("GET", "/api/v1/social-wallet/deliveries"): {P, D, S},
     ("GET", "/api/v1/social-wallet/summary"): {P, D, S},
+    ("GET", "/api/v1/social-wallet/status"): {P, D, S},
+    ("POST", "/api/v1/social-wallet/deliveries/{delivery_key}/resend"): {P, S},
+    ("POST", "/api/v1/social-wallet/resend"): {P, S},
     ("GET", "/api/v1/reports"): {P, D, S},
     ("GET", "/api/v1/reports/schools/{school_id}/meals"): {P, D, S},
     ("GET", "/api/v1/reports/schools/{school_id}/attendance"): {P, D, S},
@@ -152,6 +155,7 @@ def test_every_route_has_an_entry() -> None:
 def world(database_url: str) -> Iterator[tuple[TestClient, World]]:
     w = build(database_url)
     w.ids["sub_id"] = 1  # no such push subscription: an allowed role gets 404, past the gate
+    w.ids["delivery_key"] = "meal:none:1:1"  # no such Social Wallet delivery: 404 likewise
     with TestClient(create_app(Settings(database_url=database_url, auth_required=True))) as c:
         login_all(c, w, database_url)
         yield c, w
@@ -337,6 +341,9 @@ WRITES: list[Write] = [
           {"month": "2025-10", "kind": "attendance"}),
     Write(S, "POST", "/api/v1/reports/schools/{school_id}/approve",
           {"month": "2025-10", "kind": "attendance", "acknowledge_anomalies": True}),
+    Write(S, "POST", "/api/v1/social-wallet/deliveries/{delivery_key}/resend",
+          at={"delivery_key": "rejected_meal"}),
+    Write(S, "POST", "/api/v1/social-wallet/resend", {"school": "s1", "state": "dead"}),
     Write(S, "POST", "/api/v1/people/{person_id}/balance/top-up",
           {"amount": "1000", "reason": "cash at the office"}, extra=_key(1)),
     Write(S, "POST", "/api/v1/people/{person_id}/balance/refund",
@@ -375,6 +382,13 @@ def test_every_write_route_succeeds_once_and_is_audited(
             "SELECT entry_id FROM ledger_post(%s, 'charge', -200, 'meal', NULL, 'matrix:1')",
             (w.ids["alice"],),
         ).fetchone()[0]  # type: ignore[index]
+        db.execute(  # a meal record the Social Wallet rejected, for the resend
+            "INSERT INTO meal_receipts (device_id, boot, seq, school_id, person_id, meal_category,"
+            " occurred_at, day) VALUES ('cant-m', 1, 1, 's1', %s, 1, now(), current_date)",
+            (w.ids["alice"],),
+        )
+        db.execute("UPDATE sw_deliveries SET state = 'rejected', confirmed_at = now()")
+        ids["rejected_meal"] = "meal:cant-m:1:1"
         failures = []
         for x in WRITES:
             names = {p: ids[x.at.get(p, p)] for p in re.findall(r"\{(\w+)\}", x.route)}

@@ -522,3 +522,48 @@ def test_ingest_keeps_the_rollup_current(database_url: str, world: RWorld) -> No
         ]
         conn.execute("SELECT refresh_meal_rollup('s1', '2025-10-01')")
         assert conn.execute(q, (world.ids["dan"],)).fetchall() == live
+
+
+def test_social_wallet_records_and_the_report_price_each_meal_alike(
+    database_url: str, world: RWorld
+) -> None:
+    """Issue #13 item 10: across the mid-month price change (and for a meal with a dish), the
+    Social Wallet record of every meal carries the price, family share and subsidy the monthly
+    report counts for it: both read the meal's own price (meal_receipt_price, D24-F)."""
+    with psycopg.connect(database_url) as conn:
+        dish = _one(
+            conn,
+            "INSERT INTO dishes (school_id, name_kk, name_ru, price)"
+            " VALUES ('s1', 'Палау', 'Плов', 950) RETURNING id",
+        )
+        conn.execute(  # 20 Oct: Данияр's reduced meal of a dish priced 950
+            "INSERT INTO meal_receipts (device_id, boot, seq, school_id, person_id, meal_category,"
+            " occurred_at, day, dish_id) VALUES ('cant-s1', 2, 1, 's1', %s, 2,"
+            " '2025-10-20 11:00' AT TIME ZONE %s, '2025-10-20', %s)",
+            (world.ids["dan"], TZ, dish),
+        )
+        report = build_mod.meals(conn, "s1", date(2025, 10, 1))
+        records = conn.execute(
+            "SELECT d.person_id, o.payload FROM sw_deliveries d JOIN outbox o ON o.id = d.outbox_id"
+            " WHERE d.school_id = 's1' AND d.day >= '2025-10-01' AND d.day < '2025-11-01'"
+            "   AND d.meal_category IN ('free', 'reduced') AND d.person_id IS NOT NULL"
+        ).fetchall()
+    sums: dict[int, list[Decimal]] = {}
+    for person, payload in records:
+        acc = sums.setdefault(person, [Decimal(0)] * 4)
+        acc[0] += 1
+        acc[1] += Decimal(payload["price"])
+        acc[2] += Decimal(payload["pupil_paid"])
+        acc[3] += Decimal(payload["subsidy"])
+    names = {world.ids["aig"]: "Айгерим Серикова", world.ids["dan"]: "Данияр Ахметов",
+             world.ids["mad"]: "Мадина Оразова"}  # fmt: skip
+    lines = _by_name(report["lines"])
+    assert set(names) == set(sums)
+    for person, (n, price, paid, subsidy) in sums.items():
+        line = lines[names[person]]
+        assert (line["quantity"], line["cost"], line["paid"], line["subsidy"]) == (
+            n, f"{price:.2f}", f"{paid:.2f}", f"{subsidy:.2f}"), names[person]  # fmt: skip
+    # the figures themselves: 600 before 15 Oct, 700 after; the dish at 950
+    assert lines["Айгерим Серикова"]["cost"] == "2600.00"
+    assert (lines["Данияр Ахметов"]["cost"], lines["Данияр Ахметов"]["paid"]) == (
+        "2250.00", "700.00")  # fmt: skip

@@ -223,6 +223,7 @@ class Consumer:
         env = dict(os.environ, QADAM_DATABASE_URL=url, QADAM_MQTT_PORT=str(port),
                    QADAM_MQTT_HOST="127.0.0.1", QADAM_TOPIC_PREFIX=prefix,
                    QADAM_INGEST_CLIENT_ID=f"{kind}-{prefix}-{worker}",
+                   QADAM_INSECURE_DEV="1",  # the bench's broker has no accounts
                    PYTHONPATH=str(REPO))  # fmt: skip
         env.update({f"QADAM_{k.upper()}": v for k, v in extra.items()})
         self.log = tempfile.NamedTemporaryFile(prefix=f"qadam-bench-{kind}-", suffix=".log",

@@ -5,10 +5,12 @@ Invalid values fail at construction (fail fast), not when first used.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 # The Web Push services of the browsers and phones parents use (Chrome/Android, Firefox, Edge,
 # Safari/iOS).
@@ -57,9 +59,13 @@ class Settings(BaseSettings):
     ingest_metrics_host: str = Field(default="127.0.0.1", min_length=1)
     ingest_metrics_port: int = Field(default=0, ge=0, le=65535)  # 0 = no metrics endpoint
 
-    # API authentication (D8). False keeps GET /api/v1/events open without a token for the
-    # demo and the live page (logged loudly at start-up); production sets QADAM_AUTH_REQUIRED=1.
-    auth_required: bool = False
+    # API authentication (D8, D24-E). On by default; False keeps GET /api/v1/events open without
+    # a token (the demo only): `qadam serve` then refuses to start unless insecure_dev is set.
+    auth_required: bool = True
+    # --insecure-dev / QADAM_INSECURE_DEV=1: a process that would be open (authentication off,
+    # an anonymous broker, a board-shaped service account) starts anyway, with a loud banner
+    # (cloud/startup.py). For development machines and the test fixtures only.
+    insecure_dev: bool = False
     session_ttl_s: int = Field(default=12 * 3600, ge=60, le=30 * 24 * 3600)
 
     # Device provisioning (docs/provisioning.md). mqtt_dynsec=True: per-board broker accounts and
@@ -120,7 +126,10 @@ class Settings(BaseSettings):
     def _push_key_usable(self) -> Settings:
         if self.push_vapid_key_file:
             if not self.push_vapid_subject:
-                raise ValueError("push_vapid_key_file needs push_vapid_subject (mailto: or https:)")
+                raise ValueError(
+                    "push_vapid_key_file needs push_vapid_subject (set mailto:ADDRESS or an"
+                    " https:// URL)"
+                )
             from cloud.push.webpush import VapidKey
 
             try:
@@ -134,7 +143,117 @@ class Settings(BaseSettings):
         return self
 
 
+class ConfigError(ValueError):
+    """The environment's settings are invalid; the message is one line naming each QADAM_*
+    variable, what is wrong with it and what to set (issue #13 item 15)."""
+
+
+# What to set, where the field's type and bounds do not say it well enough.
+_HINTS = {
+    "database_url": "set postgresql://USER@HOST:PORT/DBNAME",
+    "topic_prefix": "set a topic level without #, + or a leading /, e.g. qadam",
+    "ingest_shared_group": "letters, digits, _ and - only",
+    "socialwallet_url": "set an http(s):// URL",
+    "push_vapid_subject": "set mailto:ADDRESS or an https:// URL",
+    "push_endpoint_hosts": 'set a JSON list of host names, e.g. ["fcm.googleapis.com"]',
+    "ingest_metrics_port": "set a port 1-65535, or 0 for no metrics endpoint",
+}
+# Never echoed in a message: they may hold a password.
+_SECRET = {
+    "database_url", "mqtt_password", "mqtt_admin_password", "socialwallet_token",
+}  # fmt: skip
+_NUMBER_WORD = {int: "an integer", float: "a number"}
+
+
+def env_name(field: str) -> str:
+    return "QADAM_" + field.upper()
+
+
+def _hint(field: str) -> str:
+    if field in _HINTS:
+        return _HINTS[field]
+    info = Settings.model_fields.get(field)
+    if info is None:
+        return ""
+    annotation = info.annotation
+    if annotation is bool:
+        return "set 1 or 0, true or false"
+    bounds = {
+        name: getattr(m, name) for m in info.metadata for name in ("ge", "gt", "le", "lt")
+        if hasattr(m, name)
+    }  # fmt: skip
+    kind = next((w for t, w in _NUMBER_WORD.items() if annotation in (t, t | None)), None)
+    if kind is not None:
+        if field.endswith("_port") and bounds.get("ge") == 1 and bounds.get("le") == 65535:
+            return "set a port 1-65535"
+        low = (
+            f"from {bounds['ge']:g}" if "ge" in bounds
+            else f"above {bounds['gt']:g}" if "gt" in bounds else ""
+        )  # fmt: skip
+        high = f"up to {bounds['le']:g}" if "le" in bounds else ""
+        return " ".join(w for w in ("set", kind, low, high) if w) if low or high else f"set {kind}"
+    return ""
+
+
+def _shown(field: str, value: object) -> str:
+    if field in _SECRET:
+        return "the value"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _fields_to_env(text: str) -> str:
+    for field in sorted(Settings.model_fields, key=len, reverse=True):
+        text = re.sub(rf"(?<![A-Za-z0-9_]){field}(?![A-Za-z0-9_])", env_name(field), text)
+    return text
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """A ValidationError of Settings as one line: ``QADAM_X: 'v' is not ... (set ...); ...``."""
+    parts = []
+    for err in exc.errors():
+        loc = err.get("loc") or ()
+        field = str(loc[0]) if loc else ""
+        kind = err["type"]
+        if not field or field not in Settings.model_fields:  # a rule across fields
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            parts.append(_fields_to_env(msg))
+            continue
+        shown = _shown(field, err.get("input"))
+        if kind == "int_parsing":
+            what = f"{shown} is not an integer"
+        elif kind == "float_parsing":
+            what = f"{shown} is not a number"
+        elif kind == "bool_parsing":
+            what = f"{shown} is not a yes/no value"
+        elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+            what = f"{shown} is out of range"
+        elif kind == "string_pattern_mismatch":
+            what = f"{shown} has the wrong form"
+        elif kind == "string_too_short":
+            what = "is empty"
+        elif kind == "extra_forbidden":
+            what = "is not a setting"
+        else:
+            what = f"{shown}: {err['msg']}"
+        hint = _hint(field)
+        parts.append(f"{env_name(field)}: {what}" + (f" ({hint})" if hint else ""))
+    return "; ".join(parts)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read from the environment once."""
-    return Settings()
+    """The process-wide settings, read from the environment once. Invalid settings raise
+    :class:`ConfigError` with one line saying what is wrong and what to set."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc)) from None
+    except PydanticSettingsError as exc:  # a list/tuple setting that is not JSON
+        field = re.search(r'field "([^"]+)"', str(exc))
+        name = field.group(1) if field else ""
+        hint = _hint(name)
+        raise ConfigError(
+            f"{env_name(name) if name else 'a QADAM_* variable'}: not valid JSON"
+            + (f" ({hint})" if hint else "")
+        ) from None

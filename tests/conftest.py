@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from auth_tokens import make_admin_token
 
 REPO = Path(__file__).resolve().parent.parent
 MIGRATIONS = REPO / "cloud" / "db" / "migrations"
@@ -94,3 +95,17 @@ def shared_tmp() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def admin_headers(database_url: str) -> dict[str, str]:
+    """``Authorization`` of a platform admin for this test's database (reads every event)."""
+    return {"Authorization": f"Bearer {make_admin_token(database_url)}"}
+
+
+@pytest.fixture
+def insecure_dev_env() -> dict[str, str]:
+    """The environment a test gives a process it starts against the machine's open broker
+    (anonymous Mosquitto on 1883): without it a production start refuses (cloud/startup.py).
+    Explicit per test, so the refusal itself is tested without it."""
+    return {"QADAM_INSECURE_DEV": "1"}

@@ -9,22 +9,23 @@ import sys
 def _serve(args: argparse.Namespace) -> int:
     from cloud.api.__main__ import main
 
-    main(args.host, args.port)  # applies the migrations first, as `python -m cloud.api` does
-    return 0
+    # checks the settings and refuses an open start, then applies the migrations first, as
+    # `python -m cloud.api` does (cloud/startup.py)
+    return main(args.host, args.port, args.insecure_dev)
 
 
 def _ingest(args: argparse.Namespace) -> int:
     from cloud.ingest.__main__ import main
 
-    main()  # applies the migrations first, as `python -m cloud.ingest` does
-    return 0
+    return main(args.insecure_dev)  # as `python -m cloud.ingest` does
 
 
 def _migrate(args: argparse.Namespace) -> int:
     from cloud.db.migrate import apply
-    from cloud.settings import get_settings
+    from cloud.startup import check_database, load_settings
 
-    url = args.database_url or get_settings().database_url
+    url = args.database_url or load_settings().database_url
+    check_database(url)
     applied = apply(url)
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
     return 0
@@ -58,6 +59,15 @@ def _push_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _insecure_dev(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--insecure-dev",
+        action="store_true",
+        help="start even with authentication off, an anonymous broker or a board-shaped broker "
+        "account (a loud banner names what is open; development only). Also QADAM_INSECURE_DEV=1",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from simulator import cli as sim_cli
     from tools import demo
@@ -74,9 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the web API and console")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    _insecure_dev(p)
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("ingest", help="run the MQTT ingest worker")
+    _insecure_dev(p)
     p.set_defaults(func=_ingest)
 
     p = sub.add_parser("migrate", help="apply database migrations")
@@ -123,8 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from cloud.startup import run_entry
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    # bad settings, an unreachable database, a refused open start: one line, exit 2 or 3
+    return run_entry(lambda: args.func(args))
 
 
 if __name__ == "__main__":

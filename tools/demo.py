@@ -84,7 +84,25 @@ class Day:
             self.fed.discard(i)
 
 
+def _say_open(settings: Settings) -> None:
+    """Print what the demo leaves open (the same checks that make `qadam serve` and
+    `qadam ingest` refuse to start without --insecure-dev), and log the banner."""
+    from cloud.startup import check_open, insecure_banner
+
+    holes = check_open(settings, api=True, broker=True)
+    print("\n" + "!" * 78, flush=True)
+    print("DEMO MODE: INSECURE, for this machine only. Open:", flush=True)
+    for hole in holes:
+        print(f"  - {hole}", flush=True)
+    print("A production start (`qadam serve`, `qadam ingest`) refuses all of this.", flush=True)
+    print("!" * 78 + "\n", flush=True)
+    insecure_banner("qadam demo", holes)
+
+
 def run(args: argparse.Namespace) -> int:
+    from cloud.startup import load_settings
+
+    load_settings()  # a bad QADAM_* variable: one line and exit 2 before anything starts
     state = Path(args.state_dir)
     state.mkdir(parents=True, exist_ok=True)
     with running_services(state, pg_port=args.pg_port, mqtt_port=args.mqtt_port) as services:
@@ -106,7 +124,12 @@ def _run(args: argparse.Namespace, services: Services, state: Path) -> int:
             topic_prefix="qadam-demo",
             ingest_client_id="qadam-demo-ingest",
             http_port=http_port,
+            # The demo is open on purpose: the live page reads the events without a token and
+            # the boards use the broker without accounts. Said loudly (cloud/startup.py).
+            auth_required=False,
+            insecure_dev=True,
         )
+        _say_open(settings)
         ingest = Ingest(settings)
         ingest.start()
         started.append(ingest.stop)

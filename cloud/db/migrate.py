@@ -61,12 +61,18 @@ def apply_on_start(database_url: str) -> list[str]:
 
 
 def main() -> int:
-    from cloud.settings import get_settings
+    from cloud.startup import check_database, load_settings, run_entry
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    names = apply(get_settings().database_url)
-    print("applied: " + (", ".join(names) if names else "nothing (up to date)"))
-    return 0
+
+    def migrate() -> int:
+        url = load_settings().database_url
+        check_database(url)  # a bad or unreachable URL: one line and exit 2/3 (cloud/startup.py)
+        names = apply(url)
+        print("applied: " + (", ".join(names) if names else "nothing (up to date)"))
+        return 0
+
+    return run_entry(migrate)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 
 from cloud.ledger import push as bp
-from cloud.settings import Settings, get_settings
+from cloud.settings import Settings
 from cloud.workers.board_worker import BoardWorker
 
 log = logging.getLogger("qadam.balances")
@@ -108,10 +108,13 @@ class BalancePush(BoardWorker):
         )
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    from cloud.startup import start_worker
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    BalancePush(get_settings()).run_forever()
-    return 0
+    return start_worker(
+        "cloud.workers.balance_push", lambda s: BalancePush(s).run_forever(), argv, broker=True
+    )
 
 
 if __name__ == "__main__":

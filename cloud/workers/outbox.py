@@ -547,12 +547,15 @@ def worker_from_settings(settings: Any, handlers: Sequence[Handler]) -> OutboxWo
     )
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     from cloud.ingest.metrics import setup_json_logging
-    from cloud.settings import get_settings
+    from cloud.startup import start_worker
 
     setup_json_logging(logging.INFO)
-    settings = get_settings()
+    return start_worker("cloud.workers.outbox", _serve, argv)
+
+
+def _serve(settings: Any) -> int:  # cloud.settings.Settings
     handlers = build_handlers(settings)
     worker = worker_from_settings(settings, handlers)
     metrics = _socialwallet_surface(settings)

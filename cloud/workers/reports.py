@@ -20,7 +20,7 @@ import psycopg
 
 from cloud.db.conn import connect
 from cloud.reports import service
-from cloud.settings import Settings, get_settings
+from cloud.settings import Settings
 
 log = logging.getLogger("qadam.reports")
 
@@ -42,7 +42,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
         stop.wait(settings.reports_poll_s)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     stop = threading.Event()
 
@@ -51,8 +51,9 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    run(get_settings(), stop)
-    return 0
+    from cloud.startup import start_worker
+
+    return start_worker("cloud.workers.reports", lambda s: run(s, stop), argv)
 
 
 if __name__ == "__main__":

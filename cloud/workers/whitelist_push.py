@@ -28,7 +28,7 @@ import psycopg
 
 from cloud.ingest.clock import apply_status_clock
 from cloud.provisioning import whitelists as wls
-from cloud.settings import Settings, get_settings
+from cloud.settings import Settings
 from cloud.workers.board_worker import BoardWorker
 
 log = logging.getLogger("qadam.whitelist")
@@ -122,10 +122,13 @@ class WhitelistPush(BoardWorker):
         )  # fmt: skip
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    from cloud.startup import start_worker
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    WhitelistPush(get_settings()).run_forever()
-    return 0
+    return start_worker(
+        "cloud.workers.whitelist_push", lambda s: WhitelistPush(s).run_forever(), argv, broker=True
+    )
 
 
 if __name__ == "__main__":

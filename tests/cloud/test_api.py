@@ -27,7 +27,7 @@ def _store(url: str, *docs: dict[str, Any]) -> None:
 
 
 @pytest.fixture
-def client(database_url: str, seed: Seed) -> Iterator[TestClient]:
+def client(database_url: str, seed: Seed, admin_headers: dict[str, str]) -> Iterator[TestClient]:
     # gate-1 (school s1): boot 7 seq 1..5 by Alice at T0+1..T0+5; boot 8 seq 1..2 unknown card
     # gate-2 (school s2): boot 1 seq 1..3 by Bob at T0+1..T0+3
     _store(
@@ -37,7 +37,7 @@ def client(database_url: str, seed: Seed) -> Iterator[TestClient]:
         batch_doc(dev="gate-2", boot=1, seqs=range(1, 4), card=CARD_B, reader="canteen"),
     )
     s = Settings(database_url=database_url)
-    with TestClient(create_app(s)) as c:
+    with TestClient(create_app(s), headers=admin_headers) as c:
         yield c
 
 

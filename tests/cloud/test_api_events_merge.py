@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from auth_tokens import make_admin_token
 from cloud_helpers import Seed, event_ids, events_page
 from fastapi.testclient import TestClient
 
@@ -54,7 +55,8 @@ def client(database_url: str, seed: Seed) -> Iterator[TestClient]:
             if dev not in ("gate-1", "gate-2"):
                 registry.register_device(conn, dev, school, "hall", "door", "mfrc522")
     _insert_events(database_url, random.Random(23), 400)
-    with TestClient(create_app(Settings(database_url=database_url))) as c:
+    headers = {"Authorization": f"Bearer {make_admin_token(database_url)}"}
+    with TestClient(create_app(Settings(database_url=database_url)), headers=headers) as c:
         yield c
 
 
@@ -86,9 +88,7 @@ def test_pages_across_schools_equal_one_ordered_scan(
 
 def test_time_window_across_schools(client: TestClient, database_url: str) -> None:
     since, until = T0, T0 + timedelta(minutes=5)  # until is exclusive: the +5 min rows are out
-    expected = _reference(
-        database_url, "occurred_at >= %s AND occurred_at < %s", (since, until)
-    )
+    expected = _reference(database_url, "occurred_at >= %s AND occurred_at < %s", (since, until))
     assert 0 < len(expected) < 400
     params = {"since": since.isoformat(), "until": until.isoformat()}
     first = events_page(client, limit=10, offset=0, **params)

@@ -11,6 +11,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
+from auth_tokens import make_admin_token
 from cloud_helpers import T0, Seed, batch_doc, dumps, topic
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
@@ -113,7 +114,8 @@ def test_status_corrects_unsynced_events_of_its_boot(conn: Any, seed: Seed) -> N
     assert conn.execute("SELECT count(*) FROM device_clock_refs").fetchone()[0] == 1
 
     # API: occurred_at_corrected is the best known time (corrected, else occurred_at)
-    with TestClient(create_app(Settings(database_url=conn.info.dsn))) as client:
+    headers = {"Authorization": f"Bearer {make_admin_token(conn.info.dsn)}"}
+    with TestClient(create_app(Settings(database_url=conn.info.dsn)), headers=headers) as client:
         r = client.get("/api/v1/events", params={"device": "gate-1", "limit": 100})
         assert r.status_code == 200, r.text
         items = {(i["boot"], i["seq"]): i for i in r.json()["items"]}

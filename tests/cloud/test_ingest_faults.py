@@ -119,6 +119,7 @@ def _worker_env(url: str, host: str, port: int, prefix: str, client_id: str,
         QADAM_TOPIC_PREFIX=prefix,
         QADAM_INGEST_CLIENT_ID=client_id,
         QADAM_INGEST_FLUSH_MS="20",
+        QADAM_INSECURE_DEV="1",  # a test broker without accounts: refused without it
         PYTHONPATH=str(REPO),
     )
     if group:

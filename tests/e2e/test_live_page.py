@@ -44,6 +44,7 @@ def web(database_url, topic_prefix, mqtt_addr):
         topic_prefix=topic_prefix,
         ingest_client_id=f"ingest-{topic_prefix}",
         http_port=_free_port(),
+        auth_required=False,  # the live page reads the events without a token, as in the demo
     )
     server = uvicorn.Server(
         uvicorn.Config(

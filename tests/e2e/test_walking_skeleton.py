@@ -90,6 +90,8 @@ def _start_ingest_process(database_url: str, prefix: str, mqtt_addr) -> subproce
         QADAM_MQTT_PORT=str(mqtt_addr[1]),
         QADAM_TOPIC_PREFIX=prefix,
         QADAM_INGEST_CLIENT_ID=f"ingest-{prefix}",
+        # the machine's Mosquitto lets anonymous clients in: a production start refuses that
+        QADAM_INSECURE_DEV="1",
     )
     return subprocess.Popen(
         [sys.executable, "-m", "cloud.ingest"],

@@ -7,8 +7,6 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +18,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 from api_world import World, build, login_all
+from dynsec_broker import ADMIN, ADMIN_PW, dynsec_mosquitto, free_port
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -34,9 +33,6 @@ from cloud.provisioning.dynsec import (
     is_board_username,
 )
 from cloud.settings import Settings
-
-PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
-ADMIN, ADMIN_PW = "qadam-admin", "admin-pw-123"
 
 
 @contextmanager
@@ -181,7 +177,7 @@ def test_revoke_voids_tokens_and_credentials(
 
 
 def test_dynsec_unreachable_is_503_and_token_stays_usable(database_url: str) -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     with _api(database_url, mqtt_dynsec=True, mqtt_port=port, mqtt_admin_user="a",
               mqtt_admin_password="b") as (c, w):  # fmt: skip
         token = _claim(c, w)
@@ -195,39 +191,10 @@ def test_dynsec_unreachable_is_503_and_token_stays_usable(database_url: str) -> 
 # -- real Mosquitto with the dynamic-security plugin -------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def dynsec_broker(tmp_path: Path) -> Iterator[int]:
-    assert Path(PLUGIN).exists(), "mosquitto dynamic-security plugin missing"
-    port = _free_port()
-    subprocess.run(["mosquitto_ctrl", "dynsec", "init", f"{tmp_path}/dynsec.json", ADMIN,
-                    ADMIN_PW], check=True, capture_output=True)  # fmt: skip
-    (tmp_path / "m.conf").write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous false\nplugin {PLUGIN}\n"
-        f"plugin_opt_config_file {tmp_path}/dynsec.json\nuser root\n"
-        f"log_dest file {tmp_path}/mosquitto.log\n"
-    )
-    proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(tmp_path / "m.conf")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            assert proc.poll() is None, "mosquitto exited"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "mosquitto did not start"
-                time.sleep(0.05)
+    with dynsec_mosquitto(tmp_path) as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 class Peer:
@@ -551,7 +518,7 @@ def test_deleting_a_provisioned_device_locks_its_board_out_and_retires_its_id(
 
 
 def test_a_delete_the_broker_refuses_deletes_nothing(database_url: str) -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     with _api(database_url, mqtt_dynsec=True, mqtt_port=port, mqtt_admin_user="a",
               mqtt_admin_password="b") as (c, w):  # fmt: skip
         tech = w.auth("technician")

@@ -6,11 +6,14 @@ the revoked card is denied with ``unknown_card``; the ingest stores that tap."""
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
+from dynsec_broker import ADMIN, ADMIN_PW, dynsec_mosquitto
 from fastapi.testclient import TestClient
 
 from cloud.api.app import create_app
@@ -132,3 +135,85 @@ def test_revoked_card_reaches_the_board_within_seconds(
         board.stop()
         worker.stop()
         ingest.stop()
+
+
+def _platform_admin(url: str) -> dict[str, str]:
+    token = secrets.token_urlsafe(32)
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "INSERT INTO users (email, password_hash, role)"
+            " VALUES ('root@e2e.kz', 'unused', 'platform_admin') RETURNING id"
+        ).fetchone()
+        assert row is not None
+        conn.execute(
+            "INSERT INTO sessions (token_hash, user_id, expires_at)"
+            " VALUES (%s, %s, now() + interval '1 hour')",
+            (hashlib.sha256(token.encode()).digest(), row[0]),
+        )
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _log_count(log: Path, pattern: str) -> int:
+    """Lines of the private broker's log matching ``pattern``. Mosquitto 2.0.11 logs a refused
+    CONNECT as "Client <unknown> disconnected, not authorised." (no client id): in these tests
+    only the board can be refused."""
+    return len(re.findall(pattern, log.read_text() if log.exists() else ""))
+
+
+REFUSED = r"disconnected, not authori[sz]ed"
+
+
+def test_a_deleted_device_locks_its_running_board_out(database_url: str, tmp_path: Path) -> None:
+    """Issue #13 items 1 and 2 with the unchanged firmware: a board provisioned through the API
+    logs in to a broker with dynamic security as ``board.<device>`` (client id = device id);
+    deleting its device (no events yet) disconnects it and every reconnect is refused; another
+    school cannot take the id."""
+    device, prefix = "door-e2e", "qe"
+    (tmp_path / "broker").mkdir()
+    with dynsec_mosquitto(tmp_path / "broker") as port:
+        auth = {"Authorization": f"Bearer {_seed(database_url, device)}"}
+        root = _platform_admin(database_url)
+        with psycopg.connect(database_url) as conn:
+            v1 = registry.compile_whitelist(conn, "e2e", 1)
+            registry.create_school(conn, "e2e-2", "Another school", b"x" * 32)
+        settings = Settings(
+            database_url=database_url, auth_required=True, mqtt_port=port, topic_prefix=prefix,
+            mqtt_dynsec=True, mqtt_admin_user=ADMIN, mqtt_admin_password=ADMIN_PW,
+        )  # fmt: skip
+        with TestClient(create_app(settings)) as client:
+            r = client.post(f"/api/v1/devices/{device}/claim-token", headers=auth)
+            assert r.status_code == 201, r.text
+            r = client.post(
+                "/api/v1/provision", json={"device": device, "token": r.json()["token"]}
+            )
+            assert r.status_code == 200, r.text
+            m = r.json()["mqtt"]
+            assert m["user"] == f"board.{device}" and m["acl"] is True
+            board = VirtualBoard(
+                BoardConfig(
+                    device=device, school="e2e", site_key=SITE_KEY, mqtt_port=port,
+                    prefix=prefix, extra={"mqtt": dict(m, keepalive=30)},
+                ),
+                tmp_path / "flash",
+            )  # fmt: skip
+            board.write_flash(v1)
+            board.start()
+            try:
+                _until(lambda: board.stat()["mqtt"], 20, "the board to log in")
+                log = tmp_path / "broker" / "mosquitto.log"
+                assert _log_count(log, REFUSED) == 0
+
+                assert client.delete(f"/api/v1/devices/{device}", headers=auth).status_code == 204
+                _until(lambda: not board.stat()["mqtt"], 20, "the broker to drop the board")
+                kicked = rf"Client {device} been disconnected by administrative action"
+                assert _log_count(log, kicked) == 1
+                # it keeps trying (backoff from 0.5 s) and is refused each time
+                _until(lambda: _log_count(log, REFUSED) >= 2, 30, "two refused reconnects")
+                tap = board.tap(UID_A)  # the tap is still decided locally (invariant 1)
+                assert tap is not None and tap["result"] == "granted"
+                body = {"id": device, "school_id": "e2e-2", "mode": "door"}
+                r = client.post("/api/v1/devices", json=body, headers=root)
+                assert r.status_code == 409, r.text
+                assert not board.stat()["mqtt"]
+            finally:
+                board.stop()

@@ -218,7 +218,8 @@ def list_schools(
 def create_school(conn: ConnDep, p: PlatformAdmin, body: SchoolIn) -> SchoolOut:
     """The school's card-key secret (site_key) is generated here and never returned."""
     values = {**body.model_dump(), "site_key": secrets.token_bytes(32)}
-    return SchoolOut.model_validate(store.insert(conn, p, "schools", values))
+    row = store.insert(conn, p, "schools", values, school_id=body.id)
+    return SchoolOut.model_validate(row)
 
 
 @router.get("/schools/{school_id}", response_model=SchoolOut, tags=["organisation"])
@@ -240,7 +241,8 @@ def update_school(
         if others:
             raise Forbidden(f"only a platform admin may change {', '.join(others)}")
     values = {k: v for k, v in values.items() if v is not None or k in ("district_id", "bin")}
-    return SchoolOut.model_validate(store.update(conn, p, "schools", school_id, values))
+    row = store.update(conn, p, "schools", school_id, values, school_id=school_id)
+    return SchoolOut.model_validate(row)
 
 
 # ---- classes ------------------------------------------------------------------------------

@@ -44,6 +44,9 @@ BOOT_MISMATCH = "boot_mismatch"
 SEQ_ORDER = "seq_order"
 INTERNAL = "internal_error"
 UNKNOWN_DEVICE = "unknown_device"  # set by the writer (D4), not by the decoder
+# set by the writer: an identity (device, boot, seq) already stored with other content (a
+# re-flashed board restarted its boot counter; issue #13 item 7, docs/ingest.md)
+IDENTITY_REUSED = "identity_reused"
 
 REASONS = frozenset(
     {
@@ -92,6 +95,9 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     # optional key, so a missing or malformed one is None rather than a rejected batch (a
     # malformed one makes the fast path give way to the checked one, which reads it as None)
     dish: Annotated[int, Meta(ge=1, le=INT8_MAX)] | None = None
+    # "not_passed" events: the seq of the granted tap nobody walked through (same boot;
+    # protocol.md "Event reasons"); optional like ``dish``, and None when malformed
+    ref: Annotated[int, Meta(ge=1, le=INT8_MAX)] | None = None
 
 
 class _WireBatch(msgspec.Struct, gc=False):
@@ -219,6 +225,7 @@ def _event_checked(raw: Any, index: int, boot: int) -> Event:
         result=raw["result"],
         reason=raw["reason"],
         dish=raw["dish"] if _is_int(raw.get("dish"), 1, INT8_MAX) else None,
+        ref=raw["ref"] if _is_int(raw.get("ref"), 1, INT8_MAX) else None,
     )
 
 

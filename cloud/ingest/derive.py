@@ -135,6 +135,46 @@ LEFT JOIN people p ON p.id = m.person_id
 LEFT JOIN dishes dd ON dd.school_id = m.school_id AND dd.id = m.dish
 ORDER BY m.i
 ON CONFLICT (device_id, boot, seq) DO NOTHING"""
+# A not_passed event withdraws its tap's passage (migration 0017): the withdrawal is kept, and the
+# attendance of the person and local day of each withdrawn tap that is stored is counted again
+# from the stored taps that still mean a passage (no row left: the day had none).
+_WITHDRAW = """
+INSERT INTO passage_withdrawals (device_id, boot, seq, by_seq)
+SELECT r->>0, (r->>1)::int8, (r->>2)::int8, (r->>3)::int8
+FROM json_array_elements(%s::json) WITH ORDINALITY AS j(r, i)
+ORDER BY j.i
+ON CONFLICT DO NOTHING"""
+_RECOUNT = """
+WITH w AS (
+    SELECT r->>0 AS device_id, (r->>1)::int8 AS boot, (r->>2)::int8 AS seq
+    FROM json_array_elements(%s::json) AS j(r)
+), tap AS (
+    SELECT DISTINCT e.person_id, (e.occurred_at AT TIME ZONE s.timezone)::date AS day,
+           s.timezone AS zone
+    FROM w JOIN events e ON e.device_id = w.device_id AND e.boot = w.boot AND e.seq = w.seq
+    JOIN schools s ON s.id = e.school_id
+    WHERE e.person_id IS NOT NULL AND e.reader IN ('in', 'out')
+), agg AS (
+    SELECT t.person_id, t.day,
+           min(e.occurred_at) FILTER (WHERE e.reader = 'in') AS first_in,
+           max(e.occurred_at) FILTER (WHERE e.reader = 'out') AS last_out,
+           count(e.seq) AS passages
+    FROM tap t
+    LEFT JOIN events e ON e.person_id = t.person_id
+         AND e.occurred_at >= t.day::timestamp AT TIME ZONE t.zone
+         AND e.occurred_at < (t.day + 1)::timestamp AT TIME ZONE t.zone
+         AND e.kind = 'tap' AND e.result = 'granted' AND e.reader IN ('in', 'out')
+         AND NOT EXISTS (SELECT 1 FROM passage_withdrawals x WHERE x.device_id = e.device_id
+                         AND x.boot = e.boot AND x.seq = e.seq)
+    GROUP BY t.person_id, t.day
+), gone AS (
+    DELETE FROM attendance a USING agg
+    WHERE a.person_id = agg.person_id AND a.day = agg.day AND agg.passages = 0
+)
+UPDATE attendance a
+   SET first_in = agg.first_in, last_out = agg.last_out, passages = agg.passages,
+       updated_at = now()
+FROM agg WHERE a.person_id = agg.person_id AND a.day = agg.day AND agg.passages > 0"""
 _NOTES = """
 INSERT INTO outbox (kind, idempotency_key, payload)
 SELECT 'parent_notification', r->>0, (r->>1)::jsonb
@@ -178,6 +218,11 @@ class Derived:
         self.meals: list[tuple[str, int, int, str, int | None, int, int, int | None]] = []
         # parent notifications: device, boot, run -> [school, seqs]
         self.notes: dict[tuple[str, int, int], list[Any]] = {}
+        # taps withdrawn by a not_passed (stored, or in this flush): set by the writer before
+        # :meth:`add`; such a tap is no passage and gets no note
+        self.withdrawn: set[tuple[str, int, int]] = set()
+        # the not_passed events added: device, boot, the tap's seq, their own seq
+        self.pulls: list[tuple[str, int, int, int]] = []
 
     def prepare(self, cur: psycopg.Cursor[Any], new: Iterable[tuple[str, Sequence[Event]]]) -> None:
         """Look up the local days of these (school, events) before :meth:`add` needs them."""
@@ -194,6 +239,7 @@ class Derived:
         zone = self.zones[school]
         days, offsets = self.days, self.days.offsets(zone)
         att, meals, notes = self.att, self.meals, self.notes
+        withdrawn = self.withdrawn
         for e, person in zip(events, persons, strict=True):
             if e.result != "granted":
                 continue
@@ -202,6 +248,13 @@ class Derived:
                 offset = offsets[t // _HOUR]
                 day = (t + offset) // _DAY if offset is not None else days.day(zone, t)
                 meals.append((device, e.boot, e.seq, school, person, t, day, e.dish))
+            elif e.kind != "tap":
+                # only a granted tap means a person passed; a not_passed withdraws its tap's
+                if e.kind == "not_passed" and e.ref is not None:
+                    self.pulls.append((device, e.boot, e.ref, e.seq))
+                continue
+            elif withdrawn and (device, e.boot, e.seq) in withdrawn:
+                continue
             if person is None:
                 continue
             if reader != "canteen":
@@ -246,3 +299,7 @@ class Derived:
             params.append(json.dumps(rows))
         if parts:
             cur.execute(_one_statement(parts), params)
+        if self.pulls:
+            pulls = json.dumps(sorted(self.pulls))
+            cur.execute(_WITHDRAW, (pulls,))
+            cur.execute(_RECOUNT, (pulls,))

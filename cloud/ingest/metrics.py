@@ -30,6 +30,12 @@ class IngestMetrics:
         self.rejects = Counter(
             "qadam_ingest_rejects", "Payloads quarantined, by reason", ["reason"], registry=r
         )
+        self.identity_reused = Counter(
+            "qadam_ingest_identity_reused",
+            "Events whose identity (device, boot, seq) was stored with other content"
+            " (quarantined as identity_reused: a re-flashed board restarted its boot counter)",
+            registry=r,
+        )
         self.acks = Counter("qadam_ingest_acks", "Application acks published", registry=r)
         self.db_errors = Counter("qadam_ingest_db_errors", "Database errors", registry=r)
         self.batch_size = Histogram(

@@ -132,6 +132,12 @@ class Writer:
         met.duplicates.inc(result.duplicates)
         for reason, n in result.rejects.items():
             met.rejects.labels(reason=reason).inc(n)
+        if result.reused:  # issue #13 item 7: never a silent drop
+            met.identity_reused.inc(result.reused)
+            self._log(
+                logging.ERROR, "ingest identity reused", writer=self.index,
+                events=result.reused, quarantined=result.rejects.get("identity_reused", 0),
+            )  # fmt: skip
         met.acks.inc(len(result.acks))
         met.lag.set(committed - min(msg.at for msg in msgs))
         prefix = ing.settings.topic_prefix
@@ -204,6 +210,7 @@ class Writer:
                     total.acks += r.acks
                     total.inserted += r.inserted
                     total.duplicates += r.duplicates
+                    total.reused += r.reused
                     total.quarantined += r.quarantined
                     total.rejects.update(r.rejects)
                 return total

@@ -6,8 +6,10 @@ retransmission is byte-identical, so it has the same occurred_at and costs nothi
 again); a big flush of events none of which is stored yet goes straight into ``events`` by COPY
 (the bulk path, D18). The events that were new get their attendance, meal receipts and outbox
 rows in the same transaction (cloud.ingest.derive, docs/ingest.md). Batches from unregistered
-devices (D4) and rejects go to ``quarantine`` in the same transaction. The caller commits,
-*then* publishes the acks.
+devices (D4) and rejects go to ``quarantine`` in the same transaction. So does an event whose
+identity (device, boot, seq) is stored already with other content (a re-flashed board that
+restarted its boot counter): reason ``identity_reused``, never stored as an event, never a
+silent drop; the rest of its batch is stored. The caller commits, *then* publishes the acks.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from typing import Any
 import psycopg
 
 from cloud.ingest.clock import clock_corrected_us
-from cloud.ingest.decode import UNKNOWN_DEVICE, Batch, Decoded, Event, Reject
-from cloud.ingest.derive import Derived, LocalDays
+from cloud.ingest.decode import IDENTITY_REUSED, UNKNOWN_DEVICE, Batch, Decoded, Event, Reject
+from cloud.ingest.derive import Derived, LocalDays, seq_runs
 
 log = logging.getLogger("qadam.ingest.writer")
 
@@ -51,6 +53,7 @@ class WriteResult:
     quarantined: int = 0  # quarantine rows
     rejects: Counter[str] = field(default_factory=Counter)  # quarantine rows by reason
     bulk: bool = False  # the events went in by COPY (D18), not by the insert statement
+    reused: int = 0  # events whose identity was stored with other content (quarantined)
 
 
 # Per-connection staging table: rows arrive by binary COPY, then move in one statement.
@@ -104,12 +107,31 @@ _EVENT_TYPES = [
 ]  # fmt: skip
 _PG_EPOCH_S = 946_684_800  # 2000-01-01T00:00:00Z in Unix seconds
 _COPY_EVENTS = f"COPY events ({_EVENT_COLUMNS}) FROM STDIN (FORMAT BINARY)"
-# Is any event of these (device, boot, seq range)s stored already? (then: the statement above)
+# Is any event of these (device, boot, seq range)s stored already, or any tap among them
+# withdrawn by a not_passed stored before it (migration 0017)? (then: the statement above)
 _ANY_STORED = """
 SELECT 1 FROM unnest(%s::text[], %s::int8[], %s::int8[], %s::int8[]) AS r(device_id, boot, lo, hi)
 WHERE EXISTS (SELECT 1 FROM events e WHERE e.device_id = r.device_id AND e.boot = r.boot
               AND e.seq BETWEEN r.lo AND r.hi)
+   OR EXISTS (SELECT 1 FROM passage_withdrawals w WHERE w.device_id = r.device_id
+              AND w.boot = r.boot AND w.seq BETWEEN r.lo AND r.hi)
 LIMIT 1
+"""
+# The statement path's look at what is stored within the flush's (device, boot, seq range)s:
+# the content of stored events of those identities (0: compared with what arrived, so a reused
+# identity is caught), and the taps among them withdrawn by a not_passed (1). One index range
+# probe per range and partition on the primary key, which leads with (device_id, boot, seq);
+# live flushes carry new seqs, so it finds nothing and costs the probes alone.
+_STORED = """
+SELECT 0, e.device_id, e.boot, e.seq, extract(epoch FROM e.occurred_at)::int8, e.card_key,
+       e.kind, e.reader, e.result, e.reason, e.clock_synced, e.uptime_ms
+FROM unnest(%s::text[], %s::int8[], %s::int8[], %s::int8[]) AS r(device_id, boot, lo, hi)
+JOIN events e ON e.device_id = r.device_id AND e.boot = r.boot AND e.seq BETWEEN r.lo AND r.hi
+UNION ALL
+SELECT 1, w.device_id, w.boot, w.seq, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM unnest(%s::text[], %s::int8[], %s::int8[], %s::int8[]) AS r(device_id, boot, lo, hi)
+JOIN passage_withdrawals w ON w.device_id = r.device_id AND w.boot = r.boot
+ AND w.seq BETWEEN r.lo AND r.hi
 """
 # Joined with unnest, not filtered with "= ANY(%s)": a prepared statement's array is a parameter,
 # which PostgreSQL does not hash, so ANY compared each card row with every key (8 ms for 1,000
@@ -163,29 +185,130 @@ _sessions: weakref.WeakKeyDictionary[psycopg.Connection[Any], LocalDays] = (
 )
 
 
+def _content(e: Event) -> tuple[Any, ...]:
+    """What events stores of an event, as the stored row reads back (``_STORED``)."""
+    return (e.t, e.card, e.kind, e.reader, e.result, e.reason, e.sync == 1, e.up)
+
+
+def _ranges(batches: Sequence[Batch]) -> tuple[list[str], list[int], list[int], list[int]]:
+    """The flush's seq ranges per (device, boot), overlapping or adjacent batches merged."""
+    spans: dict[tuple[str, int], list[tuple[int, int]]] = {}
+    for b in batches:
+        spans.setdefault((b.device, b.boot), []).append((b.first, b.last))
+    merged: list[tuple[str, int, int, int]] = []
+    for (dev, boot), runs in spans.items():
+        runs.sort()
+        lo, hi = runs[0]
+        for a, z in runs[1:]:
+            if a > hi + 1:
+                merged.append((dev, boot, lo, hi))
+                lo, hi = a, z
+            elif z > hi:
+                hi = z
+        merged.append((dev, boot, lo, hi))
+    return (
+        [m[0] for m in merged],
+        [m[1] for m in merged],
+        [m[2] for m in merged],
+        [m[3] for m in merged],
+    )
+
+
+def _flush_withdrawals(batches: Sequence[Batch]) -> set[tuple[str, int, int]]:
+    """The taps the flush's own not_passed events withdraw (a cheap byte search first)."""
+    out: set[tuple[str, int, int]] = set()
+    for b in batches:
+        if b.payload and b"not_passed" not in b.payload:
+            continue
+        for e in b.events:
+            if e.kind == "not_passed" and e.ref is not None:
+                out.add((b.device, e.boot, e.ref))
+    return out
+
+
 def _statement(
-    cur: psycopg.Cursor[Any], batches: list[Batch], schools: dict[str, str], derived: Derived
+    cur: psycopg.Cursor[Any],
+    batches: list[Batch],
+    schools: dict[str, str],
+    derived: Derived,
+    result: WriteResult,
 ) -> int:
     """Store the events of ``batches`` by the insert statement (dedupes), gather the derived rows
-    of the new ones; return how many were new."""
+    of the new ones; return how many were new.
+
+    First, what is stored in the flush's seq ranges is read back: an event whose identity is
+    stored (or came earlier in this flush) with other content is not stored but quarantined with
+    its batch (``identity_reused``); a byte-identical one goes on and the key dedupes it."""
+    ranges = _ranges(batches)
+    seen: dict[tuple[str, int, int], tuple[Any, ...]] = {}
+    withdrawn = _flush_withdrawals(batches)
+    for row in cur.execute(_STORED, ranges + ranges):
+        if row[0] == 0:
+            seen[(row[1], row[2], row[3])] = row[4:]
+        else:
+            withdrawn.add((row[1], row[2], row[3]))
+    derived.withdrawn = withdrawn
+    kept: list[Batch] = []
+    for b in batches:
+        dev = b.device
+        bad: list[int] = []
+        for e in b.events:
+            key = (dev, e.boot, e.seq)
+            content = _content(e)
+            stored = seen.setdefault(key, content)
+            if stored is not content and stored != content:
+                bad.append(e.seq)
+        if not bad:
+            kept.append(b)
+            continue
+        result.reused += len(bad)
+        result.quarantined += 1
+        result.rejects[IDENTITY_REUSED] += 1
+        quarantine(
+            cur,
+            Reject(
+                IDENTITY_REUSED,
+                device=dev,
+                boot=b.boot,
+                first=bad[0],
+                last=bad[-1],
+                detail=(
+                    f"device {dev} boot {b.boot}: seq {seq_text(bad)} already stored with other"
+                    " content (a re-flashed board restarted its boot counter?); not stored"
+                    f" again, {len(b.events) - len(bad)} other event(s) of the batch stored"
+                ),
+                topic=b.topic,
+                payload=b.payload,
+            ),
+        )
+        skip = set(bad)
+        rest = tuple(e for e in b.events if e.seq not in skip)
+        if rest:
+            kept.append(Batch(dev, b.boot, rest, b.topic, b.payload))
+    if not kept:
+        return 0
     with cur.copy(_COPY) as copy:
         copy.set_types(_STAGING_TYPES)
-        for b in batches:
+        for b in kept:
             dev = b.device
             for e in b.events:
                 copy.write_row((dev, e.boot, e.seq, e.card, e.kind, e.reader, e.result,
                                 e.reason, e.t, e.sync == 1, e.up, e.dish))  # fmt: skip
-    # t too: a board that broke the protocol (one identity, two times) gets two rows (ingest.md)
-    sent = {(b.device, e.boot, e.seq, e.t): e for b in batches for e in b.events}
+    sent = {(b.device, e.boot, e.seq): e for b in kept for e in b.events}
     new: dict[str, tuple[list[Event], list[int | None]]] = {}
-    for dev, boot, seq, t, person in cur.execute(_INSERT).fetchall():
+    for dev, boot, seq, _t, person in cur.execute(_INSERT).fetchall():
         events, persons = new.setdefault(dev, ([], []))
-        events.append(sent[(dev, boot, seq, t)])
+        events.append(sent[(dev, boot, seq)])
         persons.append(person)
     derived.prepare(cur, [(schools[dev], events) for dev, (events, _) in new.items()])
     for dev, (events, persons) in new.items():
         derived.add(dev, schools[dev], events, persons)
     return sum(len(events) for events, _ in new.values())
+
+
+def seq_text(seqs: Sequence[int]) -> str:
+    """[1, 2, 3, 7] -> "1-3,7" (for a quarantine row's detail)."""
+    return ",".join(f"{a}-{z}" if z > a else str(a) for a, z in seq_runs(list(seqs)))
 
 
 def _bulk(
@@ -219,6 +342,7 @@ def _bulk(
         pairs = ([d for d, _ in unsynced], [boot for _, boot in unsynced])
         for dev, boot, t_ref, up_ref in cur.execute(_CLOCK_REFS, pairs):
             refs[(str(dev), int(boot))] = (int(t_ref), int(up_ref))
+    derived.withdrawn = _flush_withdrawals(batches)
     derived.prepare(cur, [(schools[b.device], b.events) for b in batches])
     # One pass: each row goes to PostgreSQL as soon as it is built, and the batch's derived rows
     # are gathered while the server works on what was sent.
@@ -307,10 +431,10 @@ def write(
                 result.bulk = inserted is not None
             if inserted is None:
                 derived = Derived(zones, days)
-                inserted = _statement(cur, stored, schools, derived)
+                inserted = _statement(cur, stored, schools, derived, result)
             derived.write(cur)
             result.inserted = inserted
-            result.duplicates = n - inserted
+            result.duplicates = n - inserted - result.reused
 
     for item in items:
         if isinstance(item, Batch):

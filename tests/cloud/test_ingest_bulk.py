@@ -262,11 +262,12 @@ def test_derived_rows_are_what_sql_computes_from_the_events(
 
 
 @pytest.mark.parametrize("path", ["bulk", "statement"])
-def test_one_identity_with_two_times_derives_from_each_row(
+def test_one_identity_with_two_times_stores_the_first_and_quarantines_the_other(
     two_databases: tuple[str, str], monkeypatch: pytest.MonkeyPatch, path: str
 ) -> None:
-    """A board that breaks the protocol (the same event re-sent with another time) gets two
-    rows (ingest.md); each row's derived data comes from its own time."""
+    """A board that breaks the protocol (the same identity re-sent with another time, e.g. after
+    a re-flash) does not get two rows any more (issue #13 item 7): the later one is quarantined
+    as identity_reused, and the derived data comes from the stored row alone."""
     url, _ = two_databases
     monkeypatch.setattr(writer, "BULK_MIN", 1 if path == "bulk" else 10**9)
     first = decode(topic("qadam", "gate-1"), dumps(batch_doc(seqs=range(1, 4), reader="in")))
@@ -274,9 +275,11 @@ def test_one_identity_with_two_times_derives_from_each_row(
                    dumps(batch_doc(seqs=range(2, 4), reader="in", t=T0 - 86_400)))  # fmt: skip
     assert isinstance(first, Batch) and isinstance(again, Batch)
     r = _write(url, [first, again])
-    assert (r.bulk, r.inserted, r.duplicates) == (False, 5, 0)
+    assert (r.bulk, r.inserted, r.duplicates, r.reused) == (False, 3, 0, 2)
     with psycopg.connect(url) as conn:
         for table, sql in _ORACLE.items():
             assert conn.execute(_DERIVED[table]).fetchall() == conn.execute(sql).fetchall(), table
         days = conn.execute("SELECT day, passages FROM attendance ORDER BY day").fetchall()
-    assert [n for _, n in days] == [2, 3]
+        reasons = conn.execute("SELECT reason, first_seq, last_seq FROM quarantine").fetchall()
+    assert [n for _, n in days] == [3]
+    assert reasons == [("identity_reused", 2, 3)]

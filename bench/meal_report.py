@@ -124,14 +124,25 @@ def _populate(conn: psycopg.Connection[Any]) -> tuple[int, list[str]]:
     ).fetchone()
     assert days is not None
     school_days = days[0][:22]
-    conn.execute(
+    conn.execute(  # priced as meal_receipts_price would (the trigger is off): every school has
+        # all three categories; the report and the Social Wallet read these columns (D24-F)
         "INSERT INTO meal_receipts (device_id, boot, seq, school_id, person_id, meal_category,"
-        " occurred_at, day)"
-        " SELECT 'c-' || p.school_id, 1, row_number() OVER (), p.school_id, p.id,"
-        "        p.meal_category, (d + time '11:00' + (p.id %% 60) * interval '1 minute')"
-        "        AT TIME ZONE 'Asia/Almaty', d"
-        " FROM people p, unnest(%s::date[]) d",
-        (school_days,),
+        " occurred_at, day, price, family_pays, subsidy)"
+        " WITH periods AS MATERIALIZED (SELECT * FROM meal_price_periods(%s)),"
+        " r AS (SELECT p.school_id, p.id, p.meal_category, d,"
+        "              (d + time '11:00' + (p.id %% 60) * interval '1 minute')"
+        "              AT TIME ZONE 'Asia/Almaty' AS at"
+        "       FROM people p, unnest(%s::date[]) d)"
+        " SELECT 'c-' || r.school_id, 1, row_number() OVER (), r.school_id, r.id,"
+        "        r.meal_category, r.at, r.d, f.price,"
+        "        CASE r.meal_category WHEN 1 THEN 0 WHEN 3 THEN f.price ELSE o.price END,"
+        "        greatest(f.price - CASE r.meal_category WHEN 1 THEN 0 WHEN 3 THEN f.price"
+        "                                ELSE o.price END, 0)"
+        " FROM r JOIN periods f ON f.school_id = r.school_id AND f.code = 3"
+        "        AND r.at >= f.valid_from AND r.at < f.valid_to"
+        " JOIN periods o ON o.school_id = r.school_id AND o.code = r.meal_category"
+        "        AND r.at >= o.valid_from AND r.at < o.valid_to",
+        (schools, school_days),
     )
     conn.execute("SET session_replication_role = origin")
     conn.execute("ANALYZE")

@@ -21,9 +21,11 @@ from api_world import World, build, login_all
 from dynsec_broker import ADMIN, ADMIN_PW, dynsec_mosquitto, free_port
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
+from psycopg.types.json import Jsonb
 
 from cloud.api.app import create_app
 from cloud.api.devices import DEVICE_ID
+from cloud.db.migrate import apply, migration_files
 from cloud.domain import registry
 from cloud.provisioning.dynsec import (
     BOARD_USER_PREFIX,
@@ -585,3 +587,31 @@ def test_boards_provisioned_before_the_namespace_are_locked_out_on_reprovision_a
         assert c.delete("/api/v1/devices/door-8", headers=tech).status_code == 204
         assert _login_rc(port, "x", "door-8", "svc") == 0
         assert _client_doc(admin, "door-8").get("disabled") is not True
+
+
+def test_devices_deleted_before_0016_get_tombstones_from_the_audit_log(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    url = empty_database_url
+    before = [p for p in migration_files() if p.name < "0016"]
+    for p in before:
+        (tmp_path / p.name).write_bytes(p.read_bytes())
+    apply(url, tmp_path)
+    with psycopg.connect(url) as conn:
+        registry.create_school(conn, "s1", "School 1", b"k" * 32)
+        registry.register_device(conn, "old-3", "s1", "", "door", "")  # deleted, then re-added
+        for entity, action, device in (
+            ("device_credentials", "create", "old-1"), ("devices", "delete", "old-1"),
+            ("devices", "delete", "old-2"), ("devices", "delete", "old-3"),
+        ):  # fmt: skip
+            conn.execute(
+                "INSERT INTO audit_log (actor, action, entity, entity_id, school_id, before)"
+                " VALUES ('t', %s, %s, %s, 's1', %s)",
+                (action, entity, device, Jsonb({"id": device, "school_id": "s1"})),
+            )
+    assert "0016_retired_devices.sql" in apply(url)
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT device_id, school_id, mqtt_username FROM retired_devices ORDER BY 1"
+        ).fetchall()
+    assert rows == [("old-1", "s1", "old-1"), ("old-2", "s1", None)]

@@ -137,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from cloud.startup import run_entry
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["flash"]:  # `--claim -TOKEN`: a token, not an option (tools/flash.py)
+        from tools import flash
+
+        argv = ["flash", *flash.claim_argv(argv[1:], flash.option_strings(flash.build_parser()))]
     args = build_parser().parse_args(argv)
     # bad settings, an unreachable database, a refused open start: one line, exit 2 or 3
     return run_entry(lambda: args.func(args))

@@ -14,13 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-import uvicorn
-
-from cloud.api.app import create_app
-from cloud.db.migrate import apply
-from cloud.ingest.service import Ingest
 from cloud.settings import Settings
-from simulator.school import SimulatedSchool
 from tools.services import Services, ensure_database, running_services
 
 REPO = Path(__file__).resolve().parent.parent
@@ -110,6 +104,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, services: Services, state: Path) -> int:
+    # imported here: `qadam flash` and the other subcommands build their parser from this
+    # module and need none of the web, ingest or simulator code
+    import uvicorn
+
+    from cloud.api.app import create_app
+    from cloud.db.migrate import apply
+    from cloud.ingest.service import Ingest
+    from simulator.school import SimulatedSchool
+
     started: list = []
     try:
         ensure_database(services.pg_admin_url, "qadam_demo")

@@ -66,7 +66,6 @@ KEEP_AS_SOURCE = {"boot.py", "main.py"}
 BOARD_JSON = "board.json"
 DEVICE_JSON = "device.json"
 CLAIM_JSON = "claim.json"
-TOKEN_RE = re.compile(r"^[A-Za-z0-9._~+/=-]{1,256}$")
 
 __all__ = ["FlashError", "build_bundle", "firmware_sources", "check_configs", "run"]
 
@@ -195,6 +194,25 @@ def _check_device(cfg: Path, doc: Any) -> list[str]:
     return bad
 
 
+def _check_device_config(cfg: Path, doc: Any, cloud: bool, cloud_device: str | None) -> None:
+    """A --config that is not a board config is the device config, by content: checked as
+    device.json whatever its name (issue #13 item 12)."""
+    if cloud and isinstance(doc, dict):
+        named = doc.get("device")
+        if cloud_device is not None and named not in (None, cloud_device):
+            raise FlashError(
+                f"{cfg} names device {named!r} but --device is {cloud_device!r}", EXIT_CONFIG
+            )
+        doc = {**doc, "device": named or cloud_device or "x", "site_key": "00"}
+    bad = _check_device(cfg, doc)
+    if bad:
+        lines = "\n".join(f"  {cfg}: {b}" for b in bad)
+        raise FlashError(
+            f"device config {cfg} is invalid, nothing was copied (a --config without "
+            f"'hal' is the board's device.json, whatever its name):\n{lines}"
+        )
+
+
 def check_configs(
     configs: list[Path], cloud: bool = False, cloud_device: str | None = None
 ) -> dict[Path, str]:
@@ -214,24 +232,17 @@ def check_configs(
         except boardconfig.BoardConfigError as exc:
             raise FlashError(f"config {exc}") from None
         if cfg.name != BOARD_JSON and not (isinstance(doc, dict) and "hal" in doc):
-            if cfg.name == DEVICE_JSON:
-                if cloud and isinstance(doc, dict):
-                    named = doc.get("device")
-                    if cloud_device is not None and named not in (None, cloud_device):
-                        raise FlashError(
-                            f"{cfg} names device {named!r} but --device is {cloud_device!r}",
-                            EXIT_CONFIG,
-                        )
-                    doc = {**doc, "device": named or cloud_device or "x", "site_key": "00"}
-                bad = _check_device(cfg, doc)
-                if bad:
-                    lines = "\n".join(f"  {cfg}: {b}" for b in bad)
-                    raise FlashError(
-                        f"device config {cfg} is invalid, nothing was copied:\n{lines}"
-                    )
-            elif cfg.name == CLAIM_JSON:
-                raise FlashError(f"{cfg}: the claim file is written from --claim TOKEN")
-            names[cfg] = cfg.name
+            # Not a board config: by its content, whatever its name, it is the device config
+            # (the board reads only board.json and device.json; firmware/main.py). A claim is
+            # never a --config: it comes from --claim / --claim-file.
+            if cfg.name == CLAIM_JSON or (isinstance(doc, dict) and "token" in doc):
+                raise FlashError(
+                    f"{cfg}: a claim token is given with --claim=TOKEN or --claim-file FILE, "
+                    "not as a --config",
+                    EXIT_CONFIG,
+                )
+            _check_device_config(cfg, doc, cloud, cloud_device)
+            names[cfg] = DEVICE_JSON
             continue
         boards.append(cfg)
         if isinstance(doc, dict) and doc.get("hal") == "sim":
@@ -259,13 +270,54 @@ def check_configs(
     return names
 
 
+def check_token(token: str) -> str:
+    """The claim token, checked with the cloud's own rule (cloud/domain/formats.py) before
+    anything touches the board; the message never echoes the token."""
+    from cloud.domain.formats import check_claim_token
+
+    try:
+        return check_claim_token(token)
+    except ValueError as exc:
+        raise FlashError(f"--claim: {exc}", EXIT_CONFIG) from None
+
+
 def claim_document(token: str) -> bytes:
-    if not TOKEN_RE.match(token):
+    check_token(token)
+    return json.dumps({"v": 1, "token": token}, separators=(",", ":")).encode() + b"\n"
+
+
+def read_claim_file(path: str) -> str:
+    """--claim-file: the token from a file, or from stdin with '-' (one line; surrounding white
+    space dropped). Keeps the token out of the process list and out of option parsing."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FlashError(f"--claim-file {path}: cannot read it ({exc})", EXIT_CONFIG) from None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) != 1:
         raise FlashError(
-            "--claim: a token is 1-256 characters of letters, digits and . _ ~ + / = -",
+            f"--claim-file {path}: expected the claim token on one line, found {len(lines)}",
             EXIT_CONFIG,
         )
-    return json.dumps({"v": 1, "token": token}, separators=(",", ":")).encode() + b"\n"
+    return lines[0]
+
+
+def claim_argv(argv: list[str], option_strings: set[str]) -> list[str]:
+    """``--claim TOKEN`` with a TOKEN that starts with '-' (argparse would take it for an
+    option) as ``--claim=TOKEN``, unless TOKEN is one of our options (a forgotten token)."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if arg == "--claim" and nxt is not None and nxt.startswith("-"):
+            if nxt.split("=", 1)[0] not in option_strings and nxt != "--":
+                out.append(f"--claim={nxt}")
+                i += 2
+                continue
+        out.append(arg)
+        i += 1
+    return out
 
 
 # -- the plan -------------------------------------------------------------------------------------
@@ -350,11 +402,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--image", type=Path, help="MicroPython .bin to erase the chip and write first")
     p.add_argument("--chip", help='chip for --image (default: the board config\'s "chip")')
-    p.add_argument(
+    claim = p.add_mutually_exclusive_group()
+    claim.add_argument(
         "--claim",
         metavar="TOKEN",
         help="claim token: with --cloud, traded for the board's MQTT credentials (device.json); "
-        "without, written as claim.json",
+        "without, written as claim.json. --claim=TOKEN is safe for any token",
+    )
+    claim.add_argument(
+        "--claim-file",
+        metavar="FILE",
+        help="read the claim token from FILE ('-': stdin) instead of the command line",
     )
     p.add_argument(
         "--cloud",
@@ -412,8 +470,14 @@ def build_parser(prog: str = "python tools/flash.py") -> argparse.ArgumentParser
     return p
 
 
+def option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    return set(parser._option_string_actions)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    return run(parser.parse_args(claim_argv(argv, option_strings(parser))))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -425,6 +489,8 @@ def run(args: argparse.Namespace) -> int:
             )
             return EXIT_USAGE
     try:
+        if getattr(args, "claim_file", None) is not None:
+            args.claim = read_claim_file(args.claim_file)
         return _run(args)
     except FlashError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -595,7 +661,10 @@ def _cloud_args(args: argparse.Namespace) -> str | None:
         return None
     url = provision.check_url(args.cloud)
     if args.claim is None:
-        raise FlashError("--cloud needs the claim token: --claim TOKEN", EXIT_CONFIG)
+        raise FlashError(
+            "--cloud needs the claim token: --claim=TOKEN or --claim-file FILE", EXIT_CONFIG
+        )
+    check_token(args.claim)
     if args.device is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", args.device):
         raise FlashError(
             f"--device {args.device!r}: 1-64 characters of A-Z a-z 0-9 _ . -", EXIT_CONFIG

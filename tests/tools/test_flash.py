@@ -313,7 +313,9 @@ def test_bad_claim_token_and_wait_online_without_device_are_refused(
 ):
     rc = main(["flash", "--port", FAKE_PORT, "--claim", "two words"])
     assert rc == 1
-    assert "--claim: a token is 1-256 characters" in capsys.readouterr().err
+    assert "--claim: not a claim token (9 characters): a claim token is 16-128" in (
+        capsys.readouterr().err
+    )
     rc = main(["flash", "--port", FAKE_PORT, "--config", str(BOARD), "--wait-online"])
     assert rc == 1
     assert "--wait-online needs the board's device.json" in capsys.readouterr().err
@@ -328,11 +330,12 @@ def test_dry_run_plans_claim_and_wait_online_and_touches_no_broker(
     monkeypatch.setattr(online, "StatusWatch", None)  # any use would raise
     device = _write(tmp_path / "device.json", {**DEVICE, "mqtt": {"prefix": "school9"}})
     rc = main(["flash", "--port", FAKE_PORT, "--out", str(fake_build), "--dry-run",
-               "--claim", "abc", "--config", str(device),
+               "--claim", "abc-claim-token-0123", "--config", str(device),
                "--wait-online", "--broker", "mq.local:8883"])  # fmt: skip
     assert rc == 0, capsys.readouterr().err
     out = capsys.readouterr().out
-    claim = json.dumps({"v": 1, "token": "abc"}, separators=(",", ":")).encode() + b"\n"
+    claim = json.dumps({"v": 1, "token": "abc-claim-token-0123"}, separators=(",", ":")).encode()
+    claim += b"\n"
     import hashlib
 
     sha = hashlib.sha256(claim).hexdigest()[:12]

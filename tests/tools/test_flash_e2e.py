@@ -30,6 +30,8 @@ from tools.flashing import (
 
 REPO = Path(__file__).resolve().parents[2]
 
+CLAIM = "abc-claim-token-0123"  # the cloud's claim-token format
+
 
 @pytest.fixture(scope="module")
 def firmware(tmp_path_factory) -> Path:
@@ -110,7 +112,7 @@ def retained_status(addr, topic: str, timeout: float = 5.0) -> dict:
 def test_flash_an_empty_board_until_it_is_online_then_rerun_copies_nothing(
     board, configs, tmp_path, topic_prefix, mqtt_addr
 ):
-    r = qadam_flash(board.port, tmp_path, *cfg_args(configs, "--claim", "abc", "--wait-online",
+    r = qadam_flash(board.port, tmp_path, *cfg_args(configs, "--claim", CLAIM, "--wait-online",
                                                    "--online-timeout", "30"))  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     # every file of the bundle is on the board's flash, byte for byte
@@ -123,7 +125,7 @@ def test_flash_an_empty_board_until_it_is_online_then_rerun_copies_nothing(
         assert sha(board.flash / rel) == sha(f), rel
     assert json.loads((board.flash / "board.json").read_text()) == {"hal": "sim"}
     assert (board.flash / "device.json").read_bytes() == configs["device"].read_bytes()
-    assert json.loads((board.flash / "claim.json").read_text()) == {"v": 1, "token": "abc"}
+    assert json.loads((board.flash / "claim.json").read_text()) == {"v": 1, "token": CLAIM}
     n = len(bundle_files) + 3
     assert f"0 of {n} files already on the board; copying {n}" in r.stdout
     assert f"all {n} verified by sha256" in r.stdout
@@ -138,7 +140,7 @@ def test_flash_an_empty_board_until_it_is_online_then_rerun_copies_nothing(
     assert '"boot": 1' in r.stdout.split("online: ", 1)[1]
 
     # a re-run finds everything in place: nothing copied, and the board comes online again
-    r = qadam_flash(board.port, tmp_path, *cfg_args(configs, "--claim", "abc", "--wait-online",
+    r = qadam_flash(board.port, tmp_path, *cfg_args(configs, "--claim", CLAIM, "--wait-online",
                                                    "--online-timeout", "30"))  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"{n} of {n} files already on the board; copying 0" in r.stdout
@@ -167,7 +169,7 @@ def test_only_what_changed_is_copied_and_stale_sources_are_removed(board, config
 def test_dry_run_touches_nothing(board, configs, tmp_path):
     boots = board.boots
     mark = board.mark()
-    r = qadam_flash(board.port, tmp_path, *cfg_args(configs, "--claim", "abc", "--dry-run"))
+    r = qadam_flash(board.port, tmp_path, *cfg_args(configs, "--claim", CLAIM, "--dry-run"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "dry run: nothing is touched" in r.stdout
     assert "-> :claim.json" in r.stdout

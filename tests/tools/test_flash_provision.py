@@ -25,6 +25,8 @@ ANSWER = {
              "password": "s3cret-pw-do-not-print", "acl": True},
 }  # fmt: skip
 
+TOKEN = "cT0ken-for-tests-0123"  # the cloud's claim-token format (16-128 of A-Za-z0-9_-)
+
 
 @pytest.fixture
 def fake_build(monkeypatch, tmp_path):
@@ -82,7 +84,8 @@ def test_dry_run_plans_the_exchange_and_calls_no_cloud(tmp_path, capsys, fake_bu
     template = _write(tmp_path / "device.json", {"clock_synced": True})  # no device, no site_key
     rc = main(["flash", "--port", FAKE_PORT, "--out", str(fake_build), "--dry-run",
                "--config", str(template), "--cloud", "https://cloud.example/",
-               "--claim", "Zq9-claim", "--device", "gate-1", "--wait-online"])  # fmt: skip
+               "--claim", "Zq9-claim-token-0123", "--device", "gate-1",
+               "--wait-online"])  # fmt: skip
     out, err = capsys.readouterr()
     assert rc == 0, err
     assert (
@@ -96,11 +99,11 @@ def test_dry_run_plans_the_exchange_and_calls_no_cloud(tmp_path, capsys, fake_bu
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--cloud", "http://c.example"], "--cloud needs the claim token: --claim TOKEN"),
-        (["--cloud", "ftp://c", "--claim", "t", "--device", "g"], "expected http(s)://HOST"),
-        (["--claim", "t", "--device", "g"], "--device is only used with --cloud"),
-        (["--cloud", "http://c", "--claim", "t", "--device", "a/b"], "--device 'a/b': 1-64"),
-        (["--cloud", "http://c", "--claim", "t"], "--cloud needs the device id: --device ID"),
+        (["--cloud", "http://c.example"], "--cloud needs the claim token: --claim=TOKEN"),
+        (["--cloud", "ftp://c", "--claim", TOKEN, "--device", "g"], "expected http(s)://HOST"),
+        (["--claim", TOKEN, "--device", "g"], "--device is only used with --cloud"),
+        (["--cloud", "http://c", "--claim", TOKEN, "--device", "a/b"], "--device 'a/b': 1-64"),
+        (["--cloud", "http://c", "--claim", TOKEN], "--cloud needs the device id: --device ID"),
     ],
 )
 def test_bad_cloud_arguments_are_refused_offline(argv, message, capsys, no_cloud, fake_build):
@@ -112,19 +115,20 @@ def test_bad_cloud_arguments_are_refused_offline(argv, message, capsys, no_cloud
 def test_template_naming_another_device_is_refused(tmp_path, capsys, no_cloud, fake_build):
     template = _write(tmp_path / "device.json", {"device": "gate-2"})
     rc = main(["flash", "--port", FAKE_PORT, "--dry-run", "--config", str(template),
-               "--cloud", "http://127.0.0.1:1", "--claim", "t", "--device", "gate-1"])  # fmt: skip
+               "--cloud", "http://127.0.0.1:1", "--claim", TOKEN,
+               "--device", "gate-1"])  # fmt: skip
     assert rc == 1
     assert "names device 'gate-2' but --device is 'gate-1'" in capsys.readouterr().err
     # the template's device is the default --device; its mqtt block is still checked
     bad = _write(tmp_path / "device.json", {"device": "gate-1", "mqtt": {"port": "x"}})
     rc = main(["flash", "--port", FAKE_PORT, "--dry-run", "--config", str(bad),
-               "--cloud", "http://127.0.0.1:1", "--claim", "t"])  # fmt: skip
+               "--cloud", "http://127.0.0.1:1", "--claim", TOKEN])  # fmt: skip
     assert rc == 1 and "mqtt.port: must be" in capsys.readouterr().err
 
 
 def test_plain_http_to_another_host_warns(tmp_path, capsys, no_cloud, fake_build):
     rc = main(["flash", "--port", FAKE_PORT, "--out", str(fake_build), "--dry-run",
-               "--cloud", "http://cloud.example", "--claim", "t", "--device", "g"])  # fmt: skip
+               "--cloud", "http://cloud.example", "--claim", TOKEN, "--device", "g"])  # fmt: skip
     assert rc == 0
     assert "plain http: the board's MQTT password crosses the network" in capsys.readouterr().err
 

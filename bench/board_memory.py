@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+import hmac
 import json
 import struct
 import tempfile
@@ -32,6 +33,8 @@ from bench.common import Row, mosquitto
 from simulator.board import DEFAULT_HEAP, BoardConfig, BoardError, VirtualBoard
 
 SITE_KEY = bytes(range(16))
+# Every board has an ack key, as a provisioned one does (protocol.md "Ack"): the acker signs.
+ACK_KEY = bytes(range(32))
 TAPS = 300
 TURNSTILE = {
     "hal": "sim",
@@ -87,6 +90,8 @@ class Acker:
         with self._lock:
             self.events += len(seqs)
         ack = {"v": 1, "boot": b["boot"], "first": seqs[0], "last": seqs[-1]}
+        msg = b"%s|%d|%d|%d" % (b["dev"].encode(), b["boot"], seqs[0], seqs[-1])
+        ack["mac"] = hmac.new(ACK_KEY, msg, hashlib.sha256).hexdigest()[:32]
         self.c.publish(m.topic.rsplit("/", 1)[0] + "/ack", json.dumps(ack), qos=1)
 
     def close(self) -> None:
@@ -108,7 +113,8 @@ def run_board(
     {"booted": False, ...} if it never reported @ready."""
     board_json, extra = CONFIGS[name]
     cfg = BoardConfig(device=f"mem-{name}", school="s1", site_key=SITE_KEY, mqtt_host=host,
-                      mqtt_port=port, prefix=prefix, extra=dict(extra))  # fmt: skip
+                      mqtt_port=port, prefix=prefix,
+                      extra=dict(extra, ack_key=ACK_KEY.hex()))  # fmt: skip
     b = VirtualBoard(cfg, flash, romfs=romfs, heap=heap)
     b.write_flash(whitelist(taps))
     (b.flash / "board.json").write_text(json.dumps(board_json))

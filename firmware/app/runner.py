@@ -36,7 +36,7 @@ class App:
                          status={"boot": boot, "wl": self.wl_version},
                          batch_bytes=cfg.get("batch_bytes") or BATCH_BYTES,
                          heartbeat_s=cfg.get("heartbeat_s", 60), clock=self.clock,
-                         key=binascii.unhexlify(cfg.get("ack_key") or ""))
+                         key=binascii.unhexlify(cfg.pop("ack_key", None) or ""))
         self.clock.on_sync = self.sync.status_changed
         self.t_wl = topic(prefix, dev, "wl")
         self.t_cmd = topic(prefix, dev, "cmd")

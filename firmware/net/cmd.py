@@ -137,7 +137,7 @@ def floor(app, c, cid):
     if isinstance(f, bool) or not isinstance(f, int) or not 0 < f < 0x7FFFFFFF:
         raise CmdError("bad_value:boot", cid)
     s = app.sync
-    if s.key is not None:
+    if s.key:
         from net.sync import sign
         if c.get("mac") != sign(s.key, b"%s|%d" % (s.device.encode(), f)):
             raise CmdError("bad_mac", cid)

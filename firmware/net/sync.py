@@ -11,9 +11,7 @@
 # An ack is applied only for events this board published and still holds, and, on a board with an
 # ack key (device.json "ack_key"), only with the cloud's "mac" (protocol.md "Ack"); anything else
 # is ignored and recorded in the errors (issue #13 item 6, D24-B).
-import hashlib
 import json
-from binascii import hexlify
 
 from compat import emit, mem_free, sleep_ms, ticks_add, ticks_diff, ticks_ms
 
@@ -23,28 +21,27 @@ TURN_MS = 500  # longest wait of one turn of Sync.run (the supervisor's "journal
 POLL_MS = 50  # how soon run() sees wake(): a flag polled, no Event and no wait_for task
 
 
-def hmac_key(key):
-    """The HMAC-SHA256 (RFC 2104) key blocks of `key` (bytes): (key ^ ipad, key ^ opad), 64 bytes
-    each, made once; the unix and ESP32 ports have hashlib.sha256 but no hmac module."""
+def sign(key, msg):
+    """The mac the cloud puts in an ack (or a floor command): the first 16 bytes of
+    HMAC-SHA256(key, msg) (RFC 2104: hashlib.sha256 over key ^ ipad, then key ^ opad; the
+    ports have no hmac module) as 32 lowercase hex digits. Its imports are local and the pads
+    are made per call: a module global or a kept pad costs heap for good (D24-B)."""
+    import hashlib
+    from binascii import hexlify
     if len(key) > 64:
         key = hashlib.sha256(key).digest()
-    i = bytearray(64)
-    o = bytearray(64)
+    k = bytearray(64)
+    k[:len(key)] = key
     for n in range(64):
-        b = key[n] if n < len(key) else 0
-        i[n] = b ^ 0x36
-        o[n] = b ^ 0x5C
-    return bytes(i), bytes(o)
-
-
-def sign(k, msg):
-    """The mac the cloud puts in an ack (or a floor command): the first 16 bytes of
-    HMAC-SHA256(key, msg) as 32 lowercase hex characters. `k`: hmac_key(key)."""
-    h = hashlib.sha256(k[0])
+        k[n] ^= 0x36
+    h = hashlib.sha256(k)
     h.update(msg)
-    h2 = hashlib.sha256(k[1])
-    h2.update(h.digest())
-    return hexlify(h2.digest()[:16]).decode()
+    d = h.digest()
+    for n in range(64):
+        k[n] ^= 0x6A  # 0x36 ^ 0x5C: the ipad block becomes the opad block
+    h = hashlib.sha256(k)
+    h.update(d)
+    return hexlify(h.digest()[:16]).decode()
 
 
 def parse_ack(payload):
@@ -94,7 +91,7 @@ class Sync:
         self._out = None  # (boot, first, last, nbytes) of the batch being published
         self._held = None  # acks that came while it was: applied once the publish returns
         self._sent = None  # (boot, last seq) published: acks never reach past it
-        self.key = hmac_key(key) if key else None  # the ack key's HMAC blocks; None: no key (D24-B)
+        self.key = key or None  # the ack key (device.json "ack_key"); None: none (D24-B)
 
     def wake(self):
         self._woke = True

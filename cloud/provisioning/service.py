@@ -40,7 +40,7 @@ def create_claim_token(
     conn: Conn, actor: Principal, device_id: str, school_id: str, ttl_s: int
 ) -> tuple[str, datetime]:
     """A one-time token for ``device_id`` (32 random bytes, URL-safe); only its hash is kept."""
-    token = secrets.token_urlsafe(32)
+    token = "c" + secrets.token_urlsafe(32)  # never starts with "-": not a CLI option (#13 item 11)
     row = conn.execute(
         "INSERT INTO device_claim_tokens (token_hash, device_id, created_by, expires_at)"
         " VALUES (%s, %s, %s, now() + make_interval(secs => %s)) RETURNING expires_at",

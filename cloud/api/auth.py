@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
-from cloud.api.deps import ConnDep, PrincipalDep, SettingsDep, TokenDep
+from cloud.api.deps import ConnDep, LoginThrottleDep, PrincipalDep, SettingsDep, TokenDep
 from cloud.auth import sessions
 from cloud.auth.principal import Principal, Role
+from cloud.auth.throttle import record_attempt
 from cloud.domain.store import audit
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -30,25 +32,75 @@ class MeOut(BaseModel):
     school_id: str | None
 
 
-@router.post("/token", response_model=TokenOut)
+class DetailOut(BaseModel):
+    detail: str
+
+
+WRONG = "wrong e-mail or password"
+LOGIN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": WRONG, "model": DetailOut},
+    429: {
+        "description": "too many failed logins for this account or from this address; the"
+        " Retry-After header says how many seconds to wait (D24-D)",
+        "model": DetailOut,
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    },
+}
+
+
+def _client(request: Request) -> str:
+    return (request.client.host if request.client else "") or "unknown"
+
+
+@router.post("/token", response_model=TokenOut, responses=LOGIN_RESPONSES)
 def login(
-    conn: ConnDep, settings: SettingsDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]
-) -> TokenOut:
+    conn: ConnDep,
+    settings: SettingsDep,
+    throttle: LoginThrottleDep,
+    request: Request,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+) -> TokenOut | JSONResponse:
     """OAuth2 password grant: ``username`` is the e-mail. 401 for unknown user or bad password
-    (the same answer for both)."""
-    if len(form.username) > 254 or len(form.password) > 1024 or "\x00" in form.username:
-        raise HTTPException(status_code=401, detail="wrong e-mail or password")
-    got = sessions.login(conn, form.username, form.password, settings.session_ttl_s)
-    if got is None:
-        raise HTTPException(
-            status_code=401,
-            detail="wrong e-mail or password",
-            headers={"WWW-Authenticate": "Bearer"},
+    (the same answer for both). Failed logins are throttled per account and per client address
+    (429 with Retry-After, the right password included, until the window ends; D24-D). Refusals
+    are answered, not raised, so their counts and audit rows commit."""
+    client = _client(request)
+    email = form.username.strip().lower()
+    bound = throttle.bind(conn)
+    if len(email) > 254 or len(form.password) > 1024 or "\x00" in email:
+        bound.failed(None, client)  # no account to count: the address is counted
+        record_attempt(conn, email[:254].replace("\x00", ""), client, None, "failed")
+        return _wrong()
+    bound.lock_account(email)
+    wait = bound.retry_after(email, client)
+    if wait:
+        bound.refused(client)
+        record_attempt(conn, email, client, _user_id(conn, email), "refused", wait)
+        return JSONResponse(
+            {"detail": f"too many failed logins: try again in {wait} s"},
+            status_code=429,
+            headers={"Retry-After": str(wait)},
         )
+    got = sessions.login(conn, email, form.password, settings.session_ttl_s)
+    if got is None:
+        bound.failed(email, client)
+        record_attempt(conn, email, client, _user_id(conn, email), "failed")
+        return _wrong()
+    bound.succeeded(email)
     token, user_id = got
-    actor = Principal(user_id=user_id, email=form.username.strip().lower(), role="guardian")
+    actor = Principal(user_id=user_id, email=email, role="guardian")
     audit(conn, actor, "login", "users", user_id, None, None)
     return TokenOut(access_token=token, expires_in=settings.session_ttl_s)
+
+
+def _wrong() -> JSONResponse:
+    return JSONResponse({"detail": WRONG}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _user_id(conn: ConnDep, email: str) -> int | None:
+    """For the audit row only: the answer is the same whether the account exists or not."""
+    row = conn.execute("SELECT id FROM users WHERE email = %s", (email,)).fetchone()
+    return None if row is None else int(row[0])
 
 
 @router.post("/logout", status_code=204)

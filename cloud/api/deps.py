@@ -16,6 +16,7 @@ from fastapi.security import OAuth2PasswordBearer
 
 from cloud.auth.principal import ANONYMOUS_READER, Principal, Role
 from cloud.auth.sessions import principal_for
+from cloud.auth.throttle import LoginThrottle
 from cloud.db.conn import connect
 from cloud.settings import Settings
 
@@ -41,6 +42,18 @@ def get_conn(settings: Annotated[Settings, Depends(get_app_settings)]) -> Iterat
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+def get_login_throttle(request: Request) -> LoginThrottle:
+    """The app's login throttle (cloud/auth/throttle.py); tests override this dependency to
+    move its clock."""
+    throttle: LoginThrottle | None = getattr(request.app.state, "login_throttle", None)
+    if throttle is None:
+        throttle = request.app.state.login_throttle = LoginThrottle()
+    return throttle
+
+
+LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
 ConnDep = Annotated[psycopg.Connection[Any], Depends(get_conn, scope="function")]
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)

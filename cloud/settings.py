@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     push_allow_http_loopback: bool = False  # tests: a fake push service on 127.0.0.1
     push_ttl_s: int = Field(default=24 * 3600, ge=0, le=28 * 24 * 3600)
     push_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # A tap older than this when its notice is due (its corrected time; docs/push.md) is not
+    # pushed as news: one summary per child and day instead (issue #13 item 9).
+    push_max_age_s: int = Field(default=3 * 3600, ge=60, le=7 * 24 * 3600)
 
     @model_validator(mode="after")
     def _push_key_usable(self) -> Settings:

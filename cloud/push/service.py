@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 import psycopg
@@ -125,10 +123,18 @@ def _recipients_and_fields(
         return [r[0] for r in rows], fields
     if message.person_id is None:
         return [], fields
+    if message.kind == "tap_summary":
+        instants = (p.get("first"), p.get("last"))
+    else:
+        instants = (message.occurred_at, None)
+    # the local date and time in the school's zone, by PostgreSQL's rules (as attendance and
+    # the reports have them; zoneinfo does not know every zone schools.timezone accepts)
     person = conn.execute(
-        "SELECT pe.full_name, s.timezone FROM people pe JOIN schools s ON s.id = pe.school_id"
-        " WHERE pe.id = %s",
-        (message.person_id,),
+        "SELECT pe.full_name,"
+        " to_char(%s::timestamptz AT TIME ZONE s.timezone, 'YYYY-MM-DD HH24:MI'),"
+        " to_char(%s::timestamptz AT TIME ZONE s.timezone, 'YYYY-MM-DD HH24:MI')"
+        " FROM people pe JOIN schools s ON s.id = pe.school_id WHERE pe.id = %s",
+        (*instants, message.person_id),
     ).fetchone()
     if person is None:
         return [], fields
@@ -139,16 +145,24 @@ def _recipients_and_fields(
     fields = {"person_id": message.person_id, "name": person[0]}
     if message.kind == "low_balance":
         fields.update(balance=p.get("balance"), below_floor=bool(p.get("below_floor")))
+    elif message.kind == "tap_summary":
+        first, last = _split(person[1]), _split(person[2])
+        fields.update(
+            count=p.get("count"), untimed=p.get("untimed") or 0,
+            first_date=first["date"], first_time=first["time"],
+            last_date=last["date"], last_time=last["time"],
+        )  # fmt: skip
     else:
-        fields.update(reader=message.reader, time=_local_time(message.occurred_at, person[1]))
+        fields.update(reader=message.reader, **_split(person[1]))
+        if p.get("time_source") == "received":
+            fields["time_source"] = "received"
     return [g[0] for g in guardians], fields
 
 
-def _local_time(occurred_at: str | None, tz: str) -> str:
-    if not occurred_at:
-        return ""
-    at = datetime.fromisoformat(occurred_at)
-    return at.astimezone(ZoneInfo(tz)).strftime("%H:%M")
+def _split(local: str | None) -> dict[str, str]:
+    """'YYYY-MM-DD HH:MM' -> ``date`` and ``time`` (empty strings for no instant)."""
+    date, _, time = (local or "").partition(" ")
+    return {"date": date, "time": time}
 
 
 def service_from_settings(settings: Any) -> WebPushService | None:

@@ -29,8 +29,8 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import psycopg
@@ -163,13 +163,25 @@ class ParentNotificationHandler(BaseHandler):
     written before D22 list them, ``seqs``, D18); their person, reader and time are read from
     ``events`` when the row is claimed. Rows written before D18 hold one tap in full. A failure
     retries the whole row; the push service dedupes on the per-tap key, so no tap reaches a
-    phone twice."""
+    phone twice.
+
+    Only what means a person passed is told (issue #13 items 8, 9; docs/push.md): granted
+    ``tap`` events whose passage no ``not_passed`` withdrew. A tap's time is its corrected
+    time (the board's when its clock was synced, else the correction from its boot's reference
+    pair, migration 0008); with neither, the time the cloud received it, and the message says
+    so. A tap older than ``max_age_s`` by that time is not news: the rows claimed together give
+    one summary per child (``tap_summary``, keyed ``late:person:UTC date``, so the push service
+    sends one a day per child) instead of a message per tap."""
 
     kind = "parent_notification"
 
-    def __init__(self, push: PushService) -> None:
+    def __init__(self, push: PushService, max_age_s: float = 3 * 3600) -> None:
         self.push = push
-        self._taps: dict[int, list[tuple[int, int | None, str, datetime]]] = {}
+        self.max_age_s = max_age_s
+        # item -> [(seq, person, reader, corrected time or None, received_at)]
+        self._taps: dict[int, list[tuple[int, int | None, str, datetime | None, datetime]]] = {}
+        # item -> the summaries it sends: person -> [school, count, first, last, untimed]
+        self._late: dict[int, dict[int, list[Any]]] = {}
 
     def claimed(self, conn: Conn, items: Sequence[OutboxItem]) -> None:
         # one row per (item, range of seqs)
@@ -192,16 +204,41 @@ class ParentNotificationHandler(BaseHandler):
         if not ids:
             return
         rows = conn.execute(
-            "SELECT r.id, e.seq, e.person_id, e.reader, e.occurred_at"
+            "SELECT r.id, e.seq, e.person_id, e.reader,"
+            "  CASE WHEN e.clock_synced THEN e.occurred_at ELSE e.occurred_at_corrected END,"
+            "  e.received_at"
             " FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[])"
             "   AS r(id, device_id, boot, lo, hi)"
             " JOIN events e ON e.device_id = r.device_id AND e.boot = r.boot"
             "  AND e.seq BETWEEN r.lo AND r.hi"
+            " WHERE e.kind = 'tap' AND e.result = 'granted'"
+            "  AND NOT EXISTS (SELECT 1 FROM passage_withdrawals w WHERE w.device_id = e.device_id"
+            "                  AND w.boot = e.boot AND w.seq = e.seq)"
             " ORDER BY r.id, e.seq",
             (ids, devices, boots, lows, highs),
         ).fetchall()
-        for item_id, seq, person_id, reader, occurred_at in rows:
-            self._taps[item_id].append((seq, person_id, reader, occurred_at))
+        now = datetime.now(UTC)
+        schools = {i.id: i.payload.get("school_id") for i in items}
+        late: dict[int, tuple[int, list[Any]]] = {}  # person -> (first item, summary)
+        for item_id, seq, person_id, reader, at, received_at in rows:
+            if now - (at or received_at) > timedelta(seconds=self.max_age_s):
+                if person_id is None:
+                    continue
+                got = late.get(person_id)
+                if got is None:
+                    late[person_id] = (item_id, [schools[item_id], 1, at, at, 0 if at else 1])
+                else:
+                    summary = got[1]
+                    summary[1] += 1
+                    if at is not None:
+                        summary[2] = at if summary[2] is None else min(summary[2], at)
+                        summary[3] = at if summary[3] is None else max(summary[3], at)
+                    else:
+                        summary[4] += 1
+                continue
+            self._taps[item_id].append((seq, person_id, reader, at, received_at))
+        for person_id, (item_id, summary) in late.items():
+            self._late.setdefault(item_id, {})[person_id] = summary
 
     def deliver(self, item: OutboxItem) -> Outcome:
         p = item.payload
@@ -209,15 +246,37 @@ class ParentNotificationHandler(BaseHandler):
             self.push.send(_tap_message(item.idempotency_key, p.get("person_id"), p))
             return Delivered()
         taps = self._taps.pop(item.id, None)
+        late = self._late.pop(item.id, {})
         if taps is None:  # not read at claim time: never mark such a row delivered
             return Retry("taps of the run were not loaded at claim time")
         prefix = f"tap:{p['device_id']}:{p['boot']}:"
-        for seq, person_id, reader, occurred_at in taps:
+        for seq, person_id, reader, at, received_at in taps:
             tap = {
                 "school_id": p.get("school_id"), "reader": reader,
-                "occurred_at": occurred_at.isoformat(),
+                "occurred_at": (at or received_at).isoformat(),
             }  # fmt: skip
-            self.push.send(_tap_message(f"{prefix}{seq}", person_id, tap))
+            message = _tap_message(f"{prefix}{seq}", person_id, tap)
+            if at is None:  # no corrected time: the time it was received, and the text says so
+                message = replace(message, payload={"time_source": "received"})
+            self.push.send(message)
+        day = datetime.now(UTC).date().isoformat()
+        for person_id, (school, count, first, last, untimed) in sorted(late.items()):
+            self.push.send(
+                PushMessage(
+                    idempotency_key=f"late:{person_id}:{day}",
+                    person_id=person_id,
+                    school_id=school,
+                    reader=None,
+                    occurred_at=None,
+                    kind="tap_summary",
+                    payload={
+                        "count": count,
+                        "first": None if first is None else first.isoformat(),
+                        "last": None if last is None else last.isoformat(),
+                        "untimed": untimed,
+                    },
+                )
+            )
         return Delivered()
 
 
@@ -524,7 +583,9 @@ def build_handlers(settings: Any, push: PushService | None = None) -> list[Handl
 
         push = service_from_settings(settings)
     push = push or LoggingPushService()
-    handlers: list[Handler] = [ParentNotificationHandler(push)]
+    handlers: list[Handler] = [
+        ParentNotificationHandler(push, max_age_s=getattr(settings, "push_max_age_s", 3 * 3600))
+    ]
     handlers += [NoticeHandler(kind, push) for kind in NOTICE_KINDS]
     if settings.socialwallet_url:
         from cloud.socialwallet.handler import SocialWalletHandler, connector_from_settings

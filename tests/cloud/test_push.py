@@ -4,6 +4,7 @@ outbox through a fake push service that verifies VAPID and decrypts like a brows
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -210,7 +211,8 @@ def test_tap_reaches_each_guardian_encrypted_in_their_language(
     b1, b2 = push_service.browser(key), push_service.browser(key)
     _subscribe(database_url, g1, b1, "en")
     _subscribe(database_url, g2, b2, "kk")
-    batch = decode(topic("qadam", "gate-1"), dumps(batch_doc(seqs=[1], card=CARD_A)))
+    now = int(time.time()) - 60  # a fresh tap (an old one gets a summary: test_push_notices)
+    batch = decode(topic("qadam", "gate-1"), dumps(batch_doc(seqs=[1], card=CARD_A, t=now)))
     assert isinstance(batch, Batch)
     with psycopg.connect(database_url, autocommit=True) as conn:
         write(conn, [batch])
@@ -220,9 +222,11 @@ def test_tap_reaches_each_guardian_encrypted_in_their_language(
     _worker(database_url, settings).run_once()
     from zoneinfo import ZoneInfo
 
-    local = occurred[0].astimezone(ZoneInfo("Asia/Almaty")).strftime("%H:%M")
-    assert [m["body"] for m in b1.received] == [f"Alice Aliyeva arrived at school at {local}"]
-    assert [m["body"] for m in b2.received] == [f"Alice Aliyeva мектепке келді, {local}"]
+    local = occurred[0].astimezone(ZoneInfo("Asia/Almaty"))
+    en = local.strftime("on %Y-%m-%d at %H:%M")
+    kk = local.strftime("%d.%m.%Y, %H:%M")
+    assert [m["body"] for m in b1.received] == [f"Alice Aliyeva arrived at school {en}"]
+    assert [m["body"] for m in b2.received] == [f"Alice Aliyeva мектепке келді, {kk}"]
     assert b1.received[0]["kind"] == "parent_notification" and b1.received[0]["reader"] == "in"
     assert _outbox(database_url)["taps:gate-1:7:1"][0] is True
 
@@ -265,7 +269,7 @@ def test_a_run_of_taps_retried_reaches_each_phone_once_per_tap(
     # One outbox row carries both taps (D18); the first attempt fails for one phone at the first
     # tap, so the whole row is retried: each phone still gets each tap exactly once.
     settings, ok, flaky = _ok_and_flaky_phones(database_url, seed, vapid_file, push_service, "en")
-    doc = batch_doc(seqs=[1, 2], card=CARD_A)
+    doc = batch_doc(seqs=[1, 2], card=CARD_A, t=int(time.time()) - 60)  # fresh: pushed one by one
     doc["events"][1]["reader"] = "out"
     batch = decode(topic("qadam", "gate-1"), dumps(doc))
     assert isinstance(batch, Batch)

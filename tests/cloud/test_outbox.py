@@ -32,7 +32,6 @@ from cloud.workers.outbox import (
     requeue_dead,
 )
 
-
 # The taps here are from 2025 (cloud_helpers.T0): old enough to be summarised instead of pushed
 # one by one (push_max_age_s, docs/push.md); these tests are about the runs, so they are news.
 OLD_OK = 10**10
@@ -264,8 +263,11 @@ def test_a_note_names_its_taps_as_ranges_and_rows_that_list_them_still_deliver(
         conn.execute(
             "INSERT INTO outbox (kind, idempotency_key, payload) VALUES"
             " ('parent_notification', 'taps:gate-1:8:1', %s)",
-            (json.dumps({"school_id": "s1", "device_id": "gate-1", "boot": 8,
-                         "seqs": [4, 1, 2]}),),  # fmt: skip
+            (
+                json.dumps(
+                    {"school_id": "s1", "device_id": "gate-1", "boot": 8, "seqs": [4, 1, 2]}
+                ),
+            ),  # fmt: skip
         )
     push = RecordingPushService()
     _run_until_sent(database_url, [ParentNotificationHandler(push, max_age_s=OLD_OK)], push, 10)
@@ -300,8 +302,10 @@ def test_low_balance_and_report_reminders_reach_the_push_service(database_url: s
             "INSERT INTO outbox (kind, idempotency_key, payload) VALUES"
             " ('low_balance', 'low_balance:1:2026-11-28', %s),"
             " ('report_reminder', 'report_reminder:s1:2026-10', %s)",
-            (json.dumps({"person_id": 1, "school_id": "s1", "balance": "120.00"}),
-             json.dumps({"school_id": "s1", "month": "2026-10"})),
+            (
+                json.dumps({"person_id": 1, "school_id": "s1", "balance": "120.00"}),
+                json.dumps({"school_id": "s1", "month": "2026-10"}),
+            ),
         )
     push = RecordingPushService()
     handlers = build_handlers(Settings(database_url=database_url), push)

@@ -59,7 +59,10 @@ def create_user(conn: ConnDep, p: UserManager, body: UserIn) -> UserOut:
     values = body.model_dump(exclude={"password"})
     values["email"] = body.email.lower()
     values["password_hash"] = hash_password(body.password)
-    return UserOut.model_validate(store.insert(conn, p, "users", values))
+    # the school that may later link this guardian to its pupils (D24-D)
+    values["created_by_school"] = p.school_id if p.role == "school_admin" else None
+    row = store.insert(conn, p, "users", values, school_id=values["created_by_school"])
+    return UserOut.model_validate(row)
 
 
 @router.get("/users", response_model=Page[UserOut])
@@ -70,14 +73,16 @@ def list_users(
     role: Role | None = None,
     email: Annotated[str | None, Query(min_length=1, max_length=254)] = None,
 ) -> Page[UserOut]:
-    """School admins see their school's staff and the guardians of their school's pupils."""
+    """School admins see their school's staff, the guardians of their school's pupils and the
+    guardians their school created (not yet linked)."""
     where: list[tuple[str, object]] = [("t.role = %s", role), ("t.email = lower(%s)", email)]
     if p.role == "school_admin":
         where.append(
             (
-                "(t.school_id = %s OR t.id IN (SELECT g.guardian_id FROM guardian_students g"
+                "(t.school_id = %s OR (t.role = 'guardian' AND t.created_by_school = %s)"
+                " OR t.id IN (SELECT g.guardian_id FROM guardian_students g"
                 " JOIN people pe ON pe.id = g.person_id WHERE pe.school_id = %s))",
-                (p.school_id, p.school_id),
+                (p.school_id, p.school_id, p.school_id),
             )
         )
     total, rows = store.page(conn, "users", where, limit=pg.limit, offset=pg.offset)

@@ -94,14 +94,31 @@ def guardians_of(conn: Conn, person_id: int, limit: int, offset: int) -> tuple[i
     return (int(n[0]) if n else 0), rows
 
 
+def require_guardian(conn: Conn, actor: Principal, school_id: str, guardian_id: int) -> None:
+    """The guardian accounts a school may see: those its admins created and those already
+    linked to a person of the school (an invitation the guardian accepts would be the third
+    way; there are none yet). Any other id, another school's guardian or an account of another
+    role, answers exactly as an id that does not exist (404): nothing to enumerate. A platform
+    admin sees every account and is told when one is not a guardian."""
+    row = conn.execute(
+        "SELECT role, created_by_school = %s OR EXISTS (SELECT 1 FROM guardian_students g"
+        " JOIN people pe ON pe.id = g.person_id WHERE g.guardian_id = u.id"
+        " AND pe.school_id = %s) FROM users u WHERE u.id = %s",
+        (school_id, school_id, guardian_id),
+    ).fetchone()
+    if actor.role == "platform_admin" and row is not None:
+        if row[0] != "guardian":
+            raise Invalid("guardian_id", f"user {guardian_id} is not a guardian (role {row[0]})")
+        return
+    if row is None or row[0] != "guardian" or not row[1]:
+        raise NotFound(f"guardian {guardian_id} not found")
+
+
 def link_guardian(
     conn: Conn, actor: Principal, person_id: int, guardian_id: int, relation: str
 ) -> Row:
-    user = conn.execute("SELECT role FROM users WHERE id = %s", (guardian_id,)).fetchone()
-    if user is None:
-        raise Invalid("guardian_id", f"user {guardian_id} does not exist")
-    if user[0] != "guardian":
-        raise Invalid("guardian_id", f"user {guardian_id} is not a guardian (role {user[0]})")
+    school = store.get(conn, "people", person_id)["school_id"]
+    require_guardian(conn, actor, str(school), guardian_id)
     exists = conn.execute(
         "SELECT 1 FROM guardian_students WHERE guardian_id = %s AND person_id = %s",
         (guardian_id, person_id),
@@ -114,7 +131,6 @@ def link_guardian(
     )
     row = store.fetch_one(conn, GUARDIANS_SQL + " AND g.guardian_id = %s", (person_id, guardian_id))
     assert row is not None
-    school = store.get(conn, "people", person_id)["school_id"]
     store.audit(conn, actor, "link", "guardian_students", f"{guardian_id}:{person_id}", None,
                 row, school)  # fmt: skip
     return row

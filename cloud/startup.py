@@ -107,15 +107,6 @@ def check_database(url: str, timeout_s: int = 5) -> None:
 
 
 # -- what a process would leave open --------------------------------------------------------------
-def is_board_username(name: str) -> bool:
-    """A broker username a provisioned board could hold (cloud/provisioning/dynsec.py)."""
-    try:
-        from cloud.provisioning.dynsec import is_board_username as board_shaped
-    except ImportError:  # before board accounts had their own namespace
-        return name.startswith("board.")
-    return bool(board_shaped(name))
-
-
 def broker_accepts_anonymous(host: str, port: int, timeout_s: float = 3.0) -> bool | None:
     """Probe the broker: does it accept an MQTT 3.1.1 CONNECT without a username? True/False,
     or None when it cannot be asked (unreachable, not MQTT)."""
@@ -158,6 +149,8 @@ def check_open(settings: Settings, *, api: bool = False, broker: bool = False) -
             "issued at provisioning are not checked"
         )
     if broker:
+        from cloud.provisioning.dynsec import is_board_username  # paho: only where needed
+
         user = settings.mqtt_user
         if user is None:
             holes.append(

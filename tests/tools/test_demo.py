@@ -108,6 +108,10 @@ def test_demo_starts_embedded_services_and_stops_only_them(shared_tmp):
                 url = line.split("Open ", 1)[1].split()[0]
         assert url is not None, "demo never printed its URL:\n" + "".join(lines)
         assert url.endswith("/live")
+        # the demo is open on purpose and says so, naming what is open (D24-E)
+        said = "".join(lines)
+        assert "DEMO MODE: INSECURE, for this machine only" in said, said
+        assert "authentication is off (QADAM_AUTH_REQUIRED=0)" in said, said
         base = url.rsplit("/", 1)[0]
         assert port_open("127.0.0.1", pg) and port_open("127.0.0.1", mqtt)
 

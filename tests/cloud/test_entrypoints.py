@@ -427,3 +427,28 @@ def test_a_closed_production_start_needs_no_flag(
         assert proc.sigint() == 0, proc.output()
     finally:
         proc.kill()
+
+
+def test_the_insecure_dev_flag_lets_an_open_start_past_the_refusal(
+    mqtt_addr: tuple[str, int],
+) -> None:
+    """The flag (not the env var) on each command line: the open start goes on, with the banner,
+    and stops at the next check (here: an unreachable database, exit 3)."""
+    cmds = {
+        "qadam serve --insecure-dev": ["-m", "tools.cli", "serve", "--insecure-dev"],
+        "qadam ingest --insecure-dev": ["-m", "tools.cli", "ingest", "--insecure-dev"],
+        "python -m cloud.api --insecure-dev": ["-m", "cloud.api", "--insecure-dev"],
+        "python -m cloud.ingest --insecure-dev": ["-m", "cloud.ingest", "--insecure-dev"],
+        "whitelist_push --insecure-dev": ["-m", "cloud.workers.whitelist_push", "--insecure-dev"],
+    }
+    env = _clean_env(
+        QADAM_DATABASE_URL=DOWN_DB,
+        QADAM_MQTT_HOST=mqtt_addr[0],
+        QADAM_MQTT_PORT=str(mqtt_addr[1]),
+        QADAM_AUTH_REQUIRED="0",
+    )
+    for name, (rc, err) in _run_all(cmds, env).items():
+        assert "INSECURE DEVELOPMENT START" in err, f"{name}:\n{err}"
+        assert "accepts anonymous clients" in err, f"{name}:\n{err}"
+        assert "is unreachable" in err.splitlines()[-1], f"{name}:\n{err}"
+        assert rc == 3, f"{name}: exit {rc}"

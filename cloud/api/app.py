@@ -72,7 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if not app.state.settings.auth_required:
         log.warning(
             "AUTH NOT REQUIRED for GET /api/v1/events: anyone who reaches this port reads every "
-            "event. Demo/dev only; set QADAM_AUTH_REQUIRED=1 in production."
+            "event. Demo/dev only (QADAM_AUTH_REQUIRED=0); `qadam serve` refuses this without "
+            "--insecure-dev."
         )
     for router in ROUTERS:
         app.include_router(router)

@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 from api_world import CARD_ALICE, World, add_user, build, login_all
+from fake_socialwallet import ingest_meals
 from fastapi.testclient import TestClient
 
 from cloud.api.app import create_app
@@ -89,6 +90,21 @@ def world(database_url: str) -> Iterator[tuple[TestClient, World, dict[str, Any]
         }
         for school in ("s1", "s2"):
             compile_school(conn, school, keep=10)
+        # a Social Wallet delivery each: a meal of a pupil on a free meal at a canteen board
+        for dev, school, person in (("cant-a", "s1", w.ids["alice"]), ("cant-b", "s2", bea)):
+            registry.register_device(conn, dev, school, "canteen", "canteen", "pn532")
+            conn.execute("UPDATE people SET meal_category = 1 WHERE id = %s", (person,))
+        conn.execute("INSERT INTO meal_categories (school_id, kind, name, price)"
+                     " VALUES ('s2', 'reduced', 'Reduced', 100)")  # fmt: skip
+        conn.commit()
+    ingest_meals(database_url, "cant-a", [1], CARD_ALICE)
+    ingest_meals(database_url, "cant-b", [1], CARD_BEA)
+    a["delivery_key"], b["delivery_key"] = "meal:cant-a:1:1", "meal:cant-b:1:1"
+    with psycopg.connect(database_url) as conn:
+        n = _one(
+            conn, "SELECT count(*) FROM sw_deliveries WHERE idempotency_key LIKE 'meal:cant-%%'"
+        )
+        assert n == 2, n
     with TestClient(create_app(Settings(database_url=database_url, auth_required=True))) as c:
         login_all(c, w, database_url)
         yield c, w, a, b
@@ -149,6 +165,7 @@ ROUTES: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/api/v1/reports/schools/{school_id}/approve",
      {"json": {**MONTH, "kind": "attendance", "acknowledge_anomalies": True}}),
     ("GET", "/api/v1/reports?school_id={school_id}", {}),  # a filter that is checked: 404
+    ("POST", "/api/v1/social-wallet/deliveries/{delivery_key}/resend", {}),
     ("DELETE", "/api/v1/people/{person_id}", {}),  # last: deactivates the person
 ]
 # lists and the audit log filtered to school B's objects: empty

@@ -126,12 +126,19 @@ _STORED = """
 SELECT 0, e.device_id, e.boot, e.seq, extract(epoch FROM e.occurred_at)::int8, e.card_key,
        e.kind, e.reader, e.result, e.reason, e.clock_synced, e.uptime_ms
 FROM unnest(%s::text[], %s::int8[], %s::int8[], %s::int8[]) AS r(device_id, boot, lo, hi)
-JOIN events e ON e.device_id = r.device_id AND e.boot = r.boot AND e.seq BETWEEN r.lo AND r.hi
+CROSS JOIN LATERAL (
+    SELECT * FROM events e
+    WHERE e.device_id = r.device_id AND e.boot = r.boot AND e.seq BETWEEN r.lo AND r.hi
+    OFFSET 0  -- keeps it a probe per range: joined, the planner hashed a scan of whole partitions
+) e
 UNION ALL
 SELECT 1, w.device_id, w.boot, w.seq, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM unnest(%s::text[], %s::int8[], %s::int8[], %s::int8[]) AS r(device_id, boot, lo, hi)
-JOIN passage_withdrawals w ON w.device_id = r.device_id AND w.boot = r.boot
- AND w.seq BETWEEN r.lo AND r.hi
+CROSS JOIN LATERAL (
+    SELECT * FROM passage_withdrawals w
+    WHERE w.device_id = r.device_id AND w.boot = r.boot AND w.seq BETWEEN r.lo AND r.hi
+    OFFSET 0
+) w
 """
 # Joined with unnest, not filtered with "= ANY(%s)": a prepared statement's array is a parameter,
 # which PostgreSQL does not hash, so ANY compared each card row with every key (8 ms for 1,000
@@ -190,28 +197,34 @@ def _content(e: Event) -> tuple[Any, ...]:
     return (e.t, e.card, e.kind, e.reader, e.result, e.reason, e.sync == 1, e.up)
 
 
-def _ranges(batches: Sequence[Batch]) -> tuple[list[str], list[int], list[int], list[int]]:
-    """The flush's seq ranges per (device, boot), overlapping or adjacent batches merged."""
+def _ranges(
+    batches: Sequence[Batch],
+) -> tuple[tuple[list[str], list[int], list[int], list[int]], bool]:
+    """The flush's seq ranges per (device, boot), overlapping or adjacent batches merged, and
+    whether any two batches overlap."""
     spans: dict[tuple[str, int], list[tuple[int, int]]] = {}
     for b in batches:
         spans.setdefault((b.device, b.boot), []).append((b.first, b.last))
     merged: list[tuple[str, int, int, int]] = []
+    overlap = False
     for (dev, boot), runs in spans.items():
         runs.sort()
         lo, hi = runs[0]
         for a, z in runs[1:]:
+            overlap = overlap or a <= hi
             if a > hi + 1:
                 merged.append((dev, boot, lo, hi))
                 lo, hi = a, z
             elif z > hi:
                 hi = z
         merged.append((dev, boot, lo, hi))
-    return (
+    columns = (
         [m[0] for m in merged],
         [m[1] for m in merged],
         [m[2] for m in merged],
         [m[3] for m in merged],
     )
+    return columns, overlap
 
 
 def _flush_withdrawals(batches: Sequence[Batch]) -> set[tuple[str, int, int]]:
@@ -239,7 +252,7 @@ def _statement(
     First, what is stored in the flush's seq ranges is read back: an event whose identity is
     stored (or came earlier in this flush) with other content is not stored but quarantined with
     its batch (``identity_reused``); a byte-identical one goes on and the key dedupes it."""
-    ranges = _ranges(batches)
+    ranges, overlap = _ranges(batches)
     seen: dict[tuple[str, int, int], tuple[Any, ...]] = {}
     withdrawn = _flush_withdrawals(batches)
     for row in cur.execute(_STORED, ranges + ranges):
@@ -248,8 +261,10 @@ def _statement(
         else:
             withdrawn.add((row[1], row[2], row[3]))
     derived.withdrawn = withdrawn
-    kept: list[Batch] = []
-    for b in batches:
+    # nothing stored in the ranges and no two batches overlapping (live traffic): every
+    # identity is new and appears once, so there is nothing to compare
+    kept: list[Batch] = [] if seen or overlap else batches
+    for b in batches if seen or overlap else ():
         dev = b.device
         bad: list[int] = []
         for e in b.events:

@@ -19,7 +19,7 @@ import psycopg
 from paho.mqtt.reasoncodes import ReasonCode
 
 from cloud.db.conn import close_quietly, connect
-from cloud.ingest.ackkeys import ack_key, floor_command, floor_for
+from cloud.ingest.ackkeys import ack_key, boot_floor, floor_command, floor_for
 from cloud.mqtt_client import make_client
 from cloud.settings import Settings
 from cloud.signals import run_until_signalled
@@ -44,6 +44,7 @@ class BoardWorker:
         self._started = False
         self.stats: dict[str, int] = {"errors": 0, "boot_floors": 0}
         self._lives: dict[str, tuple[int, int]] = {}  # device -> (boot, up s) found in order
+        self._reused_seen: int | None = None  # newest identity_reused quarantine row handled
         self.log = logging.getLogger(f"qadam.{self.name}")
         self._client = make_client(settings, client_id, self, clean_session=True)
 
@@ -157,6 +158,41 @@ class BoardWorker:
         self.log.warning("boot floor sent device=%s boot=%s up=%s floor=%d", device, boot, up,
                          floor)  # fmt: skip
         return floor
+
+    def tell_reused_boots(self, conn: psycopg.Connection[Any]) -> int:
+        """(worker thread) The ingest quarantined events whose identity the cloud already held
+        (reason ``identity_reused``: a re-flashed board whose first status did not give it away,
+        e.g. a short earlier life). Send each such board that still reports a boot at or below
+        the cloud's newest the boot floor command, so its next taps get new identities (issue
+        #13 item 7). The first call looks back an hour, later ones at rows newer than the last
+        seen. Returns the commands sent."""
+        since = self._reused_seen
+        if since is None:  # rows of the last hour first, then whatever comes after the newest
+            top = conn.execute("SELECT coalesce(max(id), 0) FROM quarantine").fetchone()
+            self._reused_seen = int(top[0]) if top else 0
+        rows = conn.execute(
+            "SELECT q.device_id, max(q.id) FROM quarantine q WHERE q.reason = 'identity_reused'"
+            " AND q.device_id IS NOT NULL AND q.id > %s"
+            " AND (%s OR q.received_at > now() - interval '1 hour') GROUP BY q.device_id",
+            (since or 0, since is not None),
+        ).fetchall()
+        sent = 0
+        for device, newest in rows:
+            self._reused_seen = max(self._reused_seen or 0, int(newest))
+            floor = boot_floor(conn, device)
+            row = conn.execute(
+                "SELECT (status->>'boot')::bigint FROM device_status WHERE device_id = %s",
+                (device,),
+            ).fetchone()
+            if row is not None and row[0] is not None and int(row[0]) > floor:
+                continue  # it moved past the floor already
+            self._lives.pop(device, None)
+            self.publish(device, "cmd", floor_command(ack_key(conn, device), device, floor))
+            self.stats["boot_floors"] += 1
+            sent += 1
+            self.log.warning("boot floor sent device=%s after reused identities floor=%d",
+                             device, floor)  # fmt: skip
+        return sent
 
     def publish(self, device: str, leaf: str, payload: bytes) -> None:
         self._client.publish(f"{self._base}{device}/{leaf}", payload, qos=1)

@@ -63,6 +63,7 @@ class WhitelistPush(BoardWorker):
 
     def poll(self, conn: psycopg.Connection[Any]) -> None:
         self._compile_dirty(conn)
+        self.tell_reused_boots(conn)  # the ingest's identity_reused: protocol.md "Boot floor"
 
     def _compile_dirty(self, conn: psycopg.Connection[Any]) -> None:
         for school in wls.dirty_schools(conn):

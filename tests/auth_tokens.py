@@ -24,3 +24,18 @@ def make_admin_token(database_url: str, email: str = "reader@qadam.test") -> str
             (hashlib.sha256(token.encode()).digest(), uid),
         )
     return token
+
+
+def session_headers(database_url: str, user_id: int) -> dict[str, str]:
+    """The Authorization header of a fresh session for an existing user, written straight into
+    the database."""
+    import secrets
+
+    token = secrets.token_urlsafe(32)
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO sessions (token_hash, user_id, expires_at)"
+            " VALUES (%s, %s, now() + interval '1 hour')",
+            (hashlib.sha256(token.encode()).digest(), user_id),
+        )
+    return {"Authorization": f"Bearer {token}"}

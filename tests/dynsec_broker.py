@@ -20,6 +20,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout_s: float = 10) -> None:
+    """Until the broker ``proc`` accepts TCP connections on ``port`` (it must not exit first)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert proc.poll() is None, "mosquitto exited"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, "mosquitto did not start"
+            time.sleep(0.05)
+
+
 @contextmanager
 def dynsec_mosquitto(tmp: Path) -> Iterator[int]:
     """Start it in ``tmp`` (its log: ``tmp/mosquitto.log``); yield the port; stop it."""
@@ -35,15 +48,7 @@ def dynsec_mosquitto(tmp: Path) -> Iterator[int]:
     proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(tmp / "m.conf")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            assert proc.poll() is None, "mosquitto exited"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "mosquitto did not start"
-                time.sleep(0.05)
+        wait_listening(proc, port)
         yield port
     finally:
         proc.terminate()

@@ -25,6 +25,7 @@ import psycopg
 import pytest
 from auth_tokens import make_admin_token
 from cloud_helpers import drop_session
+from dynsec_broker import wait_listening
 from fake_board import FakeBoard
 
 from cloud.db.migrate import migration_files
@@ -372,15 +373,7 @@ def closed_broker(tmp_path: Path) -> Iterator[int]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            assert proc.poll() is None, "mosquitto exited"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "mosquitto did not start"
-                time.sleep(0.05)
+        wait_listening(proc, port)
         yield port
     finally:
         proc.terminate()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 from api_world import World, build, login_all
+from auth_tokens import session_headers
 from dynsec_broker import ADMIN, ADMIN_PW, dynsec_mosquitto, free_port
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
@@ -334,17 +334,6 @@ def test_board_usernames_have_their_own_namespace() -> None:
     assert re.fullmatch(DEVICE_ID, "board.gate-1") is None
 
 
-def _session(url: str, user_id: int) -> dict[str, str]:
-    token = secrets.token_urlsafe(32)
-    with psycopg.connect(url) as conn:
-        conn.execute(
-            "INSERT INTO sessions (token_hash, user_id, expires_at)"
-            " VALUES (%s, %s, now() + interval '1 hour')",
-            (hashlib.sha256(token.encode()).digest(), user_id),
-        )
-    return {"Authorization": f"Bearer {token}"}
-
-
 def _client_doc(admin: DynSec, username: str) -> dict[str, Any]:
     (r,) = admin.run([{"command": "getClient", "username": username}])
     assert "error" not in r, r
@@ -480,7 +469,7 @@ def test_deleting_a_provisioned_device_locks_its_board_out_and_retires_its_id(
     admin = DynSec("127.0.0.1", port, ADMIN, ADMIN_PW, prefix)
     with _api(database_url, mqtt_dynsec=True, mqtt_port=port, topic_prefix=prefix,
               mqtt_admin_user=ADMIN, mqtt_admin_password=ADMIN_PW) as (c, w):  # fmt: skip
-        tech, admin3 = w.auth("technician"), _session(database_url, w.ids["admin3"])
+        tech, admin3 = w.auth("technician"), session_headers(database_url, w.ids["admin3"])
         door = {"id": "door-7", "school_id": "s1", "mode": "door"}
         assert c.post("/api/v1/devices", json=door, headers=tech).status_code == 201
         r = c.post("/api/v1/provision", json={"device": "door-7", "token": _claim(c, w, "door-7")})

@@ -9,9 +9,7 @@ this file shows they hold together, on one deployment, in the order an attacker 
 
 from __future__ import annotations
 
-import hashlib
 import json
-import secrets
 import sys
 import threading
 import time
@@ -24,6 +22,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
+from auth_tokens import session_headers
 from dynsec_broker import ADMIN, ADMIN_PW, dynsec_mosquitto
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
@@ -113,17 +112,6 @@ def _publisher(port: int, cid: str, user: str, password: str) -> Iterator[mqtt.C
     finally:
         c.disconnect()
         c.loop_stop()
-
-
-def _session(url: str, user_id: int) -> dict[str, str]:
-    token = secrets.token_urlsafe(32)
-    with psycopg.connect(url) as conn:
-        conn.execute(
-            "INSERT INTO sessions (token_hash, user_id, expires_at)"
-            " VALUES (%s, %s, now() + interval '1 hour')",
-            (hashlib.sha256(token.encode()).digest(), user_id),
-        )
-    return {"Authorization": f"Bearer {token}"}
 
 
 def _one(url: str, q: str, params: tuple[Any, ...] = ()) -> Any:
@@ -243,7 +231,7 @@ def item2_delete(s: School, t: Tally) -> None:
     t.check("2", "delete a provisioned device", r.status_code == 204, r.text)
     rc = _login_rc(s.port, "door-del", m["user"], m["password"])
     t.check("2", "the deleted board logs in with its old account", rc != 0, f"rc={rc}")
-    auth3 = _session(s.url, s.w.ids["admin3"])
+    auth3 = session_headers(s.url, s.w.ids["admin3"])
     r = s.c.post("/api/v1/devices", headers=auth3,
                  json={"id": "door-del", "school_id": "s3", "mode": "door"})  # fmt: skip
     t.check("2", "another school takes the deleted id", r.status_code == 409, str(r.status_code))

@@ -3,6 +3,12 @@
 # Idle/CalcCRC/Transceive/SoftReset, ComIrq/DivIrq/Error/Coll registers, the TAuto timer
 # (TimerIRq when nobody answers), bit-oriented frames (TxLastBits/RxAlign/RxLastBits), bitwise
 # collisions between several cards, error injection and an IRQ output pin.
+#
+# CalcCRC as in the NXP MFRC522 datasheet (rev 3.9, 10.3.1.4): the command loads the CRCPreset
+# and takes the FIFO's bytes into the CRC coprocessor; it is not limited to a number of bytes and
+# does not stop when the FIFO runs empty: every byte written to the FIFO while CalcCRC is the
+# active command is consumed and added, until another command is written to CommandReg (Idle,
+# Transceive, CalcCRC again: that one starts over from the preset).
 from buses import Pin, SPIBus
 from iso14443a import Card, crc_a  # noqa: F401  (re-exported for the tests)
 
@@ -56,6 +62,7 @@ class MFRC522Chip:
         self.r = r
         self.fifo = bytearray()
         self._event = None  # (time_us, function)
+        self._crc = 0  # running CRC of the active CalcCRC command
 
     def read(self, a):
         self._update()
@@ -77,6 +84,8 @@ class MFRC522Chip:
                 r[0x06] |= 0x10  # BufferOvfl
             else:
                 self.fifo.append(v)
+                if r[0x01] & 0x0F == 0x03 and self._event is None:
+                    self._crc_absorb()  # CalcCRC still running: the coprocessor takes the byte
         elif a == 0x0A:
             if v & 0x80:
                 self.fifo = bytearray()
@@ -100,6 +109,9 @@ class MFRC522Chip:
 
     def _command(self, v):
         cmd = v & 0x0F
+        if cmd == 0x07:  # NoCmdChange: only RcvOff/PowerDown change
+            self.r[0x01] = (self.r[0x01] & 0xCF) | (v & 0x30)
+            return
         self.r[0x01] = (self.r[0x01] & 0xE0) | (v & 0x30) | cmd
         if cmd == 0x0F:
             self._reset()
@@ -108,18 +120,26 @@ class MFRC522Chip:
         elif cmd == 0x00:
             self._event = None
         elif cmd == 0x03:
-            data = bytes(self.fifo)
-            self.fifo = bytearray()
-            self.log.append(("crc", data))
-            self._event = (self.clock.now_us + 1 + len(data), lambda: self._crc_done(data))
+            self._crc = _PRESETS[self.r[0x11] & 3]  # preset loaded when the command starts
+            self.log.append(("crc", b""))
+            self._event = (self.clock.now_us + 1 + len(self.fifo), self._crc_absorb)
+        else:
+            self._event = None  # a new command ends the one running (CalcCRC included)
 
     def _reset_done(self):
         self.r[0x01] = 0x20
 
-    def _crc_done(self, data):
-        c = crc_a(data, _PRESETS[self.r[0x11] & 3])
-        self.r[0x21], self.r[0x22] = c >> 8, c & 0xFF
-        self.r[0x05] |= 0x04  # CRCIRq
+    def _crc_absorb(self):
+        r = self.r
+        if r[0x01] & 0x0F != 0x03:
+            return
+        data = bytes(self.fifo)
+        self.fifo = bytearray()
+        self._crc = c = crc_a(data, self._crc)
+        k, d = self.log[-1]
+        self.log[-1] = (k, d + data)  # everything this CalcCRC run has taken so far
+        r[0x21], r[0x22] = c >> 8, c & 0xFF
+        r[0x05] |= 0x04  # CRCIRq: all data processed
 
     # -- transceive -----------------------------------------------------------------------
     def _transmit(self):

@@ -29,6 +29,7 @@ def backoff_ms(attempt):
 class Link:
     sup = None  # app.supervisor.Supervisor (set by the app): beat("net") at least every TURN_MS
     sync = None  # net.sync.Sync (set by the app): failed connects go to its last errors
+    net = None  # net.netup.Net (set by it): no connect attempt while its network is down
     # The beats are inline (`if self.sup is not None: self.sup.beat("net")`), not a method:
     # one function less in the heap paid for Sync.error on the 64 KiB boards (D20).
 
@@ -70,6 +71,9 @@ class Link:
         while not self._stop:
             if self.sup is not None:
                 self.sup.beat("net")
+            if self.net is not None and not self.net.up:
+                await sleep_ms(POLL_MS)
+                continue
             t0 = ticks_ms()
             try:
                 await self._beating(self.client.connect())

@@ -1,8 +1,11 @@
-"""Erase a board and write a MicroPython image with esptool (5.x command names)."""
+"""Erase a board and write a MicroPython image with esptool (5.x command names); esptool's
+write-flash verifies what it wrote (it asks the chip for the MD5 of the written region and
+compares it with the file's), and the tool insists that it did."""
 
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 from tools.flashing import EXIT_CONFIG, EXIT_ESPTOOL, FlashError
@@ -65,14 +68,67 @@ def esptool_commands(
     ]
 
 
+FATAL = "A fatal error occurred: "
+VERIFIED = "Hash of data verified."
+# What esptool 5 prints worth passing on to the technician when a step succeeds.
+SUMMARY = ("Connected to ", "Chip type:", "Wrote ", VERIFIED)
+
+
+def _option(cmd: list[str], name: str) -> str:
+    return cmd[cmd.index(name) + 1] if name in cmd else "?"
+
+
+def _cause(out: str) -> str:
+    """esptool's own one-line reason ("A fatal error occurred: ..."), else its last words."""
+    for line in reversed(out.splitlines()):
+        if FATAL in line:
+            return line.split(FATAL, 1)[1].strip()
+    words = [ln.strip() for ln in out.splitlines() if ln.strip().strip(".")]
+    return words[-1] if words else "it printed nothing"
+
+
+def _hint(cause: str, port: str, chip: str) -> str:
+    """What the technician does about the usual failures (esptool 5.6 wording)."""
+    if cause.startswith("Failed to connect to"):
+        return (
+            f"; no {chip.upper()} ROM bootloader answered on {port}: put the board in download "
+            "mode (hold BOOT/IO0, press and release EN/RESET, release BOOT) and run again; "
+            "check --port and that the USB cable carries data"
+        )
+    if "Wrong chip argument" in cause or "Wrong --chip argument" in cause:
+        return f"; the board config or --chip says {chip}: use the config for this board"
+    if cause.startswith("MD5 of file does not match"):
+        return (
+            "; the flash does not read back what was written (verify failed): run again, "
+            "with a lower --image-baud (e.g. 115200); if it fails again the board's flash is faulty"
+        )
+    return ""
+
+
 def write_image(commands: list[list[str]], log) -> None:
+    """Run the esptool steps in order; a failure is one line: the step, esptool's reason and
+    what to do. write-flash must report that it verified the written data."""
     for cmd in commands:
+        step = next(w for w in cmd if w.endswith("-flash"))
         log(" ".join(cmd))
+        started = time.monotonic()
         result = subprocess.run(cmd, capture_output=True, text=True)
+        took = time.monotonic() - started
+        out = result.stdout + "\n" + result.stderr
         if result.returncode != 0:
-            out = (result.stderr.strip() + "\n" + result.stdout.strip()).strip()
-            tail = "\n".join(out.splitlines()[-6:])
-            step = next(w for w in cmd if w.endswith("-flash"))
+            cause = _cause(out)
             raise FlashError(
-                f"esptool {step} failed (exit {result.returncode}):\n{tail}", EXIT_ESPTOOL
+                f"esptool {step} failed (exit {result.returncode}): {cause}"
+                + _hint(cause, _option(cmd, "--port"), _option(cmd, "--chip")),
+                EXIT_ESPTOOL,
             )
+        if step == "write-flash" and VERIFIED not in out:
+            raise FlashError(
+                f"esptool write-flash did not verify the image it wrote (no {VERIFIED!r} in "
+                f"its output: {_cause(out)}); nothing after it was done",
+                EXIT_ESPTOOL,
+            )
+        for line in out.splitlines():
+            if line.strip().startswith(SUMMARY):
+                log(f"  {line.strip()}")
+        log(f"  {step} done in {took:.1f} s")

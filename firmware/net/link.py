@@ -4,6 +4,7 @@
 import os
 
 from compat import asyncio, sleep_ms, ticks_diff, ticks_ms
+
 from net.mqtt import MQTTClient
 
 BACKOFF_MIN_MS = 500
@@ -38,6 +39,10 @@ class Link:
             device, mcfg.get("host", "127.0.0.1"), mcfg.get("port", 1883),
             user=mcfg.get("user"), password=mcfg.get("password"),
             keepalive=mcfg.get("keepalive", 30), will=will, on_message=on_message)
+        # TLS (protocol.md "TLS"): the CA file in the flash, None: plain TCP. The context is
+        # built at the first connect, by net.tlsctx (loaded only then).
+        self.tls = (mcfg.get("ca") or "ca.pem") if mcfg.get("tls") else None
+        self.client.server_hostname = mcfg.get("server_hostname")
         self.on_up = on_up  # async callback(client), run after every (re)connect
         self.on_down = on_down  # sync callback()
         self.up = False
@@ -76,11 +81,22 @@ class Link:
                 continue
             t0 = ticks_ms()
             try:
+                if self.tls is not None and self.client.ssl is None:
+                    from net.tlsctx import context
+                    self.client.ssl = context(self.tls)
                 await self._beating(self.client.connect())
             except Exception as e:
                 print("#", "link", "connect", repr(e))
                 if self.sync is not None:
-                    self.sync.error("link", e)
+                    tag = "link"
+                    if self.tls is not None:
+                        # A refused certificate is a "tls" error with mbedTLS's reason, not
+                        # a dead link: the board never falls back to plain TCP.
+                        from net.tlsctx import reason
+                        why = reason(e)
+                        if why:
+                            tag, e = "tls", why
+                    self.sync.error(tag, e)
                 await self._sleep(backoff_ms(attempt))
                 attempt += 1
                 continue

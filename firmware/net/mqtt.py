@@ -4,11 +4,22 @@
 import struct
 
 from compat import asyncio, sleep_ms, ticks_diff, ticks_ms, wait_ms
-from net.mqttpkt import (CONNACK, DISCONNECT_PACKET, PINGREQ_PACKET, PINGRESP, PUBACK, PUBLISH,
-                         SUBACK, MQTTError, connect_packet, publish_header,
-                         puback_packet, subscribe_packet)
-from net.stream import open_connection
 
+from net.mqttpkt import (
+    CONNACK,
+    DISCONNECT_PACKET,
+    PINGREQ_PACKET,
+    PINGRESP,
+    PUBACK,
+    PUBLISH,
+    SUBACK,
+    MQTTError,
+    connect_packet,
+    puback_packet,
+    publish_header,
+    subscribe_packet,
+)
+from net.stream import open_connection
 
 RXBUF = 1152  # a whitelist chunk (32 + 1024 bytes) + topic fits
 
@@ -24,6 +35,9 @@ class MQTTClient:
         self.keepalive = keepalive
         self.will = will
         self.on_message = on_message  # callback(topic, payload bytes); sync, must not block
+        # TLS (net/link.py sets them): a tls.SSLContext that verifies the broker, and the name
+        # its certificate must carry (None: host). None: plain TCP.
+        self.ssl = self.server_hostname = None
         self.connected = False
         self._r = self._w = None
         self._pid = 0
@@ -102,7 +116,8 @@ class MQTTClient:
         return first, body
     async def connect(self, timeout_ms=10000):
         self._closed = asyncio.Event()
-        self._r, self._w = await wait_ms(open_connection(self.host, self.port), timeout_ms)
+        self._r, self._w = await wait_ms(open_connection(self.host, self.port, self.ssl,
+                                                         self.server_hostname), timeout_ms)
         try:
             await self._send(connect_packet(self.client_id, self.keepalive, self.user,
                                             self.password, self.will))

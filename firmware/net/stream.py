@@ -72,9 +72,12 @@ if MICROPYTHON:
         async def wait_closed(self):
             self.s.close()
 
-    def open_connection(host, port):
-        # A TCP connection as (reader, writer), as asyncio.open_connection (no TLS here). The
-        # name lookup blocks, as asyncio's does.
+    def open_connection(host, port, ssl=None, server_hostname=None):
+        # A TCP connection as (reader, writer), as asyncio.open_connection; with `ssl` (a
+        # tls.SSLContext, net/link.py) the socket is wrapped for TLS without a handshake: the
+        # handshake runs, non-blocking, inside the first write/drain and read (the socket polls
+        # for what mbedTLS waits on), and a certificate the context refuses raises there
+        # (ValueError, mbedTLS's reason). The name lookup blocks, as asyncio's does.
         import socket
         from errno import EINPROGRESS
         ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
@@ -86,7 +89,14 @@ if MICROPYTHON:
             if e.errno != EINPROGRESS:
                 raise
         yield _aio._io_queue.queue_write(s)  # writable: connected (or failed: the reads say so)
+        if ssl is not None:
+            s = ssl.wrap_socket(s, server_hostname=server_hostname or host,
+                                do_handshake_on_connect=False)
+            s.setblocking(False)
         st = Stream(s)
         return st, st
 else:
-    open_connection = asyncio.open_connection
+    def open_connection(host, port, ssl=None, server_hostname=None):
+        if ssl is None:
+            return asyncio.open_connection(host, port)
+        return asyncio.open_connection(host, port, ssl=ssl, server_hostname=server_hostname or host)

@@ -263,3 +263,95 @@ def test_a_write_that_esptool_did_not_verify_is_refused(tmp_path):
         "its output: Wrote 4096 bytes at 0x00001000 in 0.1 seconds.); nothing after it was done"
     )
     assert any(ln.startswith("  erase-flash done in ") for ln in logged)  # the erase ran
+
+
+class OneSerialPort:
+    """The one port a technician plugs in: the ROM bootloader answers on it until esptool's
+    write is done, then (the board's reset into the new image) MicroPython does. A relay between
+    this pty and the current backend's port; `switch` is the reset."""
+
+    def __init__(self, backend: str) -> None:
+        import threading
+        import tty
+
+        self._host_m, self._host_s = os.openpty()
+        tty.setraw(self._host_s)
+        self.port = os.ttyname(self._host_s)
+        self._lock = threading.Lock()
+        self._backend = self._open(backend)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._relay, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _open(path: str) -> int:
+        import tty
+
+        fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+        tty.setraw(fd)
+        return fd
+
+    def switch(self, backend: str) -> None:
+        with self._lock:
+            os.close(self._backend)
+            self._backend = self._open(backend)
+
+    def _relay(self) -> None:
+        import select
+
+        while not self._stop.is_set():
+            with self._lock:
+                back = self._backend
+                ready, _, _ = select.select([self._host_m, back], [], [], 0.05)
+                for src, dst in ((self._host_m, back), (back, self._host_m)):
+                    if src in ready:
+                        try:
+                            data = os.read(src, 4096)
+                        except OSError:
+                            continue
+                        while data:
+                            data = data[os.write(dst, data) :]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for fd in (self._backend, self._host_m, self._host_s):
+            os.close(fd)
+
+
+def test_one_port_from_bootloader_to_files_on_the_board(mock, tmp_path, capsys, monkeypatch):
+    """`qadam flash --image --config <board config>` as on a new board, on one port: erase,
+    write and verify the image over the ROM protocol, then (the board resets into MicroPython:
+    here a virtual board on the same port) the raw REPL, the bundle copied and verified by
+    sha256, the soft reset. Exit 0."""
+    from simulator.pty_board import PtyBoard
+
+    board = PtyBoard(tmp_path / "board")
+    board.start()
+    board.wait_output(">>> ", 10)
+    port = OneSerialPort(mock.port)
+    write_image = esp.write_image
+
+    def write_then_reset(commands, log):
+        write_image(commands, log)
+        port.switch(board.port)  # esptool's --after hard-reset: the new image boots
+
+    monkeypatch.setattr(esp, "write_image", write_then_reset)
+    image = fake_image(tmp_path / "ESP32_GENERIC-fake.bin", 200_000)
+    config = flash.REPO / "board-configs" / "esp32-devkitc-door-mfrc522.json"
+    try:
+        rc = main(qadam_flash(port.port, image, tmp_path, "--config", str(config)))
+        out, err = capsys.readouterr()
+        data = mock.flash()
+    finally:
+        port.close()
+        board.stop()
+    assert rc == 0, out + err
+    assert data[OFFSET : OFFSET + 200_000] == image.read_bytes()
+    assert "  Hash of data verified." in out.splitlines()
+    files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    for f in files:
+        rel = f.relative_to(tmp_path / "out")
+        assert (board.flash / rel).read_bytes() == f.read_bytes(), rel
+    assert (board.flash / "board.json").read_bytes() == config.read_bytes()
+    assert f"all {len(files) + 1} verified by sha256" in out

@@ -6,6 +6,11 @@ ESP32 (the baseline, in the same run). The batch size cap (``bb``, bytes of payl
 too; since batches are rendered from the journal into the socket it no longer shrinks with the
 heap (docs/decisions.md D16).
 
+TLS rows (issue #14 part 2, docs/decisions.md D25-K): the door board connected to a private
+Mosquitto's TLS listener (a CA made for the run, tests/tls_broker.py), its CA verified, at the
+plain board's 64 KiB and at TLS_HEAP; the session's cost is the plain door's free heap minus the
+TLS door's, in the same heap.
+
 ``python -m bench board_memory``. Needs Mosquitto (a private one is started). A board that does
 not boot or connect reports -1. A row per board says whether it meets the goal at 64 KiB
 (boots, connects, takes the burst with every event acked, >= 8 KiB free after connect and
@@ -30,7 +35,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.common import Row, mosquitto
-from simulator.board import DEFAULT_HEAP, BoardConfig, BoardError, VirtualBoard
+from simulator.board import DEFAULT_HEAP, TLS_HEAP, BoardConfig, BoardError, VirtualBoard
 
 SITE_KEY = bytes(range(16))
 # Every board has an ack key, as a provisioned one does (protocol.md "Ack"): the acker signs.
@@ -108,17 +113,25 @@ def run_board(
     prefix: str,
     taps: int = TAPS,
     heap: str = DEFAULT_HEAP,
+    tls: tuple[Path, int] | None = None,
 ) -> dict[str, Any]:
     """Boot one board, connect, tap `taps` cards, drain the journal. -> heap figures and counts;
-    {"booted": False, ...} if it never reported @ready."""
+    {"booted": False, ...} if it never reported @ready. `tls`: (PKI folder of
+    tests.tls_broker.make_pki, TLS port): the board connects there with mqtt.tls and the CA,
+    the acker on `port` (the broker's plain listener)."""
     board_json, extra = CONFIGS[name]
     cfg = BoardConfig(device=f"mem-{name}", school="s1", site_key=SITE_KEY, mqtt_host=host,
-                      mqtt_port=port, prefix=prefix,
+                      mqtt_port=tls[1] if tls else port, prefix=prefix,
                       extra=dict(extra, ack_key=ACK_KEY.hex()))  # fmt: skip
+    if tls:
+        cfg.extra["mqtt"] = dict(cfg.device_json()["mqtt"], tls=True, ca="ca.pem")
     b = VirtualBoard(cfg, flash, romfs=romfs, heap=heap)
     b.write_flash(whitelist(taps))
     (b.flash / "board.json").write_text(json.dumps(board_json))
-    out: dict[str, Any] = {"config": name, "romfs": romfs, "heap": heap, "booted": False}
+    if tls:
+        (b.flash / "ca.pem").write_bytes((tls[0] / "ca.pem").read_bytes())
+    out: dict[str, Any] = {"config": name, "romfs": romfs, "heap": heap, "booted": False,
+                           "tls": bool(tls)}  # fmt: skip
     acker = Acker(host, port, prefix)
     try:
         try:
@@ -148,6 +161,9 @@ def run_board(
 
 
 HEAPS = ("64K", "100K")  # measured, baseline
+# The TLS rows measure the door at the plain board's 64 KiB, at 72 KiB and at the heap a TLS board
+# gets (simulator.board.TLS_HEAP, docs/decisions.md D25-K).
+TLS_HEAPS = ("64K", "72K", TLS_HEAP)
 GOAL_FREE = 8192  # issue #3: 8 KiB of headroom after connect and after the burst
 
 
@@ -175,6 +191,7 @@ def shortfall(r: dict[str, Any]) -> str:
 def run(repeat: int = 1) -> list[Row]:
     del repeat  # heap figures are deterministic enough; one run each
     rows: list[Row] = []
+    plain_door = None
     with mosquitto() as port, tempfile.TemporaryDirectory(prefix="qadam-bench-mem-") as d:
         for name in CONFIGS:
             res = {}
@@ -198,10 +215,51 @@ def run(repeat: int = 1) -> list[Row]:
             ok = meets_goal(got)
             rows.append(Row(f"{name} {HEAPS[0]}: meets the goal", int(ok), "1/0",
                             goal="PASS" if ok else "FAIL: " + shortfall(got)))  # fmt: skip
+            if name == "door":
+                plain_door = res
+    rows += tls_rows(plain_door)
+    return rows
+
+
+def tls_rows(plain: dict[str, dict[str, Any]] | None = None) -> list[Row]:
+    """The door over TLS at each of TLS_HEAPS; `plain`: the plain door's results by heap (the
+    baseline: what the TLS session costs), measured here if not given."""
+    from tests.tls_broker import tls_mosquitto
+
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="qadam-bench-tls-") as d:
+        pki = Path(d) / "pki"
+        with tls_mosquitto(pki) as (tls_port, port):
+            for heap in TLS_HEAPS:
+                prefix = f"bm{uuid.uuid4().hex[:8]}"
+                if plain is None or heap not in plain:
+                    flash = Path(d) / f"plain-{heap}"
+                    p = run_board("door", True, flash, "127.0.0.1", port, prefix, heap=heap)
+                    print(json.dumps(p, sort_keys=True), flush=True)
+                else:
+                    p = plain[heap]
+                flash = Path(d) / f"tls-{heap}"
+                r = run_board("door", True, flash, "127.0.0.1", port, prefix, heap=heap,
+                              tls=(pki, tls_port))  # fmt: skip
+                print(json.dumps(r, sort_keys=True), flush=True)
+                for key, label in (("heap_connect", "after connect"),
+                                   ("heap_after", "after 300 taps")):  # fmt: skip
+                    b = p.get(key, -1)
+                    rows.append(Row(f"door TLS {heap}: free heap {label}", r.get(key, -1),
+                                    "bytes", baseline=b if b > 0 else None,
+                                    goal=">= 8192"))  # fmt: skip
+                got, base = r.get("heap_connect", -1), p.get("heap_connect", -1)
+                cost = base - got if got > 0 and base > 0 else -1
+                rows.append(Row(f"door TLS {heap}: heap the TLS session costs", cost, "bytes"))
+                ok = meets_goal(r)
+                rows.append(Row(f"door TLS {heap}: meets the goal", int(ok), "1/0",
+                                goal="PASS" if ok else "FAIL: " + shortfall(r)))  # fmt: skip
     return rows
 
 
 if __name__ == "__main__":
+    import sys
+
     from bench.common import report
 
-    report("board_memory", run())
+    report("board_memory", tls_rows() if "--tls" in sys.argv else run())

@@ -32,6 +32,10 @@ DEFAULT_HEAP = "64K"
 # An ESP32 without PSRAM gives MicroPython about 100 KB of heap (D7): canteen boards, which do not
 # fit 64 KB yet, the .mpy bundle (its modules load into the heap) and the raw-REPL pty board.
 LARGE_HEAP = "100K"
+# A board whose device file says mqtt.tls: the plain board's 64 KB plus the TLS session, measured
+# by `python -m bench board_memory` (docs/decisions.md D25-K: at 64 KB it connects and then dies
+# in the first burst).
+TLS_HEAP = "80K"
 
 
 _bundle_lock = threading.Lock()
@@ -122,12 +126,14 @@ class VirtualBoard:
         config: BoardConfig,
         flash_dir: Path,
         *,
-        heap: str = DEFAULT_HEAP,
+        heap: str | None = None,
         echo: Callable[[str, str], None] | None = None,
         romfs: bool = True,
     ) -> None:
         self.config = config
         self.flash = Path(flash_dir)
+        if heap is None:  # DEFAULT_HEAP, TLS_HEAP for a board that connects over TLS
+            heap = TLS_HEAP if (config.device_json().get("mqtt") or {}).get("tls") else DEFAULT_HEAP
         self.heap = heap  # the board's heap; in ROMFS mode the VM gets the image's size on top
         self.romfs = romfs
         self.echo = echo

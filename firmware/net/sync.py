@@ -1,6 +1,13 @@
-# Journal -> cloud sync (protocol.md "Event batch", "Ack"). One batch in flight at a time: send the
-# oldest unacked events, wait for the application ack (a PUBACK is not a receipt, invariant 3),
-# trim, repeat. Re-send from the oldest record after every (re)connect and after ack_timeout_ms.
+# Journal -> cloud sync (protocol.md "Event batch", "Ack"). A window of up to `window` batches in
+# flight (D25-L): consecutive batches from the oldest unacked record, each waiting for its own
+# application ack (a PUBACK is not a receipt, invariant 3). The journal trims only on an ack that
+# covers its oldest record (D2); an ack for a later batch of the window is remembered in its slot
+# and applied once the batches before it are acked. A batch without its ack after ack_timeout_ms
+# is sent again, the same range byte for byte, and until then nothing else goes out while
+# anything is in flight (a cloud that acks nothing gets one batch per timeout, not a window). A
+# batch that could still grow goes out while others are in flight only once a full one is there:
+# live taps go out as before, one batch in flight. After every (re)connect the window starts
+# again from the oldest record.
 # The same task publishes the retained status (protocol.md "Status") every heartbeat_s and at
 # once when it changed: one long-lived task less than a heartbeat task of its own.
 # A batch is never assembled in RAM: next_batch() measures it, write_batch() renders it from the
@@ -17,6 +24,8 @@ from compat import emit, mem_free, sleep_ms, ticks_add, ticks_diff, ticks_ms
 
 FW_VERSION = "0.1.0"
 MAX_BATCH_BYTES = 16384
+F = 6  # ints per batch in flight (Sync._w): seg, off (of its first record), boot, first, last,
+# deadline
 TURN_MS = 500  # longest wait of one turn of Sync.run (the supervisor's "journal" beat)
 POLL_MS = 50  # how soon run() sees wake(): a flag polled, no Event and no wait_for task
 
@@ -67,7 +76,7 @@ class Sync:
     sup = None  # app.supervisor.Supervisor (set by the app): beat("journal") every turn of run()
 
     def __init__(self, journal, device, prefix, batch=32, ack_timeout_ms=3000, status=None,
-                 batch_bytes=MAX_BATCH_BYTES, heartbeat_s=60, clock=None, key=None):
+                 batch_bytes=MAX_BATCH_BYTES, heartbeat_s=60, clock=None, key=None, window=8):
         self.journal = journal
         self.device = device
         self.t_events = topic(prefix, device, "events")
@@ -87,8 +96,15 @@ class Sync:
         # MicroPython, and it never holds more than 3: it does not grow or move.
         self.err = []
         self._woke = False
-        self._inflight = None  # (boot, first, last, deadline) of the batch awaiting its ack
-        self._out = None  # (boot, first, last, nbytes) of the batch being published
+        # The batches in flight, oldest first, `window` slots of F ints in one list made once:
+        # [seg, off] where the batch's first record is in the journal, its boot, first and last
+        # seq, and the ticks_ms deadline of its ack (-1: timed out, to be sent again; None: acked
+        # while an older batch is not yet). _n slots are used; _end is [seg, off] where the batch
+        # after the last one starts (Journal.records' `pos`).
+        self._w = [0] * (F * min(max(window, 1), 16))
+        self._n = 0
+        self._end = [0, 0]
+        self._out = None  # next_batch()'s tuple of the batch being published
         self._held = None  # acks that came while it was: applied once the publish returns
         self._sent = None  # (boot, last seq) published: acks never reach past it
         self.key = key or None  # the ack key (device.json "ack_key"); None: none (D24-B)
@@ -126,20 +142,63 @@ class Sync:
             print("#", "sync", "ack", boot, first, last, why)
             self.error("ack", why)
             return
-        n = self.journal.ack(boot, first, last)
-        if not n:
-            # Only an ack covering the oldest record trims (protocol.md); e.g. a late duplicate.
+        # Every batch of the window the ack covers is acked (the cloud committed the whole range);
+        # _settle() trims those that lead the journal.
+        w = self._w
+        hit = 0
+        for i in range(0, self._n * F, F):
+            if w[i + 2] == boot and first <= w[i + 3] and w[i + 4] <= last:
+                w[i + 5] = None
+                hit = 1
+        j = self.journal
+        if j.covers_head(boot, first, last) and not (self._n and w[5] is None):
+            # It covers the oldest record, which is not in an acked slot (there _settle() trims
+            # the run of acked slots at once): it trims (protocol.md).
+            n = j.ack(boot, first, last)
+            self.acked += n
+            emit("ack", {"boot": boot, "last": last, "journal": j.count})
+        elif not hit:
+            # A late duplicate, or the ack of a batch sent before the window started again.
             print("#", "sync", "ack", boot, first, last, "ignored")  # not the oldest
             return
-        self.acked += n
-        emit("ack", {"boot": boot, "last": last, "journal": self.journal.count})
-        self._inflight = None
+        self._settle()
         self.wake()
+
+    def _settle(self):
+        """Drop the slots the journal no longer holds (acked and trimmed), then trim the acked
+        slots that lead the window, one journal.ack (one cursor write) for a run of them. If no
+        slot holds the journal's oldest record, the window is not the journal's any more (a
+        full journal dropped its oldest segment): it starts again from the oldest record."""
+        j = self.journal
+        w = self._w
+        while True:
+            n = self._n
+            k = 0
+            while k < n and not j.covers_head(w[k * F + 2], w[k * F + 3], w[k * F + 4]):
+                k += 1
+            if k:
+                for i in range((n - k) * F):
+                    w[i] = w[i + k * F]
+                self._n = n = n - k
+            if not n or w[5] is not None:
+                return
+            boot = w[2]
+            last = w[4]
+            i = F
+            while i < n * F and w[i + 2] == boot and w[i + 5] is None:
+                last = w[i + 4]
+                i += F
+            c = j.ack(boot, w[3], last)
+            if not c:
+                self._n = 0  # cannot happen: slot 0 covers the oldest record
+                return
+            self.acked += c
+            emit("ack", {"boot": boot, "last": last, "journal": j.count})
 
     async def on_up(self, client):
         # Runs after every (re)connect: clean session, so subscribe again, then announce, then
         # re-send from the oldest record (what was in flight before may have been lost).
-        self._inflight = None
+        self._n = 0
         for t in self.subs:
             await client.subscribe(t, 1)
         await client.publish(self.t_status, self.status_payload(), 1, True)
@@ -147,7 +206,7 @@ class Sync:
         self.wake()
 
     def on_down(self):
-        self._inflight = None
+        self._n = 0
         emit("mqtt", {"up": False})
         self.error("link", "down")
 
@@ -224,24 +283,27 @@ class Sync:
                         self.error("status", e)
             # At least two turns a second, so the supervisor sees the task alive (stale_ms >= 1 s).
             timeout = TURN_MS
-            inf = self._inflight
-            if inf is not None:
-                timeout = min(timeout, ticks_diff(inf[3], ticks_ms()))
+            w = self._w
+            t = ticks_ms()
+            for i in range(5, self._n * F, F):
+                d = w[i]
+                if d is not None and d >= 0:
+                    timeout = min(timeout, ticks_diff(d, t))
             while timeout > 0 and not self._woke:
                 await sleep_ms(POLL_MS if timeout > POLL_MS else timeout)
                 timeout -= POLL_MS
             self._woke = False
-            inf = self._inflight
-            if inf is not None:
-                if ticks_diff(inf[3], ticks_ms()) > 0:
-                    continue  # still waiting for the ack of the batch in flight
-                print("#", "sync", "ack", "timeout", inf[0], inf[1], inf[2])  # re-sent
-                self.error("ack", "timeout")
-                self._inflight = None
+            t = ticks_ms()
+            for i in range(0, self._n * F, F):
+                d = w[i + 5]
+                if d is not None and d >= 0 and ticks_diff(d, t) <= 0:
+                    print("#", "sync", "ack", "timeout", w[i + 2], w[i + 3], w[i + 4])  # re-sent
+                    self.error("ack", "timeout")
+                    w[i + 5] = -1
             if self.link is None or not self.link.up or not self.journal.count:
                 continue
             try:
-                await self._send_oldest()
+                await self._send()
             except MemoryError as e:
                 # Never let the sync task die; the ack timeout brings the next attempt.
                 print("#", "sync", "batch", "MemoryError")
@@ -250,23 +312,30 @@ class Sync:
     def _head(self, boot):
         return b'{"v":1,"dev":"%s","boot":%d,"events":[' % (self.device.encode(), boot)
 
-    def next_batch(self):
-        """(boot, first, last, nbytes) of the oldest unacked events: one boot, consecutive seqs,
-        at most `batch` events and a payload of at most `bb` bytes; None when nothing is unacked.
-        Only measured here; write_batch() renders the payload."""
+    def next_batch(self, at=None, upto=None):
+        """(seg, off, boot, first, last, nbytes) of the next batch: one boot, consecutive seqs,
+        at most `batch` events and a payload of at most `bb` bytes, from the journal's oldest
+        record or from `at` ([seg, off] of a record); [seg, off] is where its first record is.
+        None when there is nothing. Only measured here; write_batch() renders the payload.
+        Without `upto` the batch is a new one and self._end gets where the next one starts;
+        with it, a batch that went out before is measured again up to its last seq `upto`."""
         cap = self.bb - 2  # room for the closing "]}"
+        p = self._end if upto is None else None
         pos = 0
         n = 0
-        for b, q, ev in self.journal.records():
+        for b, q, ev in self.journal.records(at, p):
             size = len(ev)  # ev: the event's JSON, rendered by the journal (byte-identical)
             if not n:
                 boot, first = b, q
+                a = p or at
+                seg, off = a[0], a[1]
                 pos = len(self._head(b))
                 if pos + size > cap:
                     print("#", "sync", "events", b, q, "too large")
                     self.error("events", "too large")
                     return None
-            elif b != boot or q != last + 1 or n >= self.batch or pos + 1 + size > cap:
+            elif (b != boot or q != last + 1 or n >= self.batch or pos + 1 + size > cap
+                  or upto is not None and q > upto):
                 break  # one boot, consecutive seqs, <= 32 events, fits the batch size
             else:
                 pos += 1  # ","
@@ -275,19 +344,21 @@ class Sync:
             n += 1
         if not n:
             return None
-        return boot, first, last, pos + 2
+        return seg, off, boot, first, last, pos + 2
 
     async def write_batch(self, w):
         """Write the payload of the batch next_batch() measured (self._out) to the stream w,
-        rendered from the journal event by event. Raises ValueError if the journal no longer
-        yields exactly those bytes (a full journal dropped the segment meanwhile): the MQTT
-        client then drops the connection, whose packet promised nbytes."""
-        boot, first, last, nbytes = self._out
+        rendered from the journal event by event from the batch's first record (_out's [seg,
+        off]). Raises ValueError if the journal no longer yields exactly those bytes (a full
+        journal dropped the segment meanwhile): the MQTT client then drops the connection,
+        whose packet promised nbytes."""
+        o = self._out
+        boot, first, last, nbytes = o[2], o[3], o[4], o[5]
         h = self._head(boot)
         w.write(h)
         n = len(h)
         q = first
-        for b, s, ev in self.journal.records():
+        for b, s, ev in self.journal.records(o):
             if b != boot or s != q or q > last:
                 break
             if q != first:
@@ -301,25 +372,63 @@ class Sync:
         if n + 2 != nbytes or q != last + 1:
             raise ValueError("batch")  # changed under the writer
         s = self._sent
-        if s is None or boot != s[0] or last > s[1]:
-            self._sent = (boot, last)  # every batch starts at the oldest record: head..last sent
+        if s is None or boot > s[0] or boot == s[0] and last > s[1]:
+            # The window's batches go out in journal order, each after the one before it, from
+            # the oldest record: everything from there up to here went out.
+            self._sent = (boot, last)
 
-    async def _send_oldest(self):
-        b = self.next_batch()
-        if b is None:
-            return
-        boot, first, last, nbytes = b
-        # Set the deadline before publishing: the ack may arrive before the PUBACK is handled.
-        self._inflight = (boot, first, last, ticks_add(ticks_ms(), self.ack_timeout_ms))
-        self._out = b
-        try:
-            await self.link.publish(self.t_events, (nbytes, self.write_batch), 1, False)
-        except Exception as e:
-            print("#", "sync", "publish", repr(e))
-            self.error("publish", e)
-            # Keep the deadline: the retry happens on reconnect or on ack timeout.
-        finally:
-            self._out = None
-            held, self._held = self._held, None
-            for a in held or ():
-                self._apply(a)
+    async def _send(self):
+        """Fill the window. First a batch whose ack timed out, again (the same range, so the
+        same bytes), but only once nothing else is in flight; then new batches after the last
+        one, while a slot is free, and while anything is in flight only if at least a full
+        batch of records is unsent (live taps wait for the ack, as with one batch in flight)."""
+        w = self._w
+        j = self.journal
+        while self.link is not None and self.link.up and j.count:
+            self._settle()
+            n = self._n
+            fly = 0
+            i = -1
+            left = j.count  # records not in the window (fewer if the first slot is half trimmed)
+            for k in range(0, n * F, F):
+                left -= w[k + 4] - w[k + 3] + 1
+                d = w[k + 5]
+                if d is None:
+                    continue
+                if d >= 0:
+                    fly += 1
+                elif i < 0:
+                    i = k
+            if i >= 0:
+                if fly:
+                    return
+                b = self.next_batch((w[i], w[i + 1]), w[i + 4])
+                if b is None or b[2] != w[i + 2] or b[3] != w[i + 3] or b[4] != w[i + 4]:
+                    self._n = 0  # not the journal's any more: start again from the oldest
+                    continue
+            else:
+                if n * F >= len(w) or fly and left < self.batch:
+                    return
+                b = self.next_batch(self._end if n else None)
+                if b is None:
+                    return
+                i = n * F
+                for k in range(5):
+                    w[i + k] = b[k]
+                self._n = n + 1
+            # The deadline before publishing: the ack may arrive before the PUBACK is handled.
+            w[i + 5] = ticks_add(ticks_ms(), self.ack_timeout_ms)
+            self._out = b
+            try:
+                await self.link.publish(self.t_events, (b[5], self.write_batch), 1, False)
+            except Exception as e:
+                print("#", "sync", "publish", repr(e))
+                self.error("publish", e)
+                return  # the deadline stays: sent again after the timeout or the reconnect
+            finally:
+                self._out = None
+                held, self._held = self._held, None
+                for a in held or ():
+                    self._apply(a)
+            if self.sup is not None:
+                self.sup.beat("journal")

@@ -107,10 +107,11 @@ class Journal(Writer):
     def _ident(self):
         return struct.unpack_from("<II", self.rec, 1)
 
-    def _walk(self):
-        # Yield (seg, off, size) of each record from the head, oldest first; the record is in
-        # self.rec. The reader is re-positioned after every yield (acks use it too).
-        h = self.head
+    def _walk(self, at=None):
+        # Yield (seg, off, size) of each record from the head (or from `at`, [seg, off] of a
+        # record), oldest first; the record is in self.rec. The reader is re-positioned after
+        # every yield (acks use it too).
+        h = self.head if at is None else at
         if h is None:
             return
         segs = self.segs
@@ -139,12 +140,22 @@ class Journal(Writer):
             i += 1
             off = len(MAGIC)
 
-    def records(self):
+    def records(self, at=None, pos=None):
         # Yield (boot, seq, json) for each unacked record, oldest first. `json` is a memoryview
         # into a buffer of the journal, valid until the next step of the iteration.
-        for _ in self._walk():
+        # `at`: start at this [seg, off] instead of the head (a position `pos` got: records never
+        # move in their segment). `pos`: a list of two that gets [seg, off] of each record before
+        # it is yielded, and once the walk is through, where the next record will be (net.sync's
+        # batches in flight, D25-L). Only ints are stored: nothing is allocated for it.
+        for s, off, _ in self._walk(at):
+            if pos is not None:
+                pos[0] = s
+                pos[1] = off
             boot, seq = self._ident()
             yield boot, seq, render(self)
+        if pos is not None and self.segs:
+            pos[0] = self.segs[-1]
+            pos[1] = self.woff
 
     # ---- acks ---------------------------------------------------------------------------------
     def min_boot(self):

@@ -27,8 +27,8 @@ def _payload(sy):
     s = _Stream()
     asyncio.run(sy.write_batch(s))
     sy._out = None
-    assert len(s.out) == b[3]  # exactly the length the PUBLISH header announced
-    return b, s.out
+    assert len(s.out) == b[5]  # exactly the length the PUBLISH header announced
+    return b[2:], s.out
 
 
 def test_parse_ack():
@@ -60,7 +60,7 @@ def test_batches_one_boot_consecutive_and_capped():
         assert [e["seq"] for e in obj["events"]] == list(range(1, 33))
         sy.on_message("p/v1/dev/gate-1/ack", b'{"v":1,"boot":5,"first":1,"last":32}')
         assert j.count == 9 and sy.acked == 32
-        assert sy.next_batch()[:3] == (5, 33, 40)  # stops at the boot change
+        assert sy.next_batch()[2:5] == (5, 33, 40)  # stops at the boot change
         here = os.getcwd()
         os.chdir(d)  # the ignored ack is recorded in err.log, in the board's flash
         try:
@@ -76,7 +76,7 @@ def test_batches_one_boot_consecutive_and_capped():
         j.append(6, 2, _ev(6, 2) + b" " * 400)
         j.append(6, 3, _ev(6, 3))
         small = Sync(Journal(d), "gate-1", "p", batch_bytes=512)
-        assert small.next_batch()[:3] == (6, 1, 2)  # batch_bytes caps the batch
+        assert small.next_batch()[2:5] == (6, 1, 2)  # batch_bytes caps the batch
     finally:
         rmtree(d)
 
@@ -86,18 +86,22 @@ def test_acks_wait_while_a_batch_is_written():
     # applied once the publish returns, so the records do not go from under the writer.
     d = tempdir()
     try:
-        j = Journal(d)
-        for s in range(1, 4):
+        j = Journal(d, seg_size=160)  # three of these events to a segment
+        for s in range(1, 5):
             j.append(5, s, _ev(5, s))
-        sy = Sync(j, "gate-1", "p")
+        assert len(j.segs) == 2
+        sy = Sync(j, "gate-1", "p", batch=3)
         sy._out = sy.next_batch()
+        assert sy._out[2:5] == (5, 1, 3)  # the first segment
         sy.on_message("p/v1/dev/gate-1/ack", b'{"v":1,"boot":5,"first":1,"last":3}')
-        assert j.count == 3 and sy._held == [(5, 1, 3, None)]
+        assert j.count == 4 and sy._held == [(5, 1, 3, None)]
         s = _Stream()
         asyncio.run(sy.write_batch(s))
         assert json.loads(s.out)["events"][2]["seq"] == 3
-        # The journal lost the records meanwhile: the writer refuses to fall short silently.
+        # The journal lost the records meanwhile (their segment is gone): the writer refuses to
+        # fall short silently.
         j.ack(5, 1, 3)
+        assert len(j.segs) == 1
         try:
             asyncio.run(sy.write_batch(_Stream()))
             raise AssertionError("expected ValueError")

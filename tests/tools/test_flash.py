@@ -230,8 +230,8 @@ def test_dry_run_prints_the_exact_esptool_commands(
     assert rc == 0, capsys.readouterr().err
     esptool = flash._tool("esptool")
     assert _esptool_lines(capsys.readouterr().out) == [
-        f"{esptool} --chip {chip} --port {FAKE_PORT} erase-flash",
-        f"{esptool} --chip {chip} --port {FAKE_PORT} --baud 460800 write-flash -z {offset} {image}",
+        f"{esptool} --chip {chip} --port {FAKE_PORT} --baud 460800 write-flash --erase-all -z "
+        f"{offset} {image}",
     ]
     assert {Path(c[0]).name for c in no_board} <= {"mpy-cross"}  # no mpremote, esptool
 
@@ -239,13 +239,13 @@ def test_dry_run_prints_the_exact_esptool_commands(
 def test_esptool_5_knows_the_commands_we_run():
     """The command names changed in esptool 5 (erase_flash -> erase-flash): ask the real one."""
     esptool = flash._tool("esptool")
-    for sub in ("erase-flash", "write-flash"):
+    for sub in ("write-flash",):
         result = subprocess.run([esptool, sub, "--help"], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
-    assert (
-        "--compress"
-        in subprocess.run([esptool, "write-flash", "--help"], capture_output=True, text=True).stdout
-    )
+    help_text = subprocess.run(
+        [esptool, "write-flash", "--help"], capture_output=True, text=True
+    ).stdout
+    assert "--compress" in help_text and "--erase-all" in help_text
 
 
 def test_image_needs_a_chip_and_must_be_an_esp_image(tmp_path, capsys, no_board, no_build, image):
@@ -283,7 +283,7 @@ def test_real_esptool_failing_on_a_missing_port_is_reported(image, capsys):
         esp.write_image(cmds, print)
     assert info.value.code == flash_exit("EXIT_ESPTOOL")
     msg = str(info.value)
-    assert msg.startswith("esptool erase-flash failed (exit 2):")
+    assert msg.startswith("esptool write-flash failed (exit 2):")
     assert f"Could not open {FAKE_PORT}, the port is busy or doesn't exist" in msg
 
 

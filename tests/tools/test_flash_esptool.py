@@ -30,7 +30,8 @@ MOCK = r"""
 import os, signal, sys
 from esp32_mock_bootloader import server
 
-port_file, dump_file, chip, faulty = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+port_file, dump_file, chip = sys.argv[1:4]
+faulty, once = sys.argv[4] == "1", sys.argv[5] == "1"
 server._FLASH_END_IDLE_SEC = 1e9  # one session for the mock's life (see the test's docstring)
 
 if faulty:
@@ -49,6 +50,25 @@ if faulty:
     server.FlashImage.write_plain_block = _write_plain
     server.FlashImage.write_defl_block = _write_defl
 
+if once:
+    # A board without the auto-reset circuit: the technician held BOOT and pressed RESET once.
+    # Once the flash was touched, esptool's reset (or the next run) leaves download mode: the
+    # chip boots from its flash instead and no longer answers the bootloader's SYNC.
+    _touched = []
+    _erase, _begin = server.FlashImage.erase_all, server.FlashImage.begin_defl
+    def _erase_all(self):
+        _touched.append(1)
+        _erase(self)
+    def _begin_defl(self, payload):
+        _touched.append(1)
+        _begin(self, payload)
+    server.FlashImage.erase_all = _erase_all
+    server.FlashImage.begin_defl = _begin_defl
+    _sync = server.make_sync_response
+    def _sync_once(*, stub=False):
+        return b"" if _touched else _sync(stub=stub)
+    server.make_sync_response = _sync_once
+
 def _dump(*_):
     with open(dump_file + ".part", "wb") as f:
         f.write(server.get_flash_image().data)
@@ -63,7 +83,9 @@ MARK = 0x300000  # something written before the flash, which the erase must remo
 
 
 class Mock:
-    def __init__(self, tmp: Path, chip: str = "esp32", faulty: bool = False) -> None:
+    def __init__(
+        self, tmp: Path, chip: str = "esp32", faulty: bool = False, once: bool = False
+    ) -> None:
         script = tmp / "mock_bootloader.py"
         script.write_text(MOCK)
         self.port_file = tmp / "mock.port"
@@ -77,7 +99,8 @@ class Mock:
                 str(self.dump_file),
                 chip,
                 "1" if faulty else "0",
-            ],  # fmt: skip
+                "1" if once else "0",
+            ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
@@ -162,8 +185,8 @@ def test_qadam_flash_erases_writes_and_verifies_an_image_on_a_rom_bootloader(
     assert data[:OFFSET] == b"\xff" * OFFSET
     assert set(data[OFFSET + len(img) :]) == {0xFF}  # the old data at MARK was erased
     lines = out.splitlines()
-    assert any(ln.endswith(f"--chip esp32 --port {mock.port} erase-flash") for ln in lines)
-    assert any(f"write-flash -z 0x1000 {image}" in ln for ln in lines)
+    assert f"--chip esp32 --port {mock.port} --baud 460800 write-flash --erase-all -z 0x1000 " \
+        f"{image}" in out  # fmt: skip
     assert "  Hash of data verified." in lines
     assert any(ln.startswith("  Wrote 1500000 bytes") for ln in lines)
     assert rc == EXIT_NO_MICROPYTHON
@@ -194,6 +217,23 @@ def test_a_flash_that_reads_back_wrong_fails_verification_in_one_line(tmp_path, 
     assert "raw REPL" not in out + err  # it stopped at the image
 
 
+def test_a_board_in_download_mode_once_gets_its_image(tmp_path, capsys):
+    """A board without auto-reset (the technician holds BOOT and presses RESET once) answers the
+    bootloader for one esptool session only: erase, write and verify must be that one session.
+    (Two esptool runs, an erase-flash then a write-flash, found no bootloader the second time.)"""
+    m = Mock(tmp_path, once=True)
+    try:
+        image = fake_image(tmp_path / "fw.bin", 64 * 1024)
+        rc = main(qadam_flash(m.port, image, tmp_path, "--chip", "esp32", "--timeout", "1"))
+        out, err = capsys.readouterr()
+        data = m.flash()
+    finally:
+        m.stop()
+    assert data[OFFSET : OFFSET + 64 * 1024] == image.read_bytes()
+    assert "  Hash of data verified." in out.splitlines()
+    assert rc == EXIT_NO_MICROPYTHON, err  # the image is on; the mock then runs no MicroPython
+
+
 def test_the_wrong_chip_is_named_in_one_line(tmp_path, capsys):
     """The board is an ESP32-S3, the config says esp32: esptool refuses at connect, before the
     erase, and the technician reads both chips in one line."""
@@ -208,7 +248,7 @@ def test_the_wrong_chip_is_named_in_one_line(tmp_path, capsys):
     assert rc == EXIT_ESPTOOL
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err == (
-        "error: esptool erase-flash failed (exit 2): This chip is ESP32-S3, not ESP32. Wrong "
+        "error: esptool write-flash failed (exit 2): This chip is ESP32-S3, not ESP32. Wrong "
         "chip argument?; the board config or --chip says esp32: use the config for this board\n"
     )
 
@@ -238,7 +278,7 @@ def test_no_bootloader_on_the_port_is_one_clear_line(not_a_bootloader, tmp_path,
     err = capsys.readouterr().err
     assert rc == EXIT_ESPTOOL
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith("error: esptool erase-flash failed (exit 2): Failed to connect to ESP32")
+    assert err.startswith("error: esptool write-flash failed (exit 2): Failed to connect to ESP32")
     assert err.endswith(
         f"; no ESP32 ROM bootloader answered on {not_a_bootloader}: put the board in download "
         "mode (hold BOOT/IO0, press and release EN/RESET, release BOOT) and run again; check "
@@ -262,7 +302,6 @@ def test_a_write_that_esptool_did_not_verify_is_refused(tmp_path):
         "esptool write-flash did not verify the image it wrote (no 'Hash of data verified.' in "
         "its output: Wrote 4096 bytes at 0x00001000 in 0.1 seconds.); nothing after it was done"
     )
-    assert any(ln.startswith("  erase-flash done in ") for ln in logged)  # the erase ran
 
 
 class OneSerialPort:

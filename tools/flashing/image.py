@@ -49,9 +49,12 @@ def check_image(image: Path, chip: str | None) -> str:
 def esptool_commands(
     esptool: str, port: str, chip: str, image: Path, baud: int = 460800
 ) -> list[list[str]]:
+    """One esptool session: erase the whole flash, write the image, verify it. One session, so a
+    board without auto-reset enters download mode once (BOOT held, RESET pressed): after an
+    erase-flash run esptool resets the chip, which then boots from its erased flash and would
+    need the buttons again for a second run (D25-H)."""
     offset = IMAGE_OFFSET[chip]
     return [
-        [esptool, "--chip", chip, "--port", port, "erase-flash"],
         [
             esptool,
             "--chip",
@@ -61,6 +64,7 @@ def esptool_commands(
             "--baud",
             str(baud),
             "write-flash",
+            "--erase-all",
             "-z",
             f"0x{offset:x}",
             str(image),

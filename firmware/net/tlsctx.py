@@ -51,7 +51,7 @@ def context(ca):
                 ctx.load_verify_locations(cadata=der)
             else:
                 ctx.load_verify_locations(der)
-    except ValueError:
+    except (ValueError, OSError):  # MicroPython: ValueError; CPython: ssl.SSLError
         raise ValueError("bad CA file " + ca) from None
     return ctx
 

@@ -36,3 +36,12 @@ def test_journal_1000_power_cuts_on_littlefs() -> None:
     names = ("test_lfs_journal_reads_its_own_appends", "test_lfs_journal_power_cuts")
     st = _run("lfs_cuts", names, "64K")
     assert st["cuts"] == 1000 and st["reprog"] == 0, st
+
+
+@pytest.mark.slow
+def test_whitelist_install_power_cuts_on_littlefs() -> None:
+    # Snapshots and deltas (merge) of 4-5 KB lists, 300 cuts: after each, the old list or the
+    # new one, whole; both sides of the rename seen.
+    st = _run("lfs_wl_cuts", ("test_lfs_whitelist_install_power_cuts",), "64K")
+    assert st["cuts"] == 300 and st["reprog"] == 0, st
+    assert st["old_after_cut_install"] > 0 and st["new_after_cut_install"] > 0, st

@@ -150,7 +150,7 @@ def _run_good(
             board.kill()
             cloud.close()
         log = (pki / f"mosquitto-{cert}.log").read_text()
-        assert "New client connected from 127.0.0.1" in log and dev in log
+        assert "New client connected from 127.0.0.1" in log and f" as {dev} " in log
 
 
 def test_a_board_connects_over_tls_and_its_events_are_acked(
@@ -230,3 +230,68 @@ def test_the_simulator_gives_a_tls_board_the_tls_heap(tmp_path: Path) -> None:
     cfg.extra["mqtt"] = dict(cfg.device_json()["mqtt"], tls=True, ca="ca.pem")
     assert VirtualBoard(cfg, tmp_path / "tls").heap == TLS_HEAP == "80K"
     assert VirtualBoard(cfg, tmp_path / "chosen", heap="100K").heap == "100K"
+
+
+def test_a_dropped_tls_connection_comes_back_over_tls(
+    tmp_path: Path, pki: Path, names: tuple[str, str]
+) -> None:
+    # The board keeps its context across reconnects: the broker drops it (another client takes
+    # its client id), it reconnects over TLS by itself, and the tap taken meanwhile is delivered.
+    prefix, dev = names
+    with tls_mosquitto(pki) as (tls_port, plain_port):
+        flash = _flash(tmp_path, pki, tls_port, prefix, dev)
+        cloud = Cloud(plain_port, prefix, dev)
+        board = TlsBoard(flash)
+        try:
+            board.expect("ready")
+            board.expect("mqtt", up=True, timeout=20)
+            thief = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=dev)
+            thief.connect("127.0.0.1", plain_port)
+            thief.loop_start()
+            board.expect("mqtt", up=False)
+            board.send(f"tap {KNOWN_UID}")
+            assert board.expect("tap")["seq"] == 1
+            thief.loop_stop()
+            thief.disconnect()
+            board.expect("mqtt", up=True, timeout=40)
+            batch = json.loads(cloud.next("events", timeout=20))
+            assert [e["seq"] for e in batch["events"]] == [1]
+            cloud.c.publish(cloud.base + "ack", b'{"v":1,"boot":1,"first":1,"last":1}', qos=1)
+            assert board.expect("ack") == {"boot": 1, "last": 1, "journal": 0}
+            board.quit()
+        finally:
+            board.kill()
+            cloud.close()
+        assert not [e for e in _err_log(flash) if e[2] == "tls"], _err_log(flash)
+        log = (pki / "mosquitto-good.log").read_text()
+        assert log.count(f" as {dev} ") >= 3  # board, thief, board again
+
+
+@pytest.mark.parametrize(("cert", "refused"), [("good", None), ("expired", "expired")])
+def test_the_client_under_cpython_uses_the_same_context(
+    tmp_path: Path, pki: Path, names: tuple[str, str], cert: str, refused: str | None
+) -> None:
+    # The firmware's MQTT client and net.tlsctx under CPython (its ssl, asyncio's streams): the
+    # unit-test side of net.stream.open_connection takes the context and the server name too.
+    import asyncio
+
+    from net import tlsctx
+    from net.mqtt import MQTTClient
+
+    shutil.copy(pki / "ca.pem", tmp_path / "ca.pem")
+
+    async def go(port: int) -> None:
+        c = MQTTClient(names[1], "127.0.0.1", port)
+        c.ssl = tlsctx.context(str(tmp_path / "ca.pem"))
+        try:
+            await c.connect(5000)
+        except Exception as e:
+            assert refused is not None, e
+            why = tlsctx.reason(e)
+            assert why is not None and refused in why, e
+            return
+        assert refused is None and c.connected
+        await c.disconnect()
+
+    with tls_mosquitto(pki, cert) as (tls_port, _plain_port):
+        asyncio.run(go(tls_port))

@@ -189,6 +189,8 @@ def test_qadam_flash_erases_writes_and_verifies_an_image_on_a_rom_bootloader(
         f"{image}" in out  # fmt: skip
     assert "  Hash of data verified." in lines
     assert any(ln.startswith("  Wrote 1500000 bytes") for ln in lines)
+    progress = [ln for ln in err.splitlines() if ln.startswith("  esptool: writing the image")]
+    assert len(progress) >= 5 and progress[-1] == "  esptool: writing the image 100.0%"
     assert rc == EXIT_NO_MICROPYTHON
     assert f"the device on {mock.port} does not speak MicroPython's raw REPL" in err
     print(f"\n[figure] qadam flash --image, 1,500,000 B over the mock ROM bootloader: esptool "
@@ -208,6 +210,8 @@ def test_a_flash_that_reads_back_wrong_fails_verification_in_one_line(tmp_path, 
     finally:
         m.stop()
     assert rc == EXIT_ESPTOOL
+    assert err.startswith("  esptool: writing the image")  # progress, then one line
+    err = "".join(ln for ln in err.splitlines(True) if not ln.startswith("  esptool: writing"))
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith(
         "error: esptool write-flash failed (exit 2): MD5 of file does not match data in flash!; "

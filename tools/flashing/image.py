@@ -4,9 +4,13 @@ compares it with the file's), and the tool insists that it did."""
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 from tools.flashing import EXIT_CONFIG, EXIT_ESPTOOL, FlashError
 
@@ -76,6 +80,7 @@ FATAL = "A fatal error occurred: "
 VERIFIED = "Hash of data verified."
 # What esptool 5 prints worth passing on to the technician when a step succeeds.
 SUMMARY = ("Connected to ", "Chip type:", "Wrote ", VERIFIED)
+PERCENT = re.compile(r"(\d+(?:\.\d+)?)%")
 
 
 def _option(cmd: list[str], name: str) -> str:
@@ -109,20 +114,55 @@ def _hint(cause: str, port: str, chip: str) -> str:
     return ""
 
 
-def write_image(commands: list[list[str]], log) -> None:
+def _run(cmd: list[str], stream: TextIO) -> tuple[int, str]:
+    """Run esptool; its "Writing at ... NN.N%" lines become progress on `stream` (redrawn on a
+    terminal, every 10% otherwise), so a 30 s write is not silence. Returns (exit code, output)."""
+    tty = stream.isatty()
+    shown = -10.0
+    lines: list[str] = []
+    with subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},  # each line as esptool prints it
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            found = PERCENT.search(line) if line.startswith("Writing at") else None
+            if found is None:
+                continue
+            pct = float(found.group(1))
+            if tty:
+                stream.write(f"\r  esptool: writing the image {pct:5.1f}%\x1b[K")
+                shown = pct
+            elif pct >= shown + 10 or pct >= 100.0 > shown:
+                stream.write(f"  esptool: writing the image {pct:5.1f}%\n")
+                shown = pct
+            stream.flush()
+        if tty and shown >= 0:
+            stream.write("\n")  # the last bar stays
+            stream.flush()
+        rc = proc.wait()
+    return rc, "".join(lines)
+
+
+def write_image(commands: list[list[str]], log, stream: TextIO | None = None) -> None:
     """Run the esptool steps in order; a failure is one line: the step, esptool's reason and
-    what to do. write-flash must report that it verified the written data."""
+    what to do. write-flash must report that it verified the written data. Progress of the
+    write goes to `stream` (stderr)."""
     for cmd in commands:
         step = next(w for w in cmd if w.endswith("-flash"))
         log(" ".join(cmd))
         started = time.monotonic()
-        result = subprocess.run(cmd, capture_output=True, text=True)
+        rc, out = _run(cmd, stream or sys.stderr)
         took = time.monotonic() - started
-        out = result.stdout + "\n" + result.stderr
-        if result.returncode != 0:
+        if rc != 0:
             cause = _cause(out)
             raise FlashError(
-                f"esptool {step} failed (exit {result.returncode}): {cause}"
+                f"esptool {step} failed (exit {rc}): {cause}"
                 + _hint(cause, _option(cmd, "--port"), _option(cmd, "--chip")),
                 EXIT_ESPTOOL,
             )

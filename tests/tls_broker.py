@@ -130,13 +130,16 @@ def make_pki(d: Path) -> Path:
 
 
 @contextmanager
-def tls_mosquitto(d: Path, cert: str = "good") -> Iterator[tuple[int, int]]:
+def tls_mosquitto(
+    d: Path, cert: str = "good", ports: tuple[int, int] | None = None
+) -> Iterator[tuple[int, int]]:
     """Mosquitto in ``d`` (PKI from make_pki(d) if missing; log ``d/mosquitto-<cert>.log``)
-    serving server certificate ``cert``; yields ``(tls_port, plain_port)``."""
+    serving server certificate ``cert``; yields ``(tls_port, plain_port)`` (free ports, or
+    ``ports``: a broker started again where a board already looks for it)."""
     assert cert in SERVER_CERTS, cert
     if not (d / "ca.pem").exists():
         make_pki(d)
-    tls_port, plain_port = free_port(), free_port()
+    tls_port, plain_port = ports or (free_port(), free_port())
     conf = d / f"mosquitto-{cert}.conf"
     conf.write_text(
         f"per_listener_settings false\nallow_anonymous true\nuser root\n"

@@ -295,3 +295,35 @@ def test_the_client_under_cpython_uses_the_same_context(
 
     with tls_mosquitto(pki, cert) as (tls_port, _plain_port):
         asyncio.run(go(tls_port))
+
+
+def test_the_refusal_reaches_the_status_once_the_broker_is_fixed(
+    tmp_path: Path, pki: Path, names: tuple[str, str]
+) -> None:
+    # The broker serves an expired certificate: the board refuses it and keeps its taps. The
+    # broker gets a good certificate (same ports): the board connects, delivers the tap, and its
+    # status tells the cloud what went wrong before ("err", protocol.md "Status").
+    prefix, dev = names
+    with tls_mosquitto(pki, "expired") as ports:
+        flash = _flash(tmp_path, pki, ports[0], prefix, dev)
+        board = TlsBoard(flash)
+        board.expect("ready")
+        board.read_until(lambda x: x.startswith("# link connect"), timeout=20)
+        board.send(f"tap {KNOWN_UID}")
+        assert board.expect("tap")["seq"] == 1
+    try:
+        with tls_mosquitto(pki, "good", ports=ports):
+            cloud = Cloud(ports[1], prefix, dev)
+            try:
+                board.expect("mqtt", up=True, timeout=60)
+                err = json.loads(cloud.next("status"))["err"]
+                tls_errs = [e for e in err if e[1] == "tls"]
+                assert tls_errs and "validity has expired" in tls_errs[0][2], err
+                batch = json.loads(cloud.next("events"))
+                assert [e["seq"] for e in batch["events"]] == [1]
+                board.quit()
+            finally:
+                cloud.c.publish(cloud.base + "status", b"", qos=1, retain=True)
+                cloud.close()
+    finally:
+        board.kill()

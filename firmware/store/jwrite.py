@@ -71,6 +71,12 @@ class Writer:
         return seq
 
     def _write(self, rec, boot, seq, data=None, tail=None):
+        if self.rseg == self.segs[-1]:
+            # On LittleFS a handle keeps a snapshot of the file as it was when opened (another
+            # handle's appends stay invisible to it, littlefs issue #954): a reader on this
+            # segment would stop at the old end, and an ack would skip to the next segment and
+            # delete unacked records. It is reopened at the next read (D25-I).
+            self._close_reader()
         w = self.wf
         try:
             w.write(rec)
@@ -85,12 +91,6 @@ class Writer:
             self.wf = None
             self.woff = self.seg_size
             raise
-        if self.rseg == self.segs[-1]:
-            # On LittleFS a handle sees the file as it was when opened (another handle's appends
-            # stay invisible to it): a reader on this segment would stop at the old end, and an
-            # ack would skip to the next segment and delete unacked records. Reopen it on the
-            # next read (D25-I).
-            self._close_reader()
         if self.head is None:
             self.head = [self.segs[-1], self.woff, boot, seq]
         self.woff += len(rec) + (len(data) + 4 if data is not None else 0)

@@ -243,7 +243,7 @@ def test_a_cloud_that_acks_nothing_gets_one_batch_per_timeout():
             sy.on_message(T, _ack(1, 10))  # the cloud is back
             k = 7
             for f in (11, 21, 31):
-                await _until(lambda: len(link.sent) >= k)
+                await _until(lambda k=k: len(link.sent) >= k)
                 sy.on_message(T, _ack(f, f + 9))
                 k += 1
             await _until(lambda: j.count == 0)

@@ -42,7 +42,7 @@ def _key(k):
     return k.to_bytes(8, "big")  # big-endian: byte order is numeric order
 
 
-MAXN = 600  # cards a list may hold here (the buffers are allocated once: a 64 KiB heap)
+MAXN = 520  # cards a list may hold (buffers allocated once; inserts stop at 450)
 
 
 def _seal(b, ver, n):
@@ -193,7 +193,7 @@ def test_lfs_whitelist_install_power_cuts():
         vfs.VfsLfs2.mkfs(fl.view())
         vfs.mount(fl.view(), D)
         bufs = [bytearray(32 + 12 * MAXN), bytearray(32 + 12 * MAXN)]  # old and new, in turn
-        dbuf = bytearray(4096)  # a delta
+        dbuf = bytearray(3072)  # a delta
         cbuf = bytearray(32 + 1024)  # a chunk message
         old = _first(bufs[0], rng)
         f = open(LIVE, "wb")

@@ -44,7 +44,10 @@ def _board():
     # lives as long as the board runs and would keep it in the heap for good.
     cfg = _load("board.json")
     name = cfg.get("hal", "sim")
-    return getattr(__import__("hal." + name), name).Board(cfg)
+    b = getattr(__import__("hal." + name), name).Board(cfg)
+    if "eth" in cfg:  # the Ethernet PHY's pins (net/netup.py): only on a board that has one
+        b.eth = cfg["eth"]
+    return b
 
 
 def main():

@@ -59,6 +59,12 @@ class App:
         self.canteen = None  # app.canteen.Canteen, only on a canteen board (loaded lazily)
         if cfg.get("mode") == "canteen" or cfg.get("reader") == "canteen":
             self._canteen()
+        # Network bring-up and NTP run for good where configured (started in run()): loaded
+        # after the MQTT client's 1,152-byte buffer, which needs a block in one piece.
+        if cfg.get("wifi") or getattr(board, "eth", None) is not None:
+            import net.netup  # noqa: F401
+        if cfg.get("ntp"):
+            import net.ntp  # noqa: F401
 
     # --- MQTT ---------------------------------------------------------------------------------
     def on_message(self, t, payload):
@@ -136,12 +142,15 @@ class App:
         emit("ready", {"dev": self.cfg["device"], "boot": self.boot, "wl": self.wl_version,
                        "journal": self.journal.count})
         tasks = [asyncio.create_task(self.sync.run()), asyncio.create_task(self.link.run())]
-        ntp = self.cfg.get("ntp")
-        if ntp:
-            import net.ntp
-            tasks.append(asyncio.create_task(net.ntp.run(self.clock, ntp.get("host"),
-                                                         ntp.get("port", 123),
-                                                         ntp.get("every_s", 3600))))
+        nw = None
+        import sys
+        m = sys.modules.get("net.netup")
+        if m is not None:  # Wi-Fi / Ethernet (net/netup.py); the link waits for it (Link.net)
+            nw = m.start(self)
+            tasks.append(asyncio.create_task(nw.run()))
+        m = sys.modules.get("net.ntp")
+        if m is not None:
+            tasks.append(asyncio.create_task(m.run(self.clock, self.cfg["ntp"], nw)))
         elif not self.clock.synced and self.cfg.get("clock_sync_ms"):
             # Sim only: the host clock "becomes synced" after a while (tests of the correction).
             tasks.append(asyncio.create_task(self._sync_clock_later(self.cfg["clock_sync_ms"])))

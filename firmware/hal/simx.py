@@ -46,6 +46,9 @@ def command(b, parts):
         b.fail = int(parts[2])
     elif cmd == "wedge" and n == 2 and parts[1] == "reader":
         b.wedged = True
+    elif cmd == "net":  # the simulated air (hal.simnet, the VM's `network` stand-in)
+        import hal.simnet
+        hal.simnet.command(parts)
     elif cmd == "hang":
         while True:
             pass

@@ -15,6 +15,8 @@ class Clock:
         self.off = 0  # seconds to add to time.time() to get Unix time
         self.synced = False
         self.ref = None  # (unix t, up ms) taken when the clock became synced
+        self.step = None  # seconds the clock was off at the last NTP sync (status "off")
+        self.at = 0  # up ms of the last NTP sync
         self.on_sync = None  # callback() when the clock becomes synced
         if synced:
             self.set()
@@ -28,7 +30,9 @@ class Clock:
     def set(self, unix=None):
         """Mark the clock synced; with `unix` (seconds, e.g. from NTP) adjust it first."""
         if unix is not None:
-            self.off = int(unix) - int(time.time())
+            self.step = int(unix) - self.now()
+            self.off += self.step
+            self.at = self.up_ms()
         first = not self.synced
         self.synced = True
         self.ref = (self.now(), self.up_ms())
@@ -38,4 +42,8 @@ class Clock:
     def status(self):
         if not self.synced:
             return {"synced": 0}
-        return {"synced": 1, "t": self.ref[0], "up": self.ref[1]}
+        s = {"synced": 1, "t": self.ref[0], "up": self.ref[1]}
+        if self.step is not None:  # NTP: how far off the clock was, and when (s since boot)
+            s["off"] = self.step
+            s["ntp"] = self.at // 1000
+        return s

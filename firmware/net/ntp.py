@@ -1,6 +1,11 @@
 # SNTP client over a non-blocking UDP socket (RFC 4330): the event loop never waits on it.
-# Imported only when device.json names an NTP server ("ntp": {"host": .., "port": 123}).
-# Name resolution (getaddrinfo) blocks on the ESP32: configure an IP address where that matters.
+# Imported only when device.json names NTP servers (protocol.md "Clock"):
+#   "ntp": {"servers": ["10.0.0.1", "pool.ntp.org:123"], "every_s": 3600, "retry_s": 30}
+# (or just the list). At boot and every `every_s` the servers are asked in order until one
+# answers; none answering is retried every `retry_s` while the clock keeps running unsynced (or
+# on its last sync): events say so (sync 0) and the cloud corrects them once the board syncs.
+# No query while the network is down (net.netup). Name resolution (getaddrinfo) blocks on the
+# ESP32: configure an IP address where that matters.
 import socket
 import struct
 
@@ -44,13 +49,23 @@ async def query(host, port=123, timeout_ms=2000):
         s.close()
 
 
-async def run(clock, host, port=123, every_s=3600):
+async def run(clock, cfg, net=None):
+    if isinstance(cfg, list):
+        cfg = {"servers": cfg}
+    servers = cfg.get("servers") or ()
+    every = cfg.get("every_s", 3600)
+    retry = cfg.get("retry_s", 30)
     while True:
+        while net is not None and not net.up:
+            await sleep_ms(500)
         t = None
-        try:
-            t = await query(host, port)
-        except Exception as e:
-            print("# ntp:", repr(e))
-        if t is not None:
-            clock.set(t)
-        await sleep_ms((every_s if t is not None else 30) * 1000)
+        for srv in servers:
+            host, _, port = srv.partition(":")
+            try:
+                t = await query(host, int(port or 123))
+            except Exception as e:
+                print("# ntp:", srv, repr(e))
+            if t is not None:
+                clock.set(t)
+                break
+        await sleep_ms((every if t is not None else retry) * 1000)

@@ -326,7 +326,9 @@ def _check_pins(doc: dict, pins: list[_Pin], out: list[Problem]) -> None:
                     f"(GPIO 34-39) and cannot drive an output",
                 )
             )
-        if n in chip.strapping:
+        if n in chip.strapping and not pin.path.startswith("eth."):
+            # (The Ethernet PHY's pins are soldered by the board's maker, who designed around
+            # the strapping: e.g. the WT32-ETH01's oscillator on GPIO 0 is off until `power`.)
             pins_text = ", ".join(str(p) for p in sorted(chip.strapping))
             out.append(
                 Problem(
@@ -475,6 +477,50 @@ def _check_mode(doc: dict, out: list[Problem]) -> None:
                 out.append(Problem(path, ERROR, f"no reader named {direction!r} on this board"))
 
 
+# The ESP32's RMII pins are fixed by its IO_MUX (ESP32 Technical Reference Manual, EMAC; the
+# ESP-IDF Ethernet guide): with "eth" configured nothing else may use them.
+RMII_PINS = {19: "TXD0", 21: "TX_EN", 22: "TXD1", 25: "RXD0", 26: "RXD1", 27: "CRS_DV"}
+REF_CLK_PINS = {"in": frozenset({0}), "out": frozenset({0, 16, 17})}
+
+
+def _check_eth(doc: dict, pins: list[_Pin], out: list[Problem]) -> None:
+    eth = doc.get("eth")
+    if not isinstance(eth, dict):
+        return
+    chip = doc.get("chip")
+    if chip != "esp32":
+        if isinstance(chip, str) and chip in CHIPS:
+            out.append(
+                Problem(
+                    "eth",
+                    ERROR,
+                    f"the {chip} has no Ethernet MAC (RMII): wired Ethernet needs an esp32",
+                )
+            )
+        return
+    for pin in pins:
+        if pin.gpio in RMII_PINS:
+            out.append(
+                Problem(
+                    pin.path,
+                    ERROR,
+                    f"GPIO {pin.gpio} is the Ethernet RMII {RMII_PINS[pin.gpio]} on the esp32 "
+                    "(fixed, in use while eth is configured)",
+                )
+            )
+    mode = eth.get("ref_clk_mode", "in")
+    clk = eth.get("ref_clk")
+    if type(clk) is int and isinstance(mode, str) and clk not in REF_CLK_PINS.get(mode, (clk,)):
+        allowed = ", ".join(str(n) for n in sorted(REF_CLK_PINS[mode]))
+        out.append(
+            Problem(
+                "eth.ref_clk",
+                ERROR,
+                f"the RMII reference clock can come {mode} only on GPIO {allowed} of the esp32",
+            )
+        )
+
+
 def validate(doc: Any, schema: dict | None = None) -> list[Problem]:
     """All problems of a board.json document; it is usable if none has level "error"."""
     walker = _Walker(schema if schema is not None else load_schema())
@@ -484,6 +530,7 @@ def validate(doc: Any, schema: dict | None = None) -> list[Problem]:
         _check_pins(doc, walker.pins, problems)
         _check_buses(doc, problems)
         _check_mode(doc, problems)
+        _check_eth(doc, walker.pins, problems)
     return problems
 
 

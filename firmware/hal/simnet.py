@@ -53,7 +53,7 @@ class _Nic:
     def __init__(self):
         self._on = False
         self._t = None  # ticks_ms() of connect(); None: not connecting
-        self._lost = False
+        self._was = self._lost = False  # it had got an IP / lost it since
 
     def active(self, v=None):
         if v is None:
@@ -72,7 +72,10 @@ class _Nic:
         return 2
 
     def isconnected(self):
-        return self._on and self._t is not None and self._ok() and self._phase() == 2
+        c = self._on and self._t is not None and self._ok() and self._phase() == 2
+        if c:
+            self._was = True
+        return c
 
     def ifconfig(self, *a):
         if self.isconnected():
@@ -90,11 +93,11 @@ class WLAN(_Nic):
             raise OSError("Wifi Not Started")
         self._ssid, self._key = ssid, key
         self._t = ticks_ms()
-        self._lost = False
+        self._was = self._lost = False
 
     def disconnect(self):
         self._t = None
-        self._lost = False
+        self._was = self._lost = False
 
     def _ap(self):
         return AIR["aps"].get(self._ssid)
@@ -102,7 +105,7 @@ class WLAN(_Nic):
     def _ok(self):
         ap = self._ap()
         if ap is None or ap[0] != (self._key or ""):
-            if self._t is not None and self._phase() == 2:
+            if self._was:
                 self._lost = True  # it was up: the AP went away
             return False
         return not self._lost

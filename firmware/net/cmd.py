@@ -93,7 +93,7 @@ async def handle(app, payload):
         elif cmd == "reboot":
             after = app._reboot
         elif cmd == "resync":
-            app.sync._n = 0  # re-send the journal from its oldest record (no window)
+            app.sync._w[2] = 0  # re-send the journal from its oldest record (no window)
             app.sync.wake()
             if app._wlu is not None:
                 app._wlu.abort()

@@ -24,8 +24,6 @@ from compat import emit, mem_free, sleep_ms, ticks_add, ticks_diff, ticks_ms
 
 FW_VERSION = "0.1.0"
 MAX_BATCH_BYTES = 16384
-F = 6  # ints per batch in flight (Sync._w): seg, off (of its first record), boot, first, last,
-# deadline
 TURN_MS = 500  # longest wait of one turn of Sync.run (the supervisor's "journal" beat)
 POLL_MS = 50  # how soon run() sees wake(): a flag polled, no Event and no wait_for task
 
@@ -96,14 +94,13 @@ class Sync:
         # MicroPython, and it never holds more than 3: it does not grow or move.
         self.err = []
         self._woke = False
-        # The batches in flight, oldest first, `window` slots of F ints in one list made once:
-        # [seg, off] where the batch's first record is in the journal, its boot, first and last
-        # seq, and the ticks_ms deadline of its ack (-1: timed out, to be sent again; None: acked
-        # while an older batch is not yet). _n slots are used; _end is [seg, off] where the batch
-        # after the last one starts (Journal.records' `pos`).
-        self._w = [0] * (F * min(max(window, 1), 16))
-        self._n = 0
-        self._end = [0, 0]
+        # The window, one list made once (one attribute and one list: each more cost the 8 KiB
+        # board ~100 bytes, D25-L): w[0], w[1] = [seg, off] where the batch after the last one
+        # in flight starts (Journal.records' `at` and `pos`), w[2] = the slots in use, then
+        # `window` slots of 6 ints, oldest first, from w[3]: [seg, off] of the batch's first
+        # record in the journal, its boot, first and last seq, and the ticks_ms deadline of its
+        # ack (-1: timed out, to be sent again; None: acked while an older one is not yet).
+        self._w = [0] * (3 + 6 * min(max(window, 1), 16))
         self._out = None  # next_batch()'s tuple of the batch being published
         self._held = None  # acks that came while it was: applied once the publish returns
         self._sent = None  # (boot, last seq) published: acks never reach past it
@@ -128,69 +125,66 @@ class Sync:
         self._apply(a)
 
     def _apply(self, a):
-        boot, first, last, mac = a
-        k = self.key
-        s = self._sent
-        if k is not None and mac != sign(k, b"%s|%d|%d|%d" % (self.device.encode(), boot, first,
-                                                              last)):
-            why = "mac"
-        elif s is None or boot > s[0] or boot == s[0] and last > s[1]:
-            why = "unsent"  # a range this board never published (issue #13 item 6)
-        else:
-            why = None
-        if why:
-            print("#", "sync", "ack", boot, first, last, why)
-            self.error("ack", why)
-            return
-        # Every batch of the window the ack covers is acked (the cloud committed the whole range);
-        # _settle() trims those that lead the journal.
-        w = self._w
-        hit = 0
-        for i in range(0, self._n * F, F):
-            if w[i + 2] == boot and first <= w[i + 3] and w[i + 4] <= last:
-                w[i + 5] = None
-                hit = 1
-        j = self.journal
-        if j.covers_head(boot, first, last) and not (self._n and w[5] is None):
-            # It covers the oldest record, which is not in an acked slot (there _settle() trims
-            # the run of acked slots at once): it trims (protocol.md).
-            n = j.ack(boot, first, last)
-            self.acked += n
-            emit("ack", {"boot": boot, "last": last, "journal": j.count})
-        elif not hit:
-            # A late duplicate, or the ack of a batch sent before the window started again.
-            print("#", "sync", "ack", boot, first, last, "ignored")  # not the oldest
-            return
-        self._settle()
-        self.wake()
-
-    def _settle(self):
-        """Drop the slots the journal no longer holds (acked and trimmed), then trim the acked
+        """Apply the ack `a` (parse_ack's tuple), then settle the window; a None only settles
+        it: drop the slots the journal no longer holds (acked and trimmed), then trim the acked
         slots that lead the window, one journal.ack (one cursor write) for a run of them. If no
         slot holds the journal's oldest record, the window is not the journal's any more (a
-        full journal dropped its oldest segment): it starts again from the oldest record."""
-        j = self.journal
+        full journal dropped its oldest segment): it starts again from the oldest record. One
+        method, not two: each method costs the 8 KiB board heap (D16)."""
         w = self._w
+        j = self.journal
+        if a is not None:
+            boot, first, last, mac = a
+            k = self.key
+            s = self._sent
+            if k is not None and mac != sign(k, b"%s|%d|%d|%d" % (self.device.encode(), boot,
+                                                                  first, last)):
+                why = "mac"
+            elif s is None or boot > s[0] or boot == s[0] and last > s[1]:
+                why = "unsent"  # a range this board never published (issue #13 item 6)
+            else:
+                why = None
+            if why:
+                print("#", "sync", "ack", boot, first, last, why)
+                self.error("ack", why)
+                return
+            # Every batch of the window the ack covers is acked (the cloud committed the range).
+            hit = 0
+            for i in range(3, 3 + w[2] * 6, 6):
+                if w[i + 2] == boot and first <= w[i + 3] and w[i + 4] <= last:
+                    w[i + 5] = None
+                    hit = 1
+            if j.covers_head(boot, first, last) and not (w[2] and w[8] is None):
+                # It covers the oldest record, which is not in an acked slot (those are trimmed
+                # below, a run of them at once): it trims (protocol.md).
+                n = j.ack(boot, first, last)
+                self.acked += n
+                emit("ack", {"boot": boot, "last": last, "journal": j.count})
+            elif not hit:
+                # A late duplicate, or the ack of a batch sent before the window started again.
+                print("#", "sync", "ack", boot, first, last, "ignored")  # not the oldest
+                return
+            self.wake()
         while True:
-            n = self._n
+            n = w[2]
             k = 0
-            while k < n and not j.covers_head(w[k * F + 2], w[k * F + 3], w[k * F + 4]):
+            while k < n and not j.covers_head(w[5 + 6 * k], w[6 + 6 * k], w[7 + 6 * k]):
                 k += 1
             if k:
-                for i in range((n - k) * F):
-                    w[i] = w[i + k * F]
-                self._n = n = n - k
-            if not n or w[5] is not None:
+                for i in range(3, 3 + (n - k) * 6):
+                    w[i] = w[i + k * 6]
+                w[2] = n = n - k
+            if not n or w[8] is not None:
                 return
-            boot = w[2]
-            last = w[4]
-            i = F
-            while i < n * F and w[i + 2] == boot and w[i + 5] is None:
+            boot = w[5]
+            last = w[7]
+            i = 9
+            while i < 3 + n * 6 and w[i + 2] == boot and w[i + 5] is None:
                 last = w[i + 4]
-                i += F
-            c = j.ack(boot, w[3], last)
+                i += 6
+            c = j.ack(boot, w[6], last)
             if not c:
-                self._n = 0  # cannot happen: slot 0 covers the oldest record
+                w[2] = 0  # cannot happen: slot 0 covers the oldest record
                 return
             self.acked += c
             emit("ack", {"boot": boot, "last": last, "journal": j.count})
@@ -198,7 +192,7 @@ class Sync:
     async def on_up(self, client):
         # Runs after every (re)connect: clean session, so subscribe again, then announce, then
         # re-send from the oldest record (what was in flight before may have been lost).
-        self._n = 0
+        self._w[2] = 0
         for t in self.subs:
             await client.subscribe(t, 1)
         await client.publish(self.t_status, self.status_payload(), 1, True)
@@ -206,7 +200,7 @@ class Sync:
         self.wake()
 
     def on_down(self):
-        self._n = 0
+        self._w[2] = 0
         emit("mqtt", {"up": False})
         self.error("link", "down")
 
@@ -285,7 +279,7 @@ class Sync:
             timeout = TURN_MS
             w = self._w
             t = ticks_ms()
-            for i in range(5, self._n * F, F):
+            for i in range(8, 3 + w[2] * 6, 6):
                 d = w[i]
                 if d is not None and d >= 0:
                     timeout = min(timeout, ticks_diff(d, t))
@@ -294,7 +288,7 @@ class Sync:
                 timeout -= POLL_MS
             self._woke = False
             t = ticks_ms()
-            for i in range(0, self._n * F, F):
+            for i in range(3, 3 + w[2] * 6, 6):
                 d = w[i + 5]
                 if d is not None and d >= 0 and ticks_diff(d, t) <= 0:
                     print("#", "sync", "ack", "timeout", w[i + 2], w[i + 3], w[i + 4])  # re-sent
@@ -317,10 +311,10 @@ class Sync:
         at most `batch` events and a payload of at most `bb` bytes, from the journal's oldest
         record or from `at` ([seg, off] of a record); [seg, off] is where its first record is.
         None when there is nothing. Only measured here; write_batch() renders the payload.
-        Without `upto` the batch is a new one and self._end gets where the next one starts;
+        Without `upto` the batch is a new one and _w[0:2] gets where the next one starts;
         with it, a batch that went out before is measured again up to its last seq `upto`."""
         cap = self.bb - 2  # room for the closing "]}"
-        p = self._end if upto is None else None
+        p = self._w if upto is None else None
         pos = 0
         n = 0
         for b, q, ev in self.journal.records(at, p):
@@ -385,12 +379,12 @@ class Sync:
         w = self._w
         j = self.journal
         while self.link is not None and self.link.up and j.count:
-            self._settle()
-            n = self._n
+            self._apply(None)  # settle the window
+            n = w[2]
             fly = 0
             i = -1
             left = j.count  # records not in the window (fewer if the first slot is half trimmed)
-            for k in range(0, n * F, F):
+            for k in range(3, 3 + n * 6, 6):
                 left -= w[k + 4] - w[k + 3] + 1
                 d = w[k + 5]
                 if d is None:
@@ -404,18 +398,18 @@ class Sync:
                     return
                 b = self.next_batch((w[i], w[i + 1]), w[i + 4])
                 if b is None or b[2] != w[i + 2] or b[3] != w[i + 3] or b[4] != w[i + 4]:
-                    self._n = 0  # not the journal's any more: start again from the oldest
+                    w[2] = 0  # not the journal's any more: start again from the oldest
                     continue
             else:
-                if n * F >= len(w) or fly and left < self.batch:
+                if 3 + n * 6 >= len(w) or fly and left < self.batch:
                     return
-                b = self.next_batch(self._end if n else None)
+                b = self.next_batch(w if n else None)
                 if b is None:
                     return
-                i = n * F
+                i = 3 + n * 6
                 for k in range(5):
                     w[i + k] = b[k]
-                self._n = n + 1
+                w[2] = n + 1
             # The deadline before publishing: the ack may arrive before the PUBACK is handled.
             w[i + 5] = ticks_add(ticks_ms(), self.ack_timeout_ms)
             self._out = b

@@ -81,7 +81,7 @@ def test_several_batches_go_out_before_the_first_ack():
         asyncio.run(sy._send())
         # Four batches, consecutive from the oldest record, none acked yet; the fifth waits.
         assert sy.link.ranges() == [(1, 10), (11, 20), (21, 30), (31, 40)]
-        assert j.count == 60 and sy._n == 4 and sy._sent == (4, 40)
+        assert j.count == 60 and sy._w[2] == 4 and sy._sent == (4, 40)
         asyncio.run(sy._send())  # the window is full: nothing more
         assert len(sy.link.sent) == 4
         sy.on_message(T, _ack(1, 10))
@@ -105,7 +105,7 @@ def test_acks_out_of_order_trim_only_from_the_oldest():
         assert Journal(d).count == 40  # a reset now would re-send everything: nothing lost
         sy.on_message(T, _ack(1, 10))
         # The oldest came: the four batches go at once, with one write of the ack cursor.
-        assert j.count == 0 and sy.acked == 40 and j.cur_n == cur + 1 and sy._n == 0
+        assert j.count == 0 and sy.acked == 40 and j.cur_n == cur + 1 and sy._w[2] == 0
         assert Journal(d).count == 0
         sy.on_message(T, _ack(11, 20))  # a late duplicate: ignored
         assert sy.acked == 40 and not sy.err
@@ -180,7 +180,7 @@ def test_after_a_reconnect_the_window_starts_again_from_the_oldest():
         asyncio.run(sy._send())
         sy.on_message(T, _ack(21, 30))  # remembered in its slot ...
         first = sy.link.sent[0][2]
-        sy._n = 0  # ... which a reconnect forgets (on_up)
+        sy._w[2] = 0  # ... which a reconnect forgets (on_up)
         asyncio.run(sy._send())
         assert sy.link.ranges()[4:] == [(1, 10), (11, 20), (21, 30), (31, 40)]
         assert sy.link.sent[4][2] == first  # byte-identical
@@ -222,7 +222,7 @@ def test_a_lost_ack_sends_only_that_batch_again_byte_for_byte():
         _in(d, lambda: asyncio.run(main()))
         assert link.ranges() == [(1, 10), (11, 20), (21, 30), (31, 40), (11, 20)]
         assert link.sent[4][2] == link.sent[1][2]  # the same bytes
-        assert sy.acked == 40 and sy._n == 0
+        assert sy.acked == 40 and sy._w[2] == 0
         assert sy.err[0][1:] == ["ack", "timeout", 1]
     finally:
         rmtree(d)

@@ -38,6 +38,18 @@ def load(name):
         return json.load(f)
 
 
+def names_with(rtype):
+    """File names of the shipped boards with a reader of type `rtype` (one config in the heap at
+    a time: a 64 KiB VM cannot hold every board's dict at once)."""
+    out = []
+    for n in board_files():
+        for r in load(n)["readers"]:
+            if r["type"] == rtype:
+                out.append(n)
+                break
+    return out
+
+
 def boards_with(rtype):
     """(file name, config) of every shipped board with a reader of type `rtype`."""
     out = []

@@ -44,7 +44,8 @@ class Net:
             if n is not None:
                 kw[k] = Pin(n) if Pin else n
         if "ref_clk_mode" in e:
-            kw["ref_clk_mode"] = int(e["ref_clk_mode"] == "out")  # Pin.OUT 1, Pin.IN 0
+            out = e["ref_clk_mode"] == "out"
+            kw["ref_clk_mode"] = (Pin.OUT if out else Pin.IN) if Pin else int(out)
         return network.LAN(phy_type=getattr(network, "PHY_" + e.get("phy", "LAN8720")),
                            phy_addr=e.get("phy_addr", 0), **kw)
 

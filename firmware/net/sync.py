@@ -373,9 +373,10 @@ class Sync:
 
     async def _send(self):
         """Fill the window. First a batch whose ack timed out, again (the same range, so the
-        same bytes), but only once nothing else is in flight; then new batches after the last
-        one, while a slot is free, and while anything is in flight only if at least a full
-        batch of records is unsent (live taps wait for the ack, as with one batch in flight)."""
+        same bytes; the newest one may grow), but only once nothing else is in flight; then new
+        batches after the last one, while a slot is free, and while anything is in flight only
+        if at least a full batch of records is unsent (live taps wait for the ack, as with one
+        batch in flight)."""
         w = self._w
         j = self.journal
         while self.link is not None and self.link.up and j.count:
@@ -396,10 +397,15 @@ class Sync:
             if i >= 0:
                 if fly:
                     return
-                b = self.next_batch((w[i], w[i + 1]), w[i + 4])
-                if b is None or b[2] != w[i + 2] or b[3] != w[i + 3] or b[4] != w[i + 4]:
+                # The same range again; the newest batch of the window may take the events
+                # that came since (nothing follows it), as a single batch in flight always did.
+                end = i == n * 6 - 3
+                b = self.next_batch((w[i], w[i + 1]), None if end else w[i + 4])
+                if (b is None or b[2] != w[i + 2] or b[3] != w[i + 3] or b[4] < w[i + 4]
+                        or b[4] > w[i + 4] and not end):
                     w[2] = 0  # not the journal's any more: start again from the oldest
                     continue
+                w[i + 4] = b[4]
             else:
                 if 3 + n * 6 >= len(w) or fly and left < self.batch:
                     return

@@ -257,3 +257,32 @@ def test_a_cloud_that_acks_nothing_gets_one_batch_per_timeout():
         assert [x for x in r[6:] if x != (1, 10)] == [(11, 20), (21, 30), (31, 40)], r
     finally:
         rmtree(d)
+
+
+def test_the_newest_batch_sent_again_takes_the_taps_that_came_since():
+    # Nothing follows the newest batch of the window, so when its ack times out it goes again
+    # with the events journaled meanwhile (as the one batch in flight always did): a cloud
+    # whose ack was lost still gets the new taps.
+    d = tempdir()
+    try:
+        j, sy = _board(d, 3, timeout=300)
+        link = sy.link
+
+        async def main():
+            t = asyncio.create_task(sy.run())
+            sy.wake()
+            await _until(lambda: len(link.sent) == 1)
+            for s in (4, 5):
+                j.append(4, s, b'{"boot":4,"seq":%d,"kind":"tap"}' % s)
+            sy.wake()
+            await _until(lambda: len(link.sent) == 2)  # after the ack timeout
+            sy.on_message(T, _ack(1, 5))
+            await _until(lambda: j.count == 0)
+            t.cancel()
+            await sleep_ms(0)
+
+        _in(d, lambda: asyncio.run(main()))
+        assert link.ranges() == [(1, 3), (1, 5)]
+        assert link.sent[1][2].startswith(link.sent[0][2][:-2])  # the same events first
+    finally:
+        rmtree(d)

@@ -1,8 +1,9 @@
 """The firmware from a ROMFS image (simulator/romfs.py, docs/decisions.md D11): the image and its
 bootstrap, both simulator modes boot, the three board configurations of bench/board_memory.py
-keep >= 8 KiB free after connect and take a burst of 300 taps with every event journaled and
-acked, the supervisor watches the network and journal loops, and `qadam flash --romfs` builds the
-image and plans its deploy (the pty board cannot emulate a ROM partition, so no real deploy)."""
+keep >= 8 KiB free in their budgeted heap (BUDGET, D26) after connect and take a burst of 300
+taps with every event journaled and acked, the supervisor watches the network and journal
+loops, and `qadam flash --romfs` builds the image and plans its deploy (the pty board cannot
+emulate a ROM partition, so no real deploy)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.board_memory import CONFIGS, TAPS, run_board, uid, whitelist
+from bench.board_memory import BUDGET, CONFIGS, TAPS, run_board, uid, whitelist
 from simulator.board import DEFAULT_HEAP, LARGE_HEAP, BoardConfig, VirtualBoard, micropython_binary
 from simulator.romfs import ROMFS_HEADER, firmware_image, heap_bytes, heap_with_image
 from tools import flash
@@ -49,8 +50,9 @@ def test_both_modes_boot_connect_and_decide(romfs, tmp_path, topic_prefix, mqtt_
     cfg = BoardConfig(device="rom-1", school="s1", site_key=SITE_KEY, mqtt_host=mqtt_addr[0],
                       mqtt_port=mqtt_addr[1], prefix=topic_prefix)  # fmt: skip
     # The .mpy bundle loads its modules into the heap: it gets an ESP32's 100 KB.
-    b = VirtualBoard(cfg, tmp_path / "flash", romfs=romfs,
-                     heap=DEFAULT_HEAP if romfs else LARGE_HEAP)
+    b = VirtualBoard(
+        cfg, tmp_path / "flash", romfs=romfs, heap=DEFAULT_HEAP if romfs else LARGE_HEAP
+    )
     b.write_flash(whitelist(1))
     assert b.vm_heap() != DEFAULT_HEAP if romfs else b.vm_heap() == LARGE_HEAP
     b.start()
@@ -68,7 +70,8 @@ def test_both_modes_boot_connect_and_decide(romfs, tmp_path, topic_prefix, mqtt_
 
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_configs_boot_with_room_and_take_a_burst(name, tmp_path, topic_prefix, mqtt_addr):
-    r = run_board(name, True, tmp_path / name, mqtt_addr[0], mqtt_addr[1], topic_prefix)
+    heap = BUDGET.get(name, DEFAULT_HEAP)
+    r = run_board(name, True, tmp_path / name, mqtt_addr[0], mqtt_addr[1], topic_prefix, heap=heap)
     assert r["booted"] and "error" not in r, r
     assert r["heap_connect"] >= 8192, r
     assert r["memory_errors"] == 0, r

@@ -203,7 +203,7 @@ async def _until(cond, ms=20000):
 def test_a_lost_ack_sends_only_that_batch_again_byte_for_byte():
     d = tempdir()
     try:
-        j, sy = _board(d, 40, timeout=400)
+        j, sy = _board(d, 40, timeout=2000)  # the acks below come well within it, even loaded
         link = sy.link
 
         async def main():
@@ -239,7 +239,7 @@ def test_a_cloud_that_acks_nothing_gets_one_batch_per_timeout():
         async def main():
             t = asyncio.create_task(sy.run())
             sy.wake()
-            await _until(lambda: len(link.sent) == 6)
+            await _until(lambda: len(link.sent) >= 6)
             sy.on_message(T, _ack(1, 10))  # the cloud is back
             k = 7
             for f in (11, 21, 31):
@@ -265,7 +265,7 @@ def test_the_newest_batch_sent_again_takes_the_taps_that_came_since():
     # whose ack was lost still gets the new taps.
     d = tempdir()
     try:
-        j, sy = _board(d, 3, timeout=300)
+        j, sy = _board(d, 3, timeout=1500)  # one re-send between two looks, even loaded
         link = sy.link
 
         async def main():

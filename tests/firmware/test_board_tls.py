@@ -306,6 +306,10 @@ def test_the_refusal_reaches_the_status_once_the_broker_is_fixed(
     prefix, dev = names
     with tls_mosquitto(pki, "expired") as ports:
         flash = _flash(tmp_path, pki, ports[0], prefix, dev)
+        # The board may reconnect to the fixed broker before the cloud below has subscribed
+        # (its events are not retained): a short ack timeout sends the batch again.
+        doc = json.loads((flash / "device.json").read_text())
+        (flash / "device.json").write_text(json.dumps(dict(doc, ack_timeout_ms=3000)))
         board = TlsBoard(flash)
         board.expect("ready")
         board.read_until(lambda x: x.startswith("# link connect"), timeout=20)
@@ -319,7 +323,7 @@ def test_the_refusal_reaches_the_status_once_the_broker_is_fixed(
                 err = json.loads(cloud.next("status"))["err"]
                 tls_errs = [e for e in err if e[1] == "tls"]
                 assert tls_errs and "validity has expired" in tls_errs[0][2], err
-                batch = json.loads(cloud.next("events"))
+                batch = json.loads(cloud.next("events", timeout=30))
                 assert [e["seq"] for e in batch["events"]] == [1]
                 board.quit()
             finally:

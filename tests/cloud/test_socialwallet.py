@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -748,6 +749,8 @@ def test_a_worker_without_connector_says_so_at_start_and_in_its_metrics(
             lines.append(line)
             if "outbox worker started" in line:
                 break
+        # keep reading: a full stderr pipe would block the worker's logging, and so its exit
+        threading.Thread(target=lambda: lines.extend(proc.stderr or ()), daemon=True).start()
         loud = [x for x in lines if "SOCIAL WALLET CONNECTOR NOT CONFIGURED" in x]
         assert loud, "".join(lines)
         assert '"level":"error"' in loud[0] and "3 meal records wait" in loud[0]
@@ -766,7 +769,7 @@ def test_a_worker_without_connector_says_so_at_start_and_in_its_metrics(
         assert st is not None and "social_wallet" not in st[0]
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
+        proc.wait(30)
     assert proc.returncode == 0
     assert _one(database_url, "SELECT count(*) FROM outbox_workers") == (0,)  # said goodbye
 

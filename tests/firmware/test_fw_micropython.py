@@ -41,8 +41,14 @@ def cases_bundle() -> Path:
 
 
 def vm_env(**extra: str) -> dict[str, str]:
-    return dict(os.environ, QADAM_FW_DIR=str(firmware_bundle()),
-                QADAM_CASES_DIR=str(cases_bundle()), **extra)  # fmt: skip
+    # Paths relative to the checkout (the VM runs with cwd=REPO): every import builds its path
+    # string on the 64 KB heap, so absolute paths would make the heap left over depend on where
+    # the checkout lives (a deeper clone in CI ran two cases out of memory).
+    return dict(os.environ, QADAM_FW_DIR=os.path.relpath(firmware_bundle(), REPO),
+                QADAM_CASES_DIR=os.path.relpath(cases_bundle(), REPO), **extra)  # fmt: skip
+
+
+RUNNER = "tests/firmware/mp_runner.py"  # relative to REPO, for the same reason
 
 
 def micropython() -> str:
@@ -53,7 +59,7 @@ def micropython() -> str:
 @pytest.mark.parametrize("module", CASES)
 def test_case_module_in_micropython(module: str) -> None:
     proc = subprocess.run(
-        [micropython(), "-X", "heapsize=64K", str(HERE / "mp_runner.py"), module],
+        [micropython(), "-X", "heapsize=64K", RUNNER, module],
         capture_output=True,
         text=True,
         timeout=120,
@@ -69,7 +75,7 @@ def test_mfrc522_emulated_card_tests_in_micropython() -> None:
     """The emulator-backed MFRC522 tap tests need ~76 KB with the chip emulator loaded, more than
     the 64 KB case run gives; run that whole module again in a VM with room for the emulator."""
     proc = subprocess.run(
-        [micropython(), "-X", "heapsize=128K", str(HERE / "mp_runner.py"), "test_fw_esp32_mfrc522"],
+        [micropython(), "-X", "heapsize=128K", RUNNER, "test_fw_esp32_mfrc522"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -8,12 +8,12 @@ import subprocess
 
 import pytest
 
-from tests.firmware.test_fw_micropython import HERE, REPO, micropython, vm_env
+from tests.firmware.test_fw_micropython import REPO, RUNNER, micropython, vm_env
 
 
 def _run(module: str, names: tuple[str, ...], heap: str) -> dict[str, int]:
     proc = subprocess.run(
-        [micropython(), "-X", f"heapsize={heap}", str(HERE / "mp_runner.py"), module],
+        [micropython(), "-X", f"heapsize={heap}", RUNNER, module],
         capture_output=True,
         text=True,
         timeout=300,

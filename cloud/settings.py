@@ -8,9 +8,11 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
+
+from cloud.provisioning.boardsetup import DEFAULT_NTP_SERVERS, check_ntp_servers, load_ca_pem
 
 # The Web Push services of the browsers and phones parents use (Chrome/Android, Firefox, Edge,
 # Safari/iOS).
@@ -77,6 +79,17 @@ class Settings(BaseSettings):
     device_mqtt_host: str | None = Field(default=None, min_length=1)  # for boards; else mqtt_host
     device_mqtt_port: int | None = Field(default=None, ge=1, le=65535)  # else mqtt_port
     claim_token_ttl_s: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
+    # What boards are told at provisioning besides their account (cloud/provisioning/boardsetup.py,
+    # D27-C): TLS to the broker (port 8883 unless device_mqtt_port says otherwise) with the CA of
+    # device_ca_file (PEM, read and checked at start-up); the name the broker's certificate is
+    # for, when boards reach it by another (an IP address); the NTP servers boards ask in order.
+    device_mqtt_tls: bool = False
+    device_ca_file: str | None = Field(default=None, min_length=1)
+    device_mqtt_server_name: str | None = Field(
+        default=None, min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.-]+$"
+    )
+    device_ntp_servers: tuple[str, ...] = DEFAULT_NTP_SERVERS
+    _device_ca_pem: str | None = PrivateAttr(default=None)
     # Whitelist distribution (cloud/workers/whitelist_push.py)
     whitelist_keep: int = Field(default=10, ge=2, le=1000)  # versions kept per school
     whitelist_poll_ms: int = Field(default=500, ge=20, le=60_000)
@@ -126,6 +139,29 @@ class Settings(BaseSettings):
     push_max_age_s: int = Field(default=3 * 3600, ge=60, le=7 * 24 * 3600)
 
     @model_validator(mode="after")
+    def _device_setup_usable(self) -> Settings:
+        try:
+            check_ntp_servers(self.device_ntp_servers)
+        except ValueError as exc:
+            raise ValueError(f"device_ntp_servers: {exc}") from None
+        if self.device_mqtt_tls and not self.device_ca_file:
+            raise ValueError(
+                "device_mqtt_tls needs device_ca_file (the PEM file of the CA that signed the"
+                " broker's certificate; boards verify the broker with it)"
+            )
+        if self.device_ca_file:
+            try:
+                self._device_ca_pem = load_ca_pem(self.device_ca_file)
+            except ValueError as exc:
+                raise ValueError(f"device_ca_file {self.device_ca_file!r}: {exc}") from None
+        return self
+
+    @property
+    def device_ca_pem(self) -> str | None:
+        """The CA boards trust (PEM text of device_ca_file, read once at start-up)."""
+        return self._device_ca_pem
+
+    @model_validator(mode="after")
     def _push_key_usable(self) -> Settings:
         if self.push_vapid_key_file:
             if not self.push_vapid_subject:
@@ -160,6 +196,8 @@ _HINTS = {
     "push_vapid_subject": "set mailto:ADDRESS or an https:// URL",
     "push_endpoint_hosts": 'set a JSON list of host names, e.g. ["fcm.googleapis.com"]',
     "ingest_metrics_port": "set a port 1-65535, or 0 for no metrics endpoint",
+    "device_ntp_servers": 'set a JSON list of HOST or HOST:PORT, e.g. ["kz.pool.ntp.org"]',
+    "device_mqtt_server_name": "set the DNS name the broker's certificate is for",
 }
 # Never echoed in a message: they may hold a password.
 _SECRET = {

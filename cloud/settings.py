@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from pydantic import Field, PrivateAttr, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
@@ -69,6 +69,34 @@ class Settings(BaseSettings):
     # (cloud/startup.py). For development machines and the test fixtures only.
     insecure_dev: bool = False
     session_ttl_s: int = Field(default=12 * 3600, ge=60, le=30 * 24 * 3600)
+
+    # The API under load (issue #19, D27-D). Connections per API process, kept open in a pool;
+    # 0 = a new connection per request (the path before #19, kept as the bench's baseline).
+    # With several processes the sum (api_workers x db_pool_size) must stay under PostgreSQL's
+    # max_connections, or go through PgBouncer (docs/operations.md).
+    db_pool_size: int = Field(default=10, ge=0, le=1000)
+    # A request waits this long for a pooled connection, then gets 503 with Retry-After.
+    db_pool_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    # A statement is prepared on its n-th execution on a connection (then reused); 0 = never
+    # (PgBouncer in transaction mode before 1.21 cannot keep prepared statements).
+    db_prepare_after: int = Field(default=1, ge=0, le=1000)
+    api_workers: int = Field(default=1, ge=1, le=64)  # API processes of `qadam serve`
+    # Requests one process works on at once; more wait up to api_queue_wait_s (at most
+    # api_queue_max of them), then get 503 with Retry-After: the taps and the requests already
+    # admitted keep the CPU.
+    api_max_inflight: int = Field(default=32, ge=1, le=10_000)
+    api_queue_max: int = Field(default=2_000, ge=0, le=1_000_000)
+    api_queue_wait_s: float = Field(default=3.0, ge=0, le=60)
+    api_retry_after_s: int = Field(default=2, ge=1, le=3600)
+    # Rate limits (PyPI `limits` notation, ";"-separated; "" = none), counted in each process:
+    # per client address (before any database work) and per account (after the token lookup).
+    api_rate_client: str = Field(default="200/second;6000/minute", max_length=200)
+    api_rate_account: str = Field(default="20/second;600/minute", max_length=200)
+    # Token lookups cached per process this long (0 = every request reads the database);
+    # dropped on logout, revocation and user changes through PostgreSQL NOTIFY (D27-D).
+    auth_cache_ttl_s: int = Field(default=30, ge=0, le=3600)
+    api_metrics_host: str = Field(default="127.0.0.1", min_length=1)
+    api_metrics_port: int = Field(default=0, ge=0, le=65535)  # 0 = no metrics endpoint
 
     # Device provisioning (docs/provisioning.md). mqtt_dynsec=True: per-board broker accounts and
     # ACLs through Mosquitto's dynamic-security plugin, managed as mqtt_admin_user. False (demo):
@@ -161,6 +189,18 @@ class Settings(BaseSettings):
         """The CA boards trust (PEM text of device_ca_file, read once at start-up)."""
         return self._device_ca_pem
 
+    @field_validator("api_rate_client", "api_rate_account")
+    @classmethod
+    def _rate_limits_parse(cls, value: str) -> str:
+        if value.strip():
+            from limits import parse_many
+
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ValueError("not limits like 200/second;6000/minute") from None
+        return value
+
     @model_validator(mode="after")
     def _push_key_usable(self) -> Settings:
         if self.push_vapid_key_file:
@@ -196,6 +236,9 @@ _HINTS = {
     "push_vapid_subject": "set mailto:ADDRESS or an https:// URL",
     "push_endpoint_hosts": 'set a JSON list of host names, e.g. ["fcm.googleapis.com"]',
     "ingest_metrics_port": "set a port 1-65535, or 0 for no metrics endpoint",
+    "api_metrics_port": "set a port 1-65535, or 0 for no metrics endpoint",
+    "api_rate_client": 'set limits like "200/second;6000/minute", or "" for none',
+    "api_rate_account": 'set limits like "20/second;600/minute", or "" for none',
     "device_ntp_servers": 'set a JSON list of HOST or HOST:PORT, e.g. ["kz.pool.ntp.org"]',
     "device_mqtt_server_name": "set the DNS name the broker's certificate is for",
 }

@@ -20,11 +20,21 @@ def valid(k, v):
             return isinstance(v, dict) and all(0 <= _hm(a) < _hm(b) <= 1440
                                                for a, b in v.values())
         if k == "menu":
-            ps = v.get("periods")
-            return isinstance(ps, dict) and all(
-                isinstance(p.get("allergens", 0), int) and isinstance(p.get("id", 0), int)
-                and money(p.get("price", 0)) >= 0
-                and money(p.get("reduced", 0)) >= 0 for p in ps.values())
+            ds = v.get("days")
+            if ds is None:
+                return _sets(v.get("periods"))
+            # dated sets, today and the next days (the cloud sends 8): bounded, so a menu cannot
+            # take the heap
+            return isinstance(ds, dict) and len(ds) <= 16 and all(
+                len(d) == 10 and d[4] == d[7] == "-" and _sets(p) for d, p in ds.items())
     except Exception:
         return False
     return False
+
+
+def _sets(ps):
+    # {period: {"dish", "id", "allergens", "price", "reduced"}}: the period's set meal
+    return isinstance(ps, dict) and len(ps) <= 8 and all(
+        isinstance(p.get("allergens", 0), int) and isinstance(p.get("id", 0), int)
+        and money(p.get("price", 0)) >= 0
+        and money(p.get("reduced", 0)) >= 0 for p in ps.values())

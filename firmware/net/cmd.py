@@ -1,12 +1,12 @@
 # Remote commands (protocol.md "Commands"): {prefix}/v1/dev/{device}/cmd, JSON
-# {"v":1,"id":..,"cmd":"open"|"reboot"|"resync"|"config", ...}; the board answers on .../cmd/res
-# {"v":1,"id":..,"ok":true|false,"error":..}. Parsing and validation only; the app executes.
+# {"v":1,"id":..,"cmd":"open"|"reboot"|"resync"|"config"|"diag", ...}; the board answers on
+# .../cmd/res {"v":1,"id":..,"ok":true|false,"error":..} ("diag": and "diag":{...}).
 # Imported lazily, on the first command.
 import json
 
 from compat import write_atomic
 
-CMDS = ("open", "reboot", "resync", "config", "floor")
+CMDS = ("open", "reboot", "resync", "config", "floor", "diag")
 # device.json keys a "config" command may set, with their ranges (anything else is refused).
 CONFIG = {"heartbeat_s": (10, 86400), "relay_ms": (50, 10000), "ack_timeout_ms": (500, 600000),
           "batch": (1, 32)}
@@ -102,6 +102,8 @@ async def handle(app, payload):
                                    % app.wl_version, 1, False)
         elif cmd == "floor":
             floor(app, c, cid)
+        elif cmd == "diag":
+            res = diag(app, cid)
         elif cmd == "config":
             st = c["set"]
             if getattr(app, "canteen", None) is not None and any(k in CANTEEN for k in st):
@@ -150,6 +152,23 @@ def floor(app, c, cid):
     s.status_changed()  # the retained status says the new boot at once
     from compat import emit
     emit("boot", {"boot": b, "floor": f})
+
+
+def diag(app, cid):
+    """The reply to "diag": the board's status as it would publish it now (errors, heap,
+    journal, clock, whitelist), the tail of err.log (the errors before a reset) and the days of
+    a canteen board's menu."""
+    try:
+        with open("err.log", "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 240))
+            log = f.read().decode()
+    except (OSError, ValueError):  # no log yet; a cut through a multi-byte character
+        log = ""
+    cn = getattr(app, "canteen", None)
+    days = sorted((cn.menu.get("days") or {}).keys()) if cn is not None else []
+    return '{"v":1,"id":%s,"ok":true,"diag":{"status":%s,"log":%s,"menu":%s}}' % (
+        json.dumps(cid), app.sync.status_payload(), json.dumps(log), json.dumps(days))
 
 
 def _apply(app, st):

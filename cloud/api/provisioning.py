@@ -39,6 +39,9 @@ class MqttOut(BaseModel):
     user: str
     password: str
     acl: bool  # False: the broker is open (mqtt_dynsec off), the credentials are not enforced
+    tls: bool  # True: connect with TLS, verifying the broker with ca_pem (D25-K, D27-C)
+    ca_pem: str | None  # the CA certificate(s) the board trusts, PEM; device file "ca.pem"
+    server_hostname: str | None  # the name the broker's certificate must be for
 
 
 class ProvisionOut(BaseModel):
@@ -48,6 +51,10 @@ class ProvisionOut(BaseModel):
     mqtt: MqttOut
     ack_key: str  # hex; device.json "ack_key": the cloud's acks carry its mac (protocol.md "Ack")
     boot_floor: int  # device.json "boot_floor": newest boot the cloud holds (protocol.md)
+    ntp: list[str]  # device.json "ntp" servers, asked in order (HOST or HOST:PORT)
+    timezone: str  # the school's IANA time zone
+    tz_offset_min: int  # its offset from UTC now, in minutes: device.json "tz_offset_min"
+    mode: str  # the device's mode (door, turnstile, canteen): device.json "mode"
 
 
 class RevokeOut(BaseModel):
@@ -99,11 +106,12 @@ def provision(conn: ConnDep, s: SettingsDep, body: ProvisionIn) -> ProvisionOut:
         raise broker_failure(e, "broker refused the account") from e
     mqtt = MqttOut(
         host=c.host, port=c.port, prefix=c.prefix, user=c.username, password=c.password,
-        acl=c.broker_acl,
+        acl=c.broker_acl, tls=c.tls, ca_pem=c.ca_pem, server_hostname=c.server_hostname,
     )  # fmt: skip
     return ProvisionOut(
         device=c.device, school=c.school, site_key=c.site_key.hex(), mqtt=mqtt,
-        ack_key=c.ack_key.hex(), boot_floor=c.boot_floor,
+        ack_key=c.ack_key.hex(), boot_floor=c.boot_floor, ntp=list(c.ntp), timezone=c.timezone,
+        tz_offset_min=c.tz_offset_min, mode=c.mode,
     )  # fmt: skip
 
 

@@ -20,6 +20,7 @@ from cloud.domain import store
 from cloud.domain.errors import Conflict, DomainError, NotFound
 from cloud.ingest.ackkeys import boot_floor
 from cloud.ingest.ackkeys import new_key as new_ack_key
+from cloud.provisioning import boardsetup
 from cloud.provisioning.dynsec import BrokerAccounts, board_username
 from cloud.settings import Settings
 
@@ -68,6 +69,14 @@ class Credentials:
     broker_acl: bool
     ack_key: bytes = b""  # device.json "ack_key": the cloud signs its acks with it (D24-B)
     boot_floor: int = 0  # device.json "boot_floor": the board's boots start above it (D24-B)
+    # What only the cloud knows of the board's setting-up (boardsetup.py, D27-C)
+    tls: bool = False
+    ca_pem: str | None = None  # the CA the board verifies the broker with (when tls)
+    server_hostname: str | None = None  # the name the broker's certificate is for (when tls)
+    ntp: tuple[str, ...] = ()
+    timezone: str = "Asia/Almaty"
+    tz_offset_min: int = 300
+    mode: str = "door"
 
 
 def provision(
@@ -75,7 +84,8 @@ def provision(
 ) -> Credentials:
     """Use the claim token (once) and give the board its broker account."""
     row = conn.execute(
-        "SELECT t.device_id, t.used_at, t.expires_at <= now() AS expired, d.school_id, s.site_key"
+        "SELECT t.device_id, t.used_at, t.expires_at <= now() AS expired, d.school_id, s.site_key,"
+        " s.timezone, d.mode"
         " FROM device_claim_tokens t JOIN devices d ON d.id = t.device_id"
         " JOIN schools s ON s.id = d.school_id"
         " WHERE t.token_hash = %s FOR UPDATE OF t",
@@ -85,7 +95,8 @@ def provision(
         why = "unknown" if row is None else "used" if row[1] else "expired" if row[2] else "device"
         log.warning("provision refused device=%s reason=%s", device_id, why)
         raise BadClaim("invalid, used or expired claim token for this device")
-    school_id, site_key = str(row[3]), bytes(row[4])
+    school_id, site_key, zone, mode = str(row[3]), bytes(row[4]), str(row[5]), str(row[6])
+    tz_offset = boardsetup.tz_offset_min(zone)  # before the token is used: a bad zone spends none
     conn.execute(
         "UPDATE device_claim_tokens SET used_at = now() WHERE token_hash = %s", (_hash(token),)
     )
@@ -120,18 +131,28 @@ def provision(
     log.info(
         "device provisioned device=%s user=%s broker_acl=%s", device_id, username, broker.enforced
     )
+    host = settings.device_mqtt_host or settings.mqtt_host
+    tls = settings.device_mqtt_tls
+    port = settings.device_mqtt_port or (8883 if tls else settings.mqtt_port)  # 8883: MQTT/TLS
     return Credentials(
         device=device_id,
         school=school_id,
         site_key=site_key,
         username=username,
         password=password,
-        host=settings.device_mqtt_host or settings.mqtt_host,
-        port=settings.device_mqtt_port or settings.mqtt_port,
+        host=host,
+        port=port,
         prefix=settings.topic_prefix,
         broker_acl=broker.enforced,
         ack_key=ack_key,
         boot_floor=boot_floor(conn, device_id),
+        tls=tls,
+        ca_pem=settings.device_ca_pem if tls else None,
+        server_hostname=(settings.device_mqtt_server_name or host) if tls else None,
+        ntp=settings.device_ntp_servers,
+        timezone=zone,
+        tz_offset_min=tz_offset,
+        mode=mode,
     )
 
 

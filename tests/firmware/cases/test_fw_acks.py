@@ -2,58 +2,29 @@
 # (protocol.md "Boot floor", item 7): only acks for events it published and still holds, on a
 # board with an ack key only with the cloud's mac; everything else is ignored, the journal keeps
 # its records and the board's errors say why. CPython and the MicroPython VM.
+import gc
 import json
-import os
 
 from compat import asyncio
 from fwhelpers import read, rmtree, tempdir
-from net.cmd import CmdError, floor, parse
 from net.sync import Sync, parse_ack, sign
 from store.journal import Journal
+from synchelpers import Stream, ack, in_dir, journal
+
+gc.collect()
+from net.cmd import CmdError, floor, parse  # noqa: E402  (after a collect: the heap is tight)
 
 KEY = bytes(range(32))
 T = "p/v1/dev/gate-1/ack"
 
 
-class _Stream:
-    def write(self, b):
-        pass
-
-    async def drain(self):
-        pass
-
-
 def _publish(sy):
     # What _send_oldest does around link.publish: measure the batch, render it into the socket.
     sy._out = sy.next_batch()
-    asyncio.run(sy.write_batch(_Stream()))
+    asyncio.run(sy.write_batch(Stream(keep=False)))
     b = sy._out
     sy._out = None
     return b[2:5]
-
-
-def _ack(boot, first, last, key=None, dev="gate-1"):
-    a = {"v": 1, "boot": boot, "first": first, "last": last}
-    if key is not None:
-        a["mac"] = sign(key, b"%s|%d|%d|%d" % (dev.encode(), boot, first, last))
-    return json.dumps(a).encode()
-
-
-def _journal(d, n, boot=4):
-    j = Journal(d)
-    for s in range(1, n + 1):
-        j.append(boot, s, b'{"boot":%d,"seq":%d,"kind":"tap"}' % (boot, s))
-    return j
-
-
-def _in(d, fn):
-    # Sync.error writes err.log into the working directory (the board's flash).
-    here = os.getcwd()
-    os.chdir(d)
-    try:
-        return fn()
-    finally:
-        os.chdir(here)
 
 
 def test_hmac_sha256_rfc4231_vectors():
@@ -89,26 +60,26 @@ def test_the_issues_attack_an_ack_for_everything_erases_nothing():
     # with unsent taps. Before: the journal emptied. Now: ignored, recorded, nothing trimmed.
     d = tempdir()
     try:
-        j = _journal(d, 30)
+        j = journal(d, 30)
         sy = Sync(j, "gate-1", "p", batch=10)
         attack = b'{"v":1,"boot":4,"first":1,"last":1000000000}'
-        _in(d, lambda: sy.on_message(T, attack))  # nothing published yet
+        in_dir(d, lambda: sy.on_message(T, attack))  # nothing published yet
         assert j.count == 30 and sy.acked == 0
         assert _publish(sy) == (4, 1, 10)
-        _in(d, lambda: sy.on_message(T, attack))  # reaches past what was published
+        in_dir(d, lambda: sy.on_message(T, attack))  # reaches past what was published
         assert j.count == 30 and sy.acked == 0
-        _in(d, lambda: sy.on_message(T, _ack(5, 1, 10)))  # a boot it never published
-        _in(d, lambda: sy.on_message(T, _ack(4, 1, 11)))  # one event too far
+        in_dir(d, lambda: sy.on_message(T, ack(5, 1, 10)))  # a boot it never published
+        in_dir(d, lambda: sy.on_message(T, ack(4, 1, 11)))  # one event too far
         assert j.count == 30
         assert [e[1:] for e in sy.err] == [["ack", "unsent", 4]]
-        assert "ack unsent" in _in(d, lambda: read("err.log").decode())
-        _in(d, lambda: sy.on_message(T, _ack(4, 1, 10)))  # the real one
+        assert "ack unsent" in in_dir(d, lambda: read("err.log").decode())
+        in_dir(d, lambda: sy.on_message(T, ack(4, 1, 10)))  # the real one
         assert j.count == 20 and sy.acked == 10
         # The next batch starts at the oldest record: head..last is what was published.
         assert _publish(sy) == (4, 11, 20)
-        _in(d, lambda: sy.on_message(T, _ack(4, 11, 30)))
+        in_dir(d, lambda: sy.on_message(T, ack(4, 11, 30)))
         assert j.count == 20
-        _in(d, lambda: sy.on_message(T, _ack(4, 11, 20)))
+        in_dir(d, lambda: sy.on_message(T, ack(4, 11, 20)))
         assert j.count == 10
     finally:
         rmtree(d)
@@ -117,16 +88,16 @@ def test_the_issues_attack_an_ack_for_everything_erases_nothing():
 def test_held_acks_are_checked_when_applied():
     d = tempdir()
     try:
-        j = _journal(d, 5)
+        j = journal(d, 5)
         sy = Sync(j, "gate-1", "p")
         sy._out = sy.next_batch()
-        _in(d, lambda: sy.on_message(T, _ack(4, 1, 99)))  # while the batch is written
-        _in(d, lambda: sy.on_message(T, _ack(4, 1, 5)))
+        in_dir(d, lambda: sy.on_message(T, ack(4, 1, 99)))  # while the batch is written
+        in_dir(d, lambda: sy.on_message(T, ack(4, 1, 5)))
         assert j.count == 5 and len(sy._held) == 2
-        asyncio.run(sy.write_batch(_Stream()))
+        asyncio.run(sy.write_batch(Stream(keep=False)))
         sy._out = None
         held, sy._held = sy._held, None
-        _in(d, lambda: [sy._apply(a) for a in held])
+        in_dir(d, lambda: [sy._apply(a) for a in held])
         assert j.count == 0 and sy.acked == 5 and sy.err[0][1:3] == ["ack", "unsent"]
     finally:
         rmtree(d)
@@ -135,17 +106,17 @@ def test_held_acks_are_checked_when_applied():
 def test_a_board_with_a_key_needs_the_clouds_mac():
     d = tempdir()
     try:
-        j = _journal(d, 8)
+        j = journal(d, 8)
         sy = Sync(j, "gate-1", "p", key=KEY)
         assert _publish(sy) == (4, 1, 8)
-        _in(d, lambda: sy.on_message(T, _ack(4, 1, 8)))  # no mac
-        _in(d, lambda: sy.on_message(T, _ack(4, 1, 8, key=bytes(32))))  # another key
-        _in(d, lambda: sy.on_message(T, _ack(4, 1, 8, key=KEY, dev="gate-2")))  # another board
-        forged = json.loads(_ack(4, 1, 7, key=KEY))
+        in_dir(d, lambda: sy.on_message(T, ack(4, 1, 8)))  # no mac
+        in_dir(d, lambda: sy.on_message(T, ack(4, 1, 8, key=bytes(32))))  # another key
+        in_dir(d, lambda: sy.on_message(T, ack(4, 1, 8, key=KEY, dev="gate-2")))  # another board
+        forged = json.loads(ack(4, 1, 7, key=KEY))
         forged["last"] = 8  # a mac of another range
-        _in(d, lambda: sy.on_message(T, json.dumps(forged).encode()))
+        in_dir(d, lambda: sy.on_message(T, json.dumps(forged).encode()))
         assert j.count == 8 and sy.err[-1][1:] == ["ack", "mac", 4]
-        _in(d, lambda: sy.on_message(T, _ack(4, 1, 8, key=KEY)))
+        in_dir(d, lambda: sy.on_message(T, ack(4, 1, 8, key=KEY)))
         assert j.count == 0 and sy.acked == 8
     finally:
         rmtree(d)
@@ -175,10 +146,10 @@ def test_floor_command_moves_the_boot_past_the_clouds():
                 raise AssertionError("accepted " + repr(bad))
             except CmdError as e:
                 assert e.args[0] == "bad_value:boot"
-        _in(d, lambda: floor(app, {"boot": 40}, "x"))
+        in_dir(d, lambda: floor(app, {"boot": 40}, "x"))
         assert app.boot == app.door.boot == sy.status["boot"] == 41 and app.door.seq == 0
         assert int(read(d + "/boot.cnt")) == 41 and sy.hb  # the status goes out at once
-        _in(d, lambda: floor(app, {"boot": 12}, "y"))  # already past it: nothing changes
+        in_dir(d, lambda: floor(app, {"boot": 12}, "y"))  # already past it: nothing changes
         assert app.boot == 41 and int(read(d + "/boot.cnt")) == 41
     finally:
         rmtree(d)
@@ -191,12 +162,12 @@ def test_floor_command_on_a_board_with_a_key_needs_the_mac():
         app = _App(sy)
         for mac in (None, sign(KEY, b"gate-1|41")):
             try:
-                _in(d, lambda m=mac: floor(app, {"boot": 40, "mac": m}, "x"))
+                in_dir(d, lambda m=mac: floor(app, {"boot": 40, "mac": m}, "x"))
                 raise AssertionError("accepted")
             except CmdError as e:
                 assert e.args[0] == "bad_mac"
         assert app.boot == 3
-        _in(d, lambda: floor(app, {"boot": 40, "mac": sign(KEY, b"gate-1|40")}, "x"))
+        in_dir(d, lambda: floor(app, {"boot": 40, "mac": sign(KEY, b"gate-1|40")}, "x"))
         assert app.boot == 41
     finally:
         rmtree(d)

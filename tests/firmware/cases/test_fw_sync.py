@@ -6,25 +6,13 @@ from compat import asyncio
 from fwhelpers import rmtree, tempdir
 from net.sync import Sync, parse_ack
 from store.journal import Journal
-
-
-class _Stream:
-    """What write_batch needs of an asyncio stream writer; keeps what was written."""
-
-    def __init__(self):
-        self.out = b""
-
-    def write(self, b):
-        self.out += bytes(b)
-
-    async def drain(self):
-        pass
+from synchelpers import Stream
 
 
 def _payload(sy):
     # The batch as it goes out: measured by next_batch, rendered from the journal by write_batch.
     b = sy._out = sy.next_batch()
-    s = _Stream()
+    s = Stream()
     asyncio.run(sy.write_batch(s))
     sy._out = None
     assert len(s.out) == b[5]  # exactly the length the PUBLISH header announced
@@ -33,8 +21,13 @@ def _payload(sy):
 
 def test_parse_ack():
     assert parse_ack(b'{"v":1,"boot":7,"first":12,"last":40}') == (7, 12, 40, None)
-    for bad in (b"nope", b'{"v":2,"boot":7,"first":1,"last":2}', b'{"v":1,"boot":7}',
-                b'{"v":1,"boot":"7","first":1,"last":2}', b"[1]"):
+    for bad in (
+        b"nope",
+        b'{"v":2,"boot":7,"first":1,"last":2}',
+        b'{"v":1,"boot":7}',
+        b'{"v":1,"boot":"7","first":1,"last":2}',
+        b"[1]",
+    ):
         assert parse_ack(bad) is None, bad
 
 
@@ -95,7 +88,7 @@ def test_acks_wait_while_a_batch_is_written():
         assert sy._out[2:5] == (5, 1, 3)  # the first segment
         sy.on_message("p/v1/dev/gate-1/ack", b'{"v":1,"boot":5,"first":1,"last":3}')
         assert j.count == 4 and sy._held == [(5, 1, 3, None)]
-        s = _Stream()
+        s = Stream()
         asyncio.run(sy.write_batch(s))
         assert json.loads(s.out)["events"][2]["seq"] == 3
         # The journal lost the records meanwhile (their segment is gone): the writer refuses to
@@ -103,7 +96,7 @@ def test_acks_wait_while_a_batch_is_written():
         j.ack(5, 1, 3)
         assert len(j.segs) == 1
         try:
-            asyncio.run(sy.write_batch(_Stream()))
+            asyncio.run(sy.write_batch(Stream()))
             raise AssertionError("expected ValueError")
         except ValueError:
             pass

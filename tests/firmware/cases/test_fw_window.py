@@ -3,26 +3,15 @@
 # the journal trims only from its oldest record; a batch whose ack was lost is sent again, alone
 # and byte for byte; forged and unsent acks are still ignored. CPython and the MicroPython VM.
 import json
-import os
 
 from compat import asyncio, sleep_ms
 from fwhelpers import rmtree, tempdir
-from net.sync import Sync, sign
+from net.sync import Sync
 from store.journal import Journal
+from synchelpers import Stream, ack, in_dir, journal
 
 T = "p/v1/dev/gate-1/ack"
 KEY = bytes(range(32))
-
-
-class _Stream:
-    def __init__(self):
-        self.out = b""
-
-    def write(self, b):
-        self.out += bytes(b)
-
-    async def drain(self):
-        pass
 
 
 class _Link:
@@ -36,7 +25,7 @@ class _Link:
     async def publish(self, topic, payload, qos=0, retain=False):
         if isinstance(payload, tuple):  # (nbytes, writer), as net.mqtt takes it
             n, writer = payload
-            s = _Stream()
+            s = Stream()
             await writer(s)
             assert len(s.out) == n
             payload = s.out
@@ -49,29 +38,14 @@ class _Link:
 
 
 def _ack(first, last, boot=4, key=None):
-    a = {"v": 1, "boot": boot, "first": first, "last": last}
-    if key is not None:
-        a["mac"] = sign(key, b"gate-1|%d|%d|%d" % (boot, first, last))
-    return json.dumps(a).encode()
+    return ack(boot, first, last, key)
 
 
 def _board(d, n, window=4, batch=10, timeout=60000, key=None):
-    j = Journal(d)
-    for s in range(1, n + 1):
-        j.append(4, s, b'{"boot":4,"seq":%d,"kind":"tap"}' % s)
+    j = journal(d, n)
     sy = Sync(j, "gate-1", "p", batch=batch, ack_timeout_ms=timeout, window=window, key=key)
     sy.link = _Link()
     return j, sy
-
-
-def _in(d, fn):
-    # Sync.error writes err.log into the working directory (the board's flash).
-    here = os.getcwd()
-    os.chdir(d)
-    try:
-        return fn()
-    finally:
-        os.chdir(here)
 
 
 def test_several_batches_go_out_before_the_first_ack():
@@ -135,17 +109,17 @@ def test_forged_and_unsent_acks_are_still_ignored_with_a_window():
         j, sy = _board(d, 60, key=KEY)
         asyncio.run(sy._send())
         assert sy._sent == (4, 40)
-        _in(d, lambda: sy.on_message(T, _ack(41, 50, key=KEY)))  # not published yet
-        _in(d, lambda: sy.on_message(T, _ack(1, 1000000000, key=KEY)))
-        _in(d, lambda: sy.on_message(T, _ack(11, 20)))  # a batch in flight, no mac
-        _in(d, lambda: sy.on_message(T, _ack(21, 30, key=bytes(32))))  # another key
+        in_dir(d, lambda: sy.on_message(T, _ack(41, 50, key=KEY)))  # not published yet
+        in_dir(d, lambda: sy.on_message(T, _ack(1, 1000000000, key=KEY)))
+        in_dir(d, lambda: sy.on_message(T, _ack(11, 20)))  # a batch in flight, no mac
+        in_dir(d, lambda: sy.on_message(T, _ack(21, 30, key=bytes(32))))  # another key
         assert [e[1:3] for e in sy.err] == [["ack", "unsent"], ["ack", "mac"]]
         # None of them counted: the real acks of 1..10 and 31..40 trim only 1..10.
-        _in(d, lambda: sy.on_message(T, _ack(31, 40, key=KEY)))
-        _in(d, lambda: sy.on_message(T, _ack(1, 10, key=KEY)))
+        in_dir(d, lambda: sy.on_message(T, _ack(31, 40, key=KEY)))
+        in_dir(d, lambda: sy.on_message(T, _ack(1, 10, key=KEY)))
         assert j.count == 50 and sy.acked == 10
-        _in(d, lambda: sy.on_message(T, _ack(11, 20, key=KEY)))
-        _in(d, lambda: sy.on_message(T, _ack(21, 30, key=KEY)))
+        in_dir(d, lambda: sy.on_message(T, _ack(11, 20, key=KEY)))
+        in_dir(d, lambda: sy.on_message(T, _ack(21, 30, key=KEY)))
         assert j.count == 20 and sy.acked == 40  # 31..40 was remembered
     finally:
         rmtree(d)
@@ -219,7 +193,7 @@ def test_a_lost_ack_sends_only_that_batch_again_byte_for_byte():
             t.cancel()
             await sleep_ms(0)
 
-        _in(d, lambda: asyncio.run(main()))
+        in_dir(d, lambda: asyncio.run(main()))
         assert link.ranges() == [(1, 10), (11, 20), (21, 30), (31, 40), (11, 20)]
         assert link.sent[4][2] == link.sent[1][2]  # the same bytes
         assert sy.acked == 40 and sy._w[2] == 0
@@ -250,7 +224,7 @@ def test_a_cloud_that_acks_nothing_gets_one_batch_per_timeout():
             t.cancel()
             await sleep_ms(0)
 
-        _in(d, lambda: asyncio.run(main()))
+        in_dir(d, lambda: asyncio.run(main()))
         r = link.ranges()
         assert r[:6] == [(1, 10), (11, 20), (21, 30), (31, 40), (1, 10), (1, 10)], r
         # Then each of the others once more (a timeout of the oldest may repeat it meanwhile).
@@ -281,7 +255,7 @@ def test_the_newest_batch_sent_again_takes_the_taps_that_came_since():
             t.cancel()
             await sleep_ms(0)
 
-        _in(d, lambda: asyncio.run(main()))
+        in_dir(d, lambda: asyncio.run(main()))
         assert link.ranges() == [(1, 3), (1, 5)]
         assert link.sent[1][2].startswith(link.sent[0][2][:-2])  # the same events first
     finally:

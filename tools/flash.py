@@ -58,6 +58,7 @@ from tools.flashing import (  # noqa: E402
     EXIT_USAGE,
     EXIT_VERIFY,
     FlashError,
+    netcfg,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -179,6 +180,8 @@ def _check_device(cfg: Path, doc: Any) -> list[str]:
     floor = doc.get("boot_floor", 0)  # protocol.md "Boot floor"
     if not isinstance(floor, int) or isinstance(floor, bool) or not 0 <= floor < 0x7FFFFFFF:
         bad.append("boot_floor: an integer 0-2147483646")
+    if "wifi" in doc:  # firmware/net/netup.py; the flasher's --wifi writes it
+        bad += netcfg.check_wifi_list(doc["wifi"], "wifi")
     mqtt = doc.get("mqtt", {})
     if not isinstance(mqtt, dict):
         bad.append("mqtt: must be an object")
@@ -428,6 +431,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cloud-timeout", type=float, default=15.0, help="seconds for the cloud (default 15)"
     )
+    wifi = p.add_mutually_exclusive_group()
+    wifi.add_argument(
+        "--wifi",
+        metavar="SSID=KEY",
+        action="append",
+        help="with --cloud: a Wi-Fi network the board joins (repeat it: tried in this order; "
+        "SSID= for an open network). Not needed for an Ethernet board",
+    )
+    wifi.add_argument(
+        "--wifi-file",
+        metavar="FILE",
+        help='with --cloud: the Wi-Fi networks as a JSON list of {"ssid": ..., "key": ...}',
+    )
     p.add_argument(
         "--wait-online",
         action="store_true",
@@ -520,6 +536,14 @@ def _run(args: argparse.Namespace) -> int:
     claim = claim_document(args.claim) if args.claim is not None else None
     if cloud:
         claim = None  # traded for the credentials, not written to the board
+    wifi = netcfg.wifi_from_args(args)
+    if wifi is not None and not cloud:
+        raise FlashError(
+            "--wifi/--wifi-file go with --cloud (the device file it writes); without --cloud put "
+            '"wifi": [{"ssid": ..., "key": ...}] into the device.json you give',
+            EXIT_CONFIG,
+        )
+    args.wifi_nets = wifi
     device = _device_doc(names)
     template = None
     if cloud:  # device.json comes from the cloud; any device.json given is its template
@@ -527,6 +551,8 @@ def _run(args: argparse.Namespace) -> int:
         names = {c: d for c, d in names.items() if d != DEVICE_JSON}
         device = {**(template or {}), "device": args.device}
     board_doc = next((json.loads(c.read_text()) for c, d in names.items() if d == BOARD_JSON), None)
+    if cloud or device is not None:  # the board gets a device file: it must be able to use it
+        netcfg.require_network(board_doc, wifi or (device or {}).get("wifi"), cloud is not None)
     esptool_cmds: list[list[str]] = []
     if args.image:
         if board_doc and board_doc.get("hal") == "sim":
@@ -579,7 +605,8 @@ def _run(args: argparse.Namespace) -> int:
                 f"  provision: POST {cloud}/api/v1/provision as device {args.device} with the "
                 "claim token (not called: dry run); the answer -> :device.json"
                 + (" merged over the given device.json" if template is not None else "")
-                + ", verify by sha256"
+                + (f", Wi-Fi {netcfg.describe(wifi)}" if wifi else "")
+                + "; a TLS broker's CA -> :ca.pem; verify by sha256"
             )
         if romfs is not None:
             log(
@@ -624,9 +651,9 @@ def _run(args: argparse.Namespace) -> int:
             log(f"board: {_mpy(board, ours)}")
             if cloud:
                 # checked, nothing written yet: trade the token; a failure leaves the board as is
-                item, where = _provision(args, cloud, template)
-                items.append(item)
-                total += len(item.data)
+                got, where = _provision(args, cloud, template)
+                items += got
+                total += sum(len(it.data) for it in got)
                 if args.wait_online:
                     watch = _watch(*where)
             if romfs is not None:
@@ -679,15 +706,19 @@ def _cloud_args(args: argparse.Namespace) -> str | None:
 
 
 def _provision(args: argparse.Namespace, cloud: str, template: dict[str, Any] | None):
-    """POST the claim token; the device.json item built from the answer and (host, port, topic)
-    of the board's status for --wait-online."""
+    """POST the claim token; the items built from the answer (device.json, and ca.pem for a TLS
+    broker) and the arguments of the --wait-online watch (host, port, topic, TLS)."""
     from tools.flashing import provision
     from tools.flashing.online import status_topic
 
     log(f"provisioning {args.device} at {cloud} ...")
     p = provision.provision(cloud, args.device, args.claim, timeout=args.cloud_timeout)
     log(f"provisioned: {p.describe()}")
-    doc = provision.device_document(template, p)
+    wifi = getattr(args, "wifi_nets", None)
+    if wifi:
+        log(f"Wi-Fi networks, in order: {netcfg.describe(wifi)}")
+    files = provision.device_files(template, p, wifi)
+    doc = json.loads(files[DEVICE_JSON])
     bad = _check_device(Path(DEVICE_JSON), doc)
     if bad:
         raise FlashError(
@@ -695,20 +726,22 @@ def _provision(args: argparse.Namespace, cloud: str, template: dict[str, Any] | 
             "was written to the board, the claim token is used: ask for a new one",
             EXIT_CLOUD,
         )
-    item = Item(DEVICE_JSON, provision.encode(doc), f"--cloud {cloud}")
+    items = [Item(name, data, f"--cloud {cloud}") for name, data in files.items()]
     if args.wait_online and p.acl:
         log(
             "note: the broker enforces per-board ACLs; --wait-online subscribes without the "
             "board's account (its client id is bound to the board) and needs a broker that lets "
             "this machine read the status topic"
         )
-    return item, (*_broker(args, doc), status_topic(p.prefix, p.device))
+    where = (*_broker(args, doc), status_topic(p.prefix, p.device))
+    tls = {"ca_pem": p.ca_pem, "server_hostname": p.server_hostname} if p.tls else {}
+    return items, (*where, tls)
 
 
-def _watch(host: str, port: int, topic: str, user=None, password=None):
+def _watch(host: str, port: int, topic: str, tls=None, user=None, password=None):
     from tools.flashing.online import StatusWatch
 
-    return StatusWatch(host, port, topic, user=user, password=password)
+    return StatusWatch(host, port, topic, user=user, password=password, **(tls or {}))
 
 
 def _mpy(board, ours: int) -> str:

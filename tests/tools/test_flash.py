@@ -155,7 +155,8 @@ def test_two_board_configs_are_refused(tmp_path, capsys, no_board, no_build):
 def test_valid_board_is_copied_as_board_json_and_dry_run_copies_nothing(
     tmp_path, capsys, no_board, fake_build
 ):
-    device = _write(tmp_path / "device.json", DEVICE)
+    # a real board config needs a way onto the network (D27-C): Wi-Fi in its device file
+    device = _write(tmp_path / "device.json", {**DEVICE, "wifi": [{"ssid": "s", "key": "k" * 8}]})
     rc = main(
         ["flash", "--port", FAKE_PORT, "--out", str(fake_build), "--dry-run",
          "--config", str(BOARD), "--config", str(device)]

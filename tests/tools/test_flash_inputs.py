@@ -193,7 +193,8 @@ def test_a_board_config_and_a_device_config_under_any_names(tmp_path, capsys, fa
     from tools.boardconfig import board_files
 
     board = next(p for p in board_files() if p.name == "esp32-devkitc-door-mfrc522.json")
-    dev = _write(tmp_path / "school-7-gate.json", DEVICE)
+    # a real board config needs a way onto the network (D27-C): Wi-Fi in its device file
+    dev = _write(tmp_path / "school-7-gate.json", {**DEVICE, "wifi": [{"ssid": "s", "key": ""}]})
     second = _write(tmp_path / "another.json", DEVICE)
     rc = main(["flash", "--port", FAKE_PORT, "--out", str(fake_build), "--dry-run",
                "--config", str(board), "--config", str(dev)])  # fmt: skip

@@ -18,6 +18,8 @@ from typing import Any
 from tools.flashing import EXIT_CLAIM_REFUSED, EXIT_CLOUD, EXIT_CONFIG, FlashError
 
 PROVISION_PATH = "/api/v1/provision"
+DEVICE_FILE = "device.json"
+CA_FILE = "ca.pem"  # device.json mqtt.ca: the CA the board verifies the broker with
 DEFAULT_KEEPALIVE = 30  # firmware/net/link.py's default
 
 
@@ -50,12 +52,24 @@ class Provisioned:
     acl: bool
     ack_key: str = ""  # hex; "": an older cloud without ack keys (protocol.md "Ack")
     boot_floor: int = 0  # the newest boot the cloud holds for the device (protocol.md)
+    # What only the cloud knows of the board's setting-up (docs/provisioning.md, D27-C); an
+    # older cloud answers none of it: plain MQTT, no NTP, no offset.
+    tls: bool = False
+    ca_pem: str = ""  # the CA the board verifies the broker with: written as ca.pem
+    server_hostname: str = ""  # the name the broker's certificate is for
+    ntp: tuple[str, ...] = ()
+    timezone: str = ""
+    tz_offset_min: int | None = None
+    mode: str = ""
 
     def describe(self) -> str:
+        tls = f"TLS verifying {self.server_hostname or self.host}" if self.tls else "plain MQTT"
+        tz = f", {self.timezone} UTC{self.tz_offset_min / 60:+g}" if self.timezone else ""
         return (
-            f"device {self.device}, school {self.school}, broker {self.host}:{self.port}, "
+            f"device {self.device}, school {self.school}, broker {self.host}:{self.port} ({tls}), "
             f"prefix {self.prefix}, user {self.user}, password ******** "
-            f"({'per-board ACL' if self.acl else 'open broker: no ACL'})"
+            f"({'per-board ACL' if self.acl else 'open broker: no ACL'}), "
+            f"NTP {', '.join(self.ntp) or 'none'}{tz}"
         )
 
 
@@ -84,6 +98,13 @@ def _parse(device: str, raw: bytes) -> Provisioned:
             acl=bool(m.get("acl", False)),
             ack_key=str(doc.get("ack_key") or ""),
             boot_floor=int(doc.get("boot_floor") or 0),
+            tls=m.get("tls") is True,
+            ca_pem=str(m.get("ca_pem") or ""),
+            server_hostname=str(m.get("server_hostname") or ""),
+            ntp=tuple(str(s) for s in doc.get("ntp") or ()),
+            timezone=str(doc.get("timezone") or ""),
+            tz_offset_min=None if doc.get("tz_offset_min") is None else int(doc["tz_offset_min"]),
+            mode=str(doc.get("mode") or ""),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise FlashError(
@@ -101,7 +122,33 @@ def _parse(device: str, raw: bytes) -> Provisioned:
     if p.ack_key and not re.fullmatch(r"[0-9a-f]{64}", p.ack_key) or p.boot_floor < 0:
         raise FlashError("the cloud's ack_key or boot_floor is malformed; nothing was written",
                          EXIT_CLOUD)  # fmt: skip
+    bad = _check_setup(p)
+    if bad:
+        raise FlashError(f"the cloud's answer is unusable: {bad}; nothing was written to the "
+                         "board (the cloud's settings need fixing)", EXIT_CLOUD)  # fmt: skip
     return p
+
+
+def _check_setup(p: Provisioned) -> str:
+    """What is wrong with the TLS, NTP, time zone and mode of an answer ("": nothing)."""
+    if p.tls:
+        if not p.ca_pem:
+            return "TLS without a CA certificate"
+        try:
+            from cryptography import x509
+
+            x509.load_pem_x509_certificates(p.ca_pem.encode())
+        except (ValueError, UnicodeEncodeError):
+            return "its CA certificate (mqtt.ca_pem) does not parse as PEM"
+        if p.server_hostname and not re.fullmatch(r"[A-Za-z0-9.:-]{1,253}", p.server_hostname):
+            return "mqtt.server_hostname is not a host name"
+    if any(not re.fullmatch(r"[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?", s) for s in p.ntp):
+        return "an NTP server is not HOST or HOST:PORT"
+    if p.tz_offset_min is not None and not -720 <= p.tz_offset_min <= 840:
+        return f"tz_offset_min {p.tz_offset_min} is out of range"
+    if p.mode not in ("", "door", "turnstile", "canteen"):
+        return f"unknown mode {p.mode!r}"
+    return ""
 
 
 def provision(base_url: str, device: str, token: str, timeout: float = 15.0) -> Provisioned:
@@ -145,15 +192,31 @@ def provision(base_url: str, device: str, token: str, timeout: float = 15.0) -> 
     return _parse(device, raw)
 
 
-def device_document(template: dict[str, Any] | None, p: Provisioned) -> dict[str, Any]:
-    """device.json: the template (if any) with the cloud's device, school, site key and broker
-    account over it; the template's other keys (clock_synced, relay_ms, mqtt.keepalive, ...)
-    stay."""
+def device_document(
+    template: dict[str, Any] | None, p: Provisioned, wifi: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
+    """device.json: the template (if any) with the cloud's device, school, site key, broker
+    account, TLS, NTP servers and time zone offset over it, and the Wi-Fi networks given to the
+    flasher (``wifi``; else the template's); the template's other keys (clock_synced, relay_ms,
+    mqtt.keepalive, ntp.every_s, mode, ...) stay."""
     doc: dict[str, Any] = dict(template or {})
     mqtt = dict(doc.get("mqtt") or {})
     mqtt.update(host=p.host, port=p.port, prefix=p.prefix, user=p.user, password=p.password)
     mqtt.setdefault("keepalive", DEFAULT_KEEPALIVE)
+    for k in ("tls", "ca", "server_hostname"):
+        mqtt.pop(k, None)  # the cloud says whether its broker takes TLS, not the template
+    if p.tls:  # firmware/net/link.py: verified against the CA file, no fallback (D25-K)
+        mqtt.update(tls=True, ca=CA_FILE, server_hostname=p.server_hostname or p.host)
     doc.update(device=p.device, school=p.school, site_key=p.site_key, mqtt=mqtt)
+    if p.ntp:
+        ntp = doc.get("ntp")
+        doc["ntp"] = {**(ntp if isinstance(ntp, dict) else {}), "servers": list(p.ntp)}
+    if p.tz_offset_min is not None:
+        doc["tz_offset_min"] = p.tz_offset_min
+    if p.mode:
+        doc.setdefault("mode", p.mode)  # a template's mode is the technician's choice
+    if wifi:
+        doc["wifi"] = wifi
     doc.pop("ack_key", None)  # a template's key is not this board's
     if p.ack_key:
         doc["ack_key"] = p.ack_key  # acks without its mac are ignored (protocol.md "Ack")
@@ -164,3 +227,15 @@ def device_document(template: dict[str, Any] | None, p: Provisioned) -> dict[str
 
 def encode(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n"
+
+
+def device_files(
+    template: dict[str, Any] | None, p: Provisioned, wifi: list[dict[str, str]] | None = None
+) -> dict[str, bytes]:
+    """The files the board gets from the cloud's answer, by their name on the board:
+    device.json, and ca.pem for a TLS broker. What `qadam flash --cloud` copies and verifies
+    (and what tests put into a virtual board's flash)."""
+    files = {DEVICE_FILE: encode(device_document(template, p, wifi))}
+    if p.tls:
+        files[CA_FILE] = p.ca_pem.encode()
+    return files

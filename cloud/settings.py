@@ -127,6 +127,14 @@ class Settings(BaseSettings):
     balance_poll_ms: int = Field(default=250, ge=20, le=60_000)
     balance_debounce_ms: int = Field(default=1000, ge=0, le=600_000)
     balance_client_id: str | None = Field(default=None, min_length=1, max_length=128)
+    # Remote commands and the canteen menu push (cloud/workers/command_push.py, D27-A): queued
+    # commands go out every command_poll_ms to online boards; one unanswered after
+    # command_resend_s is sent again (config/resync/diag only); menus cover today and the next
+    # menu_days_ahead days.
+    command_poll_ms: int = Field(default=500, ge=20, le=60_000)
+    command_resend_s: int = Field(default=30, ge=1, le=86_400)
+    command_client_id: str | None = Field(default=None, min_length=1, max_length=128)
+    menu_days_ahead: int = Field(default=7, ge=0, le=15)
 
     # Outbox delivery (cloud/workers/outbox.py). The lease must outlast one delivery
     # (socialwallet_timeout_s); a claimed row comes back after it if its worker died.

@@ -14,9 +14,11 @@ from cloud.api import imports as imports_api
 from cloud.api import provisioning as provisioning_api
 from cloud.api import push as push_api
 from cloud.api import whitelists as whitelists_api
+from cloud.api.commands import router as commands_router
 from cloud.api.deps import SettingsDep
 from cloud.api.events import router as events_router
 from cloud.api.ledger import router as ledger_router
+from cloud.api.menus import router as menus_router
 from cloud.api.reports import router as reports_router
 from cloud.api.socialwallet import router as socialwallet_router
 from cloud.db.conn import connect
@@ -33,8 +35,10 @@ ROUTERS = (
     people.router,
     whitelists_api.router,  # before devices: /devices/drift must not match /devices/{id}
     devices.router,
+    commands_router,
     provisioning_api.router,
     canteen.router,
+    menus_router,
     consents.router,
     push_api.router,
     audit.router,

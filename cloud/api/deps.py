@@ -146,6 +146,10 @@ DeviceReader = Annotated[
 ]
 DeviceWriter = Annotated[Principal, Depends(allow("platform_admin", "school_admin", "technician"))]
 CanteenReader = PeopleReader  # dishes, meal categories, ratings: the menu is for guardians too
+# Who plans the dated menu that goes to the canteen boards (D27-A).
+MenuPlanner = Annotated[
+    Principal, Depends(allow("platform_admin", "school_admin", "canteen_operator"))
+]
 RestrictionReader = Annotated[
     Principal,
     Depends(allow("platform_admin", "school_admin", "canteen_operator", "guardian")),

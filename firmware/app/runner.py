@@ -41,6 +41,13 @@ class App:
         self.t_wl = topic(prefix, dev, "wl")
         self.t_cmd = topic(prefix, dev, "cmd")
         self.sync.subs += [self.t_wl, self.t_cmd]
+        try:  # a board flashed with the OTA layout (docs/ota.md): it runs from a slot
+            import os
+            os.stat("slot_a.rom")
+            import ota.trial
+            ota.trial.setup(self)  # its slot into the status; OTA topic subscribed
+        except OSError:
+            pass
         # The last will: offline, retained, on the status topic (protocol.md "Status"). Built
         # here, not by a Sync method: a method costs heap for as long as the board runs (D20).
         self.link = Link(dev, mcfg, will=(self.sync.t_status, b'{"v":1,"online":false}', True, 1),
@@ -74,6 +81,9 @@ class App:
             self._wl_chunk(payload)
         elif t == self.t_cmd:
             asyncio.create_task(self._cmd(bytes(payload)))  # the view dies
+        elif t.endswith("/ota"):  # subscribed by ota.trial.setup, on OTA boards only
+            import ota.fetch  # loaded while a download is under way (ota.fetch unloads it)
+            ota.fetch.on_message(self, payload)
         elif self.canteen is not None and t == self.canteen.t_bal:
             self.canteen.bal_chunk(payload)
 
@@ -154,6 +164,9 @@ class App:
         elif not self.clock.synced and self.cfg.get("clock_sync_ms"):
             # Sim only: the host clock "becomes synced" after a while (tests of the correction).
             tasks.append(asyncio.create_task(self._sync_clock_later(self.cfg["clock_sync_ms"])))
+        m = sys.modules.get("ota.trial")
+        if m is not None:  # a new image on trial: confirm it or give it up (ota/trial.py)
+            tasks.append(asyncio.create_task(m.watch(self)))
         tasks += self.board.start(self) or []
         await self._done.wait()
         for t in tasks:

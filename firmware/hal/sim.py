@@ -76,6 +76,7 @@ class Board:
                     break
                 time.sleep_ms(d + 10)
             emit("wdt", {"timeout_ms": ms})
+            open("wdt.rst", "w").close()  # the reset cause a board's machine.reset_cause() gives
             os.system("kill -9 $PPID")  # the unix port has no os._exit; a reset is abrupt too
 
         _thread.start_new_thread(watch, ())

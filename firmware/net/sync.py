@@ -115,6 +115,10 @@ class Sync:
         payload = bytes(payload)  # the client passes a view into its receive buffer
         a = parse_ack(payload)
         if a is None:
+            if "trial" in self.status:  # the cloud's ack of a new image's trial (ota/trial.py)
+                import ota.trial
+                ota.trial.ack(self, payload)
+                return
             print("#", "sync", "ack", "ignored", payload[:80])
             return
         if self._out is not None:

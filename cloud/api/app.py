@@ -2,26 +2,47 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio.to_thread
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
+from psycopg_pool import PoolTimeout
 
-from cloud.api import audit, auth, canteen, consents, dberrors, devices, org, people, users
+from cloud.api import (
+    audit,
+    auth,
+    canteen,
+    consents,
+    dberrors,
+    devices,
+    metrics,
+    org,
+    overload,
+    people,
+    users,
+)
 from cloud.api import imports as imports_api
 from cloud.api import provisioning as provisioning_api
 from cloud.api import push as push_api
 from cloud.api import whitelists as whitelists_api
 from cloud.api.commands import router as commands_router
-from cloud.api.deps import SettingsDep
+from cloud.api.deps import API_SESSION_OPTIONS, SettingsDep
 from cloud.api.events import router as events_router
 from cloud.api.ledger import router as ledger_router
 from cloud.api.menus import router as menus_router
+from cloud.api.overload import Admission
+from cloud.api.ratelimit import ClientRateLimit, RateLimits
 from cloud.api.reports import router as reports_router
 from cloud.api.socialwallet import router as socialwallet_router
+from cloud.auth.token_cache import Invalidator, TokenCache
 from cloud.db.conn import connect
+from cloud.db.pool import Connections
 from cloud.domain.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from cloud.settings import Settings, get_settings
 
@@ -66,13 +87,51 @@ def _db_error(_req: Request, exc: Exception) -> JSONResponse:
     return dberrors.response_for(exc)
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open the pool and the token cache's listener; keep the pool's gauges current."""
+    s: Settings = app.state.settings
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    limiter.total_tokens = max(limiter.total_tokens, s.api_max_inflight + 8)
+    if app.state.connections.pooled:
+        app.state.connections.pool()
+    invalidator = None
+    if s.auth_cache_ttl_s > 0:
+        invalidator = Invalidator(app.state.token_cache, s.database_url)
+        invalidator.start()
+
+    async def observe() -> None:
+        while True:
+            metrics.observe_pool(app.state.connections.stats())
+            await asyncio.sleep(1.0)
+
+    observer = asyncio.create_task(observe())
+    try:
+        yield
+    finally:
+        observer.cancel()
+        if invalidator is not None:
+            await anyio.to_thread.run_sync(invalidator.stop)
+        await anyio.to_thread.run_sync(app.state.connections.close)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="qadam",
         version="0.1.0",
         description="School attendance, canteen and parent information (see docs/api.md).",
+        lifespan=_lifespan,
     )
-    app.state.settings = settings if settings is not None else get_settings()
+    s = app.state.settings = settings if settings is not None else get_settings()
+    # issue #19 (D27-D): pooled connections, cached token lookups, rate limits, admission queue
+    app.state.connections = Connections(s, "qadam-api", API_SESSION_OPTIONS)
+    app.state.token_cache = TokenCache(s.auth_cache_ttl_s)
+    app.state.rate_limits = RateLimits(s.api_rate_client, s.api_rate_account)
+    app.add_middleware(
+        Admission, limit=s.api_max_inflight, queue_max=s.api_queue_max,
+        wait_s=s.api_queue_wait_s, retry_after_s=s.api_retry_after_s,
+    )  # fmt: skip
+    app.add_middleware(ClientRateLimit, limits=app.state.rate_limits)  # outermost: no work yet
     if not app.state.settings.auth_required:
         log.warning(
             "AUTH NOT REQUIRED for GET /api/v1/events: anyone who reaches this port reads every "
@@ -83,6 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(psycopg.Error, _db_error)
+    app.add_exception_handler(PoolTimeout, overload.pool_timeout_handler)
 
     @app.get("/healthz", tags=["ops"])
     def healthz(s: SettingsDep) -> JSONResponse:

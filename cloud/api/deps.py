@@ -14,10 +14,11 @@ import psycopg
 from fastapi import Depends, HTTPException, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 
+from cloud.api.ratelimit import RateLimits
 from cloud.auth.principal import ANONYMOUS_READER, Principal, Role
-from cloud.auth.sessions import principal_for
 from cloud.auth.throttle import LoginThrottle
-from cloud.db.conn import connect
+from cloud.auth.token_cache import TokenCache
+from cloud.db.pool import Connections
 from cloud.settings import Settings
 
 TOKEN_URL = "/api/v1/auth/token"
@@ -31,13 +32,13 @@ def get_app_settings(request: Request) -> Settings:
     return settings
 
 
-def get_conn(settings: Annotated[Settings, Depends(get_app_settings)]) -> Iterator[Any]:
+def get_conn(request: Request) -> Iterator[Any]:
     """One connection and one transaction per request: committed when the route returns,
     rolled back when it raises (so a rejected request changes nothing). ``scope="function"``
-    ends it before the response is sent, so a client never reads ahead of the commit."""
-    with connect(
-        settings.database_url, application_name="qadam-api", options=API_SESSION_OPTIONS
-    ) as conn:
+    ends it before the response is sent, so a client never reads ahead of the commit. From the
+    app's pool (cloud/db/pool.py): no connection within db_pool_timeout_s is 503 + Retry-After."""
+    connections: Connections = request.app.state.connections
+    with connections.connection() as conn:
         yield conn
 
 
@@ -68,24 +69,36 @@ def _unauthorized() -> HTTPException:
     )
 
 
-def get_principal(conn: ConnDep, token: TokenDep) -> Principal:
+# Requests that only read may use a cached token lookup; the others read it fresh (D27-D).
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_principal(conn: ConnDep, token: TokenDep, request: Request) -> Principal:
+    """The caller, from the process's token cache or the database (cloud/auth/token_cache.py);
+    then the per-account rate limit (cloud/api/ratelimit.py: 429 + Retry-After). A request
+    that may write reads it from the database (a logout too: the next read is fresh)."""
     if token is None:
         raise _unauthorized()
-    principal = principal_for(conn, token)
+    cache: TokenCache = request.app.state.token_cache
+    principal = cache.principal(conn, token, fresh=request.method not in READ_METHODS)
     if principal is None:
         raise _unauthorized()
+    rate_limits: RateLimits = request.app.state.rate_limits
+    rate_limits.check_account(principal.user_id)
     return principal
 
 
 EVENT_READERS = ("platform_admin", "district_authority", "school_admin", "guardian")
 
 
-def get_events_reader(conn: ConnDep, token: TokenDep, settings: SettingsDep) -> Principal:
+def get_events_reader(
+    conn: ConnDep, token: TokenDep, settings: SettingsDep, request: Request
+) -> Principal:
     """Like get_principal, but with settings.auth_required False a request without a token reads
     every event (the demo's live page; D8)."""
     if token is None and not settings.auth_required:
         return ANONYMOUS_READER
-    principal = get_principal(conn, token)
+    principal = get_principal(conn, token, request)
     if principal.role not in EVENT_READERS:
         raise HTTPException(status_code=403, detail=f"role {principal.role} may not read events")
     return principal

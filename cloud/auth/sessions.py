@@ -42,23 +42,36 @@ def logout(conn: Conn, token: str) -> None:
     )
 
 
+def digest(token: str) -> bytes:
+    """What the database keeps of a token (its SHA-256)."""
+    return _digest(token)
+
+
 def principal_for(conn: Conn, token: str) -> Principal | None:
     """The user of a live (unexpired, unrevoked) token, or None."""
     if not token or len(token) > 200:
         return None
+    found = lookup(conn, _digest(token))
+    return None if found is None else found[0]
+
+
+def lookup(conn: Conn, token_hash: bytes) -> tuple[Principal, float] | None:
+    """The user of a live session, and the seconds until the session expires; or None."""
     row = conn.execute(
-        "SELECT u.id, u.email, u.role, u.district_id, u.school_id"
+        "SELECT u.id, u.email, u.role, u.district_id, u.school_id,"
+        " extract(epoch FROM s.expires_at - now())::float8"
         " FROM sessions s JOIN users u ON u.id = s.user_id"
         " WHERE s.token_hash = %s AND s.revoked_at IS NULL AND s.expires_at > now()"
         " AND u.active",
-        (_digest(token),),
+        (token_hash,),
     ).fetchone()
     if row is None:
         return None
-    return Principal(
+    principal = Principal(
         user_id=int(row[0]),
         email=str(row[1]),
         role=cast(Role, row[2]),
         district_id=None if row[3] is None else int(row[3]),
         school_id=None if row[4] is None else str(row[4]),
     )
+    return principal, float(row[5])

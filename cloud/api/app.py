@@ -6,12 +6,11 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import anyio.to_thread
 import psycopg
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
 from cloud.api import (
@@ -41,12 +40,12 @@ from cloud.api.ratelimit import ClientRateLimit, RateLimits
 from cloud.api.reports import router as reports_router
 from cloud.api.socialwallet import router as socialwallet_router
 from cloud.auth.token_cache import Invalidator, TokenCache
+from cloud.console import web as console
 from cloud.db.conn import connect
 from cloud.db.pool import Connections
 from cloud.domain.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from cloud.settings import Settings, get_settings
 
-CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
 log = logging.getLogger("qadam.api")
 
 ROUTERS = (
@@ -121,6 +120,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="School attendance, canteen and parent information (see docs/api.md).",
         lifespan=_lifespan,
+        docs_url=None,  # served by the console from npm's swagger-ui-dist and redoc: no CDN
+        redoc_url=None,
     )
     s = app.state.settings = settings if settings is not None else get_settings()
     # issue #19 (D27-D): pooled connections, cached token lookups, rate limits, admission queue
@@ -154,9 +155,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
-    @app.get("/", include_in_schema=False)
-    @app.get("/live", include_in_schema=False)
-    def live() -> FileResponse:
-        return FileResponse(CONSOLE_DIR / "live.html", media_type="text/html")
-
+    console.install(app)  # the web console, /docs and /redoc from our own files (D27-E)
     return app

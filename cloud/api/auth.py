@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
+import psycopg
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordRequestForm
@@ -12,8 +14,9 @@ from pydantic import BaseModel
 from cloud.api.deps import ConnDep, LoginThrottleDep, PrincipalDep, SettingsDep, TokenDep
 from cloud.auth import sessions
 from cloud.auth.principal import Principal, Role
-from cloud.auth.throttle import record_attempt
+from cloud.auth.throttle import LoginThrottle, record_attempt
 from cloud.domain.store import audit
+from cloud.settings import Settings
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
@@ -48,7 +51,7 @@ LOGIN_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _client(request: Request) -> str:
+def client_address(request: Request) -> str:
     return (request.client.host if request.client else "") or "unknown"
 
 
@@ -64,33 +67,58 @@ def login(
     (the same answer for both). Failed logins are throttled per account and per client address
     (429 with Retry-After, the right password included, until the window ends; D24-D). Refusals
     are answered, not raised, so their counts and audit rows commit."""
-    client = _client(request)
-    email = form.username.strip().lower()
+    got = attempt(conn, settings, throttle, client_address(request), form.username, form.password)
+    if got.retry_after:
+        return JSONResponse(
+            {"detail": f"too many failed logins: try again in {got.retry_after} s"},
+            status_code=429,
+            headers={"Retry-After": str(got.retry_after)},
+        )
+    if got.token is None:
+        return _wrong()
+    return TokenOut(access_token=got.token, expires_in=settings.session_ttl_s)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    token: str | None = None  # a new session's token: the password was right
+    user_id: int | None = None
+    retry_after: int = 0  # refused by the throttle: seconds to wait
+
+
+def attempt(
+    conn: psycopg.Connection[Any],
+    settings: Settings,
+    throttle: LoginThrottle,
+    client: str,
+    username: str,
+    password: str,
+) -> Attempt:
+    """One login attempt, throttled and audited: the API's token login and the console's
+    sign-in both go through here. The caller answers, not raises, so counts and audit rows
+    commit."""
+    email = username.strip().lower()
     bound = throttle.bind(conn)
-    if len(email) > 254 or len(form.password) > 1024 or "\x00" in email:
+    if len(email) > 254 or len(password) > 1024 or "\x00" in email:
         bound.failed(None, client)  # no account to count: the address is counted
         record_attempt(conn, email[:254].replace("\x00", ""), client, None, "failed")
-        return _wrong()
+        return Attempt()
     bound.lock_account(email)
     wait = bound.retry_after(email, client)
     if wait:
         bound.refused(client)
         record_attempt(conn, email, client, _user_id(conn, email), "refused", wait)
-        return JSONResponse(
-            {"detail": f"too many failed logins: try again in {wait} s"},
-            status_code=429,
-            headers={"Retry-After": str(wait)},
-        )
-    got = sessions.login(conn, email, form.password, settings.session_ttl_s)
+        return Attempt(retry_after=wait)
+    got = sessions.login(conn, email, password, settings.session_ttl_s)
     if got is None:
         bound.failed(email, client)
         record_attempt(conn, email, client, _user_id(conn, email), "failed")
-        return _wrong()
+        return Attempt()
     bound.succeeded(email)
     token, user_id = got
     actor = Principal(user_id=user_id, email=email, role="guardian")
     audit(conn, actor, "login", "users", user_id, None, None)
-    return TokenOut(access_token=token, expires_in=settings.session_ttl_s)
+    return Attempt(token=token, user_id=user_id)
 
 
 def _wrong() -> JSONResponse:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import psycopg
 from fastapi import APIRouter, HTTPException, Query
@@ -14,11 +15,15 @@ from cloud.api import event_cursor
 from cloud.api.deps import ConnDep, EventsReaderDep
 from cloud.api.models import IsoDateTime
 from cloud.auth import scope
+from cloud.auth.principal import Principal
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 
 # Newest first; ties (one board time) by seq, then by identity, so pages never overlap.
 _ORDER = sql.SQL("ORDER BY e.occurred_at DESC, e.seq DESC, e.device_id, e.boot DESC")
+
+
+Result = Literal["granted", "denied"]
 
 
 class EventOut(BaseModel):
@@ -136,6 +141,7 @@ def list_events(
     school: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
     device: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
     person: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    result: Annotated[Result | None, Query(description="granted or denied")] = None,
     since: Annotated[
         IsoDateTime | None, Query(description="ISO 8601; inclusive; no offset = UTC")
     ] = None,
@@ -174,8 +180,40 @@ def list_events(
                 }
             ],
         )
+    f = EventFilter(school, device, person, result, since, until)
+    total, items, next_cursor = events_in_scope(conn, principal, f, after, limit, offset)
+    return EventPage(
+        total=total, limit=limit, offset=offset, items=items, next_cursor=next_cursor
+    )
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    school: str | None = None
+    device: str | None = None
+    person: int | None = None
+    result: Result | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def events_in_scope(
+    conn: psycopg.Connection[Any],
+    principal: Principal,
+    f: EventFilter,
+    after: event_cursor.Cursor | None,
+    limit: int,
+    offset: int = 0,
+) -> tuple[int, list[EventOut], str | None]:
+    """The events ``principal`` may read that match ``f``: their total, one page, and the cursor
+    of the next page (None: this page was not full). The API and the console's live page both
+    read through here, so both are scoped alike (D8)."""
+    school, device, person, since, until = f.school, f.device, f.person, f.since, f.until
     where: list[sql.Composable] = []
     params: dict[str, Any] = {}
+    if f.result is not None:
+        where.append(sql.SQL("e.result = %(result)s"))
+        params["result"] = f.result
     if school is not None:
         where.append(sql.SQL("e.school_id = %(school)s"))
         params["school"] = school
@@ -220,6 +258,4 @@ def list_events(
         last = items[-1]
         after_last = event_cursor.Cursor(last.occurred_at, last.seq, last.device, last.boot)
         next_cursor = after_last.encode()
-    return EventPage(
-        total=total, limit=limit, offset=offset, items=items, next_cursor=next_cursor
-    )
+    return total, items, next_cursor

@@ -1,1 +1,2 @@
-"""Static console pages served by the API."""
+"""The web console: server-rendered pages (Jinja2, htmx) on the API's sessions and scopes
+(D27-E)."""

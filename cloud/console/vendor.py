@@ -3,7 +3,8 @@
 ``./dev`` runs ``npm ci`` when node_modules is missing or the lock changed, then
 ``python -m cloud.console.vendor``, which copies the allow-listed files below into
 ``cloud/console/static/vendor/`` (git-ignored): nothing third-party is committed and nothing
-comes from a CDN at run time (D27-E). The pages link them with ``?_hash=`` (cloud/console/static.py).
+comes from a CDN at run time (D27-E). The pages link them with ``?_hash=``
+(cloud/console/static.py).
 """
 
 from __future__ import annotations

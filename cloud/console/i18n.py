@@ -1,0 +1,137 @@
+"""The console's languages: one gettext catalogue per language (cloud/console/locale/*/
+LC_MESSAGES/messages.po, compiled in memory at start-up: no .mo in git) and Babel's CLDR data
+for dates and numbers.
+
+The language is the request's, never the process's: templates get ``gettext``/``ngettext``
+callables that read ``locale`` from the template context (Jinja's
+``install_gettext_translations`` would be process-wide and mix concurrent kk and ru requests).
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import date, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date, format_datetime, format_time
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
+from babel.support import Translations
+from jinja2 import pass_context
+from jinja2.runtime import Context
+
+LOCALE_DIR = Path(__file__).resolve().parent / "locale"
+LANGUAGES = ("kk", "ru", "en")
+DEFAULT = "kk"
+# the language's own name, for the switcher (not translated: a reader finds their own)
+NAMES = {"kk": "Қазақша", "ru": "Русский", "en": "English"}
+# CLDR locales for formatting: Kazakhstan's conventions for kk and ru (research/ui.md §4)
+CLDR = {"kk": "kk_KZ", "ru": "ru_KZ", "en": "en"}
+ZONE = ZoneInfo("Asia/Almaty")  # UTC+5 (the whole country since 2024-03-01)
+
+
+def catalogue_path(lang: str) -> Path:
+    return LOCALE_DIR / lang / "LC_MESSAGES" / "messages.po"
+
+
+@cache
+def translations(lang: str) -> Translations:
+    with catalogue_path(lang).open("rb") as f:
+        catalog = read_po(f, locale=lang)
+    buf = io.BytesIO()
+    write_mo(buf, catalog)
+    buf.seek(0)
+    return Translations(buf)
+
+
+def pick(*candidates: str | None, accept_language: str = "") -> str:
+    """The first supported language among ``candidates`` (user setting, cookie), else the
+    browser's preference, else kk."""
+    for c in candidates:
+        if c in LANGUAGES:
+            return c
+    for part in accept_language.split(","):
+        tag = part.split(";")[0].strip().lower()[:2]
+        if tag in LANGUAGES:
+            return tag
+    return DEFAULT
+
+
+def N_(message: str) -> str:
+    """Marks a message in Python code for the catalogue; translated where it is shown."""
+    return message
+
+
+def gettext(lang: str, message: str) -> str:
+    return str(translations(lang).ugettext(message))
+
+
+@pass_context
+def _gettext(ctx: Context, message: str) -> str:
+    return gettext(ctx["locale"], message)
+
+
+@pass_context
+def _ngettext(ctx: Context, singular: str, plural: str, n: int) -> str:
+    return str(translations(ctx["locale"]).ungettext(singular, plural, n))
+
+
+# Labels of stored codes, marked for the catalogue and translated where shown.
+ROLE_NAMES = {
+    "platform_admin": N_("platform operator"),
+    "district_authority": N_("district education authority"),
+    "school_admin": N_("school administrator"),
+    "canteen_operator": N_("canteen operator"),
+    "technician": N_("technician"),
+    "guardian": N_("parent or guardian"),
+}
+CATEGORY_NAMES = {"free": N_("free"), "reduced": N_("reduced price"), "paid": N_("paid"),
+                  "none": N_("no category")}  # fmt: skip
+MODE_NAMES = {"door": N_("door"), "turnstile": N_("turnstile"), "canteen": N_("canteen")}
+READER_NAMES = {"in": N_("entrance"), "out": N_("exit"), "canteen": N_("canteen")}
+
+
+def install(env: Any) -> None:
+    """Per-request gettext in templates (``{% trans %}`` and ``_()``) and the formatting
+    filters, each reading the request's ``locale`` from the context."""
+    env.add_extension("jinja2.ext.i18n")
+    env.install_gettext_callables(_gettext, _ngettext, newstyle=True)
+    env.filters["datetime"] = _datetime
+    env.filters["time"] = _time
+    env.filters["number"] = _number
+    env.filters["date_long"] = _date_long
+    env.globals.update(ROLE_NAMES=ROLE_NAMES, CATEGORY_NAMES=CATEGORY_NAMES,
+                       MODE_NAMES=MODE_NAMES, READER_NAMES=READER_NAMES)  # fmt: skip
+
+
+def _local(value: datetime, zone: str | None) -> datetime:
+    return value.astimezone(ZoneInfo(zone) if zone else ZONE)
+
+
+@pass_context
+def _datetime(ctx: Context, value: datetime | None, zone: str | None = None) -> str:
+    if value is None:
+        return ""
+    return format_datetime(_local(value, zone), "short", locale=CLDR[ctx["locale"]])
+
+
+@pass_context
+def _time(ctx: Context, value: datetime | None, zone: str | None = None) -> str:
+    if value is None:
+        return ""
+    return format_time(_local(value, zone), "HH:mm:ss", locale=CLDR[ctx["locale"]])
+
+
+@pass_context
+def _date_long(ctx: Context, value: date) -> str:
+    return format_date(value, "full", locale=CLDR[ctx["locale"]])
+
+
+@pass_context
+def _number(ctx: Context, value: int | float) -> str:
+    return format_decimal(value, locale=CLDR[ctx["locale"]])
+

@@ -1,0 +1,153 @@
+"""The console's pages: Today and Live events. Each reads through the API's own scope rules
+(cloud/auth/scope.py) and query functions, so a page shows exactly what the same person's API
+calls would return."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import RedirectResponse, Response
+
+from cloud.api import event_cursor
+from cloud.api.deps import EVENT_READERS, ConnDep
+from cloud.api.events import EventFilter, events_in_scope
+from cloud.auth import scope
+from cloud.auth.principal import Principal, Role
+from cloud.console import i18n
+from cloud.console.guard import CONSOLE_ROLES, ConsoleUser, check_csrf, require_role
+from cloud.console.i18n import N_
+from cloud.console.today import schools_in, today
+from cloud.console.web import language, render
+from cloud.domain.errors import NotFound
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf)])
+
+# Who may open which page: the API's rules for the data behind it.
+# Today: attendance and meals, as the API's reports (GET /api/v1/reports...: P, D, S).
+TODAY_ROLES: tuple[Role, ...] = ("platform_admin", "district_authority", "school_admin")
+# Live events: the API's event readers (GET /api/v1/events), less guardians (not console users).
+LIVE_ROLES: tuple[Role, ...] = tuple(r for r in EVENT_READERS if r in CONSOLE_ROLES)  # type: ignore[misc]
+PAGE_SIZE = 50
+
+
+def _lang(request: Request, conn: ConnDep, user: Principal) -> str:
+    row = conn.execute("SELECT locale FROM users WHERE id = %s", (user.user_id,)).fetchone()
+    return language(request, user_locale=row[0] if row and row[0] else None)
+
+
+def _nav(user: Principal) -> list[tuple[str, str]]:
+    items = []
+    if user.role in TODAY_ROLES:
+        items.append(("/today", N_("Today")))
+    if user.role in LIVE_ROLES:
+        items.append(("/live", N_("Live events")))
+    items.append(("/password", N_("Password")))
+    items.append(("/docs", N_("API")))
+    return items
+
+
+@router.get("/")
+def home(user: ConsoleUser) -> Response:
+    if user.role in TODAY_ROLES:
+        return RedirectResponse("/today", status_code=303)
+    return RedirectResponse("/password", status_code=303)
+
+
+def _school_choice(
+    conn: ConnDep, user: Principal, wanted: str | None
+) -> tuple[list[tuple[str, str]], str | None]:
+    """The schools in the user's scope and the one shown: ``wanted`` when in scope (else
+    NotFound, as the API answers), else the user's own, else the first."""
+    ids = scope.school_ids(conn, user)
+    schools = schools_in(conn, ids)
+    if wanted:
+        scope.require_school(conn, user, wanted)
+        return schools, wanted
+    return schools, (user.school_id or (schools[0][0] if schools else None))
+
+
+@router.get("/today")
+def today_page(
+    request: Request,
+    conn: ConnDep,
+    user: ConsoleUser,
+    school: Annotated[str | None, Query(max_length=100)] = None,
+) -> Response:
+    require_role(user, TODAY_ROLES)
+    lang = _lang(request, conn, user)
+    try:
+        schools, shown = _school_choice(conn, user, school)
+    except NotFound:
+        return render(request, "not_found.html", lang, status_code=404, user=user, nav=_nav(user))
+    day = today(conn, shown) if shown else None
+    return render(request, "today.html", lang, user=user, nav=_nav(user), schools=schools,
+                  school=shown, day=day)  # fmt: skip
+
+
+def _local_input(value: str | None) -> datetime | None:
+    """A ``datetime-local`` field (no offset): the console's time zone (Asia/Almaty)."""
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=i18n.ZONE)
+
+
+@router.get("/live")
+def live_page(
+    request: Request,
+    conn: ConnDep,
+    user: ConsoleUser,
+    school: Annotated[str | None, Query(max_length=100)] = None,
+    device: Annotated[str | None, Query(max_length=32)] = None,
+    result: Annotated[str | None, Query(max_length=10)] = None,
+    since: Annotated[str | None, Query(max_length=32)] = None,
+    until: Annotated[str | None, Query(max_length=32)] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    require_role(user, LIVE_ROLES)
+    lang = _lang(request, conn, user)
+    school, device = (school or None), (device or "").strip().lower() or None
+    form = {"school": school or "", "device": device or "", "result": result or "",
+            "since": since or "", "until": until or ""}  # fmt: skip
+    schools = schools_in(conn, scope.school_ids(conn, user))
+    errors: list[str] = []
+    after = None
+    try:
+        t_since, t_until = _local_input(since), _local_input(until)
+    except ValueError:
+        errors.append(N_("The time is not a date and time."))
+        t_since = t_until = None
+    if result not in (None, "", "granted", "denied"):
+        errors.append(N_("Unknown result."))
+    if cursor:
+        try:
+            after = event_cursor.decode(cursor)
+        except ValueError:
+            errors.append(N_("That page link is broken."))
+    if t_since and t_until and t_since > t_until:
+        errors.append(N_("The start is after the end."))
+    if school:
+        try:
+            scope.require_school(conn, user, school)
+        except NotFound:
+            errors.append(N_("No such school."))
+    if not errors and not t_since and not t_until and not cursor:
+        # the last 24 hours unless asked otherwise; in the form, so the next pages keep it
+        t_since = datetime.now(i18n.ZONE).replace(second=0, microsecond=0) - timedelta(hours=24)
+        form["since"] = t_since.strftime("%Y-%m-%dT%H:%M")
+    events: list = []
+    total, next_cursor = 0, None
+    if not errors:
+        f = EventFilter(school=school, device=device,
+                        result=result if result in ("granted", "denied") else None,  # type: ignore[arg-type]
+                        since=t_since, until=t_until)  # fmt: skip
+        total, events, next_cursor = events_in_scope(conn, user, f, after, PAGE_SIZE)
+    query = {k: v for k, v in form.items() if v}
+    next_url = "/live?" + urlencode({**query, "cursor": next_cursor}) if next_cursor else None
+    return render(request, "live.html", lang, status_code=422 if errors else 200,
+                  user=user, nav=_nav(user), schools=schools, form=form, events=events,
+                  total=total, next_url=next_url, first_page=cursor is None,
+                  refresh_url="/live?" + urlencode(query), errors=errors)  # fmt: skip

@@ -1,0 +1,73 @@
+"""The console's template environment and its mounting into the API app (D27-E)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from cloud.auth.principal import Principal
+from cloud.console import i18n, static
+from cloud.console.guard import LANG_COOKIE, NotForRole, SignInNeeded
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+env = Environment(
+    loader=FileSystemLoader(TEMPLATES),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+i18n.install(env)
+env.globals["static"] = static.url
+env.globals["LANGUAGES"] = [(code, i18n.NAMES[code]) for code in i18n.LANGUAGES]
+templates = Jinja2Templates(env=env)
+
+
+def language(request: Request, user_locale: str | None = None) -> str:
+    return i18n.pick(
+        user_locale,
+        request.cookies.get(LANG_COOKIE),
+        accept_language=request.headers.get("accept-language", ""),
+    )
+
+
+def render(
+    request: Request,
+    name: str,
+    lang: str,
+    status_code: int = 200,
+    user: Principal | None = None,
+    **ctx: Any,
+) -> HTMLResponse:
+    """A page (htmx swaps pick their part of it with hx-select)."""
+    context = {"locale": lang, "user": user, "path": request.url.path, **ctx}
+    response = templates.TemplateResponse(request, name, context, status_code=status_code)
+    response.headers["Vary"] = "HX-Request, HX-Request-Type, Cookie, Accept-Language"
+    response.headers["Cache-Control"] = "no-store"  # pages hold pupils' names
+    response.headers["Content-Language"] = lang
+    return response
+
+
+def _sign_in(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SignInNeeded)
+    return RedirectResponse(f"/login?next={exc.next_url}", status_code=303)
+
+
+def _not_for_role(request: Request, exc: Exception) -> Response:
+    lang = language(request)
+    return render(request, "refused.html", lang, status_code=403)
+
+
+def install(app: FastAPI) -> None:
+    from cloud.console import account, apidocs, pages
+
+    app.add_exception_handler(SignInNeeded, _sign_in)
+    app.add_exception_handler(NotForRole, _not_for_role)
+    app.include_router(account.router)
+    app.include_router(pages.router)
+    app.include_router(apidocs.router)

@@ -81,7 +81,8 @@ def offer(app, o):
     if not 0 < size <= MAX_SIZE:
         return _fail(app, rid, "size")
     if _cur is not None and _cur[0] == rid:
-        _ask(app)  # offered again: the chunks asked for may have been lost
+        if _cur[5] < size:
+            _ask(app)  # offered again: the chunks asked for may have been lost
         return
     m = {"id": rid, "ver": ver, "size": size, "sha256": sha, "sig": sig}
     try:
@@ -109,7 +110,10 @@ def offer(app, o):
     _cur = [rid, ver, size, sha, sig, off, 0]
     emit("ota", {"id": rid, "ver": ver, "off": off, "size": size})
     _status(app, {"id": rid, "off": off})
-    _ask(app)
+    if off == size:  # all there already (the check was cut short): check it again
+        asyncio.create_task(_finish(app))
+    else:
+        _ask(app)
 
 
 def _trim(off):
@@ -151,6 +155,17 @@ def chunk(app, b):
 async def _finish(app):
     global _cur
     c = _cur
+    try:
+        await _check(app, c)
+    except MemoryError as e:
+        # The image stays in ota.part: the next offer of the release checks it again.
+        _cur = None
+        app.sync.error("ota", e)
+        _status(app, {"id": c[0], "err": "memory"})
+
+
+async def _check(app, c):
+    global _cur
     rid = c[0]
     import hashlib
     from binascii import hexlify, unhexlify
@@ -168,6 +183,9 @@ async def _finish(app):
     if n != c[2] or hexlify(h.digest()).decode() != c[3]:
         return _fail(app, rid, "sha256")
     m = {"ver": c[1], "size": c[2], "sha256": c[3]}
+    h = buf = None
+    import gc
+    gc.collect()  # the verifier's code and numbers need room in one piece
     import ota.ed25519 as ed
     try:
         good = ed.verify(unhexlify(app.cfg["ota_pub"]), signed(m),
@@ -190,6 +208,7 @@ async def _finish(app):
     except OSError:
         pass
     _cur = None
+    app.sync.status["trial"] = -1  # to boot on trial: no other offer is taken before the reset
     emit("ota", {"id": rid, "ver": c[1], "slot": slot, "trial": 1})
     _status(app, {"id": rid, "ver": c[1], "reboot": 1})
     await sleep_ms(200)  # the status goes out first

@@ -20,21 +20,25 @@ def valid(k, v):
             return isinstance(v, dict) and all(0 <= _hm(a) < _hm(b) <= 1440
                                                for a, b in v.values())
         if k == "menu":
+            # {"days": {date: {period: SET}}} (the cloud sends today and the next 7; at most 16,
+            # so a menu cannot take the heap) or one day {"date", "periods"}. Plain loops: each
+            # generator is one more code object in RAM.
             ds = v.get("days")
             if ds is None:
-                return _sets(v.get("periods"))
-            # dated sets, today and the next days (the cloud sends 8): bounded, so a menu cannot
-            # take the heap
-            return isinstance(ds, dict) and len(ds) <= 16 and all(
-                len(d) == 10 and d[4] == d[7] == "-" and _sets(p) for d, p in ds.items())
+                ds = {"": v.get("periods")}
+            if len(ds) > 16:
+                return False
+            for d, ps in ds.items():
+                if d and (len(d) != 10 or d[4] != "-"):
+                    return False
+                for p in ps.values():
+                    if not isinstance(p.get("allergens", 0), int) or not isinstance(
+                            p.get("id", 0), int):
+                        return False
+                    money(p.get("price", 0))  # ValueError if not a non-negative amount
+                    money(p.get("reduced", 0))
+            return True
     except Exception:
         return False
     return False
 
-
-def _sets(ps):
-    # {period: {"dish", "id", "allergens", "price", "reduced"}}: the period's set meal
-    return isinstance(ps, dict) and len(ps) <= 8 and all(
-        isinstance(p.get("allergens", 0), int) and isinstance(p.get("id", 0), int)
-        and money(p.get("price", 0)) >= 0
-        and money(p.get("reduced", 0)) >= 0 for p in ps.values())

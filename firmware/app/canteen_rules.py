@@ -18,28 +18,27 @@ class Decide:
         return None, None
 
     def dish(self, pk, name):
-        """The period's set meal today (dict) or {} (no menu for that day). The menu (protocol.md
+        """The period's set meal that day (dict) or {} (no menu for that day). The menu (protocol.md
         "Canteen") is {"days": {date: {period: SET}}}, today and the next days, so an offline
-        board keeps blocking on the days after; the old one-day form {"date", "periods"} too."""
+        board keeps blocking on the days after; the one-day form {"date", "periods"} (no date:
+        every day) is read as one such day."""
         mn = self.menu
+        day = date_of(pk[0])
         ds = mn.get("days")
+        if ds is None:
+            ds = {mn.get("date") or day: mn.get("periods") or {}}
         if pk[1] == 255:
             # Unsynced clock: neither the day nor the period is known, so every set of the menu
             # counts (the allergens of all of them, the highest prices): a hard block stays hard.
             u = {"allergens": 0, "price": 0, "reduced": 0}
-            for ps in ds.values() if ds else (mn.get("periods") or {},):
+            for ps in ds.values():
                 for p in ps.values():
                     u["allergens"] |= p.get("allergens", 0)
                     for k in ("price", "reduced"):
                         u[k] = max(u[k], money(p.get(k, 0)) if k in p else 0)
             u["price"], u["reduced"] = fmt(u["price"]), fmt(u["reduced"])
             return u
-        if ds is not None:
-            return (ds.get(date_of(pk[0])) or {}).get(name) or {}
-        d = mn.get("date")
-        if d and d != date_of(pk[0]):
-            return {}
-        return (mn.get("periods") or {}).get(name) or {}
+        return (ds.get(day) or {}).get(name) or {}
 
     def decide(self, cat, alg, key, t, synced, skip_allergen=False):
         """-> (granted, reason, info dict). Changes nothing; commit() does."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import psycopg
@@ -78,6 +78,9 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("DELETE", "/api/v1/devices/{device_id}"): {P, S, T},
     ("POST", "/api/v1/devices/{device_id}/claim-token"): {P, S, T},
     ("POST", "/api/v1/devices/{device_id}/revoke"): {P, S, T},
+    # remote commands (D27-A): "open" is school admins' only, checked past the role gate
+    ("POST", "/api/v1/devices/{device_id}/commands"): {P, S, T},
+    ("GET", "/api/v1/devices/{device_id}/commands"): {P, D, S, T},
     ("POST", "/api/v1/provision"): PUBLIC,  # the claim token in the body is the credential
     ("GET", "/api/v1/devices/drift"): {P, D, S, T},
     ("GET", "/api/v1/whitelists/{school_id}"): {P, D, S, T},
@@ -86,6 +89,8 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/api/v1/dishes/{dish_id}"): {P, D, S, C, G},
     ("PATCH", "/api/v1/dishes/{dish_id}"): {P, S},
     ("DELETE", "/api/v1/dishes/{dish_id}"): {P, S},
+    ("PUT", "/api/v1/schools/{school_id}/menu/{day}"): {P, S, C},
+    ("GET", "/api/v1/schools/{school_id}/menu"): {P, D, S, C, G},
     ("GET", "/api/v1/meal-categories"): {P, D, S, C, G},
     ("POST", "/api/v1/meal-categories"): {P, S},
     ("PATCH", "/api/v1/meal-categories/{category_id}"): {P, S},
@@ -171,6 +176,7 @@ def world(database_url: str) -> Iterator[tuple[TestClient, World]]:
     w = build(database_url)
     w.ids["sub_id"] = 1  # no such push subscription: an allowed role gets 404, past the gate
     w.ids["delivery_key"] = "meal:none:1:1"  # no such Social Wallet delivery: 404 likewise
+    w.ids["day"] = (date.today() + timedelta(days=2)).isoformat()  # a menu day ahead
     with TestClient(create_app(Settings(database_url=database_url, auth_required=True))) as c:
         login_all(c, w, database_url)
         yield c, w
@@ -338,6 +344,8 @@ WRITES: list[Write] = [
           save=("new_dish", "id")),
     Write(S, "PATCH", "/api/v1/dishes/{dish_id}", {"price": "320"}, at=DISH),
     Write(S, "DELETE", "/api/v1/dishes/{dish_id}", at=DISH),
+    Write(C, "PUT", "/api/v1/schools/{school_id}/menu/{day}", {"periods": {"lunch": "{set}"}}),
+    Write(T, "POST", "/api/v1/devices/{device_id}/commands", {"cmd": "diag"}),
     Write(S, "POST", "/api/v1/meal-categories",
           {"school_id": "s1", "kind": "paid", "name": "Paid", "price": "650"}),
     Write(S, "PATCH", "/api/v1/meal-categories/{category_id}", {"name": "Free meals"}),
@@ -391,7 +399,7 @@ def test_every_write_route_succeeds_once_and_is_audited(
     covered = {(x.method, x.route) for x in WRITES if x.audited}
     assert writes - covered == set(), "write routes without a call in WRITES"
     assert covered - writes == set(), "WRITES names routes that do not exist"
-    ids = dict(w.ids, push_subscription=_push_subscription())
+    ids = dict(w.ids, push_subscription=_push_subscription(), set=[w.ids["dish_id"]])
     with psycopg.connect(database_url, autocommit=True) as db:
         ids["charge"] = db.execute(  # a meal charge for the refund
             "SELECT entry_id FROM ledger_post(%s, 'charge', -200, 'meal', NULL, 'matrix:1')",

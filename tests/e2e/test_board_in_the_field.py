@@ -1,26 +1,26 @@
 """Issue #14, must show: a board in the field, end to end, with the real parts.
 
-The cloud (the API under uvicorn, the ingest, the whitelist worker) runs against a Mosquitto as a
-school runs it: dynamic security (no anonymous clients, one account per board) and a TLS listener
-for the boards with a CA made for the test (tests/tls_dynsec_broker.py). A technician asks the API
-for a claim token; the flasher's own code (tools/flashing/provision.py) trades it for the board's
-credentials and writes the board's files from the answer, with the school's Wi-Fi as
-`--wifi school-wifi=KEY` would; nothing is edited by hand. The virtual board (the unchanged
-firmware in the MicroPython VM) then:
+The cloud (the API under uvicorn, the ingest, the whitelist worker, the command pusher) runs
+against a Mosquitto as a school runs it: dynamic security (no anonymous clients, one account per
+board and per service) and a TLS listener for the boards with a CA made for the test
+(tests/tls_dynsec_broker.py). A guardian restricts nuts for her child and the school admin enters
+the dishes, through the API. A technician asks the API for a claim token; the flasher's own code
+(tools/flashing/provision.py) trades it for the board's credentials and writes the board's files
+from the answer, with the school's Wi-Fi as `--wifi school-wifi=KEY` gives it; nothing is edited
+by hand. The virtual board (the unchanged firmware in the MicroPython VM) then:
   brings up its Wi-Fi (hal.simnet, the stand-in for the `network` module) ->
   connects over TLS with its per-device account (verified against the cloud's CA) ->
   syncs its clock from the NTP server the cloud named (a local SNTP server, tests/ntp_server.py) ->
-  gets its whitelist from the cloud, then tomorrow's menu (a `config` command) ->
+  gets its whitelist from the cloud; the admin plans today's and tomorrow's lunch and the
+  command pusher sends the board its dated menu ->
   serves today's meals -> the next day comes (the NTP server moves the clock on a day) ->
   loses its Wi-Fi -> at the counter, offline, blocks the restricted pupil's dish ("allergen") and
   serves the other pupil -> the Wi-Fi comes back -> every event is stored in PostgreSQL by the
-  real ingest, with the board's times (today's and tomorrow's)."""
+  real ingest, with the board's times (today's and tomorrow's), and the meals as receipts."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,17 +28,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
+import httpx
 import psycopg
 import pytest
 import uvicorn
-from paho.mqtt.enums import CallbackAPIVersion
+from auth_tokens import session_headers
 
+from cloud.commands.menu import school_today
 from cloud.domain import registry
+from cloud.domain.allergens import ALLERGENS
 from cloud.domain.cardkey import card_key
 from cloud.ingest.service import Ingest
 from cloud.provisioning.dynsec import DynSec
 from cloud.settings import Settings
+from cloud.workers.command_push import CommandPush
 from cloud.workers.whitelist_push import WhitelistPush
 from simulator.board import BoardConfig, VirtualBoard
 from tests.dynsec_broker import ADMIN, ADMIN_PW, free_port
@@ -51,15 +54,15 @@ PREFIX = "qf"
 SCHOOL, DEVICE = "fs", "canteen-1"
 SITE_KEY = b"field-site-key-0123456789abcdef!"
 UID_ARU, UID_BEK = bytes.fromhex("04a1a2a3"), bytes.fromhex("04b1b2b3")
-NUTS = 1 << 3  # an allergen bit (people.allergen_mask, dishes.allergen_mask)
+NUTS = 1 << ALLERGENS.index("nuts")  # the bit of people.allergen_mask and dishes.allergen_mask
 SSID, WIFI_KEY = "school-wifi", "school-wpa2-passphrase"
 DAY = 86400
 SERVICE = {"qadam-ingest": "ingest-pw-0123", "qadam-wl": "wl-pw-0123456",
            "qadam-cmd": "cmd-pw-0123456"}  # fmt: skip
 # The canteen board's heap. A canteen does not fit 64 KB (D16: 100 KB, what a plain ESP32 gives
-# MicroPython, D7); with TLS, the Wi-Fi bring-up and NTP on top, this run needs 104 KB in the
-# 64-bit VM: at 100 and 102 KB the dated menu's `config` command fails with a MemoryError (an
-# 848-byte block, ~17 KB free but cut up). 112 KB keeps a margin (D27-C).
+# MicroPython, D7); with TLS, the Wi-Fi bring-up and NTP on top, the dated menu's `config`
+# command failed at 100 KB (MemoryError, an 848-byte block with ~17 KB free but cut up) and
+# 1 run of 2 at 104 KB in the 64-bit VM; 108 KB passed. 112 KB keeps a margin (D27-C).
 HEAP = "112K"
 
 
@@ -86,38 +89,35 @@ def _service_accounts(port: int) -> None:
     ])  # fmt: skip
 
 
-def _seed(url: str) -> tuple[str, dict[str, int]]:
-    """The school (Asia/Almaty), its canteen board, two pupils on free meals with cards (Aru's
-    guardian restricted nuts), two dishes, a technician with a session -> (bearer, dish ids)."""
-    token = secrets.token_urlsafe(32)
+def _seed(url: str) -> dict[str, int]:
+    """The school (Asia/Almaty) with free meals, its canteen board, two pupils with cards, and
+    the people who act through the API: a technician, the school admin, Aru's guardian."""
     with psycopg.connect(url) as conn:
         registry.create_school(conn, SCHOOL, "School in the field", SITE_KEY)
         registry.register_device(conn, DEVICE, SCHOOL, "canteen", "canteen", "canteen")
-        for name, uid, mask in (("Aru", UID_ARU, NUTS), ("Bek", UID_BEK, 0)):
-            pid = registry.add_person(conn, SCHOOL, "student", name, meal_category=1,
-                                      allergen_mask=mask)  # fmt: skip
-            registry.add_card(conn, pid, card_key(SITE_KEY, uid))
-        dishes = {}
-        for name, mask in (("Plov", 0), ("Walnut cake", NUTS)):
+        conn.execute(
+            "INSERT INTO meal_categories (school_id, kind, name, price)"
+            " VALUES (%s, 'free', 'Free', 0)",
+            (SCHOOL,),
+        )
+        ids = {}
+        for name, uid in (("aru", UID_ARU), ("bek", UID_BEK)):
+            ids[name] = registry.add_person(conn, SCHOOL, "student", name, meal_category=1)
+            registry.add_card(conn, ids[name], card_key(SITE_KEY, uid))
+        for who, role, school in (("tech", "technician", SCHOOL), ("admin", "school_admin", SCHOOL),
+                                  ("mum", "guardian", None)):  # fmt: skip
             row = conn.execute(
-                "INSERT INTO dishes (school_id, name_kk, name_ru, price, allergen_mask)"
-                " VALUES (%s, %s, %s, 650, %s) RETURNING id",
-                (SCHOOL, name, name, mask),
+                "INSERT INTO users (email, password_hash, role, school_id)"
+                " VALUES (%s, 'x', %s, %s) RETURNING id",
+                (f"{who}@field.kz", role, school),
             ).fetchone()
             assert row is not None
-            dishes[name] = int(row[0])
-        user = conn.execute(
-            "INSERT INTO users (email, password_hash, role, school_id)"
-            " VALUES ('tech@field.kz', 'x', 'technician', %s) RETURNING id",
-            (SCHOOL,),
-        ).fetchone()
-        assert user is not None
+            ids[who] = int(row[0])
         conn.execute(
-            "INSERT INTO sessions (token_hash, user_id, expires_at)"
-            " VALUES (%s, %s, now() + interval '1 hour')",
-            (hashlib.sha256(token.encode()).digest(), user[0]),
+            "INSERT INTO guardian_students (guardian_id, person_id) VALUES (%s, %s)",
+            (ids["mum"], ids["aru"]),
         )
-    return token, dishes
+    return ids
 
 
 def _until(pred: Callable[[], Any], timeout: float, what: str) -> None:
@@ -142,49 +142,18 @@ class Api:
         self.thread.start()
         _until(lambda: self.server.started, 20, "the API to start")
         self.url = f"http://127.0.0.1:{self.port}"
+        self.db = settings.database_url
+
+    def call(self, method: str, path: str, who: int, body: Any = None) -> httpx.Response:
+        """One request as user ``who`` (a fresh session); asserts a 2xx answer."""
+        headers = session_headers(self.db, who)
+        r = httpx.request(method, self.url + path, headers=headers, json=body, timeout=15)
+        assert r.is_success, (method, path, r.status_code, r.text)
+        return r
 
     def close(self) -> None:
         self.server.should_exit = True
         self.thread.join(10)
-
-
-class Commands:
-    """The cloud's command sender on its own broker account: publishes a command, waits for the
-    board's reply (protocol.md "Commands")."""
-
-    def __init__(self, port: int) -> None:
-        self.replies: dict[Any, dict[str, Any]] = {}
-        self.cond = threading.Condition()
-        self.c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                             client_id="qadam-cmd-1", protocol=mqtt.MQTTv311)  # fmt: skip
-        self.c.username_pw_set("qadam-cmd", SERVICE["qadam-cmd"])
-        self.c.on_message = self._on_message
-        self.c.connect("127.0.0.1", port, keepalive=30)
-        self.c.loop_start()
-        done = threading.Event()
-        self.c.on_subscribe = lambda *a: done.set()
-        self.c.subscribe(f"{PREFIX}/v1/dev/+/cmd/res", 1)
-        assert done.wait(5), "no SUBACK"
-
-    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        doc = json.loads(msg.payload)
-        with self.cond:
-            self.replies[doc.get("id")] = doc
-            self.cond.notify_all()
-
-    def send(self, device: str, cmd: dict[str, Any], timeout: float = 15.0) -> dict[str, Any]:
-        self.c.publish(f"{PREFIX}/v1/dev/{device}/cmd", json.dumps(cmd), qos=1)
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while cmd["id"] not in self.replies:
-                left = deadline - time.monotonic()
-                assert left > 0, f"no reply to command {cmd['id']}"
-                self.cond.wait(left)
-            return self.replies[cmd["id"]]
-
-    def close(self) -> None:
-        self.c.disconnect()
-        self.c.loop_stop()
 
 
 def _local_day(t: float, offset_min: int) -> str:
@@ -197,7 +166,7 @@ def field(database_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
     ntp = NtpServer()
     with tls_dynsec_mosquitto(tmp_path / "broker") as (tls_port, plain_port):
         _service_accounts(plain_port)
-        bearer, dishes = _seed(database_url)
+        ids = _seed(database_url)
         base = dict(database_url=database_url, mqtt_port=plain_port, topic_prefix=PREFIX,
                     auth_required=True)  # fmt: skip
         api_settings = Settings(
@@ -211,18 +180,17 @@ def field(database_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
                             ingest_client_id="qadam-ingest-1", ingest_flush_ms=20)),
             WhitelistPush(Settings(**base, mqtt_user="qadam-wl", mqtt_password=SERVICE["qadam-wl"],
                                    whitelist_client_id="qadam-wl-1", whitelist_poll_ms=100)),
+            CommandPush(Settings(**base, mqtt_user="qadam-cmd", mqtt_password=SERVICE["qadam-cmd"],
+                                 command_client_id="qadam-cmd-1", command_poll_ms=100)),
         ]  # fmt: skip
         for s in services:
             s.start()
         api = Api(api_settings)
-        cmds = Commands(plain_port)
         try:
             assert all(s.wait_ready(15) for s in services), "a service did not subscribe"
-            yield {"api": api, "bearer": bearer, "dishes": dishes, "ntp": ntp, "cmds": cmds,
-                   "tls_port": tls_port, "broker": tmp_path / "broker", "tmp": tmp_path,
-                   "db": database_url}  # fmt: skip
+            yield {"api": api, "ids": ids, "ntp": ntp, "tls_port": tls_port,
+                   "broker": tmp_path / "broker", "tmp": tmp_path, "db": database_url}  # fmt: skip
         finally:
-            cmds.close()
             api.close()
             for s in reversed(services):
                 s.stop()
@@ -233,11 +201,7 @@ def _flash(field: dict[str, Any]) -> tuple[VirtualBoard, provision.Provisioned]:
     """What `qadam flash --cloud URL --claim TOKEN --device canteen-1 --wifi school-wifi=KEY
     --config device-template.json` does with the cloud's answer, into the virtual board's flash:
     the claim token from the API, the exchange and the files by the flasher's own code."""
-    import httpx
-
-    r = httpx.post(f"{field['api'].url}/api/v1/devices/{DEVICE}/claim-token",
-                   headers={"Authorization": f"Bearer {field['bearer']}"})  # fmt: skip
-    assert r.status_code == 201, r.text
+    r = field["api"].call("POST", f"/api/v1/devices/{DEVICE}/claim-token", field["ids"]["tech"])
     p = provision.provision(field["api"].url, DEVICE, r.json()["token"])
     assert p.tls and p.acl and p.user == f"board.{DEVICE}" and p.port == field["tls_port"]
     # The school's template: its canteen serves all day in this test (any hour of a run is in a
@@ -274,7 +238,27 @@ def _events(url: str) -> list[tuple[Any, ...]]:
         ).fetchall()
 
 
+def _menu_commands(url: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT id, state, args FROM device_commands WHERE device_id = %s AND purpose = 'menu'"
+            " ORDER BY id",
+            (DEVICE,),
+        ).fetchall()
+
+
 def test_a_board_in_the_field(field: dict[str, Any]) -> None:
+    api, ids = field["api"], field["ids"]
+    # Aru's guardian restricts nuts in her personal account; the school admin enters the dishes
+    api.call("PUT", f"/api/v1/people/{ids['aru']}/restrictions", ids["mum"],
+             {"allergens": ["nuts"], "note": "allergy"})  # fmt: skip
+    dishes = {}
+    for name, allergens in (("Plov", []), ("Walnut cake", ["nuts"])):
+        r = api.call("POST", "/api/v1/dishes", ids["admin"], {
+            "school_id": SCHOOL, "name_kk": name, "name_ru": name, "name_en": name,
+            "price": "650", "allergens": allergens})  # fmt: skip
+        dishes[name] = r.json()["id"]
+
     board, p = _flash(field)
     doc = json.loads((board.flash / "device.json").read_text())
     assert doc["mqtt"]["tls"] is True and doc["mqtt"]["ca"] == "ca.pem"
@@ -293,20 +277,19 @@ def test_a_board_in_the_field(field: dict[str, Any]) -> None:
         assert f"as {DEVICE} " in log and f"u'board.{DEVICE}'" in log, log[-2000:]
         # 2. the clock from the cloud's NTP server; the whitelist from the cloud
         board.wait_for(lambda: board.stat()["sync"], 20, "to sync its clock over NTP")
-        board.wait_for(lambda: board.stat()["wl"] == 1, 20, "to install the school's whitelist")
+        board.wait_for(lambda: board.stat()["wl"] >= 1, 20, "to install the school's whitelist")
 
-        # 3. tomorrow's menu (and today's) arrives as the cloud sends it: a dated menu in a
-        #    `config` command on the board's command topic
-        now = time.time()
-        today, tomorrow = _local_day(now, tz), _local_day(now + DAY, tz)
-        d = field["dishes"]
-        menu = {"days": {
-            today: {"lunch": {"dish": "Plov", "id": d["Plov"], "allergens": 0, "price": "650"}},
-            tomorrow: {"lunch": {"dish": "Walnut cake", "id": d["Walnut cake"],
-                                 "allergens": NUTS, "price": "650"}},
-        }}  # fmt: skip
-        res = field["cmds"].send(DEVICE, {"v": 1, "id": 1, "cmd": "config", "set": {"menu": menu}})
-        assert res == {"v": 1, "id": 1, "ok": True}, (res, "\n".join(board.output[-30:]))
+        # 3. the school admin plans today's lunch (plov) and tomorrow's (walnut cake): the
+        #    cloud's command pusher sends the board its dated menu, the board answers ok
+        with psycopg.connect(field["db"]) as conn:
+            today = school_today(conn, SCHOOL)
+        tomorrow = today + timedelta(days=1)
+        for day, dish in ((today, "Plov"), (tomorrow, "Walnut cake")):
+            api.call("PUT", f"/api/v1/schools/{SCHOOL}/menu/{day}", ids["admin"],
+                     {"periods": {"lunch": [dishes[dish]]}})  # fmt: skip
+        _until(lambda: _menu_commands(field["db"])[-1][1] == "ok", 20, "the board's menu reply")
+        sent = _menu_commands(field["db"])[-1][2]["set"]["menu"]["days"]
+        assert sent[str(tomorrow)]["lunch"]["allergens"] == NUTS, sent
 
         # 4. today: both pupils get Plov
         for uid in (UID_ARU, UID_BEK):
@@ -346,4 +329,11 @@ def test_a_board_in_the_field(field: dict[str, Any]) -> None:
     ]  # fmt: skip
     assert all(r[6] for r in rows)  # every tap had a synced clock
     days = [_local_day(r[5].timestamp(), tz) for r in rows]
-    assert days == [today, today, tomorrow, tomorrow], days
+    assert days == [str(today), str(today), str(tomorrow), str(tomorrow)], days
+    with psycopg.connect(field["db"]) as conn:
+        receipts = conn.execute(
+            "SELECT person_id, dish_id FROM meal_receipts WHERE device_id = %s ORDER BY seq",
+            (DEVICE,),
+        ).fetchall()
+    assert receipts == [(ids["aru"], dishes["Plov"]), (ids["bek"], dishes["Plov"]),
+                        (ids["bek"], dishes["Walnut cake"])]  # fmt: skip

@@ -204,6 +204,7 @@ ENTRY_POINTS = {
     "python -m cloud.workers.reports": ["-m", "cloud.workers.reports"],
     "python -m cloud.workers.whitelist_push": ["-m", "cloud.workers.whitelist_push"],
     "python -m cloud.workers.balance_push": ["-m", "cloud.workers.balance_push"],
+    "python -m cloud.workers.command_push": ["-m", "cloud.workers.command_push"],
     "qadam serve": ["-m", "tools.cli", "serve"],
     "qadam ingest": ["-m", "tools.cli", "ingest"],
     "qadam migrate": ["-m", "tools.cli", "migrate"],
@@ -327,6 +328,7 @@ def test_production_starts_refuse_what_is_open_without_insecure_dev(
         "python -m cloud.ingest, board account": ["-m", "cloud.ingest"],
         "whitelist push, no account": ["-m", "cloud.workers.whitelist_push"],
         "balance push, no account": ["-m", "cloud.workers.balance_push"],
+        "command push, no account": ["-m", "cloud.workers.command_push"],
     }
     envs = {
         "serve, auth off": _clean_env(**base, QADAM_AUTH_REQUIRED="0"),
@@ -345,6 +347,7 @@ def test_production_starts_refuse_what_is_open_without_insecure_dev(
         "python -m cloud.ingest, board account": ["'board.gate-1' (QADAM_MQTT_USER) has a board's"],
         "whitelist push, no account": ["no broker account (QADAM_MQTT_USER unset)"],
         "balance push, no account": ["no broker account (QADAM_MQTT_USER unset)"],
+        "command push, no account": ["no broker account (QADAM_MQTT_USER unset)"],
     }
     for name, (rc, err) in got.items():
         line = _one_line(name, (rc, err))

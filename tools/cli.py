@@ -127,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="PEM file of the key; created with mode 0600 if missing")
     p.set_defaults(func=_push_key)
 
+    p = sub.add_parser("release", help="OTA: make a release key, build, sign, publish a release")
+    from tools import release
+
+    release.add_arguments(p)
+
     p = sub.add_parser("diag", help="a board's state: cloud view (DEVICE) or bench (--serial PORT)")
     from tools import diag
 

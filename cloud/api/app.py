@@ -35,6 +35,7 @@ from cloud.api.deps import API_SESSION_OPTIONS, SettingsDep
 from cloud.api.events import router as events_router
 from cloud.api.ledger import router as ledger_router
 from cloud.api.menus import router as menus_router
+from cloud.api.ota import router as ota_router
 from cloud.api.overload import Admission
 from cloud.api.ratelimit import ClientRateLimit, RateLimits
 from cloud.api.reports import router as reports_router
@@ -67,6 +68,7 @@ ROUTERS = (
     socialwallet_router,
     reports_router,
     ledger_router,
+    ota_router,
 )
 
 

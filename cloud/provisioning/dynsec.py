@@ -32,8 +32,8 @@ log = logging.getLogger("qadam.provisioning")
 
 CONTROL = "$CONTROL/dynamic-security/v1"
 RESPONSE = CONTROL + "/response"
-BOARD_PUBLISH = ("events", "status", "cmd/res", "wl/req")
-BOARD_SUBSCRIBE = ("ack", "wl", "cmd", "bal")
+BOARD_PUBLISH = ("events", "status", "cmd/res", "wl/req", "ota/req")
+BOARD_SUBSCRIBE = ("ack", "wl", "cmd", "bal", "ota")
 
 
 BOARD_USER_PREFIX = "board."

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # (PgBouncer in transaction mode before 1.21 cannot keep prepared statements).
     db_prepare_after: int = Field(default=1, ge=0, le=1000)
     api_workers: int = Field(default=1, ge=1, le=64)  # API processes of `qadam serve`
+    # CPU priority of the API processes (nice, 0-19): on a machine shared with the ingest, the
+    # taps get the CPU first when the API is saturated (the taps matter more than a feed).
+    api_nice: int = Field(default=5, ge=0, le=19)
     # Requests one process works on at once; more wait up to api_queue_wait_s (at most
     # api_queue_max of them), then get 503 with Retry-After: the taps and the requests already
     # admitted keep the CPU.
@@ -90,8 +93,8 @@ class Settings(BaseSettings):
     api_retry_after_s: int = Field(default=2, ge=1, le=3600)
     # Rate limits (PyPI `limits` notation, ";"-separated; "" = none), counted in each process:
     # per client address (before any database work) and per account (after the token lookup).
-    api_rate_client: str = Field(default="200/second;6000/minute", max_length=200)
-    api_rate_account: str = Field(default="20/second;600/minute", max_length=200)
+    api_rate_client: str = Field(default="300/second;12000/minute", max_length=200)
+    api_rate_account: str = Field(default="30/second;1200/minute", max_length=200)
     # Token lookups cached per process this long (0 = every request reads the database);
     # dropped on logout, revocation and user changes through PostgreSQL NOTIFY (D27-D).
     auth_cache_ttl_s: int = Field(default=30, ge=0, le=3600)
@@ -135,6 +138,13 @@ class Settings(BaseSettings):
     command_resend_s: int = Field(default=30, ge=1, le=86_400)
     command_client_id: str | None = Field(default=None, min_length=1, max_length=128)
     menu_days_ahead: int = Field(default=7, ge=0, le=15)
+    # OTA (cloud/workers/ota_push.py, docs/ota.md, D27-B): the public half of the release key
+    # (32 bytes, hex); None: every release is refused. The private half stays with `qadam
+    # release` on the machine that builds releases, never in the cloud.
+    ota_public_key: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    ota_poll_ms: int = Field(default=1000, ge=20, le=60_000)
+    ota_client_id: str | None = Field(default=None, min_length=1, max_length=128)
+    ota_canary_deadline_s: int = Field(default=1800, ge=10, le=604_800)  # a rollout's default
 
     # Outbox delivery (cloud/workers/outbox.py). The lease must outlast one delivery
     # (socialwallet_timeout_s); a claimed row comes back after it if its worker died.

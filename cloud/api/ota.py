@@ -161,6 +161,18 @@ def resume_rollout(conn: ConnDep, p: PlatformAdmin, rollout_id: RolloutPath) -> 
     return RolloutOut.model_validate(r)
 
 
+@router.post("/rollouts/{rollout_id}/cancel", response_model=RolloutOut)
+def cancel_rollout(
+    conn: ConnDep, p: PlatformAdmin, rollout_id: RolloutPath, body: PauseIn
+) -> RolloutOut:
+    """End the rollout: the boards it has not offered the release yet never get it (e.g. after
+    a canary rolled a bad release back), so they can be put in the next one."""
+    r = rollouts.cancel(conn, rollout_id, body.reason)
+    store.audit(conn, p, "update", "ota_rollouts", rollout_id, None,
+                {"state": "cancelled", "reason": body.reason})
+    return RolloutOut.model_validate(r)
+
+
 @router.get("/fleet", response_model=list[FleetRow])
 def fleet(
     conn: ConnDep, p: DeviceReader, school_id: Annotated[str | None, Query()] = None

@@ -21,7 +21,7 @@ from cloud.domain.errors import Conflict, Invalid, NotFound
 
 RESEND_S = 10  # an offer not taken up (no download started) is made again after this long
 OPEN = ("pending", "offered", "downloading")  # targets still to be offered or fetching
-FINAL = ("done", "rolled_back", "failed")
+FINAL = ("done", "rolled_back", "failed", "cancelled")
 ROLLOUT_COLUMNS = (
     "r.id, r.release_id, v.version, r.state, r.stage, r.canary_deadline_s, r.stage_started_at,"
     " r.paused_reason, r.created_by, r.created_at, r.updated_at"
@@ -45,8 +45,8 @@ def create(conn: psycopg.Connection[Any], version: str, devices: list[str], cana
         raise NotFound(f"devices not found: {missing}")
     busy = conn.execute(
         "SELECT t.device_id, t.rollout_id FROM ota_targets t JOIN ota_rollouts r"
-        " ON r.id = t.rollout_id WHERE r.state <> 'done' AND t.device_id = ANY(%s)"
-        " AND t.state NOT IN ('done', 'rolled_back', 'failed')",
+        " ON r.id = t.rollout_id WHERE r.state NOT IN ('done', 'cancelled')"
+        " AND t.device_id = ANY(%s) AND t.state NOT IN ('done', 'rolled_back', 'failed')",
         (devices,),
     ).fetchall()
     if busy:
@@ -83,9 +83,28 @@ def get(conn: psycopg.Connection[Any], rollout_id: int) -> dict[str, Any]:
     return r
 
 
+def cancel(conn: psycopg.Connection[Any], rollout_id: int, reason: str) -> dict[str, Any]:
+    """End a rollout that is not done: the boards it has not reached are never offered it (a
+    board on trial or downloading finishes what it started: its image decides, not the cloud)."""
+    r = get(conn, rollout_id)
+    if r["state"] in ("done", "cancelled"):
+        raise Conflict(f"rollout {rollout_id} is {r['state']}")
+    conn.execute(
+        "UPDATE ota_targets SET state = 'cancelled', updated_at = now()"
+        " WHERE rollout_id = %s AND state IN ('pending', 'offered')",
+        (rollout_id,),
+    )
+    conn.execute(
+        "UPDATE ota_rollouts SET state = 'cancelled', paused_reason = %s, updated_at = now()"
+        " WHERE id = %s",
+        (reason, rollout_id),
+    )
+    return get(conn, rollout_id)
+
+
 def pause(conn: psycopg.Connection[Any], rollout_id: int, reason: str) -> dict[str, Any]:
     r = get(conn, rollout_id)
-    if r["state"] in ("paused", "done"):
+    if r["state"] in ("paused", "done", "cancelled"):
         raise Conflict(f"rollout {rollout_id} is {r['state']}")
     _pause(conn, rollout_id, reason)
     return get(conn, rollout_id)
@@ -181,7 +200,7 @@ def _open_targets(conn: psycopg.Connection[Any], device: str) -> list[dict[str, 
             "SELECT t.rollout_id, r.release_id, v.version, t.state, t.canary, r.state AS rstate"
             " FROM ota_targets t JOIN ota_rollouts r ON r.id = t.rollout_id"
             " JOIN ota_releases v ON v.id = r.release_id"
-            " WHERE t.device_id = %s AND r.state <> 'done'",
+            " WHERE t.device_id = %s AND r.state NOT IN ('done', 'cancelled')",
             (device,),
         ).fetchall()
 

@@ -148,6 +148,24 @@ def test_a_canary_rollback_pauses_the_rollout_and_the_rest_never_get_it(
     assert {f["school_id"] for f in mine} == {"s1"} and len(mine) == 11
     assert c.post(f"/api/v1/ota/rollouts/{ro['id']}/resume",
                   headers=w.auth("school_admin")).status_code == 403  # fmt: skip
+    # Cancelled, the boards it never reached can be put in the next rollout.
+    h = w.auth("platform_admin")
+    busy = _rollout_status(c, w, "2.0.1", devs)
+    assert busy == 409
+    r = c.post(f"/api/v1/ota/rollouts/{ro['id']}/cancel", headers=h, json={"reason": "bad"})
+    assert r.json()["state"] == "cancelled", r.text
+    assert {t["state"] for t in r.json()["targets"][2:]} == {"cancelled"}
+    assert _rollout_status(c, w, "2.0.1", devs[2:], publish=False) == 201
+
+
+def _rollout_status(c: TestClient, w: World, version: str, devices: list[str],
+                    publish: bool = True) -> int:  # fmt: skip
+    h = w.auth("platform_admin")
+    if publish:
+        assert c.post("/api/v1/ota/releases", json=_body(sign(KEY, version, IMAGE)),
+                      headers=h).status_code == 201  # fmt: skip
+    return c.post("/api/v1/ota/rollouts", headers=h,
+                  json={"version": version, "devices": devices}).status_code  # fmt: skip
 
 
 def test_a_good_release_reaches_the_canaries_then_everyone(

@@ -23,9 +23,10 @@ CREATE TABLE ota_rollouts (
     id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     release_id        bigint NOT NULL REFERENCES ota_releases (id),
     -- canary: only the canaries are offered the release; rolling: every target; paused: none
-    -- (stage says where it resumes); done: every target confirmed it or gave up.
+    -- (stage says where it resumes); done: every target confirmed it or gave up; cancelled: an
+    -- operator ended it (the targets it had not reached are cancelled too).
     state             text NOT NULL DEFAULT 'canary'
-                      CHECK (state IN ('canary', 'rolling', 'paused', 'done')),
+                      CHECK (state IN ('canary', 'rolling', 'paused', 'done', 'cancelled')),
     stage             text NOT NULL DEFAULT 'canary' CHECK (stage IN ('canary', 'rolling')),
     canary_deadline_s integer NOT NULL CHECK (canary_deadline_s BETWEEN 10 AND 604800),
     stage_started_at  timestamptz NOT NULL DEFAULT now(),
@@ -41,9 +42,10 @@ CREATE TABLE ota_targets (
     canary      boolean NOT NULL,
     -- pending: not offered yet; offered / downloading / trial (booted on trial) / done
     -- (confirmed); rolled_back (the board went back to its previous image); failed (the board
-    -- refused or could not take it: detail says why).
-    state       text NOT NULL DEFAULT 'pending' CHECK (state IN
-                ('pending', 'offered', 'downloading', 'trial', 'done', 'rolled_back', 'failed')),
+    -- refused or could not take it: detail says why); cancelled (the rollout was, before this
+    -- board confirmed it).
+    state       text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'offered',
+                'downloading', 'trial', 'done', 'rolled_back', 'failed', 'cancelled')),
     detail      text,
     offered_at  timestamptz,
     updated_at  timestamptz NOT NULL DEFAULT now(),

@@ -1,10 +1,11 @@
 """``python -m cloud.api`` (and ``qadam serve``): check the settings and that the start is not
 open (cloud/startup.py), apply the migrations, then serve the API and console on
-settings.http_host:http_port (or the host and port given)."""
+settings.http_host:http_port (or the host and port given), in settings.api_workers processes."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from cloud.startup import INSECURE_FLAG, require_closed, run_entry
@@ -14,6 +15,7 @@ def serve(host: str | None = None, port: int | None = None, insecure_dev: bool =
     import uvicorn
 
     from cloud.api.app import create_app
+    from cloud.api.metrics import prepare_multiprocess, remove_multiprocess, serve_metrics
     from cloud.db.migrate import apply_on_start
     from cloud.startup import check_database, load_settings
 
@@ -21,14 +23,31 @@ def serve(host: str | None = None, port: int | None = None, insecure_dev: bool =
     require_closed(settings, api=True, insecure_dev=insecure_dev, what="qadam serve")
     check_database(settings.database_url)
     apply_on_start(settings.database_url)
+    host, port = host or settings.http_host, port or settings.http_port
+    if settings.api_nice:
+        os.nice(settings.api_nice)  # inherited by every thread and worker started below
+    metrics_dir = None
     try:
-        uvicorn.run(
-            create_app(settings), host=host or settings.http_host, port=port or settings.http_port
-        )
+        if settings.api_workers == 1:
+            serve_metrics(settings.api_metrics_host, settings.api_metrics_port, None)
+            uvicorn.run(create_app(settings), host=host, port=port)
+        else:
+            # Several processes on one socket (issue #19, D27-D): each builds its app from the
+            # same QADAM_* environment; this one supervises them and serves their metrics.
+            if settings.api_metrics_port:
+                metrics_dir = prepare_multiprocess()
+            serve_metrics(settings.api_metrics_host, settings.api_metrics_port, metrics_dir)
+            uvicorn.run(
+                "cloud.api.app:create_app", factory=True, workers=settings.api_workers,
+                host=host, port=port,
+            )  # fmt: skip
     except KeyboardInterrupt:
         # uvicorn has shut down gracefully and re-raises the SIGINT it captured; Ctrl-C is the
         # normal way to stop it, so exit 0 without a traceback (as the ingest does).
         pass
+    finally:
+        if metrics_dir is not None:
+            remove_multiprocess(metrics_dir)
     return 0
 
 

@@ -12,9 +12,10 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, Field, StrictInt, StringConstraints
+from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import BaseModel, Field, StrictInt, StringConstraints, TypeAdapter
 
+from cloud.api import etag
 from cloud.api.deps import CanteenReader, ConnDep, MenuPlanner, SettingsDep
 from cloud.api.models import BIGINT_MAX, Input, IsoDate
 from cloud.auth import scope
@@ -153,16 +154,26 @@ def put_menu_day(
     return MenuWriteOut(**out.model_dump(), pushed=pushed)
 
 
-@router.get("/schools/{school_id}/menu", response_model=list[MenuDayOut])
+_MENU_JSON = TypeAdapter(list[MenuDayOut])
+
+
+@router.get(
+    "/schools/{school_id}/menu",
+    response_model=list[MenuDayOut],
+    responses={304: {"description": "If-None-Match named this answer's ETag: not changed"}},
+)
 def get_menu(
     conn: ConnDep,
     p: CanteenReader,
     school_id: SchoolPath,
     from_: Annotated[IsoDate | None, Query(alias="from")] = None,
     to: Annotated[IsoDate | None, Query()] = None,
-) -> list[MenuDayOut]:
+    *,
+    request: Request,
+) -> Response:
     """The planned days between ``from`` and ``to`` (inclusive; default today and the next 7
-    days, at most 62 days), with each set's dishes, price and allergen mask."""
+    days, at most 62 days), with each set's dishes, price and allergen mask. With an ETag: a
+    parent's app revalidating it gets 304 (cloud/api/etag.py, issue #19)."""
     scope.require_school(conn, p, school_id)
     first = from_ or menus.school_today(conn, school_id)
     last = to or first + timedelta(days=7)
@@ -178,4 +189,4 @@ def get_menu(
     days: dict[date, dict[str, list[int]]] = {}
     for day, period, ids in rows:
         days.setdefault(day, {})[str(period)] = [int(i) for i in ids]
-    return _expand(conn, school_id, days)
+    return etag.json_response(request, _MENU_JSON.dump_json(_expand(conn, school_id, days)))

@@ -455,6 +455,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="HOST[:PORT]",
         help="MQTT broker for --wait-online (default: device.json's mqtt host/port)",
     )
+    p.add_argument(
+        "--broker-user",
+        metavar="USER",
+        help="broker account for --wait-online (one that may read the boards' status topics; "
+        "a broker with accounts refuses anonymous clients)",
+    )
+    p.add_argument(
+        "--broker-password-file",
+        metavar="FILE",
+        help="the --broker-user's password, one line ('-': stdin)",
+    )
     p.add_argument("--baud", type=int, default=115200, help="REPL baud rate (default 115200)")
     p.add_argument("--image-baud", type=int, default=460800, help="esptool baud rate")
     p.add_argument(
@@ -544,6 +555,7 @@ def _run(args: argparse.Namespace) -> int:
             EXIT_CONFIG,
         )
     args.wifi_nets = wifi
+    args.broker_login = _broker_login(args)
     device = _device_doc(names)
     template = None
     if cloud:  # device.json comes from the cloud; any device.json given is its template
@@ -639,6 +651,8 @@ def _run(args: argparse.Namespace) -> int:
     if watch_where:
         user = (device or {}).get("mqtt", {}).get("user")
         password = (device or {}).get("mqtt", {}).get("password")
+        if args.broker_login:
+            user, password = args.broker_login
         watch = _watch(*watch_where, user=user, password=password)
     try:
         # 3. MicroPython itself
@@ -655,7 +669,8 @@ def _run(args: argparse.Namespace) -> int:
                 items += got
                 total += sum(len(it.data) for it in got)
                 if args.wait_online:
-                    watch = _watch(*where)
+                    user, password = args.broker_login or (None, None)
+                    watch = _watch(*where, user=user, password=password)
             if romfs is not None:
                 board.romfs_deploy(str(romfs.path), len(romfs.data), romfs.sha256)
                 log(f"ROMFS image deployed and verified ({len(romfs.data)} B)")
@@ -736,6 +751,28 @@ def _provision(args: argparse.Namespace, cloud: str, template: dict[str, Any] | 
     where = (*_broker(args, doc), status_topic(p.prefix, p.device))
     tls = {"ca_pem": p.ca_pem, "server_hostname": p.server_hostname} if p.tls else {}
     return items, (*where, tls)
+
+
+def _broker_login(args: argparse.Namespace) -> tuple[str, str] | None:
+    """--broker-user and the password of --broker-password-file, checked offline."""
+    user, path = getattr(args, "broker_user", None), getattr(args, "broker_password_file", None)
+    if user is None and path is None:
+        return None
+    if user is None or path is None:
+        raise FlashError("--broker-user and --broker-password-file go together", EXIT_CONFIG)
+    if not args.wait_online:
+        raise FlashError("--broker-user is only used with --wait-online", EXIT_CONFIG)
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FlashError(
+            f"--broker-password-file {path}: cannot read it ({exc})", EXIT_CONFIG
+        ) from None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) != 1:
+        raise FlashError(f"--broker-password-file {path}: expected the password on one line",
+                         EXIT_CONFIG)  # fmt: skip
+    return user, lines[0]
 
 
 def _watch(host: str, port: int, topic: str, tls=None, user=None, password=None):

@@ -219,3 +219,22 @@ def test_network_checks_directly():
     assert netcfg.check_wifi_list([{"ssid": str(i), "key": ""} for i in range(9)], "w") == [
         "w: at most 8 networks, not 9"
     ]
+
+
+def test_broker_login_options_are_checked_offline(tmp_path, no_cloud, board, fake_build, capsys):
+    pw = tmp_path / "pw"
+    pw.write_text("tech-pw\n")
+    argv = ["--config", str(ETH_BOARD), "--cloud", "https://c.example", "--claim", TOKEN,
+            "--device", "gate-1", "--dry-run"]  # fmt: skip
+    assert _flash(fake_build, *argv, "--broker-user", "qadam-tech") == EXIT_CONFIG
+    assert "--broker-user and --broker-password-file go together" in capsys.readouterr().err
+    rc = _flash(fake_build, *argv, "--broker-user", "t", "--broker-password-file", str(pw))
+    assert rc == EXIT_CONFIG and "only used with --wait-online" in capsys.readouterr().err
+    pw.write_text("a\nb\n")
+    rc = _flash(fake_build, *argv, "--wait-online", "--broker-user", "t",
+                "--broker-password-file", str(pw))  # fmt: skip
+    assert rc == EXIT_CONFIG and "expected the password on one line" in capsys.readouterr().err
+    pw.write_text("tech-pw\n")
+    rc = _flash(fake_build, *argv, "--wait-online", "--broker-user", "t",
+                "--broker-password-file", str(pw))  # fmt: skip
+    assert rc == 0 and "tech-pw" not in "".join(capsys.readouterr())

@@ -70,3 +70,52 @@ def test_the_watch_refuses_a_broker_the_ca_did_not_sign(pki: Path) -> None:
             StatusWatch("127.0.0.1", tls_port, status_topic(PREFIX, DEVICE),
                         ca_pem=(pki / "other_ca.pem").read_text())  # fmt: skip
     assert e.value.code == EXIT_BROKER and "certificate verify failed" in str(e.value)
+
+
+def test_the_watch_logs_in_on_a_broker_with_accounts(tmp_path: Path) -> None:
+    """deploy/mosquitto refuses anonymous clients: --wait-online logs in with a technician's
+    account that may read the boards' status (docs/flashing.md), over the boards' TLS port."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from cloud.provisioning.dynsec import DynSec
+    from tests.dynsec_broker import ADMIN, ADMIN_PW
+    from tests.tls_dynsec_broker import tls_dynsec_mosquitto
+
+    d = tmp_path / "broker"
+    topic = status_topic(PREFIX, DEVICE)
+    with tls_dynsec_mosquitto(d) as (tls_port, plain_port):
+        DynSec("127.0.0.1", plain_port, ADMIN, ADMIN_PW, PREFIX).run([
+            {"command": "createRole", "rolename": "tech-status", "acls": [
+                {"acltype": "subscribePattern", "topic": f"{PREFIX}/v1/dev/+/status",
+                 "allow": True}]},
+            {"command": "createRole", "rolename": "pub", "acls": [
+                {"acltype": "publishClientSend", "topic": topic, "allow": True}]},
+            {"command": "createClient", "username": "qadam-tech", "password": "tech-pw-0123",
+             "roles": [{"rolename": "tech-status"}]},
+            {"command": "createClient", "username": "pub", "password": "pub-pw-0123",
+             "roles": [{"rolename": "pub"}]},
+        ])  # fmt: skip
+        ca = (d / "ca.pem").read_text()
+        with pytest.raises(FlashError) as e:
+            StatusWatch("127.0.0.1", tls_port, topic, ca_pem=ca)
+        assert e.value.code == EXIT_BROKER and "refused the login" in str(e.value)
+        assert "--broker-user USER --broker-password-file FILE" in str(e.value)
+        with pytest.raises(FlashError) as e:  # an account that may not read the status
+            StatusWatch("127.0.0.1", tls_port, topic, ca_pem=ca, user="pub", password="pub-pw-0123")
+        assert "refused the subscription" in str(e.value)
+
+        watch = StatusWatch("127.0.0.1", tls_port, topic, ca_pem=ca, user="qadam-tech",
+                            password="tech-pw-0123")  # fmt: skip
+        board = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="pub")
+        board.username_pw_set("pub", "pub-pw-0123")
+        board.connect("127.0.0.1", plain_port)
+        board.loop_start()
+        try:
+            watch.arm()
+            board.publish(topic, b'{"v":1,"online":true,"boot":3}', qos=1)
+            assert watch.wait(10) == {"v": 1, "online": True, "boot": 3}
+        finally:
+            board.loop_stop()
+            board.disconnect()
+            watch.close()

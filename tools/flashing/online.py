@@ -38,6 +38,7 @@ class StatusWatch:
         self._cond = threading.Condition()
         self._messages: list[tuple[float, bool, bytes]] = []
         self._subscribed = False
+        self._refused = ""  # why the broker refused the login or the subscription
         self._since = float("inf")
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
@@ -57,6 +58,7 @@ class StatusWatch:
             self.client.tls_set_context(ctx)
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_connect = self._on_connect
         try:
             self.client.connect(host, port, keepalive=30)
         except OSError as exc:
@@ -71,6 +73,14 @@ class StatusWatch:
         with self._cond:
             while not self._subscribed:
                 left = deadline - time.monotonic()
+                if self._refused:
+                    self.close()
+                    raise FlashError(
+                        f"--wait-online: the MQTT broker at {self.where} refused {self._refused}; "
+                        "a broker with accounts needs one that may read the boards' status "
+                        "(--broker-user USER --broker-password-file FILE, docs/flashing.md)",
+                        EXIT_BROKER,
+                    )
                 if left <= 0:
                     self.close()
                     raise FlashError(
@@ -80,9 +90,18 @@ class StatusWatch:
                     )
                 self._cond.wait(left)
 
+    def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
+        if reason_code.is_failure:
+            with self._cond:
+                self._refused = f"the login ({reason_code})"
+                self._cond.notify_all()
+
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties=None) -> None:
         with self._cond:
-            self._subscribed = True
+            if reason_codes and reason_codes[0].is_failure:
+                self._refused = f"the subscription to {self.topic} (not authorised to read it)"
+            else:
+                self._subscribed = True
             self._cond.notify_all()
 
     def _on_message(self, client, userdata, msg) -> None:

@@ -20,6 +20,29 @@ from tools.services import Services, ensure_database, running_services
 REPO = Path(__file__).resolve().parent.parent
 
 
+DEMO_ADMIN = "admin@demo-school.local"
+
+
+def demo_admin(database_url: str, school: str) -> str:
+    """The demo school's administrator for the console, with a new random password each run
+    (printed once): the console's pages are behind sign-in even in the open demo (D27-E)."""
+    import secrets
+
+    import psycopg
+
+    from cloud.auth.passwords import hash_password
+
+    password = secrets.token_urlsafe(9)
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO users (email, password_hash, role, school_id)"
+            " VALUES (%s, %s, 'school_admin', %s)"
+            " ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash",
+            (DEMO_ADMIN, hash_password(password), school),
+        )
+    return password
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--state-dir", type=Path, default=REPO / "var", help="data of embedded services and boards"
@@ -167,7 +190,9 @@ def _run(args: argparse.Namespace, services: Services, state: Path) -> int:
         started.append(school.stop)
         while not server.started:
             time.sleep(0.05)
+        password = demo_admin(database_url, "demo-school")
         print(f"\nOpen http://127.0.0.1:{http_port}/live  (API: /api/v1/events, /docs)", flush=True)
+        print(f"Sign in as {DEMO_ADMIN} with {password}  (a new password each run)", flush=True)
         print("Ctrl-C stops the demo.\n", flush=True)
 
         day = Day(school)

@@ -66,6 +66,8 @@ def login(
     lang = language(request)
     got = attempt(conn, settings, throttle, client_address(request), email, password)
 
+    # A form shown again with its message is a 200: the page is the answer, and a browser logs
+    # any 4xx of a page as a console error (D27-E). Only the throttle's refusal is a 429.
     def again(error: str, status: int) -> Response:
         return render(request, "login.html", lang, status_code=status,
                       next=safe_next(next), email=email[:254], error=error)  # fmt: skip
@@ -76,11 +78,11 @@ def login(
         response.headers["Retry-After"] = str(got.retry_after)
         return response
     if got.token is None:
-        return again(i18n.gettext(lang, N_("Wrong e-mail or password.")), 401)
+        return again(i18n.gettext(lang, N_("Wrong e-mail or password.")), 200)
     principal = sessions.principal_for(conn, got.token)
     if principal is None or principal.role not in CONSOLE_ROLES:
         sessions.logout(conn, got.token)  # a guardian's: the parents' app, not the console
-        return again(i18n.gettext(lang, N_("This console is for school staff.")), 403)
+        return again(i18n.gettext(lang, N_("This console is for school staff.")), 200)
     user_lang = _user_locale(conn, principal.user_id)
     response = RedirectResponse(safe_next(next), status_code=303)
     _set_session(response, got.token, settings.session_ttl_s)
@@ -133,11 +135,11 @@ def change_password(
     row = conn.execute("SELECT password_hash FROM users WHERE id = %s", (user.user_id,)).fetchone()
     if row is None or not verify_password(row[0], current):
         bound.failed(user.email, client)
-        return again(N_("The current password is wrong."), 422)
+        return again(N_("The current password is wrong."), 200)
     if not PASSWORD_MIN <= len(new) <= PASSWORD_MAX:
-        return again(N_("The new password must be at least 10 characters long."), 422)
+        return again(N_("The new password must be at least 10 characters long."), 200)
     if new != repeat:
-        return again(N_("The two new passwords differ."), 422)
+        return again(N_("The two new passwords differ."), 200)
     conn.execute(
         "UPDATE users SET password_hash = %s WHERE id = %s", (hash_password(new), user.user_id)
     )

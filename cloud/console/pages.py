@@ -147,7 +147,7 @@ def live_page(
         total, events, next_cursor = events_in_scope(conn, user, f, after, PAGE_SIZE)
     query = {k: v for k, v in form.items() if v}
     next_url = "/live?" + urlencode({**query, "cursor": next_cursor}) if next_cursor else None
-    return render(request, "live.html", lang, status_code=422 if errors else 200,
+    return render(request, "live.html", lang,
                   user=user, nav=_nav(user), schools=schools, form=form, events=events,
                   total=total, next_url=next_url, first_page=cursor is None,
                   refresh_url="/live?" + urlencode(query), errors=errors)  # fmt: skip

@@ -9,7 +9,6 @@ comes from a CDN at run time (D27-E). The pages link them with ``?_hash=``
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -35,6 +34,15 @@ FILES: dict[str, str] = {
 }
 
 
+# Links out of the machine inside a vendored file, pointed at our own (the console works with no
+# internet, and an image that fails offline is a console error). A version whose file no longer
+# has the link fails the copy, so the rewrite is looked at again.
+REWRITES: dict[str, list[tuple[bytes, bytes]]] = {
+    # redoc's "API docs by Redocly" footer logo
+    "redoc.standalone.js": [(b"https://cdn.redoc.ly/redoc/logo-mini.svg", b"/static/favicon.svg")],
+}
+
+
 def missing() -> list[str]:
     """Vendor files the console needs that are not in place (run ./dev to copy them)."""
     return [name for name in FILES if not (VENDOR / name).is_file()]
@@ -47,7 +55,12 @@ def copy(node_modules: Path = NODE_MODULES, dest: Path = VENDOR) -> int:
         raise FileNotFoundError("not in node_modules (run npm ci): " + ", ".join(absent))
     dest.mkdir(parents=True, exist_ok=True)
     for name, src in FILES.items():
-        shutil.copyfile(node_modules / src, dest / name)
+        data = (node_modules / src).read_bytes()
+        for old, new in REWRITES.get(name, []):
+            if old not in data:
+                raise FileNotFoundError(f"{src} no longer links {old.decode()}: check REWRITES")
+            data = data.replace(old, new)
+        (dest / name).write_bytes(data)
     for stale in dest.iterdir():
         if stale.name not in FILES:
             stale.unlink()

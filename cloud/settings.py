@@ -73,8 +73,9 @@ class Settings(BaseSettings):
     # The API under load (issue #19, D27-D). Connections per API process, kept open in a pool;
     # 0 = a new connection per request (the path before #19, kept as the bench's baseline).
     # With several processes the sum (api_workers x db_pool_size) must stay under PostgreSQL's
-    # max_connections, or go through PgBouncer (docs/operations.md).
-    db_pool_size: int = Field(default=10, ge=0, le=1000)
+    # max_connections, or go through PgBouncer (docs/operations.md). A process runs Python one
+    # thread at a time, so a few connections keep it busy; more only crowd PostgreSQL (D27-D).
+    db_pool_size: int = Field(default=4, ge=0, le=1000)
     # A request waits this long for a pooled connection, then gets 503 with Retry-After.
     db_pool_timeout_s: float = Field(default=2.0, gt=0, le=60)
     # A statement is prepared on its n-th execution on a connection (then reused); 0 = never
@@ -87,7 +88,7 @@ class Settings(BaseSettings):
     # Requests one process works on at once; more wait up to api_queue_wait_s (at most
     # api_queue_max of them), then get 503 with Retry-After: the taps and the requests already
     # admitted keep the CPU.
-    api_max_inflight: int = Field(default=32, ge=1, le=10_000)
+    api_max_inflight: int = Field(default=16, ge=1, le=10_000)
     api_queue_max: int = Field(default=2_000, ge=0, le=1_000_000)
     api_queue_wait_s: float = Field(default=3.0, ge=0, le=60)
     api_retry_after_s: int = Field(default=2, ge=1, le=3600)
@@ -255,8 +256,8 @@ _HINTS = {
     "push_endpoint_hosts": 'set a JSON list of host names, e.g. ["fcm.googleapis.com"]',
     "ingest_metrics_port": "set a port 1-65535, or 0 for no metrics endpoint",
     "api_metrics_port": "set a port 1-65535, or 0 for no metrics endpoint",
-    "api_rate_client": 'set limits like "200/second;6000/minute", or "" for none',
-    "api_rate_account": 'set limits like "20/second;600/minute", or "" for none',
+    "api_rate_client": 'set limits like "300/second;12000/minute", or "" for none',
+    "api_rate_account": 'set limits like "30/second;1200/minute", or "" for none',
     "device_ntp_servers": 'set a JSON list of HOST or HOST:PORT, e.g. ["kz.pool.ntp.org"]',
     "device_mqtt_server_name": "set the DNS name the broker's certificate is for",
 }

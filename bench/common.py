@@ -53,6 +53,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                      "free heap of a simulated board (door, turnstile, turnstile + anti-passback "
                      "+ schedules, firmware from a ROMFS image) after connect and after 300 taps: "
                      "a 64 KiB heap vs 100 KiB"),
+    "canteen_menu": ("bench.canteen_menu",
+                     "free heap of a canteen board (100 KiB) with no menu, the one-day menu and "
+                     "the dated 8-day menu (D27-A), after connect and 300 taps; and the menu "
+                     "arriving as a config command"),
     "whitelist_lookup": ("bench.whitelist_lookup",
                          "50,000-card whitelist lookup in the MicroPython VM (64 KiB heap): reads, "
                          "us and bytes allocated per lookup; vs a linear scan of the same file"),

@@ -1,16 +1,17 @@
 """The canteen menu as a board holds it (protocol.md "Canteen", D27-A) and its push.
 
 A school plans sets per local date and meal period (``menus``, migration 0021: dish ids in
-order). A board gets ``{"days": {date: {period: SET}}}`` for today and the next
-``menu_days_ahead`` days (school-local dates), one SET per period, combined here so the board
-does no more work (nor heap) than for one dish:
+order). A board gets ``{"reduced": R, "days": {date: {period: [ID, ALLERGENS, PRICE, NAME]}}}``
+for today and the next ``menu_days_ahead`` days (school-local dates), one set per period as a
+list (half the heap of a dict on the board, D27-A), combined here so the board does no more work
+than for one dish:
 
-- ``allergens``: the OR of the dishes' masks (blocked when any dish hits the card's mask);
-- ``price``: the sum of the dishes' prices (what a paid pupil is charged; the cloud prices a
+- ``ID``: the first (main) dish, the event's ``dish`` (ratings, receipts);
+- ``ALLERGENS``: the OR of the dishes' masks (blocked when any dish hits the card's mask);
+- ``PRICE``: the sum of the dishes' prices (what a paid pupil is charged; the cloud prices a
   receipt of that set the same way, 0021 ``meal_receipt_price``);
-- ``reduced``: the school's reduced category price (D13: what the cloud charges);
-- ``id``: the first (main) dish, the event's ``dish`` (ratings, receipts);
-- ``dish``: the main dish's name for the display, ``+N`` when the set has more.
+- ``NAME``: the main dish's name for the display, ``+N`` when the set has more;
+- ``reduced`` (once): the school's reduced category price (D13: what the cloud charges).
 
 The push is a ``config`` command (purpose ``menu``) through the command queue, so it is audited,
 retried and answered like any command; a newer one supersedes one still waiting."""
@@ -74,12 +75,12 @@ def board_menu(conn: Conn, school: str, first: date, days: int) -> dict[str, Any
         mask = 0
         for d in got:
             mask |= int(d[2])
-        s: dict[str, Any] = {"dish": name, "id": int(dish_ids[0]), "allergens": mask,
-                             "price": money(sum((d[1] for d in got), Decimal(0)))}  # fmt: skip
-        if reduced is not None:
-            s["reduced"] = money(reduced[0])
-        out.setdefault(day.isoformat(), {})[period] = s
-    return {"days": out}
+        price = money(sum((d[1] for d in got), Decimal(0)))
+        out.setdefault(day.isoformat(), {})[period] = [int(dish_ids[0]), mask, price, name]
+    doc: dict[str, Any] = {"days": out}
+    if reduced is not None:
+        doc["reduced"] = money(reduced[0])
+    return doc
 
 
 def last_pushed(conn: Conn, device: str) -> dict[str, Any] | None:

@@ -20,9 +20,11 @@ def valid(k, v):
             return isinstance(v, dict) and all(0 <= _hm(a) < _hm(b) <= 1440
                                                for a, b in v.values())
         if k == "menu":
-            # {"days": {date: {period: SET}}} (the cloud sends today and the next 7; at most 16,
-            # so a menu cannot take the heap) or one day {"date", "periods"}. Plain loops: each
-            # generator is one more code object in RAM.
+            # {"reduced": R, "days": {date: {period: [id, allergens, price, name]}}} (the cloud
+            # sends today and the next 7; at most 16, so a menu cannot take the heap) or one day
+            # {"date", "periods": {period: {...}}}. Plain loops: each generator is one more code
+            # object in RAM.
+            money(v.get("reduced", 0))
             ds = v.get("days")
             if ds is None:
                 ds = {"": v.get("periods")}
@@ -32,6 +34,10 @@ def valid(k, v):
                 if d and (len(d) != 10 or d[4] != "-"):
                     return False
                 for p in ps.values():
+                    if isinstance(p, list):
+                        if len(p) != 4 or not isinstance(p[3], str):
+                            return False
+                        p = {"id": p[0], "allergens": p[1], "price": p[2]}
                     if not isinstance(p.get("allergens", 0), int) or not isinstance(
                             p.get("id", 0), int):
                         return False

@@ -19,9 +19,10 @@ class Decide:
 
     def dish(self, pk, name):
         """The period's set meal that day (dict) or {} (no menu for that day). The menu (protocol.md
-        "Canteen") is {"days": {date: {period: SET}}}, today and the next days, so an offline
-        board keeps blocking on the days after; the one-day form {"date", "periods"} (no date:
-        every day) is read as one such day."""
+        "Canteen") is {"reduced": R, "days": {date: {period: [id, allergens, price, name]}}},
+        today and the next days, so an offline board keeps blocking on the days after; a set as
+        a list, not a dict: half the heap (D27-A). The one-day form {"date", "periods":
+        {period: {...}}} (no date: every day) is read as one such day."""
         mn = self.menu
         day = date_of(pk[0])
         ds = mn.get("days")
@@ -30,15 +31,21 @@ class Decide:
         if pk[1] == 255:
             # Unsynced clock: neither the day nor the period is known, so every set of the menu
             # counts (the allergens of all of them, the highest prices): a hard block stays hard.
-            u = {"allergens": 0, "price": 0, "reduced": 0}
+            u = {"allergens": 0, "price": 0, "reduced": money(mn.get("reduced", 0))}
             for ps in ds.values():
                 for p in ps.values():
+                    if isinstance(p, list):
+                        p = {"allergens": p[1], "price": p[2]}
                     u["allergens"] |= p.get("allergens", 0)
                     for k in ("price", "reduced"):
                         u[k] = max(u[k], money(p.get(k, 0)) if k in p else 0)
             u["price"], u["reduced"] = fmt(u["price"]), fmt(u["reduced"])
             return u
-        return (ds.get(day) or {}).get(name) or {}
+        s = (ds.get(day) or {}).get(name) or {}
+        if isinstance(s, list):  # [id, allergens, price, name]: one small dict per tap
+            s = {"id": s[0], "allergens": s[1], "price": s[2], "dish": s[3],
+                 "reduced": mn.get("reduced", 0)}
+        return s
 
     def decide(self, cat, alg, key, t, synced, skip_allergen=False):
         """-> (granted, reason, info dict). Changes nothing; commit() does."""

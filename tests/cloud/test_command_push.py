@@ -179,8 +179,7 @@ def test_a_canteen_status_brings_its_menu_once(world: Any) -> None:
     boards.status("ct-1", True)
     device, doc, _, _ = boards.next()
     assert (device, doc["cmd"]) == ("ct-1", "config")
-    assert doc["set"]["menu"] == {"days": {str(today): {"lunch": {
-        "dish": "Плов", "id": dish[0], "allergens": 4, "price": "650"}}}}  # fmt: skip
+    assert doc["set"]["menu"] == {"days": {str(today): {"lunch": [dish[0], 4, "650", "Плов"]}}}
     boards.pub("ct-1", "cmd/res", {"v": 1, "id": doc["id"], "ok": True})
     _until(lambda: _row(url, doc["id"])[0] == "ok", "the reply")
     boards.status("ct-1", True)  # the next heartbeat: the menu it holds is the current one

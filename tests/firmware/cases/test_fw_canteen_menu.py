@@ -9,14 +9,10 @@ from fwhelpers import rmtree, tempdir
 FISH = 0x0008
 # 2026-11-28 (DAY) and the next day: lunch sets of two dishes each, combined by the cloud (masks
 # OR'd, prices summed); no menu for the day after.
-MENU = {"days": {
-    "2026-11-28": {"lunch": {"dish": "Plov+Salad", "id": 17, "allergens": NUTS | 1,
-                             "price": "950", "reduced": "325"}},
-    "2026-11-29": {"lunch": {"dish": "Fish+Tea", "id": 21, "allergens": FISH, "price": "800",
-                             "reduced": "325"},
-                   "breakfast": {"dish": "Porridge", "id": 30, "allergens": 0, "price": "300",
-                                 "reduced": "150"}}}}
-
+MENU = {"reduced": "325", "days": {
+    "2026-11-28": {"lunch": [17, NUTS | 1, "950", "Plov+Salad"]},
+    "2026-11-29": {"lunch": [21, FISH, "800", "Fish+Tea"],
+                   "breakfast": [30, 0, "300", "Porridge"]}}}
 
 def test_each_day_its_own_set():
     d = tempdir()
@@ -42,6 +38,11 @@ def test_each_day_its_own_set():
         door.clock.synced = False
         assert c.dish((0, 255), "unsynced") == {"allergens": NUTS | 1 | FISH, "price": "950",
                                                 "reduced": "325"}
+        # a reduced-price pupil pays the menu's reduced price
+        door.clock.synced = True
+        c, door = make(d, at(24 + 12, 45), {"menu": MENU}, door=door)
+        r, ev, _ = tap(c, 2)
+        assert (ev["reason"], ev["amount"], ev["dish"]) == ("reduced", "325", 21)
     finally:
         rmtree(d)
 
@@ -50,6 +51,10 @@ def test_dated_menu_validation():
     assert valid("menu", MENU) and valid("menu", {"days": {}})
     assert valid("menu", {"date": "2026-11-28", "periods": {"lunch": {"price": "1"}}})
     assert not valid("menu", {"days": {"2026-11-28": {"lunch": {"price": "-1"}}}})
+    assert not valid("menu", {"days": {"2026-11-28": {"lunch": [1, 0, "-1", "x"]}}})
+    assert not valid("menu", {"days": {"2026-11-28": {"lunch": [1, 0, "1"]}}})
+    assert not valid("menu", {"days": {"2026-11-28": {"lunch": [1, "nuts", "1", "x"]}}})
+    assert not valid("menu", {"reduced": "x", "days": {}})
     assert not valid("menu", {"days": {"28.11.2026": {}}})
     assert not valid("menu", {"days": {"2026-11-28": {"lunch": {"allergens": "nuts"}}}})
     assert not valid("menu", {"days": {"2026-11-28": []}})

@@ -66,6 +66,9 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "catchup": ("bench.catchup",
                 "catch-up of 20,000 journaled events after an outage, one simulated board "
                 "through Mosquitto + ingest; vs batch size 1 (500 events, scaled)"),
+    "power_on": ("bench.power_on",
+                 "power-on to the first acked tap of a door board with Wi-Fi, TLS and NTP as "
+                 "the flasher provisions it; vs the same board on plain MQTT without bring-up"),
 }  # fmt: skip
 
 

@@ -63,6 +63,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "events_list": ("bench.events_list",
                     "lists across schools (operator, district) over 2 M taps: each school's "
                     "newest merged vs one scan of the time index dropped in migration 0015"),
+    "api_load": ("bench.api_load",
+                 "the API at 100/1,000/2,000 connections (wrk, an app + console mix, 5,000 "
+                 "pupils, 2 M taps) with the pool vs without, and the ingest's tap-to-ack "
+                 "meanwhile"),
     "catchup": ("bench.catchup",
                 "catch-up of 20,000 journaled events after an outage, one simulated board "
                 "through Mosquitto + ingest; vs batch size 1 (500 events, scaled)"),

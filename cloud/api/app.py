@@ -81,10 +81,14 @@ def _domain_error(_req: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=status)
 
 
-def _db_error(_req: Request, exc: Exception) -> JSONResponse:
+def _db_error(req: Request, exc: Exception) -> JSONResponse:
     """Constraint and data errors the request models could not see: the transaction was rolled
-    back, so nothing changed. Reported by field, without constraint names or SQL details."""
+    back, so nothing changed. Reported by field, without constraint names or SQL details. A lost
+    or refused connection (OperationalError) is answered as a busy service: 503 + Retry-After."""
     assert isinstance(exc, psycopg.Error)
+    if isinstance(exc, psycopg.OperationalError):
+        log.warning("database unavailable error=%s", type(exc).__name__)
+        return overload.busy_response(req.app.state.settings.api_retry_after_s)
     return dberrors.response_for(exc)
 
 

@@ -171,3 +171,16 @@ def test_an_account_over_its_rate_limit_gets_429_and_others_are_served(
 def test_bad_rate_limit_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="api_rate_account"):
         Settings(api_rate_account="lots/second")
+
+
+@pytest.mark.parametrize("pool_size", [0, 2])
+def test_an_unreachable_database_is_503_with_retry_after(pool_size: int) -> None:
+    """Nothing listens on the database's port: with the pool (its wait ends) and without (the
+    connect is refused), the answer is a busy 503 with Retry-After, not a 500 or a hang."""
+    s = _settings("postgresql://postgres@127.0.0.1:9/none", db_pool_size=pool_size,
+                  db_pool_timeout_s=0.5, auth_cache_ttl_s=0, api_retry_after_s=4)  # fmt: skip
+    with serve(s) as client:
+        r = client.get(ME, headers={"Authorization": "Bearer not-checked"})
+        assert r.status_code == 503, r.text
+        assert r.headers["Retry-After"] == "4"
+        assert "busy" in r.json()["detail"]

@@ -1,33 +1,29 @@
 # OTA download on the board (protocol.md "OTA", docs/ota.md): the cloud offers a release on
 # {prefix}/v1/dev/{device}/ota, the board asks for its bytes in windows of chunks on .../ota/req
 # and appends them to ota.part; the offer is kept in ota.new, so after a reconnect or a power cut
-# the next offer of the same release resumes at the partial file's size. A complete image is
-# read back from flash and checked (size, sha256), then its Ed25519 signature is verified with
-# the release key of device.json ("ota_pub"), then it is renamed into the slot that is not
-# running and put on trial (slots.activate), and the board restarts into it. Anything wrong
-# throws the download away, says why in the status ("ota": {"id", "err"}) and changes no slot.
+# the next offer of the same release resumes at the partial file's size. A complete download
+# is handed to the bootstrap (ota.new renamed to ota.chk) and the board restarts: before the app
+# runs, ota/check.py reads the image back from flash (size, sha256), verifies its Ed25519
+# signature with the release key of device.json ("ota_pub"), renames it into the slot that is
+# not running and puts it on trial (slots.activate). Anything wrong throws the download away,
+# says why in the status ("ota": {"id", "err"}) and changes no slot.
 # Imported lazily, only while an offer or a chunk comes, and unloaded when a download ends.
 import json
 import os
 import struct
 
-import slots
-from compat import asyncio, emit, sleep_ms, unload
+from compat import asyncio, emit, sleep_ms
 
 PART = "ota.part"
 META = "ota.new"
+CHK = "ota.chk"  # a complete download the bootstrap checks and activates (ota/check.py)
+ERR = "ota.err"  # why the last one was refused (reported in the status: ota/trial.py)
 MAGIC = b"QOC1"  # chunk: magic, release id (u32 BE), offset (u32 BE), data
 HDR = 12
 WIN = 8  # chunks asked for at once
 MAX_SIZE = 1 << 20  # what a slot holds
-TRIES = 3  # trial boots of a new image before it is given up
 
 _cur = None  # the offer being downloaded: [id, ver, size, sha256 hex, sig hex, next offset, end]
-
-
-def signed(o):
-    """The bytes a release's signature covers (tools/release.py signs the same)."""
-    return b"qadam-ota|%s|%d|%s" % (o["ver"].encode(), o["size"], o["sha256"].encode())
 
 
 def _status(app, st):
@@ -39,7 +35,7 @@ def _status(app, st):
 def _fail(app, rid, why):
     global _cur
     _cur = None
-    for n in (PART, META):
+    for n in (PART, META, ERR):
         try:
             os.remove(n)
         except OSError:
@@ -96,9 +92,13 @@ def offer(app, o):
             have = os.stat(PART)[6]
         except OSError:
             pass
-    off = have - have % 1024  # resume on a chunk boundary
+    off = have if have == size else have - have % 1024  # resume on a chunk boundary
     if not same or off > size:
         have = off = 0
+        try:
+            os.remove(ERR)  # a new release: the last one's refusal is old news
+        except OSError:
+            pass
         tmp = META + ".tmp"
         with open(tmp, "w") as f:
             f.write(json.dumps(m))
@@ -153,64 +153,17 @@ def chunk(app, b):
 
 
 async def _finish(app):
+    # All bytes are in ota.part: the offer becomes the check's order (one rename), and the board
+    # restarts; the bootstrap checks the image before the app runs (ota/check.py), in a heap
+    # still in one piece (the verifier's code and big numbers need blocks the running app's
+    # heap no longer has).
     global _cur
     c = _cur
-    try:
-        await _check(app, c)
-    except MemoryError as e:
-        # The image stays in ota.part: the next offer of the release checks it again.
-        _cur = None
-        app.sync.error("ota", e)
-        _status(app, {"id": c[0], "err": "memory"})
-
-
-async def _check(app, c):
-    global _cur
-    rid = c[0]
-    import hashlib
-    from binascii import hexlify, unhexlify
-    h = hashlib.sha256()
-    buf = bytearray(512)
-    n = 0
-    with open(PART, "rb") as f:
-        while True:
-            k = f.readinto(buf)
-            if not k:
-                break
-            h.update(memoryview(buf)[:k])
-            n += k
-            await sleep_ms(0)  # taps go on while ~100 KB are read back
-    if n != c[2] or hexlify(h.digest()).decode() != c[3]:
-        return _fail(app, rid, "sha256")
-    m = {"ver": c[1], "size": c[2], "sha256": c[3]}
-    h = buf = None
-    import gc
-    gc.collect()  # the verifier's code and numbers need room in one piece
-    import ota.ed25519 as ed
-    try:
-        good = ed.verify(unhexlify(app.cfg["ota_pub"]), signed(m),
-                         unhexlify(c[4]))
-    except ValueError:
-        good = False
-    unload(ed)
-    if not good:
-        return _fail(app, rid, "signature")
-    s = slots.load()
-    slot = "b" if slots.running(s) == "a" else "a"
-    try:
-        os.remove(slots.path(slot))
-    except OSError:
-        pass
-    os.rename(PART, slots.path(slot))
-    slots.activate(slot, c[1], app.cfg.get("ota_tries", TRIES))
-    try:
-        os.remove(META)
-    except OSError:
-        pass
     _cur = None
-    app.sync.status["trial"] = -1  # to boot on trial: no other offer is taken before the reset
-    emit("ota", {"id": rid, "ver": c[1], "slot": slot, "trial": 1})
-    _status(app, {"id": rid, "ver": c[1], "reboot": 1})
+    os.rename(META, CHK)
+    app.sync.status["trial"] = -1  # no other offer is taken before the reset
+    emit("ota", {"id": c[0], "ver": c[1], "check": 1})
+    _status(app, {"id": c[0], "ver": c[1], "reboot": 1})
     await sleep_ms(200)  # the status goes out first
     app._reboot()
 

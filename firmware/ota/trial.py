@@ -25,6 +25,12 @@ def setup(app):
     if s.get("rb"):
         st["rb"] = s["rb"]
     sy.subs.append(sy.t_status[:-6] + "ota")
+    try:  # the bootstrap refused the last download (ota/check.py): say why
+        import json
+        with open("ota.err") as f:
+            st["ota"] = json.loads(f.read())
+    except (OSError, ValueError):
+        pass
     if s.get("try"):
         st["trial"] = s.get("left", 0)
     else:

@@ -70,6 +70,14 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "catchup": ("bench.catchup",
                 "catch-up of 20,000 journaled events after an outage, one simulated board "
                 "through Mosquitto + ingest; vs batch size 1 (500 events, scaled)"),
+    "console": ("bench.console",
+                "the web console's Today and live events pages (a school of 5,000 pupils, a "
+                "district of 200 schools, 2 M taps): p95 server time against the API calls "
+                "that fetch the same data"),
+    "console_lighthouse": ("bench.console_lighthouse",
+                           "Lighthouse (npm, Debian's Chromium, mobile) on the console's sign-in, "
+                           "Today and live events pages: performance, accessibility, best "
+                           "practices"),
     "power_on": ("bench.power_on",
                  "power-on to the first acked tap of a door board with Wi-Fi, TLS and NTP as "
                  "the flasher provisions it; vs the same board on plain MQTT without bring-up"),

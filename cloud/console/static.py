@@ -4,6 +4,7 @@ cached for a year and no bundler is needed."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +21,8 @@ _TYPES = {
     ".png": "image/png",
 }
 YEAR = 365 * 24 * 3600
+DAY = 24 * 3600
+_COMPRESS = {".js", ".css", ".svg"}  # fonts are compressed already
 
 
 @lru_cache(maxsize=256)
@@ -46,10 +49,22 @@ def serve(name: str, request: Request) -> Response:
     if path is None:
         raise HTTPException(status_code=404, detail="no such file")
     current = _digest(path, path.stat().st_mtime_ns)
-    immutable = request.query_params.get("_hash") == current
-    cache = f"public, max-age={YEAR}, immutable" if immutable else "no-cache"
-    return FileResponse(
-        path,
-        media_type=_TYPES[path.suffix],
-        headers={"Cache-Control": cache, "X-Content-Type-Options": "nosniff"},
-    )
+    if request.query_params.get("_hash") == current:
+        cache = f"public, max-age={YEAR}, immutable"
+    elif path.suffix == ".woff2":
+        cache = f"public, max-age={DAY}"  # named by console.css without a hash (same glyphs)
+    else:
+        cache = "no-cache"
+    headers = {"Cache-Control": cache, "X-Content-Type-Options": "nosniff",
+               "Vary": "Accept-Encoding"}  # fmt: skip
+    if path.suffix in _COMPRESS and "gzip" in request.headers.get("accept-encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        body = _gzipped(path, path.stat().st_mtime_ns)
+        return Response(body, media_type=_TYPES[path.suffix], headers=headers)
+    return FileResponse(path, media_type=_TYPES[path.suffix], headers=headers)
+
+
+@lru_cache(maxsize=64)
+def _gzipped(path: Path, mtime_ns: int) -> bytes:
+    """Compressed once per file version (htmx 37 KB -> 13 KB; swagger-ui 1.8 MB -> 0.5 MB)."""
+    return gzip.compress(path.read_bytes(), compresslevel=9, mtime=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,11 @@ def render(
     response.headers["Vary"] = "HX-Request, HX-Request-Type, Cookie, Accept-Language"
     response.headers["Cache-Control"] = "no-store"  # pages hold pupils' names
     response.headers["Content-Language"] = lang
+    if len(response.body) > 1024 and "gzip" in request.headers.get("accept-encoding", ""):
+        response.body = gzip.compress(response.body, compresslevel=6)
+        response.headers["Content-Encoding"] = "gzip"
+        response.headers["Content-Length"] = str(len(response.body))
+        response.headers["Vary"] += ", Accept-Encoding"
     return response
 
 

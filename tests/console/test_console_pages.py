@@ -291,5 +291,6 @@ def test_api_docs_are_served_from_our_own_files(client: TestClient) -> None:
         url = r.text.split(src.split("?")[0], 1)[1].split('"', 1)[0]
         js = client.get(f"/static/vendor/{asset}{url}")
         assert js.status_code == 200 and "immutable" in js.headers["cache-control"]
+        assert js.headers["content-encoding"] == "gzip"  # the client asked for it
     assert client.get("/static/../settings.py").status_code == 404
     assert client.get("/static/vendor/nothing.js").status_code == 404

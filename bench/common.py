@@ -78,6 +78,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                            "Lighthouse (npm, Debian's Chromium, mobile) on the console's sign-in, "
                            "Today and live events pages: performance, accessibility, best "
                            "practices"),
+    "ota": ("bench.ota",
+            "OTA transfer time of the firmware image (~84 KB, 1 KB chunks in windows of 8) to a "
+            "simulated board through Mosquitto, the whole update to confirmed, Ed25519 in the "
+            "VM; vs one raw MQTT publish of the same bytes"),
     "power_on": ("bench.power_on",
                  "power-on to the first acked tap of a door board with Wi-Fi, TLS and NTP as "
                  "the flasher provisions it; vs the same board on plain MQTT without bring-up"),

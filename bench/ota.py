@@ -7,7 +7,8 @@ windows of 8, appended to flash as they come.
 ``python -m bench ota``. Rows: the transfer (from the offer to the last byte on the board's
 flash), bytes and KB/s; the whole update (offer to the cloud seeing the new image confirmed:
 transfer, restart, the bootstrap's sha256 + Ed25519 check, restart on trial, the trial ack);
-the Ed25519 verification alone in the VM at the board's heap (time and heap it takes). Baseline
+the Ed25519 verification alone in the VM at the board's heap (time and heap it takes); the free
+heap of a 64 KiB door booted from a slot and on trial, against the plain ROMFS door. Baseline
 in the same run: one raw MQTT QoS 1 publish of the same bytes from a paho client to a paho
 subscriber through the same broker (the broker's and the clients' floor for moving them).
 """
@@ -32,7 +33,13 @@ from bench.common import REPO, Row, database, median, mosquitto, report
 from cloud.ota import releases, rollouts
 from cloud.settings import Settings
 from cloud.workers.ota_push import OtaPush
-from simulator.board import FIRMWARE, BoardConfig, firmware_bundle, micropython_binary
+from simulator.board import (
+    FIRMWARE,
+    BoardConfig,
+    VirtualBoard,
+    firmware_bundle,
+    micropython_binary,
+)
 from simulator.ota_board import OtaBoard
 from tools.release import build_image, public_key, sign
 
@@ -76,6 +83,30 @@ def _update(url: str, port: int, settings: Settings, key: Ed25519PrivateKey, dev
         finally:
             board.stop()
     return marks["fetched"] - t0, whole
+
+
+def _heap(port: int, prefix: str, ota: bool, trial: bool = False) -> int:
+    """Free heap of a door board at 64 KiB, connected (no ingest): booted by the OTA bootstrap
+    from slot a (on trial in slot b with `trial`), or the plain ROMFS board."""
+    import json
+
+    cfg = BoardConfig(f"heap-{int(ota)}{int(trial)}", "b1", SITE_KEY, mqtt_port=port,
+                      prefix=prefix, extra={"ota_pub": "00" * 32} if ota else {})  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="qadam-bench-ota-") as d:
+        flash = Path(d) / "flash"
+        board = (OtaBoard if ota else VirtualBoard)(cfg, flash)
+        board.write_flash(None)
+        if trial:
+            (flash / "slot_b.rom").write_bytes((flash / "slot_a.rom").read_bytes())
+            (flash / "ota.json").write_text(json.dumps(
+                {"act": "a", "try": "b", "left": 3, "ver": {"b": "9.9.9"}, "rb": None}))
+        board.start()
+        try:
+            board.wait_for(lambda: board.mqtt_up, 30, "to connect")
+            time.sleep(1.5)
+            return int(median([board.stat()["heap"] for _ in range(3)]))
+        finally:
+            board.stop()
 
 
 def _fw(url: str, device: str) -> dict[str, Any]:
@@ -164,6 +195,9 @@ def run(repeat: int = 3) -> list[Row]:
                 raw.append(_raw_publish(port, image))
         finally:
             worker.stop()
+        plain = _heap(port, settings.topic_prefix, False)
+        slots = _heap(port, settings.topic_prefix, True)
+        trial = _heap(port, settings.topic_prefix, True, True)
     ms, kept = _verify_in_vm(key, docs[0])
     t = median(transfer)
     base = median(raw)
@@ -175,7 +209,11 @@ def run(repeat: int = 3) -> list[Row]:
         Row("OTA transfer rate", kb / t, "KB/s", baseline=kb / base, ratio=(kb / t) / (kb / base)),
         Row("whole update (offer to confirmed: transfer, check, trial, ack)", median(whole), "s"),
         Row("Ed25519 verify in the VM (64 KiB heap)", ms, "ms"),
-        Row("Ed25519 module heap while loaded", kept, "bytes"),
+        Row("Ed25519 module heap while loaded (.mpy in the heap)", kept, "bytes"),
+        Row("door 64K booted from a slot: free heap after connect", slots, "bytes",
+            baseline=plain, ratio=slots / plain, goal=">= 8192"),
+        Row("door 64K on trial: free heap after connect", trial, "bytes", baseline=plain,
+            ratio=trial / plain, goal=">= 8192"),
     ]  # fmt: skip
 
 

@@ -93,6 +93,27 @@ CATEGORY_NAMES = {"free": N_("free"), "reduced": N_("reduced price"), "paid": N_
                   "none": N_("no category")}  # fmt: skip
 MODE_NAMES = {"door": N_("door"), "turnstile": N_("turnstile"), "canteen": N_("canteen")}
 READER_NAMES = {"in": N_("entrance"), "out": N_("exit"), "canteen": N_("canteen")}
+# event reasons (docs/protocol.md "Event reasons", "Canteen"); an unknown one is shown as its code
+REASON_NAMES = {
+    "ok": N_("allowed"),
+    "unknown_card": N_("unknown card"),
+    "no_whitelist": N_("the reader has no list of cards"),
+    "bad_whitelist": N_("the reader's list of cards is damaged"),
+    "schedule": N_("outside the allowed hours"),
+    "antipassback": N_("already inside"),
+    "antipassback_soft": N_("already inside (let in offline)"),
+    "passage_timeout": N_("did not walk through"),
+    "no_meal_period": N_("not a meal time"),
+    "already_received": N_("meal already received"),
+    "allergen": N_("blocked: allergen"),
+    "free": N_("free meal"),
+    "reduced": N_("reduced-price meal"),
+    "paid": N_("paid meal"),
+    "no_balance": N_("balance too low"),
+    "offline_credit": N_("on credit (offline)"),
+    "credit_limit": N_("credit limit reached"),
+    "override_allergen": N_("allergen block overridden by staff"),
+}
 
 
 def install(env: Any) -> None:
@@ -105,7 +126,8 @@ def install(env: Any) -> None:
     env.filters["number"] = _number
     env.filters["date_long"] = _date_long
     env.globals.update(ROLE_NAMES=ROLE_NAMES, CATEGORY_NAMES=CATEGORY_NAMES,
-                       MODE_NAMES=MODE_NAMES, READER_NAMES=READER_NAMES)  # fmt: skip
+                       MODE_NAMES=MODE_NAMES, READER_NAMES=READER_NAMES,
+                       REASON_NAMES=REASON_NAMES)  # fmt: skip
 
 
 def _local(value: datetime, zone: str | None) -> datetime:

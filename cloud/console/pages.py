@@ -83,8 +83,9 @@ def today_page(
     except NotFound:
         return render(request, "not_found.html", lang, status_code=404, user=user, nav=_nav(user))
     day = today(conn, shown) if shown else None
+    refresh_url = "/today?" + urlencode({"school": shown}) if school else "/today"
     return render(request, "today.html", lang, user=user, nav=_nav(user), schools=schools,
-                  school=shown, day=day)  # fmt: skip
+                  school=shown, day=day, refresh_url=refresh_url)  # fmt: skip
 
 
 def _local_input(value: str | None) -> datetime | None:

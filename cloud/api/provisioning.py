@@ -55,6 +55,9 @@ class ProvisionOut(BaseModel):
     timezone: str  # the school's IANA time zone
     tz_offset_min: int  # its offset from UTC now, in minutes: device.json "tz_offset_min"
     mode: str  # the device's mode (door, turnstile, canteen): device.json "mode"
+    # device.json "ota_pub": the release key's public half (hex) the board checks OTA images
+    # with (docs/ota.md); None: the cloud has none, the board takes no updates
+    ota_pub: str | None = None
 
 
 class RevokeOut(BaseModel):
@@ -111,7 +114,7 @@ def provision(conn: ConnDep, s: SettingsDep, body: ProvisionIn) -> ProvisionOut:
     return ProvisionOut(
         device=c.device, school=c.school, site_key=c.site_key.hex(), mqtt=mqtt,
         ack_key=c.ack_key.hex(), boot_floor=c.boot_floor, ntp=list(c.ntp), timezone=c.timezone,
-        tz_offset_min=c.tz_offset_min, mode=c.mode,
+        tz_offset_min=c.tz_offset_min, mode=c.mode, ota_pub=s.ota_public_key,
     )  # fmt: skip
 
 

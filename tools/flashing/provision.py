@@ -52,6 +52,7 @@ class Provisioned:
     acl: bool
     ack_key: str = ""  # hex; "": an older cloud without ack keys (protocol.md "Ack")
     boot_floor: int = 0  # the newest boot the cloud holds for the device (protocol.md)
+    ota_pub: str = ""  # hex; the release key the board checks OTA images with (docs/ota.md)
     # What only the cloud knows of the board's setting-up (docs/provisioning.md, D27-C); an
     # older cloud answers none of it: plain MQTT, no NTP, no offset.
     tls: bool = False
@@ -98,6 +99,7 @@ def _parse(device: str, raw: bytes) -> Provisioned:
             acl=bool(m.get("acl", False)),
             ack_key=str(doc.get("ack_key") or ""),
             boot_floor=int(doc.get("boot_floor") or 0),
+            ota_pub=str(doc.get("ota_pub") or ""),
             tls=m.get("tls") is True,
             ca_pem=str(m.get("ca_pem") or ""),
             server_hostname=str(m.get("server_hostname") or ""),
@@ -122,6 +124,8 @@ def _parse(device: str, raw: bytes) -> Provisioned:
     if p.ack_key and not re.fullmatch(r"[0-9a-f]{64}", p.ack_key) or p.boot_floor < 0:
         raise FlashError("the cloud's ack_key or boot_floor is malformed; nothing was written",
                          EXIT_CLOUD)  # fmt: skip
+    if p.ota_pub and not re.fullmatch(r"[0-9a-f]{64}", p.ota_pub):
+        raise FlashError("the cloud's ota_pub is malformed; nothing was written", EXIT_CLOUD)
     bad = _check_setup(p)
     if bad:
         raise FlashError(f"the cloud's answer is unusable: {bad}; nothing was written to the "
@@ -222,6 +226,8 @@ def device_document(
         doc["ack_key"] = p.ack_key  # acks without its mac are ignored (protocol.md "Ack")
     if p.boot_floor:
         doc["boot_floor"] = p.boot_floor  # boots start above it (protocol.md "Boot floor")
+    if p.ota_pub:
+        doc["ota_pub"] = p.ota_pub  # OTA images are checked with it (docs/ota.md)
     return doc
 
 

@@ -75,3 +75,33 @@ def test_trial_without_an_ack_restarts_the_board(tmp_path, topic_prefix, mqtt_ad
         assert any('"trial":"timeout"' in x for x in b.output)
     finally:
         b.stop()
+
+
+def test_first_event_ack_confirms_the_trial(tmp_path, topic_prefix, mqtt_addr, database_url):
+    # Only the ingest runs (no OTA worker, so no trial ack): a tap's ack confirms the image.
+    import psycopg
+
+    from cloud.domain import registry
+    from cloud.ingest.service import Ingest
+    from cloud.settings import Settings
+
+    with psycopg.connect(database_url) as conn:
+        registry.create_school(conn, "s1", "School 1", SITE_KEY)
+        registry.register_device(conn, "ota-1", "s1", "entrance", "door", "mfrc522")
+    ingest = Ingest(Settings(database_url=database_url, mqtt_host=mqtt_addr[0],
+                             mqtt_port=mqtt_addr[1], topic_prefix=topic_prefix,
+                             ingest_client_id=f"ingest-{topic_prefix}"))  # fmt: skip
+    ingest.start()
+    b = _on_trial(tmp_path, topic_prefix, mqtt_addr, {})
+    try:
+        b.start()
+        b.wait_for(lambda: b.mqtt_up, 20, "to connect")
+        assert _state(b)["try"] == "b"
+        b.tap(bytes.fromhex("04a1b2c3"))
+        b.wait_drained(30)
+        b.wait_for(lambda: any('"by":"events"' in x for x in b.output), 10, "to confirm")
+        s = _state(b)
+        assert s["act"] == "b" and s["try"] is None, s
+    finally:
+        b.stop()
+        ingest.stop()

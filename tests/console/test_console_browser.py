@@ -119,6 +119,12 @@ def test_school_admin_signs_in_and_sees_their_school(
     expect(p.locator("#offline")).to_contain_text("gate-1")
     assert p.locator("#school").count() == 0  # one school: no picker
     tab.shot(f"today-{width}")
+    # the keyboard: the first Tab reaches "Skip to content", the next ones the menu
+    p.keyboard.press("Tab")
+    expect(p.locator("a.skip")).to_be_focused()
+    p.keyboard.press("Tab")
+    p.keyboard.press("Tab")
+    expect(p.get_by_role("link", name="Today")).to_be_focused()
 
     p.get_by_role("link", name="Live events").click()
     expect(p).to_have_url(f"{site}/live")

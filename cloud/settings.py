@@ -98,7 +98,9 @@ class Settings(BaseSettings):
     api_rate_account: str = Field(default="30/second;1200/minute", max_length=200)
     # Token lookups cached per process this long (0 = every request reads the database);
     # dropped on logout, revocation and user changes through PostgreSQL NOTIFY (D27-D).
-    auth_cache_ttl_s: int = Field(default=30, ge=0, le=3600)
+    # Off by default: with the pool a lookup costs ~0.1 ms, and a cached one would outlive a
+    # deactivation by the notice's delivery (milliseconds); worth it where the database is far.
+    auth_cache_ttl_s: int = Field(default=0, ge=0, le=3600)
     api_metrics_host: str = Field(default="127.0.0.1", min_length=1)
     api_metrics_port: int = Field(default=0, ge=0, le=65535)  # 0 = no metrics endpoint
 

@@ -96,6 +96,10 @@ def _db_error(req: Request, exc: Exception) -> JSONResponse:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the pool and the token cache's listener; keep the pool's gauges current."""
     s: Settings = app.state.settings
+    if app.state.connections.settings is not s:  # pointed at other settings since create_app
+        app.state.connections.close()
+        app.state.connections = Connections(s, "qadam-api", API_SESSION_OPTIONS)
+        app.state.token_cache = TokenCache(s.auth_cache_ttl_s)
     limiter = anyio.to_thread.current_default_thread_limiter()
     limiter.total_tokens = max(limiter.total_tokens, s.api_max_inflight + 8)
     if app.state.connections.pooled:

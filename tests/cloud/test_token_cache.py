@@ -113,7 +113,7 @@ def test_a_change_made_in_the_database_reaches_the_cache(
 def test_without_a_listener_the_cache_is_bypassed(database_url: str, world: World) -> None:
     """No lifespan (so no listener): every lookup reads the database, so a change made where no
     notice can reach it still counts at once."""
-    s = Settings(database_url=database_url, auth_required=True)
+    s = Settings(database_url=database_url, auth_required=True, auth_cache_ttl_s=3600)
     client = TestClient(create_app(s))  # not entered: the app's start-up does not run
     auth = world.auth("guardian")
     assert client.get(ME, headers=auth).status_code == 200

@@ -1,7 +1,8 @@
 """OTA on MicroPython's LittleFS over an emulated ESP32 flash partition that loses power after any
-program or erase (issue #14 items 6 and 7): 300 cuts at every step of updates, trial boots,
-confirmations and rollbacks, and the board boots a whole, verified image after each
-(tests/firmware/cases/lfs_ota_cuts.py). VM only, like the journal's cuts."""
+program or erase (issue #14 items 6 and 7): 300 random cuts across updates, trial boots,
+confirmations and rollbacks (tests/firmware/cases/lfs_ota_cuts.py), and a cut at every
+operation of each step that writes the flash (lfs_ota_steps.py); the board boots a whole,
+verified image after each. VM only, like the journal's cuts."""
 
 import pytest
 
@@ -14,3 +15,10 @@ def test_ota_power_cuts_on_littlefs() -> None:
     assert st["cuts"] == 300 and st["reprog"] == 0, st
     # Cuts landed in downloads that then resumed, and updates got through between them.
     assert st["resumed"] > 0 and st["activated"] > 0 and st["after_rollback"] > 0, st
+
+
+@pytest.mark.slow
+def test_ota_cut_at_every_operation_of_each_step() -> None:
+    st = _run("lfs_ota_steps", ("test_lfs_ota_cut_at_every_operation_of_each_step",), "64K")
+    assert st["reprog"] == 0 and min(st[k] for k in ("check", "trial_boot", "rollback",
+                                                      "confirm")) > 0, st

@@ -9,6 +9,8 @@ template rendering), 3 warm-up and N timed requests per case; p95 and median rep
 - Today, school admin (5,000 pupils); the API has no call for today's attendance, so its
   baseline is what the API does return for the page's other data: the school's devices and
   its pupil count (GET /api/v1/devices?school=, GET /api/v1/people?school=&kind=student&limit=1);
+- Today, district authority: one row per school of its 200 (pupils, came in, late, meals,
+  readers offline) vs GET /api/v1/schools (the API has no roll-up: the list of the schools);
 - Live events, school admin (last 24 hours, 50 a page) vs GET /api/v1/events with the same
   filter and page size;
 - Live events, district authority (200 schools) vs the same API call for the district.
@@ -158,6 +160,9 @@ def run(repeat: int = 3) -> list[Row]:
                  [("/api/v1/devices", {"school": "ls000"}, api("school_admin")),
                   ("/api/v1/people", {"school": "ls000", "kind": "student", "limit": "1"},
                    api("school_admin"))]),
+                ("Today, district of 200 schools (one row each)",
+                 [("/today", {}, page("district_authority"))],
+                 [("/api/v1/schools", {"limit": "200"}, api("district_authority"))]),
                 ("Live events, school admin, last 24 h",
                  [("/live", {"since": form_since}, page("school_admin"))],
                  [("/api/v1/events", {"since": since, "limit": "50"}, api("school_admin"))]),

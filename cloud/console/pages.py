@@ -19,7 +19,7 @@ from cloud.auth.principal import Principal, Role
 from cloud.console import i18n
 from cloud.console.guard import CONSOLE_ROLES, ConsoleUser, check_csrf, require_role
 from cloud.console.i18n import N_
-from cloud.console.today import schools_in, today
+from cloud.console.today import rollup, schools_in, today
 from cloud.console.web import language, render
 from cloud.domain.errors import NotFound
 
@@ -82,6 +82,10 @@ def today_page(
         schools, shown = _school_choice(conn, user, school)
     except NotFound:
         return render(request, "not_found.html", lang, status_code=404, user=user, nav=_nav(user))
+    if not school and user.school_id is None and len(schools) > 1:
+        # a district's or the platform's users: every school of the scope, one row each
+        return render(request, "today_rollup.html", lang, user=user, nav=_nav(user),
+                      rows=rollup(conn, schools))  # fmt: skip
     day = today(conn, shown) if shown else None
     refresh_url = "/today?" + urlencode({"school": shown}) if school else "/today"
     return render(request, "today.html", lang, user=user, nav=_nav(user), schools=schools,

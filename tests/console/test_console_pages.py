@@ -294,3 +294,18 @@ def test_api_docs_are_served_from_our_own_files(client: TestClient) -> None:
         assert js.headers["content-encoding"] == "gzip"  # the client asked for it
     assert client.get("/static/../settings.py").status_code == 404
     assert client.get("/static/vendor/nothing.js").status_code == 404
+
+
+def test_today_rollup_of_a_district(client: TestClient, world: World, database_url: str) -> None:
+    from console_helpers import populate_today
+
+    populate_today(database_url, world.ids)
+    c = _as(client, "district_authority")
+    r = c.get("/today")
+    assert r.status_code == 200 and "Today in your schools" in r.text
+    assert "School s1" in r.text and "School s2" in r.text and "School s3" not in r.text
+    assert "2 / 2" in r.text  # s1: both pupils came in
+    client.cookies.clear()
+    c = _as(client, "platform_admin")
+    r = c.get("/today")
+    assert "School s3" in r.text and "3 schools" in r.text

@@ -70,10 +70,11 @@ def _not_for_role(request: Request, exc: Exception) -> Response:
 
 
 def install(app: FastAPI) -> None:
-    from cloud.console import account, apidocs, pages
+    from cloud.console import account, apidocs, app_pages, pages
 
     app.add_exception_handler(SignInNeeded, _sign_in)
     app.add_exception_handler(NotForRole, _not_for_role)
     app.include_router(account.router)
     app.include_router(pages.router)
     app.include_router(apidocs.router)
+    app_pages.install(app)  # the parents' app and guardian invitations (D27-F)

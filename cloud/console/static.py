@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
 from functools import lru_cache
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from fastapi import HTTPException, Request
 from fastapi.responses import FileResponse, Response
 
 STATIC = Path(__file__).resolve().parent / "static"
+log = logging.getLogger("qadam.console")
 _TYPES = {
     ".js": "text/javascript",
     ".css": "text/css",
@@ -40,8 +42,15 @@ def _file(name: str) -> Path | None:
 def url(name: str) -> str:
     path = _file(name)
     if path is None:  # a vendor file ./dev did not copy: the link says so instead of a 500
+        _missing(name)
         return f"/static/{name}?_hash=missing"
     return f"/static/{name}?_hash={_digest(path, path.stat().st_mtime_ns)}"
+
+
+@lru_cache(maxsize=64)
+def _missing(name: str) -> None:
+    """Said once per file: the pages work without it only in part (no htmx, no API docs)."""
+    log.warning("console file static/%s is missing: run ./dev (npm ci, cloud.console.vendor)", name)
 
 
 def serve(name: str, request: Request) -> Response:

@@ -309,3 +309,11 @@ def test_today_rollup_of_a_district(client: TestClient, world: World, database_u
     c = _as(client, "platform_admin")
     r = c.get("/today")
     assert "School s3" in r.text and "3 schools" in r.text
+
+
+def test_a_missing_vendor_file_is_said(caplog: pytest.LogCaptureFixture) -> None:
+    from cloud.console import static
+
+    with caplog.at_level("WARNING", logger="qadam.console"):
+        assert static.url("vendor/not-copied.js") == "/static/vendor/not-copied.js?_hash=missing"
+    assert "run ./dev" in caplog.text

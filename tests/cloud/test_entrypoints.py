@@ -205,6 +205,7 @@ ENTRY_POINTS = {
     "python -m cloud.workers.whitelist_push": ["-m", "cloud.workers.whitelist_push"],
     "python -m cloud.workers.balance_push": ["-m", "cloud.workers.balance_push"],
     "python -m cloud.workers.command_push": ["-m", "cloud.workers.command_push"],
+    "python -m cloud.workers.ota_push": ["-m", "cloud.workers.ota_push"],
     "qadam serve": ["-m", "tools.cli", "serve"],
     "qadam ingest": ["-m", "tools.cli", "ingest"],
     "qadam migrate": ["-m", "tools.cli", "migrate"],
@@ -329,6 +330,7 @@ def test_production_starts_refuse_what_is_open_without_insecure_dev(
         "whitelist push, no account": ["-m", "cloud.workers.whitelist_push"],
         "balance push, no account": ["-m", "cloud.workers.balance_push"],
         "command push, no account": ["-m", "cloud.workers.command_push"],
+        "ota push, no account": ["-m", "cloud.workers.ota_push"],
     }
     envs = {
         "serve, auth off": _clean_env(**base, QADAM_AUTH_REQUIRED="0"),
@@ -348,6 +350,7 @@ def test_production_starts_refuse_what_is_open_without_insecure_dev(
         "whitelist push, no account": ["no broker account (QADAM_MQTT_USER unset)"],
         "balance push, no account": ["no broker account (QADAM_MQTT_USER unset)"],
         "command push, no account": ["no broker account (QADAM_MQTT_USER unset)"],
+        "ota push, no account": ["no broker account (QADAM_MQTT_USER unset)"],
     }
     for name, (rc, err) in got.items():
         line = _one_line(name, (rc, err))

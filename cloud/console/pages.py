@@ -44,6 +44,8 @@ def _nav(user: Principal) -> list[tuple[str, str]]:
         items.append(("/today", N_("Today")))
     if user.role in LIVE_ROLES:
         items.append(("/live", N_("Live events")))
+    if user.role in ("platform_admin", "school_admin"):  # invitations.py INVITERS
+        items.append(("/guardians", N_("Guardians")))
     items.append(("/password", N_("Password")))
     items.append(("/docs", N_("API")))
     return items

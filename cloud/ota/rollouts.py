@@ -223,11 +223,16 @@ def drive(conn: psycopg.Connection[Any]) -> list[tuple[str, dict[str, Any]]]:
         ).fetchall()
         for r in active:
             targets = cur.execute(
-                "SELECT t.device_id, t.canary, t.state, t.offered_at IS NULL OR t.offered_at <"
-                " now() - make_interval(secs => %s) AS due, coalesce(f.online, false) AS online"
+                # Due: not offered within RESEND_S, and, while downloading, silent as long
+                # (each window's status moves device_firmware.updated_at: a download that
+                # progresses is not offered again).
+                "SELECT t.device_id, t.canary, t.state, (t.offered_at IS NULL OR t.offered_at <"
+                " now() - make_interval(secs => %s)) AND (t.state <> 'downloading' OR"
+                " f.updated_at < now() - make_interval(secs => %s)) AS due,"
+                " coalesce(f.online, false) AS online"
                 " FROM ota_targets t LEFT JOIN device_firmware f ON f.device_id = t.device_id"
                 " WHERE t.rollout_id = %s",
-                (RESEND_S, r["id"]),
+                (RESEND_S, RESEND_S, r["id"]),
             ).fetchall()
             if r["state"] == "canary":
                 canaries = [t for t in targets if t["canary"]]

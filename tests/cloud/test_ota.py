@@ -207,3 +207,22 @@ def test_chunks_and_trial_ack_wire_format() -> None:
     assert trial_ack(None, "b00", "2.0.0") == b'{"v":1,"trial":"2.0.0"}'
     signed = trial_ack(b"k" * 32, "b00", "2.0.0")
     assert b'"mac":"' in signed
+
+
+def test_a_canary_that_does_not_confirm_in_time_pauses_the_rollout(
+    world: tuple[TestClient, World], database_url: str
+) -> None:
+    c, w = world
+    devs = _devices(database_url, 4)
+    for d in devs:
+        _status(database_url, d, fw="1.0.0", slot="a")
+    ro = _rollout(c, w, "2.0.0", devs)
+    assert _drive(database_url) == devs[:2]
+    _status(database_url, devs[0], fw="2.0.0", slot="b")  # one canary confirmed
+    _status(database_url, devs[1], fw="2.0.0", slot="b", trial=2)  # the other still on trial
+    with psycopg.connect(database_url) as conn:  # the deadline (1,800 s by default) passes
+        conn.execute("UPDATE ota_rollouts SET stage_started_at = now() - interval '1 hour'")
+    assert _drive(database_url) == []
+    r = c.get(f"/api/v1/ota/rollouts/{ro['id']}", headers=w.auth("platform_admin")).json()
+    assert r["state"] == "paused" and r["paused_reason"] == "canary b01 did not confirm in time"
+    assert {t["state"] for t in r["targets"] if not t["canary"]} == {"pending"}

@@ -19,32 +19,33 @@ from simulator.romfs import firmware_image, heap_with_image
 # The board's bootstrap (its main.py): runs from the board's filesystem before any image is
 # mounted. slots.boot() counts a trial down or rolls it back before the image runs; a download
 # the app finished is checked and activated by the running image's ota/check.py before its app
-# starts; an image that raises makes the board reset (the simulator's runner powers it on again
-# on exit code 75), so a broken image uses up its trial boots instead of stopping at a prompt.
+# starts; an image that does not mount or raises makes the board reset (the simulator's runner
+# powers it on again on exit code 75), so a broken image uses up its trial boots instead of
+# stopping at a prompt.
 OTA_MAIN = """\
 import os, sys, vfs
 import slots
 _p = slots.path(slots.boot(slots.wdt_reset()))
 del sys.modules["slots"], slots
-_img = bytearray(os.stat(_p)[6])
-with open(_p, "rb") as f:
-    f.readinto(_img)
-vfs.mount(vfs.VfsRom(_img), "/rom")
-del _img, f, _p
-sys.path[:0] = ["/rom", "/rom/lib"]
-import gc
-gc.collect()
-if "ota.chk" in os.listdir():  # a downloaded release: checked now, in an empty heap
-    import ota.check
-    if ota.check.run():
-        sys.exit(75)  # it is on trial: reset into it
-    for _n in ("ota.check", "ota.ed25519", "slots", "ota"):
-        sys.modules.pop(_n, None)
-    del ota, _n
-    gc.collect()
 try:
+    _img = bytearray(os.stat(_p)[6])
+    with open(_p, "rb") as f:
+        f.readinto(_img)
+    vfs.mount(vfs.VfsRom(_img), "/rom")
+    del _img, f, _p
+    sys.path[:0] = ["/rom", "/rom/lib"]
+    import gc
+    gc.collect()
+    if "ota.chk" in os.listdir():  # a downloaded release: checked now, in an empty heap
+        import ota.check
+        if ota.check.run():
+            sys.exit(75)  # it is on trial: reset into it
+        for _n in ("ota.check", "ota.ed25519", "slots", "ota"):
+            sys.modules.pop(_n, None)
+        del ota, _n
+        gc.collect()
     import main
-except Exception as e:
+except Exception as e:  # an image that does not mount or whose app raises: reset
     sys.print_exception(e)
     sys.exit(75)
 """

@@ -9,7 +9,9 @@ import json
 import shutil
 from pathlib import Path
 
-from simulator.board import BoardConfig
+import pytest
+
+from simulator.board import BoardConfig, BoardError
 from simulator.ota_board import REBOOT_EXIT, OtaBoard
 
 SITE_KEY = b"k" * 32
@@ -105,3 +107,21 @@ def test_first_event_ack_confirms_the_trial(tmp_path, topic_prefix, mqtt_addr, d
     finally:
         b.stop()
         ingest.stop()
+
+
+def test_an_image_that_does_not_boot_uses_up_its_trial_boots(tmp_path, topic_prefix, mqtt_addr):
+    # Not a ROMFS image at all (flash rot; a verified download cannot be this): each trial boot
+    # resets at once; the fourth power-on boots slot a.
+    b = _on_trial(tmp_path, topic_prefix, mqtt_addr, {})
+    (b.flash / "slot_b.rom").write_bytes(b"\x00" * 4096)
+    try:
+        for _ in range(3):
+            with pytest.raises(BoardError):
+                b.start()
+            assert b.proc is not None and b.proc.wait(5) == REBOOT_EXIT
+            b.power_cut()
+        b.start()
+        s = _state(b)
+        assert s["try"] is None and s["act"] == "a" and s["rb"] == "0.2.0", s
+    finally:
+        b.stop()

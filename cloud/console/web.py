@@ -51,6 +51,11 @@ def render(
     response.headers["Vary"] = "HX-Request, HX-Request-Type, Cookie, Accept-Language"
     response.headers["Cache-Control"] = "no-store"  # pages hold pupils' names
     response.headers["Content-Language"] = lang
+    # no page of ours is framed (clickjacking) or leaks its URL (filters, names) to another site
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["X-Content-Type-Options"] = "nosniff"
     if len(response.body) > 1024 and "gzip" in request.headers.get("accept-encoding", ""):
         response.body = gzip.compress(response.body, compresslevel=6)
         response.headers["Content-Encoding"] = "gzip"

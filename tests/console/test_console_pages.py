@@ -317,3 +317,13 @@ def test_a_missing_vendor_file_is_said(caplog: pytest.LogCaptureFixture) -> None
     with caplog.at_level("WARNING", logger="qadam.console"):
         assert static.url("vendor/not-copied.js") == "/static/vendor/not-copied.js?_hash=missing"
     assert "run ./dev" in caplog.text
+
+
+def test_pages_are_not_framed_nor_cached(client: TestClient) -> None:
+    c = _as(client, "school_admin")
+    for path in ("/login", "/today", "/live"):
+        r = c.get(path)
+        assert r.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+        assert r.headers["cache-control"] == "no-store"
+        assert r.headers["referrer-policy"] == "same-origin"

@@ -9,7 +9,14 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
-from cloud.api.deps import CanteenReader, ConnDep, GuardianOrAdmin, PageDep, SchoolAdmin
+from cloud.api.deps import (
+    CanteenReader,
+    ConnDep,
+    GuardianOrAdmin,
+    PageDep,
+    SchoolAdmin,
+    SettingsDep,
+)
 from cloud.api.models import (
     BIGINT_MAX,
     IdPath,
@@ -24,6 +31,7 @@ from cloud.api.models import (
 )
 from cloud.auth import scope
 from cloud.auth.principal import Principal
+from cloud.commands import menu as menus
 from cloud.domain import store
 from cloud.domain.allergens import Allergen, to_mask
 from cloud.domain.errors import Invalid, NotFound
@@ -119,15 +127,22 @@ def get_dish(conn: ConnDep, p: CanteenReader, dish_id: IdPath) -> DishOut:
 
 
 @router.patch("/dishes/{dish_id}", response_model=DishOut, tags=["menu"])
-def update_dish(conn: ConnDep, p: SchoolAdmin, dish_id: IdPath, body: DishPatch) -> DishOut:
+def update_dish(
+    conn: ConnDep, p: SchoolAdmin, s: SettingsDep, dish_id: IdPath, body: DishPatch
+) -> DishOut:
+    """A dish of the planned menu that changes (its allergens, price, name) goes to the school's
+    canteen boards at once, in their new menu (D27-A)."""
     _in_scope(conn, p, "dishes", dish_id)
     values = _dish_values(body.model_dump(exclude_unset=True))
-    return DishOut.model_validate(store.update(conn, p, "dishes", dish_id, values))
+    row = store.update(conn, p, "dishes", dish_id, values)
+    menus.push_school(conn, str(row["school_id"]), s.menu_days_ahead)
+    return DishOut.model_validate(row)
 
 
 @router.delete("/dishes/{dish_id}", response_model=DishOut, tags=["menu"])
 def retire_dish(conn: ConnDep, p: SchoolAdmin, dish_id: IdPath) -> DishOut:
-    """Dishes keep their ratings, so they are retired (active = false), not deleted."""
+    """Dishes keep their ratings, so they are retired (active = false), not deleted. A retired
+    dish stays in the sets already planned (the kitchen plans what it cooks)."""
     _in_scope(conn, p, "dishes", dish_id)
     return DishOut.model_validate(store.update(conn, p, "dishes", dish_id, {"active": False}))
 

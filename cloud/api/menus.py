@@ -146,10 +146,7 @@ def put_menu_day(
                 {"periods": after} if after else None, school_id)  # fmt: skip
     pushed: list[int] = []
     if day <= today + timedelta(days=s.menu_days_ahead) and before != after:
-        for device in menus.canteen_boards(conn, school_id):
-            cid = menus.ensure_menu(conn, device, school_id, s.menu_days_ahead)
-            if cid is not None:
-                pushed.append(cid)
+        pushed = menus.push_school(conn, school_id, s.menu_days_ahead)
     out = _expand(conn, school_id, {day: after})[0]
     return MenuWriteOut(**out.model_dump(), pushed=pushed)
 

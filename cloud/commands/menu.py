@@ -114,3 +114,15 @@ def canteen_boards(conn: Conn, school: str) -> list[str]:
         "SELECT id FROM devices WHERE school_id = %s AND mode = 'canteen' ORDER BY id", (school,)
     ).fetchall()
     return [str(r[0]) for r in rows]
+
+
+def push_school(conn: Conn, school: str, days_ahead: int) -> list[int]:
+    """Queue every canteen board of ``school`` whose menu changed its current one (after a menu
+    write, or a dish of the menu changed: a corrected allergen reaches the counters at once, not
+    at the boards' next status). Returns the commands' ids."""
+    out = []
+    for device in canteen_boards(conn, school):
+        cid = ensure_menu(conn, device, school, days_ahead)
+        if cid is not None:
+            out.append(cid)
+    return out

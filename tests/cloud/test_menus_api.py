@@ -178,3 +178,22 @@ def test_a_receipt_of_the_set_costs_the_set(world: Any) -> None:
         (2, "50.00", "50.00"),  # a dish that is no set's main dish: its own price
         (3, "700.00", "700.00"),  # no dish: the category's price
     ]
+
+
+def test_a_corrected_dish_reaches_the_boards_at_once(world: Any) -> None:
+    """The cook finds milk in the salad: its set's new mask is queued to the canteen boards in
+    the same request (not at their next status); a dish on no planned set queues nothing."""
+    c, w, url, d = world
+    tomorrow = (_today(url) + timedelta(days=1)).isoformat()
+    body = {"periods": {"lunch": [d["plov"], d["salad"]]}}
+    r = c.put(f"/api/v1/schools/s1/menu/{tomorrow}", headers=w.auth("school_admin"), json=body)
+    assert r.status_code == 200, r.text
+    r = c.patch(f"/api/v1/dishes/{d['tea']}", headers=w.auth("school_admin"), json={"price": "60"})
+    assert r.status_code == 200, r.text
+    assert [x[1] for x in _commands(url)] == ["queued", "queued"]
+    r = c.patch(f"/api/v1/dishes/{d['salad']}", headers=w.auth("school_admin"),
+                json={"allergens": ["nuts", "milk"]})  # fmt: skip
+    assert r.status_code == 200, r.text
+    cmds = _commands(url)
+    assert [x[1] for x in cmds] == ["superseded"] * 2 + ["queued"] * 2
+    assert cmds[-1][4]["set"]["menu"]["days"][tomorrow]["lunch"][1] == 128 | 64  # nuts, milk

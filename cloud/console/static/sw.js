@@ -69,15 +69,20 @@ self.addEventListener("push", (event) => {
   }));
 });
 
+// An open app window goes to the event's child; else a new one opens. (A function of its own:
+// the browser tests call it in the worker, as headless Chromium cannot click a notification.)
+async function openTarget(path) {
+  const target = new URL(path, self.location.origin).href;
+  const open = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
+  const app = open.find((client) => new URL(client.url).pathname.startsWith("/app/"));
+  const moved = app ? await app.navigate(target) : null;
+  if (moved) return moved.focus();
+  return self.clients.openWindow(target);
+}
+
 self.addEventListener("notificationclick", (event) => {
   event.notification.close();
-  const target = new URL(event.notification.data?.url || "/app/", self.location.origin).href;
-  event.waitUntil((async () => {
-    const open = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
-    const app = open.find((client) => new URL(client.url).pathname.startsWith("/app/"));
-    if (app) return (await app.navigate(target)) ? app.focus() : self.clients.openWindow(target);
-    return self.clients.openWindow(target);
-  })());
+  event.waitUntil(openTarget(event.notification.data?.url || "/app/"));
 });
 
 self.addEventListener("pushsubscriptionchange", (event) => {

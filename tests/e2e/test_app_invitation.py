@@ -1,0 +1,266 @@
+"""The parents' app end to end (issue #16 first slice, D27-F), in Debian's Chromium at 390 px:
+a school admin makes an invitation letter on the console's guardians page; the guardian, whose
+account was imported without a password, opens the letter's link, sets a password and is
+signed in; a tap on a virtual board (MicroPython VM, broker, ingest) appears in the child's
+feed in Kazakh with its date and time in the school's zone, without a reload; the guardian
+switches to Russian and English; another child is "not found"; the used link is refused. The
+screenshots of every app page in kk, ru and en go to docs/screenshots/app/ (docs/app.md)."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from cloud.api.app import create_app
+from cloud.domain.users import create_user
+from cloud.imports.apply import NO_PASSWORD
+from cloud.ingest.service import Ingest
+from cloud.settings import Settings
+from simulator.school import SimulatedSchool
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PHONE = {"width": 390, "height": 844}
+SHOTS = Path(__file__).resolve().parent.parent.parent / "docs" / "screenshots" / "app"
+SCHOOL = "app-school"
+ADMIN = ("admin@app.test", "an admin pass")
+NEW_PASSWORD = "mum's new password"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def web(database_url, topic_prefix, mqtt_addr):
+    settings = Settings(
+        database_url=database_url,
+        mqtt_host=mqtt_addr[0],
+        mqtt_port=mqtt_addr[1],
+        topic_prefix=topic_prefix,
+        ingest_client_id=f"ingest-{topic_prefix}",
+        http_port=_free_port(),
+        auth_required=True,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=settings.http_port, log_level="warning"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    ingest = Ingest(settings)
+    ingest.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "web server did not start"
+        time.sleep(0.05)
+    yield settings
+    ingest.stop()
+    server.should_exit = True
+    thread.join(10)
+
+
+class Phone:
+    """A 390 px browser context that records console errors (the expected 404/410 page loads
+    of refused links are listed by the test)."""
+
+    def __init__(self, browser: Browser, base: str, locale: str) -> None:
+        self.base = base
+        self.context = browser.new_context(viewport=PHONE, locale=locale)
+        self.page: Page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def go(self, path: str) -> Page:
+        self.page.goto(path if path.startswith("http") else self.base + path)
+        return self.page
+
+    def shot(self, name: str) -> None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SHOTS / f"{name}-390.png"), full_page=True)
+
+    def done(self, *expected_status: int) -> None:
+        allowed = [f"status of {s}" for s in expected_status]
+        assert [e for e in self.errors if not any(a in e for a in allowed)] == []
+        self.context.close()
+
+
+def _person_id(conn: psycopg.Connection, name: str) -> int:
+    row = conn.execute(
+        "SELECT id FROM people WHERE school_id = %s AND full_name = %s", (SCHOOL, name)
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _make_letter(admin: Phone, who: str, lang: str) -> str:
+    p = admin.go("/guardians")
+    row = p.locator("tr", has_text=who)
+    row.locator("select").select_option(lang)
+    row.get_by_role("button").click()
+    expect(p.locator("#invite-link")).to_be_visible()
+    return p.locator("#invite-link").inner_text()
+
+
+def test_guardian_signs_in_from_the_letter_and_sees_the_tap(web, database_url, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.fail("Debian chromium is required for the web page tests (./dev test installs it)")
+    school = SimulatedSchool(
+        database_url,
+        school=SCHOOL,
+        name="Школа № 7",
+        students=3,
+        staff=0,
+        boards=2,
+        mqtt_host=web.mqtt_host,
+        mqtt_port=web.mqtt_port,
+        prefix=web.topic_prefix,
+        state_dir=tmp_path / "boards",
+    )
+    base = f"http://127.0.0.1:{web.http_port}"
+    try:
+        school.start()
+        child, other = school.people[0], school.people[1]
+        with psycopg.connect(database_url) as conn:
+            create_user(conn, *ADMIN, "school_admin", school_id=SCHOOL)
+            child_id, other_id = _person_id(conn, child.name), _person_id(conn, other.name)
+            for email, name in (("mum@app.test", "Айгүл Сейітова"), ("dad@app.test", "Ерлан С.")):
+                # as the XLSX import creates them: no password until the invitation
+                gid = conn.execute(
+                    "INSERT INTO users (email, password_hash, full_name, role, created_by_school)"
+                    " VALUES (%s, %s, %s, 'guardian', %s) RETURNING id",
+                    (email, NO_PASSWORD, name, SCHOOL),
+                ).fetchone()[0]
+                conn.execute(
+                    "INSERT INTO guardian_students (guardian_id, person_id) VALUES (%s, %s)",
+                    (gid, child_id),
+                )
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+            _walk(browser, base, school, child, child_id, other_id, database_url)
+            browser.close()
+    finally:
+        school.stop()
+
+
+def _walk(browser, base, school, child, child_id, other_id, database_url) -> None:
+    # 1. the school admin makes mum's letter in Kazakh on the console
+    admin = Phone(browser, base, "en-US")
+    p = admin.go("/login")
+    p.locator("#email").fill(ADMIN[0])
+    p.locator("#password").fill(ADMIN[1])
+    p.locator("#password").press("Enter")
+    p = admin.go("/guardians")
+    expect(p.locator("h1")).to_have_text("Guardians")
+    expect(p.locator("tr", has_text="mum@app.test")).to_contain_text("not invited yet")
+    admin.shot("guardians-en")
+    link = _make_letter(admin, "mum@app.test", "kk")
+    expect(admin.page.locator("h1")).to_have_text("qadam қосымшасына шақыру")
+    expect(admin.page.locator(".qr svg")).to_be_visible()
+    admin.shot("letter-kk")
+    assert link.startswith(base + "/app/invite/") and link.endswith("?lang=kk")
+
+    # 2. mum opens it on her phone, sets a password, and is signed in to the app in Kazakh
+    mum = Phone(browser, base, "kk-KZ")
+    p = mum.go(link)
+    expect(p.locator("h1")).to_have_text("Құпиясөзіңізді орнатыңыз")
+    p.get_by_label("Жаңа құпиясөз (кемінде 10 таңба)").fill(NEW_PASSWORD)
+    p.get_by_label("Жаңа құпиясөз қайтадан").fill(NEW_PASSWORD)
+    p.get_by_role("button", name="Сақтау және кіру").click()
+    expect(p).to_have_url(base + "/app/kk/")
+    expect(p.locator("#child-name")).to_have_text(child.name)
+    expect(p.locator(".feed")).to_contain_text("Әзірге ештеңе жоқ.")
+
+    # 3. the child taps in and out on the school's boards: the feed shows both, no reload
+    assert school.boards[0].tap(child.uid)["result"] == "granted"
+    time.sleep(1.5)  # the board's debounce of the same card
+    assert school.boards[1].tap(child.uid)["result"] == "granted"
+    items = p.locator(".feed li")
+    expect(items).to_have_count(2, timeout=30_000)
+    expect(items.nth(0)).to_contain_text("Кетті")  # newest first
+    expect(items.nth(1)).to_contain_text("Келді")
+    with psycopg.connect(database_url) as conn:
+        at = conn.execute(
+            "SELECT coalesce(occurred_at_corrected, occurred_at), s.timezone FROM events e"
+            " JOIN schools s ON s.id = e.school_id WHERE e.person_id = %s AND e.reader = 'in'",
+            (child_id,),
+        ).fetchone()
+    local = at[0].astimezone(ZoneInfo(at[1]))
+    expect(items.nth(1).locator("time")).to_contain_text(f"{local.year}, {local:%H:%M}")
+    mum.shot("feed-kk")
+
+    # 4. Russian, then English: the same child's feed
+    for lang, to, arrived in (("ru", "Русский", "Пришёл"), ("en", "English", "Arrived")):
+        p.get_by_label(re.compile("Тіл|Язык|Language")).select_option(label=to)
+        p.get_by_role("button", name=re.compile("Тілді|Сменить|Change")).click()
+        expect(p).to_have_url(f"{base}/app/{lang}/?child={child_id}")
+        expect(p.locator(".feed li").nth(1)).to_contain_text(arrived)
+        mum.shot(f"feed-{lang}")
+
+    # 5. another child of the school: not found; the used link: refused, nothing changed
+    p = mum.go(f"/app/en/?child={other_id}")
+    expect(p.locator("h1")).to_have_text("Not found")
+    expect(p.locator("main")).not_to_contain_text(school.people[1].name)
+    mum.shot("not-found-en")
+    for lang, words in (
+        ("kk", "бұрын пайдаланылған"),
+        ("ru", "уже использована"),
+        ("en", "already been used"),
+    ):
+        p = mum.go(link.replace("?lang=kk", f"?lang={lang}"))
+        expect(p.locator("#invite-problem")).to_contain_text(words)
+        mum.shot(f"invite-used-{lang}")
+    p = mum.go("/app/en/")
+    expect(p.locator("#child-name")).to_have_text(child.name)  # still signed in, same account
+    mum.done(404, 410)
+
+    # 6. the API's route makes dad's link; the console makes his letters in ru and en
+    token = httpx.post(
+        base + "/api/v1/auth/token", data={"username": ADMIN[0], "password": ADMIN[1]}
+    ).json()["access_token"]
+    with psycopg.connect(database_url) as conn:
+        dad = conn.execute("SELECT id FROM users WHERE email = 'dad@app.test'").fetchone()[0]
+    r = httpx.post(
+        f"{base}/api/v1/guardians/{dad}/invitations", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert r.status_code == 201 and r.json()["url"].startswith(base + "/app/invite/")
+    for lang in ("ru", "en"):
+        dad_link = _make_letter(admin, "dad@app.test", lang)
+        admin.shot(f"letter-{lang}")
+    admin.done()
+
+    # 7. every app page in the three languages (a fresh phone, not signed in)
+    dad_phone = Phone(browser, base, "ru-RU")
+    assert httpx.get(r.json()["url"]).status_code == 410  # replaced by the letters
+    for lang in ("kk", "ru", "en"):
+        dad_phone.go(dad_link.replace("?lang=en", f"?lang={lang}"))
+        expect(dad_phone.page.locator("form.stack")).to_be_visible()
+        dad_phone.shot(f"invite-{lang}")
+        dad_phone.go(f"/app/{lang}/login")
+        dad_phone.shot(f"sign-in-{lang}")
+        dad_phone.go(f"/app/{lang}/offline")
+        dad_phone.shot(f"offline-{lang}")
+    dad_phone.done()

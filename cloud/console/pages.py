@@ -113,12 +113,16 @@ def live_page(
     since: Annotated[str | None, Query(max_length=32)] = None,
     until: Annotated[str | None, Query(max_length=32)] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    klass: Annotated[str | None, Query(alias="class", max_length=20)] = None,
+    name: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Response:
     require_role(user, LIVE_ROLES)
     lang = _lang(request, conn, user)
     school, device = (school or None), (device or "").strip().lower() or None
+    name = (name or "").strip() or None
     form = {"school": school or "", "device": device or "", "result": result or "",
-            "since": since or "", "until": until or ""}  # fmt: skip
+            "since": since or "", "until": until or "", "class": klass or "",
+            "name": name or ""}  # fmt: skip
     schools = schools_in(conn, scope.school_ids(conn, user))
     errors: list[str] = []
     after = None
@@ -127,6 +131,12 @@ def live_page(
     except ValueError:
         errors.append(N_("The time is not a date and time."))
         t_since = t_until = None
+    class_id = None
+    if klass:
+        if not klass.isdigit() or not 0 < int(klass) < 2**63:
+            errors.append(N_("Unknown class."))
+        else:
+            class_id = int(klass)
     if result not in (None, "", "granted", "denied"):
         errors.append(N_("Unknown result."))
     if cursor:
@@ -150,11 +160,20 @@ def live_page(
     if not errors:
         f = EventFilter(school=school, device=device,
                         result=result if result in ("granted", "denied") else None,  # type: ignore[arg-type]
-                        since=t_since, until=t_until)  # fmt: skip
+                        since=t_since, until=t_until, class_id=class_id, name=name)  # fmt: skip
         total, events, next_cursor = events_in_scope(conn, user, f, after, PAGE_SIZE)
     query = {k: v for k, v in form.items() if v}
+    # the classes of the school shown (one's own, or the one picked): a class filter needs one
+    class_school = school or user.school_id or (schools[0][0] if len(schools) == 1 else None)
+    classes: list[tuple[str, str]] = []
+    if class_school is not None:
+        rows = conn.execute(
+            "SELECT id, name FROM classes WHERE school_id = %s ORDER BY name", (class_school,)
+        ).fetchall()
+        classes = [(str(r[0]), str(r[1])) for r in rows]
     next_url = "/live?" + urlencode({**query, "cursor": next_cursor}) if next_cursor else None
     return render(request, "live.html", lang,
                   user=user, nav=_nav(user), schools=schools, form=form, events=events,
                   total=total, next_url=next_url, first_page=cursor is None,
-                  refresh_url="/live?" + urlencode(query), errors=errors)  # fmt: skip
+                  refresh_url="/live?" + urlencode(query), errors=errors,
+                  classes=classes)  # fmt: skip

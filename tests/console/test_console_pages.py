@@ -327,3 +327,21 @@ def test_pages_are_not_framed_nor_cached(client: TestClient) -> None:
         assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
         assert r.headers["cache-control"] == "no-store"
         assert r.headers["referrer-policy"] == "same-origin"
+
+
+def test_live_filters_by_class_and_name(client: TestClient, world: World) -> None:
+    """api_world: Alice is in class 5A of s1, Amir in none; Bob is at s2 (same district)."""
+    c = _as(client, "school_admin")
+    r = c.get("/live", params={"since": _since(), "class": str(world.ids["class_id"])})
+    assert "Alice Aliyeva" in r.text and "Amir Amirov" not in r.text
+    assert 'id="f-class"' in r.text and ">5A<" in r.text
+    r = c.get("/live", params={"since": _since(), "name": "amir"})
+    assert "Amir Amirov" in r.text and "Alice Aliyeva" not in r.text
+    r = c.get("/live", params={"since": _since(), "name": "%"})  # a literal %, not a wildcard
+    assert "No events match." in r.text
+    r = c.get("/live", params={"since": _since(), "class": "5A"})
+    assert "Unknown class." in r.text
+    client.cookies.clear()
+    c = _as(client, "district_authority")  # a name of another district finds nothing
+    r = c.get("/live", params={"since": _since(), "name": "Cara"})
+    assert "Cara Caspian" not in r.text and "No events match." in r.text

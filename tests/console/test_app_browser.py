@@ -202,3 +202,25 @@ def test_push_through_the_service_worker_and_the_offline_feed(
     expected = [e for e in errors if "404" in e or "ERR_INTERNET_DISCONNECTED" in e]
     assert [e for e in errors if e not in expected] == []
     context.close()
+
+
+def test_the_app_is_installable(server: str, tmp_path: Path) -> None:
+    """Chromium's own installability check (manifest, icons, service worker) finds nothing to
+    object to on the app's sign-in page (``Page.getInstallabilityErrors`` needs a persistent
+    context: research/ui.md pitfall 4)."""
+    from playwright.sync_api import sync_playwright
+    from test_console_browser import ARGS, CHROMIUM
+
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=str(CHROMIUM), args=ARGS, viewport=PHONE
+        )
+        page = context.new_page()
+        page.goto(server + "/app/en/login")
+        _wait(page, lambda: page.evaluate("!!navigator.serviceWorker.controller"), "no worker")
+        cdp = context.new_cdp_session(page)
+        got = cdp.send("Page.getInstallabilityErrors")
+        manifest = cdp.send("Page.getAppManifest")
+        context.close()
+    assert manifest["errors"] == [], manifest["errors"]
+    assert got["installabilityErrors"] == [], got

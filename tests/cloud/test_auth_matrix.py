@@ -12,6 +12,7 @@ row, here for every role, and WRITES below gives every write route one call that
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,13 +22,17 @@ from typing import Any
 import psycopg
 import pytest
 from api_world import PASSWORD, ROLES, World, build, login_all
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from cloud.api.app import create_app
 from cloud.settings import Settings
+from tools.release import public_key as release_public_key
+from tools.release import sign as release_sign
 
 P, D, S, C, T, G = ROLES
+RELEASE_KEY = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"matrix release key").digest())
 ALL = set(ROLES)
 PUBLIC = "public"  # no token needed
 
@@ -123,6 +128,15 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/api/v1/people/{person_id}/balance/correction"): {P, S},
     ("GET", "/api/v1/people/{person_id}/balance"): {P, S, C, G},
     ("GET", "/api/v1/people/{person_id}/ledger"): {P, S, G},
+    # OTA (D27-B): releases and rollouts are the platform's; the fleet view is scoped like devices
+    ("POST", "/api/v1/ota/releases"): {P},
+    ("GET", "/api/v1/ota/releases"): {P},
+    ("POST", "/api/v1/ota/rollouts"): {P},
+    ("GET", "/api/v1/ota/rollouts/{rollout_id}"): {P},
+    ("POST", "/api/v1/ota/rollouts/{rollout_id}/pause"): {P},
+    ("POST", "/api/v1/ota/rollouts/{rollout_id}/resume"): {P},
+    ("POST", "/api/v1/ota/rollouts/{rollout_id}/cancel"): {P},
+    ("GET", "/api/v1/ota/fleet"): {P, D, S, T},
     ("GET", "/healthz"): PUBLIC,
 }
 
@@ -177,7 +191,10 @@ def world(database_url: str) -> Iterator[tuple[TestClient, World]]:
     w.ids["sub_id"] = 1  # no such push subscription: an allowed role gets 404, past the gate
     w.ids["delivery_key"] = "meal:none:1:1"  # no such Social Wallet delivery: 404 likewise
     w.ids["day"] = (date.today() + timedelta(days=2)).isoformat()  # a menu day ahead
-    with TestClient(create_app(Settings(database_url=database_url, auth_required=True))) as c:
+    w.ids["rollout_id"] = 1  # no such rollout yet: an allowed role gets 404, past the gate
+    s = Settings(database_url=database_url, auth_required=True,
+                 ota_public_key=release_public_key(RELEASE_KEY))  # fmt: skip
+    with TestClient(create_app(s)) as c:
         login_all(c, w, database_url)
         yield c, w
 
@@ -295,6 +312,7 @@ def _push_subscription() -> dict[str, Any]:
 PUPIL, CLASS, DISH = {"person_id": "pupil"}, {"class_id": "new_class"}, {"dish_id": "new_dish"}
 REGION, DISTRICT = {"region_id": "new_region"}, {"district_id": "new_district"}
 DEVICE, GUARDIAN = {"device_id": "new_device"}, {"person_id": "pupil", "guardian_id": "dad"}
+ROLLOUT = {"rollout_id": "new_rollout"}
 CSV = {"files": {"file": ("pupils.csv", _pupils_csv(), "text/csv")}}
 DRY, REAL = {"kind": "students", "dry_run": "true"}, {"kind": "students", "dry_run": "false"}
 
@@ -373,6 +391,12 @@ WRITES: list[Write] = [
           {"amount": "50", "charge_id": "{charge}", "reason": "cold soup"}, extra=_key(2)),
     Write(S, "POST", "/api/v1/people/{person_id}/balance/correction",
           {"amount": "-0.50", "reason": "rounding"}, extra=_key(3)),
+    Write(P, "POST", "/api/v1/ota/releases", "{release}"),
+    Write(P, "POST", "/api/v1/ota/rollouts", {"version": "9.0.0", "devices": ["gate-2"]},
+          save=("new_rollout", "id")),
+    Write(P, "POST", "/api/v1/ota/rollouts/{rollout_id}/pause", {"reason": "matrix"}, at=ROLLOUT),
+    Write(P, "POST", "/api/v1/ota/rollouts/{rollout_id}/resume", at=ROLLOUT),
+    Write(P, "POST", "/api/v1/ota/rollouts/{rollout_id}/cancel", {"reason": "matrix"}, at=ROLLOUT),
     Write(S, "DELETE", "/api/v1/people/{person_id}", at=PUPIL),
     Write(S, "DELETE", "/api/v1/classes/{class_id}", at=CLASS),
     Write(P, "DELETE", "/api/v1/districts/{district_id}", at=DISTRICT),
@@ -399,7 +423,10 @@ def test_every_write_route_succeeds_once_and_is_audited(
     covered = {(x.method, x.route) for x in WRITES if x.audited}
     assert writes - covered == set(), "write routes without a call in WRITES"
     assert covered - writes == set(), "WRITES names routes that do not exist"
-    ids = dict(w.ids, push_subscription=_push_subscription(), set=[w.ids["dish_id"]])
+    signed = release_sign(RELEASE_KEY, "9.0.0", bytes(range(256)) * 8)
+    release = {k: signed[k] for k in ("version", "image_b64", "sha256", "signature")}
+    ids = dict(w.ids, push_subscription=_push_subscription(), set=[w.ids["dish_id"]],
+               release=release)  # fmt: skip
     with psycopg.connect(database_url, autocommit=True) as db:
         ids["charge"] = db.execute(  # a meal charge for the refund
             "SELECT entry_id FROM ledger_post(%s, 'charge', -200, 'meal', NULL, 'matrix:1')",

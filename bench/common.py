@@ -78,6 +78,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                            "Lighthouse (npm, Debian's Chromium, mobile) on the console's sign-in, "
                            "Today and live events pages: performance, accessibility, best "
                            "practices"),
+    "app_lighthouse": ("bench.app_lighthouse",
+                       "Lighthouse (npm, Debian's Chromium, mobile) on the parents' app's "
+                       "sign-in, invitation and feed pages: performance, accessibility, best "
+                       "practices"),
     "ota": ("bench.ota",
             "OTA transfer time of the firmware image (~84 KB, 1 KB chunks in windows of 8) to a "
             "simulated board through Mosquitto, the whole update to confirmed, Ed25519 in the "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import re
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -257,3 +258,27 @@ def test_the_app_stores_a_push_subscription_for_its_guardian(
                            " ON u.id = p.user_id").fetchone()  # fmt: skip
     assert row == ("mum@qadam.kz",)
     assert client.get("/app/push/key").status_code == 404  # no VAPID key in these settings
+
+
+def test_children_in_two_schools_each_in_its_own_time_zone(
+    client: TestClient, world: World, database_url: str
+) -> None:
+    """The switcher lists both children; each feed's times are in that child's school's zone."""
+    from api_world import T_EVENT
+
+    with psycopg.connect(database_url) as conn:
+        conn.execute("INSERT INTO guardian_students (guardian_id, person_id) VALUES (%s, %s)",
+                     (world.ids["guardian_id"], world.ids["cara"]))  # fmt: skip
+        conn.execute("UPDATE schools SET timezone = 'Europe/Moscow' WHERE id = 's3'")
+    _guardian_client(client)
+    page = client.get("/app/en/")
+    assert 'aria-label="My children"' in page.text
+    assert "Alice Aliyeva" in page.text and "Cara Caspian" in page.text
+    from zoneinfo import ZoneInfo
+
+    for child, zone, school in (("alice", "Asia/Almaty", "School s1"),
+                                ("cara", "Europe/Moscow", "School s3")):  # fmt: skip
+        r = client.get(f"/app/en/?child={world.ids[child]}")
+        assert r.status_code == 200 and school in r.text
+        local = datetime.fromisoformat(T_EVENT).astimezone(ZoneInfo(zone))
+        assert f"{local.day} {local:%B %Y}, {local:%H:%M}" in r.text, (child, local)

@@ -266,6 +266,12 @@ PROBLEM_TEXT = {
 }  # fmt: skip
 
 
+def _no_referrer(response: Response) -> Response:
+    """The link's token is in these pages' URL: no Referer carries it anywhere."""
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
 def _invite_lang(request: Request, opened: invitations.Opened, wanted: str | None) -> str:
     return i18n.pick(wanted, request.cookies.get(LANG_COOKIE), opened.locale,
                      accept_language=request.headers.get("accept-language", ""))  # fmt: skip
@@ -274,8 +280,8 @@ def _invite_lang(request: Request, opened: invitations.Opened, wanted: str | Non
 def _refused(request: Request, lang: str, opened: invitations.Opened) -> Response:
     assert opened.problem is not None
     status = 404 if opened.problem == "unknown" else 410
-    return render(request, "app_invite_bad.html", lang, status_code=status,
-                  message=i18n.gettext(lang, PROBLEM_TEXT[opened.problem]), page=None)  # fmt: skip
+    return _no_referrer(render(request, "app_invite_bad.html", lang, status_code=status,
+                  message=i18n.gettext(lang, PROBLEM_TEXT[opened.problem]), page=None))  # fmt: skip
 
 
 @router.get("/app/invite/{token}")
@@ -287,8 +293,8 @@ def invite_form(
     shown = _invite_lang(request, opened, lang)
     if opened.problem is not None:
         return _refused(request, shown, opened)
-    return render(request, "app_invite.html", shown, email=opened.email, token=token,
-                  error=None, page=None)  # fmt: skip
+    return _no_referrer(render(request, "app_invite.html", shown, email=opened.email,
+                               token=token, error=None, page=None))  # fmt: skip
 
 
 @router.post("/app/invite/{token}")
@@ -311,8 +317,9 @@ def invite_accept(
     elif password != repeat:
         error = N_("The two new passwords differ.")
     if error is not None:
-        return render(request, "app_invite.html", shown, email=opened.email, token=token,
-                      error=i18n.gettext(shown, error), page=None)  # fmt: skip
+        message = i18n.gettext(shown, error)
+        return _no_referrer(render(request, "app_invite.html", shown, email=opened.email,
+                                   token=token, error=message, page=None))  # fmt: skip
     opened, session = invitations.accept(conn, token, password, settings.session_ttl_s)
     if session is None:  # used in another tab meanwhile
         return _refused(request, shown, opened)

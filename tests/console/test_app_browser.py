@@ -29,7 +29,6 @@ from cloud.push.texts import render as push_text
 from cloud.push.webpush import VapidKey
 from cloud.settings import Settings
 
-SHOTS = Path(__file__).resolve().parent.parent.parent / "docs" / "screenshots" / "app"
 ENDPOINT = "https://fcm.googleapis.com/fcm/send/browser-test"
 # PushManager.subscribe stubbed (it fails headless): records the key it was given and answers a
 # subscription whose keys are a real P-256 point and a 16-byte secret.
@@ -196,8 +195,6 @@ def test_push_through_the_service_worker_and_the_offline_feed(
     expect(page.locator(".feed li").first).to_contain_text("Arrived")
     page.goto(base + "/app/en/?child=123")
     expect(page.locator("h1")).to_have_text("Offline")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "offline-en-390.png"))
     context.set_offline(False)
     expected = [e for e in errors if "404" in e or "ERR_INTERNET_DISCONNECTED" in e]
     assert [e for e in errors if e not in expected] == []

@@ -69,6 +69,7 @@ def test_the_link_sets_a_password_and_signs_in_once(
     page = client.get(link, headers={"Accept-Language": "ru"})
     assert page.status_code == 200
     assert "Задайте пароль" in page.text and "mum@qadam.kz" in page.text
+    assert page.headers["referrer-policy"] == "no-referrer"  # the token is in the URL
     before = _state(database_url, mum)
 
     # too short, or the two differ: shown again, nothing changed

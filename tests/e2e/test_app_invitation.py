@@ -1,15 +1,19 @@
 """The parents' app end to end (issue #16 first slice, D27-F), in Debian's Chromium at 390 px:
 a school admin makes an invitation letter on the console's guardians page; the guardian, whose
 account was imported without a password, opens the letter's link, sets a password and is
-signed in; a tap on a virtual board (MicroPython VM, broker, ingest) appears in the child's
-feed in Kazakh with its date and time in the school's zone, without a reload; the guardian
-switches to Russian and English; another child is "not found"; the used link is refused. The
+signed in and turns notifications on; a tap on a virtual board (MicroPython VM, broker,
+ingest) appears in the child's feed in Kazakh with its date and time in the school's zone,
+without a reload, and its push (outbox worker, VAPID, RFC 8291 encryption) reaches the fake push
+service, which decrypts it; delivered to the phone's service worker (CDP), it is shown as a
+notification; the guardian switches to Russian and English; another child is "not found"; the used link is refused. The
 screenshots of every app page in kk, ru and en go to docs/screenshots/app/ (docs/app.md)."""
 
 from __future__ import annotations
 
+import json
 import re
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -25,8 +29,13 @@ from cloud.api.app import create_app
 from cloud.domain.users import create_user
 from cloud.imports.apply import NO_PASSWORD
 from cloud.ingest.service import Ingest
+from cloud.push.webpush import VapidKey
 from cloud.settings import Settings
+from cloud.workers.outbox import OutboxWorker, build_handlers
 from simulator.school import SimulatedSchool
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cloud"))
+from fake_push import FakePushService  # noqa: E402 (tests/cloud: decrypts like a browser)
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -53,7 +62,16 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def web(database_url, topic_prefix, mqtt_addr):
+def push_service():
+    with FakePushService() as svc:
+        yield svc
+
+
+@pytest.fixture
+def web(database_url, topic_prefix, mqtt_addr, tmp_path):
+    """The API (and the app), the ingest and the outbox worker that sends the pushes, with a
+    VAPID key; push endpoints on loopback allowed (the fake push service)."""
+    (tmp_path / "vapid.pem").write_bytes(VapidKey.generate_pem())
     settings = Settings(
         database_url=database_url,
         mqtt_host=mqtt_addr[0],
@@ -62,6 +80,10 @@ def web(database_url, topic_prefix, mqtt_addr):
         ingest_client_id=f"ingest-{topic_prefix}",
         http_port=_free_port(),
         auth_required=True,
+        push_vapid_key_file=str(tmp_path / "vapid.pem"),
+        push_vapid_subject="mailto:t@app.test",
+        push_allow_http_loopback=True,
+        push_timeout_s=5,
     )
     server = uvicorn.Server(
         uvicorn.Config(
@@ -72,11 +94,21 @@ def web(database_url, topic_prefix, mqtt_addr):
     thread.start()
     ingest = Ingest(settings)
     ingest.start()
+    outbox = OutboxWorker(
+        database_url,
+        build_handlers(settings),
+        poll_s=0.2,
+        lease_s=30,
+        backoff_base_s=0.1,
+        backoff_max_s=1,
+    )
+    outbox.start()
     deadline = time.monotonic() + 10
     while not server.started:
         assert time.monotonic() < deadline, "web server did not start"
         time.sleep(0.05)
     yield settings
+    outbox.stop()
     ingest.stop()
     server.should_exit = True
     thread.join(10)
@@ -125,7 +157,9 @@ def _make_letter(admin: Phone, who: str, lang: str) -> str:
     return p.locator("#invite-link").inner_text()
 
 
-def test_guardian_signs_in_from_the_letter_and_sees_the_tap(web, database_url, tmp_path):
+def test_guardian_signs_in_from_the_letter_and_sees_the_tap(
+    web, database_url, tmp_path, push_service
+):
     if not CHROMIUM.exists():
         pytest.fail("Debian chromium is required for the web page tests (./dev test installs it)")
     school = SimulatedSchool(
@@ -160,13 +194,61 @@ def test_guardian_signs_in_from_the_letter_and_sees_the_tap(web, database_url, t
                 )
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-            _walk(browser, base, school, child, child_id, other_id, database_url)
+            phone = push_service.browser(_server_key(web))
+            _walk(browser, base, school, child, child_id, other_id, database_url, phone)
             browser.close()
     finally:
         school.stop()
 
 
-def _walk(browser, base, school, child, child_id, other_id, database_url) -> None:
+def _server_key(settings: Settings) -> str:
+    pem = Path(settings.push_vapid_key_file).read_bytes()
+    return VapidKey(pem, settings.push_vapid_subject).application_server_key
+
+
+# The phone's PushManager.subscribe (it fails in headless Chromium: research/ui.md pitfall 4)
+# answers the fake push service's subscription, whose keys that service decrypts with.
+SUBSCRIBE_STUB = """
+PushManager.prototype.subscribe = async function () {
+  const sub = %s;
+  return { endpoint: sub.endpoint, toJSON() { return sub; } };
+};
+"""
+
+
+def _deliver(page: Page, base: str, payload: dict) -> list[dict]:
+    """The push service's message into the page's service worker (CDP), then the
+    notifications it shows."""
+    cdp = page.context.new_cdp_session(page)
+    regs: list[str] = []
+    cdp.on(
+        "ServiceWorker.workerRegistrationUpdated",
+        lambda e: regs.extend(
+            r["registrationId"] for r in e["registrations"] if r["scopeURL"] == base + "/app/"
+        ),
+    )
+    cdp.send("ServiceWorker.enable")
+    for _ in range(100):
+        if regs:
+            break
+        page.wait_for_timeout(100)
+    assert regs, "no service worker for /app/"
+    cdp.send(
+        "ServiceWorker.deliverPushMessage",
+        {"origin": base, "registrationId": regs[0], "data": json.dumps(payload)},
+    )
+    for _ in range(100):
+        shown = page.evaluate(
+            "navigator.serviceWorker.ready.then(r => r.getNotifications())"
+            ".then(ns => ns.map(n => ({title: n.title, body: n.body})))"
+        )
+        if shown:
+            return shown
+        page.wait_for_timeout(100)
+    return []
+
+
+def _walk(browser, base, school, child, child_id, other_id, database_url, phone) -> None:
     # 1. the school admin makes mum's letter in Kazakh on the console
     admin = Phone(browser, base, "en-US")
     p = admin.go("/login")
@@ -185,6 +267,9 @@ def _walk(browser, base, school, child, child_id, other_id, database_url) -> Non
 
     # 2. mum opens it on her phone, sets a password, and is signed in to the app in Kazakh
     mum = Phone(browser, base, "kk-KZ")
+    mum.context.grant_permissions(["notifications"], origin=base)
+    sub = {k: v for k, v in phone.subscription_json().items() if k != "lang"}
+    mum.context.add_init_script(SUBSCRIBE_STUB % json.dumps(sub))
     p = mum.go(link)
     expect(p.locator("h1")).to_have_text("Құпиясөзіңізді орнатыңыз")
     p.get_by_label("Жаңа құпиясөз (кемінде 10 таңба)").fill(NEW_PASSWORD)
@@ -193,6 +278,9 @@ def _walk(browser, base, school, child, child_id, other_id, database_url) -> Non
     expect(p).to_have_url(base + "/app/kk/")
     expect(p.locator("#child-name")).to_have_text(child.name)
     expect(p.locator(".feed")).to_contain_text("Әзірге ештеңе жоқ.")
+    # she turns notifications on: the subscription is stored for her, in Kazakh
+    p.get_by_role("button", name="Хабарламаларды қосу").click()
+    expect(p.locator("#push-state")).to_have_text("Бұл телефонда хабарламалар қосулы.")
 
     # 3. the child taps in and out on the school's boards: the feed shows both, no reload
     assert school.boards[0].tap(child.uid)["result"] == "granted"
@@ -211,6 +299,19 @@ def _walk(browser, base, school, child, child_id, other_id, database_url) -> Non
     local = at[0].astimezone(ZoneInfo(at[1]))
     expect(items.nth(1).locator("time")).to_contain_text(f"{local.year}, {local:%H:%M}")
     mum.shot("feed-kk")
+    # the arrival's push: stored -> outbox -> encrypted POST -> decrypted by the push service
+    # (RFC 8291) -> delivered to her phone's service worker, which shows it
+    for _ in range(150):
+        if len(phone.received) >= 2:
+            break
+        p.wait_for_timeout(100)
+    assert len(phone.received) == 2, phone.received
+    by_reader = {m["reader"]: m["body"] for m in phone.received}
+    assert by_reader["in"] == f"{child.name} мектепке келді, {local:%d.%m.%Y, %H:%M}"
+    assert by_reader["out"].startswith(f"{child.name} мектептен шықты, {local:%d.%m.%Y}, ")
+    arrival = next(m for m in phone.received if m["reader"] == "in")
+    shown = _deliver(p, base, arrival)
+    assert shown == [{"title": arrival["title"], "body": arrival["body"]}]
 
     # 4. Russian, then English: the same child's feed
     for lang, to, arrived in (("ru", "Русский", "Пришёл"), ("en", "English", "Arrived")):

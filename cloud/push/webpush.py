@@ -84,14 +84,26 @@ class VapidKey:
         )
 
     def authorization(self, endpoint: str, now: float | None = None) -> str:
-        parts = urlsplit(endpoint)
         claims = {
-            "aud": f"{parts.scheme}://{parts.netloc}",
+            "aud": origin(endpoint),
             "exp": int((now or time.time()) + VAPID_LIFETIME_S),
             "sub": self.subject,
         }
         header: str = self._vapid.sign(claims)["Authorization"]
         return header
+
+
+def origin(endpoint: str) -> str:
+    """The push service's origin, the VAPID ``aud`` (RFC 8292 §2, RFC 6454 §4): scheme and host
+    lower-cased, the default port dropped, no user info (``https://Push.Example:443/x`` ->
+    ``https://push.example``)."""
+    parts = urlsplit(endpoint)
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    port = parts.port
+    default = {"https": 443, "http": 80}.get(scheme)
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
 def encrypt(plaintext: bytes, sub: Subscription) -> bytes:

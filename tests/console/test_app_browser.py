@@ -196,6 +196,23 @@ def test_push_through_the_service_worker_and_the_offline_feed(
     page.goto(base + "/app/en/?child=123")
     expect(page.locator("h1")).to_have_text("Offline")
     context.set_offline(False)
+    # an invitation's page, opened under the worker, is not kept (its URL holds the token)
+    import hashlib
+    import secrets
+
+    invite = secrets.token_urlsafe(32)
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO guardian_invitations (token_hash, guardian_id, expires_at)"
+            " VALUES (%s, %s, now() + interval '1 day')",
+            (hashlib.sha256(invite.encode()).digest(), world.ids["guardian_id"]),
+        )
+    page.goto(f"{base}/app/invite/{invite}?lang=en")
+    expect(page.locator("h1")).to_have_text("Set your password")
+    kept = page.evaluate("caches.keys().then(ns => Promise.all(ns.map(n => caches.open(n)"
+                         ".then(c => c.keys())))).then(ks => ks.flat().map(r => r.url))")
+    assert f"{base}/app/en/?child={alice}" in kept
+    assert not [u for u in kept if "/app/invite/" in u]
     expected = [e for e in errors if "404" in e or "ERR_INTERNET_DISCONNECTED" in e]
     assert [e for e in errors if e not in expected] == []
     context.close()

@@ -6,7 +6,7 @@
 // - Push: shows the notification the cloud sent (cloud/push/texts.py: title, body, kind,
 //   person_id) and opens that child's feed when it is tapped.
 "use strict";
-const VERSION = "qadam-app-1";
+const VERSION = "qadam-app-2";
 const SHELL = ["/app/kk/offline", "/app/ru/offline", "/app/en/offline"];
 
 self.addEventListener("install", (event) => {
@@ -29,7 +29,9 @@ async function page(request) {
   const cache = await caches.open(VERSION);
   try {
     const response = await fetch(request);
-    if (response.ok && !response.redirected) await cache.put(request, response.clone());
+    // not the invitation's pages: their URL holds the one-time token
+    const keep = !new URL(request.url).pathname.startsWith("/app/invite/");
+    if (keep && response.ok && !response.redirected) await cache.put(request, response.clone());
     return response;
   } catch (err) {
     return (await cache.match(request)) || (await cache.match(`/app/${langOf(request.url)}/offline`))

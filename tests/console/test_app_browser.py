@@ -209,8 +209,10 @@ def test_push_through_the_service_worker_and_the_offline_feed(
         )
     page.goto(f"{base}/app/invite/{invite}?lang=en")
     expect(page.locator("h1")).to_have_text("Set your password")
-    kept = page.evaluate("caches.keys().then(ns => Promise.all(ns.map(n => caches.open(n)"
-                         ".then(c => c.keys())))).then(ks => ks.flat().map(r => r.url))")
+    kept = page.evaluate(
+        "caches.keys().then(ns => Promise.all(ns.map(n => caches.open(n)"
+        ".then(c => c.keys())))).then(ks => ks.flat().map(r => r.url))"
+    )
     assert f"{base}/app/en/?child={alice}" in kept
     assert not [u for u in kept if "/app/invite/" in u]
     expected = [e for e in errors if "404" in e or "ERR_INTERNET_DISCONNECTED" in e]

@@ -24,13 +24,15 @@ from cloud.settings import Settings
 def _populate(url: str) -> tuple[str, str]:
     """A guardian of one bench pupil with taps in, out and at the canteen over two days: their
     session and a live invitation's token."""
+
     def digest(t: str) -> bytes:
         return hashlib.sha256(t.encode()).digest()
 
     with psycopg.connect(url) as conn:
         conn.execute("SELECT ensure_event_partitions(now() - interval '3 days', now())")
-        child = conn.execute("SELECT id FROM people WHERE school_id = 'b1' ORDER BY id LIMIT 1"
-                             ).fetchone()[0]  # type: ignore[index]
+        child = conn.execute(
+            "SELECT id FROM people WHERE school_id = 'b1' ORDER BY id LIMIT 1"
+        ).fetchone()[0]  # type: ignore[index]
         conn.execute(
             "INSERT INTO events (device_id, boot, seq, school_id, person_id, card_key, kind,"
             " reader, result, reason, board_time, clock_synced, uptime_ms, occurred_at)"

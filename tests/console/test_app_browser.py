@@ -35,11 +35,16 @@ ENDPOINT = "https://fcm.googleapis.com/fcm/send/browser-test"
 STUB = """
 (() => {
   if (!self.PushManager) return;
+  const fake = { endpoint: "%s", toJSON() { return {
+    endpoint: this.endpoint, expirationTime: null,
+    keys: { p256dh: "%s", auth: "MDEyMzQ1Njc4OWFiY2RlZg" } }; } };
   PushManager.prototype.subscribe = async function (options) {
     window.__serverKey = Array.from(new Uint8Array(options.applicationServerKey));
-    return { endpoint: "%s", toJSON() { return {
-      endpoint: this.endpoint, expirationTime: null,
-      keys: { p256dh: "%s", auth: "MDEyMzQ1Njc4OWFiY2RlZg" } }; } };
+    sessionStorage.setItem("stub-subscribed", "1");
+    return fake;
+  };
+  PushManager.prototype.getSubscription = async function () {
+    return sessionStorage.getItem("stub-subscribed") ? fake : null;
   };
 })();
 """
@@ -133,6 +138,10 @@ def test_push_through_the_service_worker_and_the_offline_feed(
             " JOIN users u ON u.id = p.user_id"
         ).fetchall()
     assert rows == [("mum@qadam.kz", ENDPOINT, "en")]
+    # the next visit says notifications are on instead of offering the button again
+    page.reload()
+    expect(page.locator("#push-state")).to_have_text("Notifications are on for this phone.")
+    expect(page.get_by_role("button", name="Turn on notifications")).to_be_hidden()
 
     # a push delivered to the worker: the cloud's own text for a tap (cloud/push/texts.py)
     alice = world.ids["alice"]

@@ -41,4 +41,9 @@
   box.hidden = false;
   if (Notification.permission === "denied") { button.hidden = true; say("off"); return; }
   button.addEventListener("click", () => { subscribe().catch(() => say("fail")); });
+  // already subscribed on this phone: say so instead of offering the button again
+  navigator.serviceWorker.ready
+    .then((reg) => reg.pushManager.getSubscription())
+    .then((sub) => { if (sub && Notification.permission === "granted") { button.hidden = true; say("on"); } })
+    .catch(() => {});
 })();

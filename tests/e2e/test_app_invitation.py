@@ -5,8 +5,9 @@ signed in and turns notifications on; a tap on a virtual board (MicroPython VM, 
 ingest) appears in the child's feed in Kazakh with its date and time in the school's zone,
 without a reload, and its push (outbox worker, VAPID, RFC 8291 encryption) reaches the fake push
 service, which decrypts it; delivered to the phone's service worker (CDP), it is shown as a
-notification; the guardian switches to Russian and English; another child is "not found"; the used link is refused. The
-screenshots of every app page in kk, ru and en go to docs/screenshots/app/ (docs/app.md)."""
+notification; the guardian switches to Russian and English; another child is "not found"; the
+used link is refused. The screenshots of every app page in kk, ru and en go to
+docs/screenshots/app/ (docs/app.md)."""
 
 from __future__ import annotations
 
@@ -209,9 +210,14 @@ def _server_key(settings: Settings) -> str:
 # The phone's PushManager.subscribe (it fails in headless Chromium: research/ui.md pitfall 4)
 # answers the fake push service's subscription, whose keys that service decrypts with.
 SUBSCRIBE_STUB = """
+const sub = %s;
+const fake = { endpoint: sub.endpoint, toJSON() { return sub; } };
 PushManager.prototype.subscribe = async function () {
-  const sub = %s;
-  return { endpoint: sub.endpoint, toJSON() { return sub; } };
+  sessionStorage.setItem("stub-subscribed", "1");
+  return fake;
+};
+PushManager.prototype.getSubscription = async function () {
+  return sessionStorage.getItem("stub-subscribed") ? fake : null;
 };
 """
 
@@ -314,11 +320,16 @@ def _walk(browser, base, school, child, child_id, other_id, database_url, phone)
     assert shown == [{"title": arrival["title"], "body": arrival["body"]}]
 
     # 4. Russian, then English: the same child's feed
+    on = {
+        "ru": "Уведомления на этом телефоне включены.",
+        "en": "Notifications are on for this phone.",
+    }
     for lang, to, arrived in (("ru", "Русский", "Пришёл"), ("en", "English", "Arrived")):
         p.get_by_label(re.compile("Тіл|Язык|Language")).select_option(label=to)
         p.get_by_role("button", name=re.compile("Тілді|Сменить|Change")).click()
         expect(p).to_have_url(f"{base}/app/{lang}/?child={child_id}")
         expect(p.locator(".feed li").nth(1)).to_contain_text(arrived)
+        expect(p.locator("#push-state")).to_have_text(on[lang])
         mum.shot(f"feed-{lang}")
 
     # 5. another child of the school: not found; the used link: refused, nothing changed

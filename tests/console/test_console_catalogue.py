@@ -14,6 +14,9 @@ def test_messages_are_found() -> None:
     assert "Wrong e-mail or password." in found  # from Python (N_)
     assert "Live events" in found  # from the templates and Python
     assert ("%(num)d event", "%(num)d events") in found  # a plural
+    # the parents' app shares the catalogue (D27-F): its templates and its Python marks
+    assert "Set your password" in found and "qadam for parents" in found
+    assert "This invitation link has expired. Ask the school for a new one." in found
 
 
 @pytest.mark.parametrize("lang", i18n.LANGUAGES)

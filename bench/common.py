@@ -78,6 +78,9 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                            "Lighthouse (npm, Debian's Chromium, mobile) on the console's sign-in, "
                            "Today and live events pages: performance, accessibility, best "
                            "practices"),
+    "app_feed": ("bench.app_feed",
+                 "the parents' app's feed page (first and 11th page of a child, 500,000 taps): "
+                 "p95 server time against GET /api/v1/events for the same 20 taps"),
     "app_lighthouse": ("bench.app_lighthouse",
                        "Lighthouse (npm, Debian's Chromium, mobile) on the parents' app's "
                        "sign-in, invitation and feed pages: performance, accessibility, best "

@@ -108,5 +108,3 @@ def run(repeat: int = 3) -> list[Row]:
                 rows.append(Row(f"{label}: page median, ms", round(statistics.median(pages), 1),
                                 "ms", baseline=round(statistics.median(apis), 1)))  # fmt: skip
     return rows
-
-

@@ -30,6 +30,11 @@ from cloud.push.webpush import VapidKey
 from cloud.settings import Settings
 
 ENDPOINT = "https://fcm.googleapis.com/fcm/send/browser-test"
+# the URLs the service worker keeps, in every cache
+KEPT = (
+    "caches.keys().then(ns => Promise.all(ns.map(n => caches.open(n).then(c => c.keys()))))"
+    ".then(ks => ks.flat().map(r => r.url))"
+)
 # PushManager.subscribe stubbed (it fails headless): records the key it was given and answers a
 # subscription whose keys are a real P-256 point and a 16-byte secret.
 STUB = """
@@ -218,12 +223,16 @@ def test_push_through_the_service_worker_and_the_offline_feed(
         )
     page.goto(f"{base}/app/invite/{invite}?lang=en")
     expect(page.locator("h1")).to_have_text("Set your password")
-    kept = page.evaluate(
-        "caches.keys().then(ns => Promise.all(ns.map(n => caches.open(n)"
-        ".then(c => c.keys())))).then(ks => ks.flat().map(r => r.url))"
-    )
+    kept = page.evaluate(KEPT)
     assert f"{base}/app/en/?child={alice}" in kept
     assert not [u for u in kept if "/app/invite/" in u]
+    # signing out drops the kept feed (Clear-Site-Data): the children's names go with it
+    page.goto(f"{base}/app/en/?child={alice}")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(f"{base}/app/en/login")
+    page.wait_for_timeout(500)
+    kept = page.evaluate(KEPT)
+    assert not [u for u in kept if "child=" in u or u.endswith("/app/en/")], kept
     expected = [e for e in errors if "404" in e or "ERR_INTERNET_DISCONNECTED" in e]
     assert [e for e in errors if e not in expected] == []
     context.close()

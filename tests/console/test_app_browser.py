@@ -20,7 +20,6 @@ import psycopg
 import pytest
 import uvicorn
 from api_world import PASSWORD, World
-from conftest import _free_port
 from playwright.sync_api import Browser, Page, expect
 from test_console_browser import PHONE, browser  # noqa: F401 (the Chromium fixture)
 
@@ -83,6 +82,14 @@ def push_site(database_url: str, world: World, tmp_path: Path) -> Iterator[tuple
     yield f"http://127.0.0.1:{port}", base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))
     srv.should_exit = True
     thread.join(10)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _p256dh() -> str:

@@ -6,6 +6,7 @@ everything would fail here too. The route list is data: one row per (method, rou
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date, timedelta
 from typing import Any
 
 import psycopg
@@ -100,6 +101,8 @@ def world(database_url: str) -> Iterator[tuple[TestClient, World, dict[str, Any]
     ingest_meals(database_url, "cant-a", [1], CARD_ALICE)
     ingest_meals(database_url, "cant-b", [1], CARD_BEA)
     a["delivery_key"], b["delivery_key"] = "meal:cant-a:1:1", "meal:cant-b:1:1"
+    for side in (a, b):  # a menu day ahead, planned with the side's own dish
+        side["day"], side["set"] = (date.today() + timedelta(days=2)).isoformat(), [side["dish_id"]]
     with psycopg.connect(database_url) as conn:
         n = _one(
             conn, "SELECT count(*) FROM sw_deliveries WHERE idempotency_key LIKE 'meal:cant-%%'"
@@ -130,6 +133,7 @@ ROUTES: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/api/v1/cards/{card_key}/revoke", {"json": {"reason": "lost"}}),
     ("GET", "/api/v1/people/{person_id}/guardians", {}),
     ("POST", "/api/v1/people/{person_id}/guardians", {"json": {"guardian_id": "{guardian_id}"}}),
+    ("POST", "/api/v1/guardians/{guardian_id}/invitations", {}),  # while still linked
     ("DELETE", "/api/v1/people/{person_id}/guardians/{guardian_id}", {}),
     ("GET", "/api/v1/people/{person_id}/eligibility", {}),
     ("POST", "/api/v1/people/{person_id}/eligibility",
@@ -166,6 +170,10 @@ ROUTES: list[tuple[str, str, dict[str, Any]]] = [
      {"json": {**MONTH, "kind": "attendance", "acknowledge_anomalies": True}}),
     ("GET", "/api/v1/reports?school_id={school_id}", {}),  # a filter that is checked: 404
     ("POST", "/api/v1/social-wallet/deliveries/{delivery_key}/resend", {}),
+    ("PUT", "/api/v1/schools/{school_id}/menu/{day}", {"json": {"periods": {"lunch": "{set}"}}}),
+    ("GET", "/api/v1/schools/{school_id}/menu", {}),
+    ("POST", "/api/v1/devices/{device_id}/commands", {"json": {"cmd": "diag"}}),
+    ("GET", "/api/v1/devices/{device_id}/commands", {}),
     ("DELETE", "/api/v1/people/{person_id}", {}),  # last: deactivates the person
 ]
 # lists and the audit log filtered to school B's objects: empty

@@ -34,7 +34,11 @@ def _run(module: str, names: tuple[str, ...], heap: str) -> dict[str, int]:
 def test_journal_1000_power_cuts_on_littlefs() -> None:
     # Also: a reader on the newest segment sees later appends (the LittleFS bug D25-I fixed).
     names = ("test_lfs_journal_reads_its_own_appends", "test_lfs_journal_power_cuts")
-    st = _run("lfs_cuts", names, "64K")
+    # 68 KB, not 64: this VM also holds the flash emulator, the journal's power-cut model
+    # (test_fw_journal_powercut) and a LittleFS mount per cut, none of which a board carries; at
+    # 64 KB it passed with no margin and failed now and then on a full journal's drop (D27-G).
+    # The board's own heap is measured by bench board_memory and the 64 KB case runs.
+    st = _run("lfs_cuts", names, "68K")
     assert st["cuts"] == 1000 and st["reprog"] == 0, st
 
 

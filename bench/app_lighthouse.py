@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import threading
-import time
 
 import psycopg
-import uvicorn
 
-from bench.common import Row, database, free_port
-from bench.console_lighthouse import GOALS, _lighthouse, _scores
-from cloud.api.app import create_app
-from cloud.settings import Settings
+from bench.common import Row, database
+from bench.console_lighthouse import score_pages
 
 
 def _populate(url: str) -> tuple[str, str]:
@@ -58,33 +53,13 @@ def _populate(url: str) -> tuple[str, str]:
     return session, invite
 
 
+def _name(page: str) -> str:
+    return "/app/invite/…" if page.startswith("/app/invite/") else page
+
+
 def run(repeat: int = 3) -> list[Row]:
-    binary = _lighthouse()
     with database(0) as url:
         session, invite = _populate(url)
         pages = {"/app/kk/login": None, f"/app/invite/{invite}?lang=kk": None,
                  "/app/kk/": session}  # fmt: skip
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(
-            create_app(Settings(database_url=url, auth_required=True)),
-            host="127.0.0.1", port=port, log_level="warning"))  # fmt: skip
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.05)
-        try:
-            found: dict[tuple[str, str], list[float]] = {}
-            for _ in range(repeat):
-                for page, token in pages.items():
-                    got = _scores(binary, f"http://127.0.0.1:{port}{page}", token)
-                    name = "/app/invite/…" if page.startswith("/app/invite/") else page
-                    for cat, score in got.items():
-                        found.setdefault((name, cat), []).append(score)
-        finally:
-            server.should_exit = True
-            thread.join(10)
-    return [
-        Row(f"{page} {cat} (lowest of {repeat})", min(scores), "score",
-            goal=f">= {GOALS[cat]}")
-        for (page, cat), scores in found.items()
-    ]  # fmt: skip
+        return score_pages(url, pages, repeat, _name)

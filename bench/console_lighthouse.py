@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -87,31 +88,40 @@ def _scores(binary: Path, url: str, token: str | None) -> dict[str, float]:
     return {k: float(v["score"]) for k, v in report["categories"].items()}
 
 
-def run(repeat: int = 3) -> list[Row]:
+def score_pages(
+    url: str, pages: dict[str, str | None], repeat: int, name: Callable[[str], str] = str
+) -> list[Row]:
+    """The app on a loopback port over the database at ``url``; each page (with its session
+    token, or None) scored ``repeat`` times; one row per page and category: the lowest score.
+    The parents' app's bench (app_lighthouse) uses it too."""
     binary = _lighthouse()
-    with database(0) as url:
-        token = _populate(url)
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(
-            create_app(Settings(database_url=url, auth_required=True)),
-            host="127.0.0.1", port=port, log_level="warning"))  # fmt: skip
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.05)
-        try:
-            found: dict[tuple[str, str], list[float]] = {}
-            for _ in range(repeat):
-                for page in PAGES:
-                    got = _scores(binary, f"http://127.0.0.1:{port}{page}",
-                                  None if page == "/login" else token)  # fmt: skip
-                    for cat, score in got.items():
-                        found.setdefault((page, cat), []).append(score)
-        finally:
-            server.should_exit = True
-            thread.join(10)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(Settings(database_url=url, auth_required=True)),
+        host="127.0.0.1", port=port, log_level="warning"))  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        found: dict[tuple[str, str], list[float]] = {}
+        for _ in range(repeat):
+            for page, token in pages.items():
+                got = _scores(binary, f"http://127.0.0.1:{port}{page}", token)
+                for cat, score in got.items():
+                    found.setdefault((name(page), cat), []).append(score)
+    finally:
+        server.should_exit = True
+        thread.join(10)
     return [
         Row(f"{page} {cat} (lowest of {repeat})", min(scores), "score",
             goal=f">= {GOALS[cat]}")
         for (page, cat), scores in found.items()
     ]  # fmt: skip
+
+
+def run(repeat: int = 3) -> list[Row]:
+    with database(0) as url:
+        token = _populate(url)
+        pages = {page: None if page == "/login" else token for page in PAGES}
+        return score_pages(url, pages, repeat)

@@ -1,7 +1,9 @@
 """A local SNTP server for board tests (UDP on 127.0.0.1): answers with the host's time plus
 ``skew`` seconds. Changing ``skew`` moves a board's clock at its next sync: a test's "next day"
-without waiting a day. ``wait_applied(skew)`` returns once the board has asked again after an
-answer with that skew (it asks only after handling the answer before, firmware/net/ntp.py)."""
+without waiting a day. It answers only while ``answer`` is set (``answering=False``: a server
+that is down until the test sets it); ``replies`` counts the answers sent.
+``wait_applied(skew)`` returns once the board has asked again after an answer with that skew (it
+asks only after handling the answer before, firmware/net/ntp.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +16,11 @@ NTP_DELTA = 2208988800  # 1900-01-01 -> 1970-01-01
 
 
 class NtpServer:
-    def __init__(self, skew: int = 0) -> None:
+    def __init__(self, skew: int = 0, answering: bool = True) -> None:
         self.skew = skew
+        self.answer = threading.Event()
+        if answering:
+            self.answer.set()
         self.sent: list[int] = []  # the skew of each answer sent
         self._cond = threading.Condition()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -34,8 +39,8 @@ class NtpServer:
                 continue
             except OSError:
                 return
-            if len(data) < 48 or (data[0] & 7) != 3:  # only client requests (mode 3)
-                continue
+            if len(data) < 48 or (data[0] & 7) != 3 or not self.answer.is_set():
+                continue  # only client requests (mode 3), only while answering
             skew = self.skew
             pkt = bytearray(48)
             pkt[0] = 0x24  # LI 0, version 4, mode 4 (server)
@@ -45,6 +50,10 @@ class NtpServer:
             with self._cond:
                 self.sent.append(skew)
                 self._cond.notify_all()
+
+    @property
+    def replies(self) -> int:
+        return len(self.sent)
 
     def wait_applied(self, skew: int, timeout: float = 30.0) -> None:
         """Until two answers with ``skew`` went out: the board handled the first."""

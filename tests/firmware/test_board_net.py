@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import queue
 import socket
-import struct
 import subprocess
 import threading
 import time
@@ -17,9 +16,9 @@ from test_board_mqtt import KNOWN_UID, UNKNOWN_UID, Board, check_batch, cloud, f
 
 from simulator.board import DEFAULT_HEAP, micropython_binary
 from simulator.romfs import firmware_image, heap_with_image
+from tests.ntp_server import NtpServer
 
 __all__ = ["cloud", "flash"]  # fixtures
-NTP_DELTA = 2208988800
 
 
 # A door board with Wi-Fi does not start in the VM at 64 KiB: net.netup and hal.simnet (the
@@ -192,47 +191,8 @@ def test_ethernet_cable_and_dhcp(flash: Path, cloud) -> None:
         board.kill()
 
 
-class FakeNtp:
-    """An SNTP server on 127.0.0.1 (UDP) answering with the host's time + `skew` seconds, only
-    while `answer` is set; counts the replies it sent."""
-
-    def __init__(self, skew: int) -> None:
-        self.skew = skew
-        self.answer = threading.Event()
-        self.replies = 0
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self._stop = False
-        self._t = threading.Thread(target=self._serve, daemon=True)
-        self._t.start()
-
-    def _serve(self) -> None:
-        while not self._stop:
-            try:
-                data, addr = self.sock.recvfrom(64)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if len(data) < 48 or (data[0] & 7) != 3 or not self.answer.is_set():
-                continue
-            pkt = bytearray(48)
-            pkt[0] = 0x24  # LI 0, version 4, mode 4 (server)
-            pkt[1] = 2  # stratum
-            struct.pack_into("!I", pkt, 40, int(time.time()) + self.skew + NTP_DELTA)
-            self.sock.sendto(bytes(pkt), addr)
-            self.replies += 1
-
-    def close(self) -> None:
-        self._stop = True
-        self._t.join(2)
-        self.sock.close()
-
-
 def test_ntp_servers_from_config_offset_and_unreachable(flash: Path, cloud) -> None:
-    ntp = FakeNtp(skew=1000)
+    ntp = NtpServer(skew=1000, answering=False)
     dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # bound, never answers
     dead.bind(("127.0.0.1", 0))
     _configure(

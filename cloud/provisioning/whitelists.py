@@ -15,10 +15,10 @@ from typing import Any
 import psycopg
 
 from cloud.domain import registry
+from cloud.domain.board_status import status_doc
 from cloud.domain.whitelist import DELTA, HEADER, SNAPSHOT, build_delta, chunk
 
 Conn = psycopg.Connection[Any]
-STATUS_MAX = 4096  # bytes; protocol.md status documents are ~200 bytes
 
 
 @dataclass(frozen=True)
@@ -137,13 +137,8 @@ def school_devices(conn: Conn, school_id: str) -> list[str]:
 
 def parse_status(payload: bytes) -> dict[str, Any] | None:
     """A v1 status document, or None if it is not one (ignored, logged by the caller)."""
-    if not payload or len(payload) > STATUS_MAX:
-        return None
-    try:
-        doc = json.loads(payload)
-    except (UnicodeDecodeError, ValueError):
-        return None
-    if not isinstance(doc, dict) or doc.get("v") != 1 or not isinstance(doc.get("online"), bool):
+    doc = status_doc(payload)
+    if doc is None:
         return None
     wl = doc.get("wl")
     if wl is not None and (isinstance(wl, bool) or not isinstance(wl, int) or not 0 <= wl < 2**32):

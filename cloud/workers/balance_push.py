@@ -17,7 +17,6 @@ Run: ``python -m cloud.workers.balance_push`` (settings from ``QADAM_*``), or in
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -27,6 +26,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 
+from cloud.domain.board_status import status_doc
 from cloud.ledger import push as bp
 from cloud.settings import Settings
 from cloud.workers.board_worker import BoardWorker
@@ -34,18 +34,12 @@ from cloud.workers.board_worker import BoardWorker
 log = logging.getLogger("qadam.balances")
 
 RESEND_S = 15.0
-STATUS_MAX = 4096
 
 
 def parse_bal(payload: bytes) -> int | None:
     """The push version an online canteen board reports, or None (not one, offline, bad)."""
-    if not payload or len(payload) > STATUS_MAX:
-        return None
-    try:
-        doc = json.loads(payload)
-    except (UnicodeDecodeError, ValueError):
-        return None
-    if not isinstance(doc, dict) or doc.get("v") != 1 or doc.get("online") is not True:
+    doc = status_doc(payload)
+    if doc is None or doc["online"] is not True:
         return None
     bal = doc.get("bal")
     if isinstance(bal, bool) or not isinstance(bal, int) or not 0 <= bal <= bp.U32:

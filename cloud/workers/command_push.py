@@ -20,7 +20,6 @@ Run: ``python -m cloud.workers.command_push`` (settings from ``QADAM_*``), or in
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import uuid
@@ -31,12 +30,12 @@ import paho.mqtt.client as mqtt
 import psycopg
 
 from cloud.commands import menu, queue
+from cloud.domain.board_status import status_doc
 from cloud.settings import Settings
 from cloud.workers.board_worker import BoardWorker
 
 log = logging.getLogger("qadam.commands")
 
-STATUS_MAX = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +47,8 @@ class _Msg:
 
 def parse_online(payload: bytes) -> bool | None:
     """A v1 status's ``online`` (the last will says false), or None if it is not one."""
-    if not payload or len(payload) > STATUS_MAX:
-        return None
-    try:
-        doc = json.loads(payload)
-    except (UnicodeDecodeError, ValueError):
-        return None
-    if not isinstance(doc, dict) or doc.get("v") != 1 or not isinstance(doc.get("online"), bool):
-        return None
-    return bool(doc["online"])
+    doc = status_doc(payload)
+    return None if doc is None else bool(doc["online"])
 
 
 class CommandPush(BoardWorker):

@@ -1,0 +1,95 @@
+"""A virtual board with the OTA layout in ROMFS partitions (D27-H), as an ESP32 whose MicroPython
+exposes two ROMFS segments: slot a is partition romfs0.bin, slot b romfs1.bin (the firmware's
+hal/simpart.py stand-in for vfs.rom_ioctl / esp32.Partition, files of the board's flash), the
+slot state ota.json as with the file slots (simulator/ota_board.py). The bootstrap picks the
+slot, mounts that partition as VfsRom at /rom (the ESP32 maps it; the VM reads the image's bytes
+into its heap) and imports the image's main. An update is written into the other partition by
+the running image's ota/check.py (partslots.py: erase, program, read back).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from simulator.board import firmware_bundle
+from simulator.ota_board import OtaBoard
+from simulator.romfs import firmware_image, heap_bytes
+
+# MicroPython's partitions-4MiB-romfs.csv gives its one ROMFS partition 0x20000 bytes; the OTA
+# layout needs two of them (docs/ota.md "Partitions").
+PART_SIZE = 0x20000
+
+# The bootstrap (the board's main.py). slots/partslots/hal.simpart come from the board's
+# filesystem before anything is mounted and are dropped again: the image brings its own (the
+# image's `hal` package must not be shadowed by the flash's hal/simpart.mpy).
+PARTS_MAIN = """\
+import os, sys
+import slots, partslots
+_s = slots.boot(slots.wdt_reset())
+try:
+    partslots.mount(_s)
+    for _n in ("partslots", "slots", "hal.simpart", "hal"):
+        sys.modules.pop(_n, None)
+    del slots, partslots, _s, _n
+    sys.path[:0] = ["/rom", "/rom/lib"]
+    import gc
+    gc.collect()
+    if "ota.chk" in os.listdir():  # a downloaded release: checked now, in an empty heap
+        import ota.check
+        if ota.check.run():
+            sys.exit(75)  # it is on trial: reset into it
+        for _n in ("ota.check", "ota.ed25519", "slots", "ota"):
+            sys.modules.pop(_n, None)
+        del ota, _n
+        gc.collect()
+    import main
+except Exception as e:  # an image that does not mount or whose app raises: reset
+    sys.print_exception(e)
+    sys.exit(75)
+"""
+
+
+def image_size(part: Path) -> int:
+    """The ROMFS image's length from its header (what simpart.mmap reads), 0 for no image."""
+    h = part.read_bytes()[:8]
+    if h[:3] != b"\xd2\xcd\x31":
+        return 0
+    v = 0
+    for i in range(3, 8):
+        v = (v << 7) | (h[i] & 0x7F)
+        if not h[i] & 0x80:
+            return i + 1 + v
+    return 0
+
+
+def install_parts_layout(flash: Path, image: Path | None = None, size: int = PART_SIZE) -> None:
+    """What `qadam flash --romfs` writes for the OTA layout on two partitions: the image into
+    partition 0 (the rest erased, 0xff), partition 1 erased, the bootstrap and the modules it
+    runs before an image is mounted."""
+    data = (image or firmware_image()).read_bytes()
+    if len(data) > size:
+        raise ValueError(f"image of {len(data)} B does not fit a {size} B partition")
+    flash.mkdir(parents=True, exist_ok=True)
+    (flash / "romfs0.bin").write_bytes(data + b"\xff" * (size - len(data)))
+    (flash / "romfs1.bin").write_bytes(b"\xff" * size)
+    bundle = firmware_bundle()
+    (flash / "hal").mkdir(exist_ok=True)
+    for rel in ("slots.mpy", "partslots.mpy", "hal/simpart.mpy"):
+        (flash / rel).write_bytes((bundle / rel).read_bytes())
+    (flash / "main.py").write_text(PARTS_MAIN)
+
+
+class PartsOtaBoard(OtaBoard):
+    """An OtaBoard whose slots are the two ROMFS partitions."""
+
+    def write_flash(self, whitelist: bytes | None) -> None:
+        super(OtaBoard, self).write_flash(whitelist)
+        if not (self.flash / "romfs0.bin").exists():
+            install_parts_layout(self.flash)
+
+    def vm_heap(self) -> str:
+        # The board's heap plus the bigger image the bootstrap may map (simulator/romfs.py
+        # heap_with_image's arithmetic: the bytes and the GC table bits that cover them).
+        n = max(image_size(self.flash / f"romfs{i}.bin") for i in (0, 1))
+        blocks = (n + 31) // 32
+        return str(heap_bytes(self.heap) + blocks * 32 + (blocks * 3 + 7) // 8)

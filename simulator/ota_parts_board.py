@@ -14,39 +14,11 @@ from pathlib import Path
 from simulator.board import firmware_bundle
 from simulator.ota_board import OtaBoard
 from simulator.romfs import firmware_image, heap_bytes
+from tools.flashing.otalayout import BOOT_MODULES, PARTS_MAIN
 
 # MicroPython's partitions-4MiB-romfs.csv gives its one ROMFS partition 0x20000 bytes; the OTA
 # layout needs two of them (docs/ota.md "Partitions").
 PART_SIZE = 0x20000
-
-# The bootstrap (the board's main.py). slots/partslots/hal.simpart come from the board's
-# filesystem before anything is mounted and are dropped again: the image brings its own (the
-# image's `hal` package must not be shadowed by the flash's hal/simpart.mpy).
-PARTS_MAIN = """\
-import os, sys
-import slots, partslots
-_s = slots.boot(slots.wdt_reset())
-try:
-    partslots.mount(_s)
-    for _n in ("partslots", "slots", "hal.simpart", "hal"):
-        sys.modules.pop(_n, None)
-    del slots, partslots, _s, _n
-    sys.path[:0] = ["/rom", "/rom/lib"]
-    import gc
-    gc.collect()
-    if "ota.chk" in os.listdir():  # a downloaded release: checked now, in an empty heap
-        import ota.check
-        if ota.check.run():
-            sys.exit(75)  # it is on trial: reset into it
-        for _n in ("ota.check", "ota.ed25519", "slots", "ota"):
-            sys.modules.pop(_n, None)
-        del ota, _n
-        gc.collect()
-    import main
-except Exception as e:  # an image that does not mount or whose app raises: reset
-    sys.print_exception(e)
-    sys.exit(75)
-"""
 
 
 def image_size(part: Path) -> int:
@@ -74,7 +46,7 @@ def install_parts_layout(flash: Path, image: Path | None = None, size: int = PAR
     (flash / "romfs1.bin").write_bytes(b"\xff" * size)
     bundle = firmware_bundle()
     (flash / "hal").mkdir(exist_ok=True)
-    for rel in ("slots.mpy", "partslots.mpy", "hal/simpart.mpy"):
+    for rel in (*BOOT_MODULES, "hal/simpart.mpy"):  # the stand-in: the VM has no rom_ioctl
         (flash / rel).write_bytes((bundle / rel).read_bytes())
     (flash / "main.py").write_text(PARTS_MAIN)
 

@@ -483,6 +483,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="put the firmware into the board's ROMFS partition as one image (needs a "
         "MicroPython build with ROMFS; docs/flashing.md)",
     )
+    p.add_argument(
+        "--ota",
+        action="store_true",
+        help="with --romfs: the OTA layout, two ROMFS partitions as the two image slots (the "
+        "image into partition 0; checked on the board before anything is written; docs/ota.md)",
+    )
 
 
 def build_parser(prog: str = "python tools/flash.py") -> argparse.ArgumentParser:
@@ -593,14 +599,25 @@ def _run(args: argparse.Namespace) -> int:
     ours = bundle_mpy_version(files)
     log(f"built {len(files)} files in {args.out} (.mpy v{ours}, {mpy_cross_version()})")
     romfs = None
+    ota = getattr(args, "ota", False)
+    if ota and not getattr(args, "romfs", False):
+        raise FlashError("--ota is the OTA layout of --romfs: give both", EXIT_USAGE)
     if getattr(args, "romfs", False):
+        from tools.flashing import otalayout
+
         romfs = build_romfs(args.out)
         log(f"built ROMFS image {romfs.path} ({len(romfs.data)} B, sha256 {romfs.sha256[:12]})")
-        files = [f for f in files if f.relative_to(args.out).as_posix() in KEEP_AS_SOURCE]
+        keep = KEEP_AS_SOURCE | set(otalayout.BOOT_MODULES) if ota else KEEP_AS_SOURCE
+        files = [f for f in files if f.relative_to(args.out).as_posix() in keep]
+        if ota and args.image:  # offline, before esptool: the image's own partition table
+            otalayout.check_image_layout(args.image, esp.IMAGE_OFFSET[chip], len(romfs.data))
     items = plan_items(args.out, files, names, claim)
     if romfs is not None:
-        items = [Item(it.dest, ROMFS_MAIN, "--romfs bootstrap") if it.dest == "main.py" else it
-                 for it in items]  # fmt: skip
+        boot = (otalayout.PARTS_MAIN.encode(), "--romfs --ota bootstrap") if ota else (
+            ROMFS_MAIN, "--romfs bootstrap")  # fmt: skip
+        items = [Item(it.dest, *boot) if it.dest == "main.py" else it for it in items]
+        if ota:  # a board flashed before may run slot b: the image written now is slot a's
+            items.append(Item("ota.json", otalayout.FRESH_STATE, "--ota slot state (slot a)"))
     total = sum(len(it.data) for it in items)
 
     if not args.port:
@@ -619,6 +636,11 @@ def _run(args: argparse.Namespace) -> int:
                 + (" merged over the given device.json" if template is not None else "")
                 + (f", Wi-Fi {netcfg.describe(wifi)}" if wifi else "")
                 + "; a TLS broker's CA -> :ca.pem; verify by sha256"
+            )
+        if ota:
+            log(
+                "  refuse unless the board has two ROMFS partitions (vfs.rom_ioctl(1) >= 2) of "
+                f"{len(romfs.data)} B or more each (the OTA slots; nothing written before)"
             )
         if romfs is not None:
             log(
@@ -663,6 +685,11 @@ def _run(args: argparse.Namespace) -> int:
         try:
             board.enter_raw_repl()
             log(f"board: {_mpy(board, ours)}")
+            if ota:  # checked before the claim is traded or anything written
+                from tools.flashing.otalayout import check_board_layout
+
+                sizes = check_board_layout(board, len(romfs.data))
+                log(f"ROMFS partitions: {', '.join(f'{n} B' for n in sizes)} (slot a, slot b)")
             if cloud:
                 # checked, nothing written yet: trade the token; a failure leaves the board as is
                 got, where = _provision(args, cloud, template)

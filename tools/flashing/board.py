@@ -278,6 +278,21 @@ class Board:
                 EXIT_VERIFY,
             )
 
+    def romfs_segments(self) -> list[int]:
+        """The sizes of the board's ROMFS segments (vfs.rom_ioctl(1), then each segment's block
+        count x block size, as `mpremote romfs query`); [] without ROMFS."""
+        out = self.exec(
+            "import vfs\n"
+            "try:\n"
+            " _n = vfs.rom_ioctl(1)\n"
+            "except AttributeError:\n"
+            " _n = 0\n"
+            "for _i in range(max(_n, 0)):\n"
+            " _d = vfs.rom_ioctl(2, _i)\n"
+            " print('S', _d.ioctl(4, 0) * _d.ioctl(5, 0) if hasattr(_d, 'ioctl') else len(_d))\n"
+        )
+        return [int(ln.split()[1]) for ln in out.splitlines() if ln.startswith("S ")]
+
     def soft_reset(self) -> bool:
         """Leave the raw REPL and press Ctrl-D at the friendly REPL: the board soft-reboots and
         runs boot.py and main.py. Returns whether the board said "soft reboot"."""

@@ -1,6 +1,7 @@
 # The two OTA slots as ROMFS partitions (docs/ota.md, D27-H): on an ESP32 the image runs in place
 # from memory-mapped flash, so slot a is ROMFS segment 0 and slot b segment 1 (vfs.rom_ioctl;
-# hal/simpart.py in the VM), and ota.json (slots.py) still says which one boots. Selected when
+# hal/simpart.py in the VM), and ota.json (slots.py) still says which one boots (the bootstrap
+# mounts the slot's segment: tools/flashing/otalayout.py PARTS_MAIN). Selected when
 # the board has two ROMFS partitions; the file slots (slot_a.rom, slot_b.rom) stay otherwise.
 # An image is written only into the slot that neither "act" nor "try" names: erase, program,
 # then read back and compared by sha256 before slots.activate() names it; a power cut anywhere
@@ -32,22 +33,6 @@ def device(slot):
     if isinstance(d, int):
         raise OSError(-d)
     return d
-
-
-def mount(slot, where="/rom"):
-    """Mounts the slot's image as the ESP32 does: VfsRom over the partition's memory map (the
-    Partition object's buffer); in the VM over the stand-in's bytes."""
-    import vfs
-    d = device(slot)
-    try:  # MicroPython mounts segment 0 at /rom by itself at start-up (MICROPY_VFS_ROM_IOCTL)
-        vfs.umount(where)
-    except OSError:
-        pass
-    try:
-        vfs.mount(vfs.VfsRom(d), where)
-    except TypeError:  # the VM's stand-in has no buffer protocol
-        from hal.simpart import mmap
-        vfs.mount(vfs.VfsRom(mmap(d)), where)
 
 
 def sha256(d, size):

@@ -14,7 +14,7 @@ from pathlib import Path
 from simulator.board import firmware_bundle
 from simulator.ota_board import OtaBoard
 from simulator.romfs import firmware_image, heap_bytes
-from tools.flashing.otalayout import BOOT_MODULES, PARTS_MAIN
+from tools.flashing.otalayout import BOOT_MODULES, FRESH_STATE, PARTS_MAIN
 
 # MicroPython's partitions-4MiB-romfs.csv gives its one ROMFS partition 0x20000 bytes; the OTA
 # layout needs two of them (docs/ota.md "Partitions").
@@ -22,7 +22,7 @@ PART_SIZE = 0x20000
 
 
 def image_size(part: Path) -> int:
-    """The ROMFS image's length from its header (what simpart.mmap reads), 0 for no image."""
+    """The ROMFS image's length from its header (what the bootstrap maps), 0 for no image."""
     h = part.read_bytes()[:8]
     if h[:3] != b"\xd2\xcd\x31":
         return 0
@@ -45,10 +45,10 @@ def install_parts_layout(flash: Path, image: Path | None = None, size: int = PAR
     (flash / "romfs0.bin").write_bytes(data + b"\xff" * (size - len(data)))
     (flash / "romfs1.bin").write_bytes(b"\xff" * size)
     bundle = firmware_bundle()
-    (flash / "hal").mkdir(exist_ok=True)
-    for rel in (*BOOT_MODULES, "hal/simpart.mpy"):  # the stand-in: the VM has no rom_ioctl
+    for rel in BOOT_MODULES:
         (flash / rel).write_bytes((bundle / rel).read_bytes())
     (flash / "main.py").write_text(PARTS_MAIN)
+    (flash / "ota.json").write_bytes(FRESH_STATE)  # as the flash tool: slot a, confirmed
 
 
 class PartsOtaBoard(OtaBoard):
@@ -60,8 +60,8 @@ class PartsOtaBoard(OtaBoard):
             install_parts_layout(self.flash)
 
     def vm_heap(self) -> str:
-        # The board's heap plus the bigger image the bootstrap may map (simulator/romfs.py
-        # heap_with_image's arithmetic: the bytes and the GC table bits that cover them).
-        n = max(image_size(self.flash / f"romfs{i}.bin") for i in (0, 1))
+        # The board's heap plus the partition the bootstrap reads in (a board maps it; the
+        # arithmetic of simulator/romfs.py heap_with_image: the bytes and their GC table bits).
+        n = max((self.flash / f"romfs{i}.bin").stat().st_size for i in (0, 1))
         blocks = (n + 31) // 32
         return str(heap_bytes(self.heap) + blocks * 32 + (blocks * 3 + 7) // 8)

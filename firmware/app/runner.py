@@ -41,9 +41,12 @@ class App:
         self.t_wl = topic(prefix, dev, "wl")
         self.t_cmd = topic(prefix, dev, "cmd")
         self.sync.subs += [self.t_wl, self.t_cmd]
-        try:  # a board flashed with the OTA layout (docs/ota.md): it runs from a slot
-            import os
-            os.stat("slot_a.rom")
+        try:  # a board flashed with the OTA layout (docs/ota.md): it runs from a slot, a file
+            import os  # or a ROMFS partition (D27-H: the flash tool wrote ota.json)
+            try:
+                os.stat("slot_a.rom")
+            except OSError:
+                os.stat("ota.json")
             import ota.trial
             ota.trial.setup(self)  # its slot into the status; OTA topic subscribed
         except OSError:

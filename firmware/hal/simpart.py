@@ -13,8 +13,9 @@
 #                       off: program only. Programming NOR flash only clears bits (old & new): a
 #                       block written without its erase reads back wrong, as on the chip.
 # The partitions are files of the board's flash directory, romfs0.bin, romfs1.bin, ... (their
-# size is the partition's); no file: no segment. `mmap(dev)` stands in for the memory map the
-# ESP32 gives VfsRom: the VM has none, so the partition's bytes are read into the heap.
+# size is the partition's); no file: no segment. The memory map the ESP32 gives VfsRom has no
+# stand-in here: the bootstrap reads the image's bytes itself (tools/flashing/otalayout.py
+# PARTS_MAIN: a module it loads would leave its names in the heap for good).
 # CUT: a test's power cut, the number of erase/program operations still allowed (None: no cut).
 import os
 
@@ -112,26 +113,6 @@ def rom_ioctl(op, i=0):
     if op == 2:
         return Partition(_path(i)) if 0 <= i < n else -22
     return -22
-
-
-def mmap(dev):
-    # Only the ROMFS image the header announces (b"\xd2\xcd\x31", then its length as a
-    # big-endian base-128 number): the simulator's heap pays for what it maps, a board's flash
-    # holds the whole partition.
-    n = dev.size
-    with open(dev.path, "rb") as f:
-        h = f.read(8)
-        if h[:3] == b"\xd2\xcd\x31":
-            v = 0
-            for i in range(3, 8):
-                v = (v << 7) | (h[i] & 0x7F)
-                if not h[i] & 0x80:
-                    n = min(n, i + 1 + v)
-                    break
-        b = bytearray(n)
-        f.seek(0)
-        f.readinto(b)
-    return b
 
 
 def make(i, size):

@@ -18,34 +18,44 @@ from pathlib import Path
 
 from tools.flashing import EXIT_CONFIG, EXIT_VERIFY, FlashError
 
-# The bootstrap (main.py on the board's filesystem). slots and partslots come from the
-# filesystem before an image is mounted and are dropped again (the image has its own); MicroPython
-# mounted segment 0 at /rom by itself, partslots.mount() remounts the slot's segment there. The
-# simulator runs the same text (simulator/ota_parts_board.py), where `hal.simpart` stands in for
-# vfs.rom_ioctl and must not shadow the image's `hal` package.
+# The bootstrap (main.py on the board's filesystem). slots comes from the filesystem before an
+# image is mounted and is dropped again (the image has its own); MicroPython mounted segment 0
+# at /rom by itself, the bootstrap mounts the slot's segment there instead (slot a: segment 0,
+# b: 1, as partslots.py). Written out here and short: every module loaded before the app leaves
+# its names in the heap for good, and this script's own bytecode stays while the app runs
+# (D27-H). sys.exit() ends main.py: the board soft-resets (the simulator's runner powers it on
+# again on exit code 75), and the next boot picks the slot again. The simulator runs the same
+# text (simulator/ota_parts_board.py); its VM has no vfs.rom_ioctl and no memory map, so there
+# the partition file of hal/simpart.py is read into the heap (the VM's heap is the board's plus
+# the partition's size).
 PARTS_MAIN = """\
-import os, sys
-import slots, partslots
-def _reset():  # machine.reset() on a board; the simulator's runner powers it on after exit 75
-    try:
-        import machine
-        machine.reset()
-    except (ImportError, AttributeError):
-        pass
-    sys.exit(75)
-_s = slots.boot(slots.wdt_reset())
+import os, sys, vfs
+import slots
+_i = "ab".index(slots.boot(slots.wdt_reset()))
+del sys.modules["slots"], slots
 try:
-    partslots.mount(_s)
-    for _n in ("partslots", "slots", "hal.simpart", "hal"):
-        sys.modules.pop(_n, None)
-    del slots, partslots, _s, _n
+    try:  # MicroPython mounted ROMFS segment 0 at /rom by itself
+        vfs.umount("/rom")
+    except OSError:
+        pass
+    try:  # the slot's partition (esp32.Partition), VfsRom runs it from the memory map
+        _seg = vfs.rom_ioctl(2, _i)
+    except AttributeError:  # the simulator's VM has neither: hal/simpart.py's file, read in
+        _seg = bytearray(os.stat("romfs%d.bin" % _i)[6])
+        with open("romfs%d.bin" % _i, "rb") as f:
+            f.readinto(_seg)
+        del f
+    if isinstance(_seg, int):
+        raise OSError(-_seg)
+    vfs.mount(vfs.VfsRom(_seg), "/rom")
+    del _seg, _i
     sys.path[:0] = ["/rom", "/rom/lib"]
     import gc
     gc.collect()
     if "ota.chk" in os.listdir():  # a downloaded release: checked now, in an empty heap
         import ota.check
         if ota.check.run():
-            _reset()  # it is on trial: reset into it
+            sys.exit(75)  # it is on trial: reset into it
         for _n in ("ota.check", "ota.ed25519", "slots", "ota"):
             sys.modules.pop(_n, None)
         del ota, _n
@@ -53,14 +63,14 @@ try:
     import main
 except Exception as e:  # an image that does not mount or whose app raises: reset
     sys.print_exception(e)
-    _reset()
+    sys.exit(75)
 """
 
 # ota.json (firmware/slots.py) after flashing: slot a, the image just deployed, confirmed.
 FRESH_STATE = b'{"act": "a", "try": null, "left": 0, "ver": {}, "rb": null}'
 
 # The bundle's modules the bootstrap imports from the filesystem.
-BOOT_MODULES = ("slots.mpy", "partslots.mpy")
+BOOT_MODULES = ("slots.mpy",)
 
 NEEDED = (
     "the OTA layout needs two ROMFS partitions and a MicroPython whose vfs.rom_ioctl exposes both "

@@ -25,7 +25,9 @@ With --romfs the firmware goes into the board's ROMFS partition as one image ins
 runs in place from flash, ~23 KB more free heap; needs a MicroPython build with MICROPY_VFS_ROM,
 docs/flashing.md): build the image next to the bundle (`<out>.romfs`) -> write it as `mpremote
 romfs deploy` does and check it by sha256 -> copy boot.py, a small main.py that imports the
-image's main, and the configs.
+image's main, and the configs. With --romfs --ota the OTA layout on two ROMFS partitions
+(tools/flashing/otalayout.py: checked in the --image and on the board before anything is
+written).
 
 Nothing touches the board before every check that can be made offline has passed; --dry-run
 prints the plan and touches nothing (no board, no broker).

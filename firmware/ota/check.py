@@ -6,7 +6,9 @@
 # the slot that is not running and put on trial (slots.activate, device.json "ota_tries"
 # boots). A refused image is deleted and the reason kept in ota.err for the status. Every step
 # is a rename or an atomic write, and the check starts again from the files after a power cut
-# (the image may already be in the slot: it is checked there).
+# (the image may already be in the slot: it is checked there). On a board whose slots are ROMFS
+# partitions (D27-H) the image is copied into the partition instead (partslots.install: erase,
+# program, read back) and ota.part removed once the slot is on trial.
 import json
 import os
 import sys

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from fake_board import board
 from test_flash_provision import ANSWER, TOKEN, fake_build, no_cloud, server
 
 from tests.tls_broker import make_pki
@@ -18,7 +19,7 @@ from tools import flash
 from tools.cli import main
 from tools.flashing import EXIT_CLOUD, EXIT_CONFIG, netcfg, provision
 
-__all__ = ["fake_build", "no_cloud", "server"]  # fixtures
+__all__ = ["board", "fake_build", "no_cloud", "server"]  # fixtures
 FAKE_PORT = "/dev/ttyFAKE0"
 BOARDS = flash.REPO / "board-configs"
 WIFI_BOARD = BOARDS / "esp32-devkitc-door-mfrc522.json"
@@ -33,51 +34,6 @@ TLS_ANSWER = {
     "tz_offset_min": 300,
     "mode": "door",
 }
-
-
-class FakeBoard:
-    """What tools.flashing.board.Board does for `qadam flash`, on a dict (no serial port)."""
-
-    files: dict[str, bytes] = {}
-
-    def __init__(self, port, baud=115200, timeout=10.0):
-        FakeBoard.files = {}
-
-    def enter_raw_repl(self):
-        pass
-
-    def identify(self):
-        return 6, "1.26.0", "fake ESP32"  # .mpy v6, as fake_build's bundle
-
-    def hashes(self, paths):
-        import hashlib
-
-        return {p: hashlib.sha256(self.files[p]).hexdigest() for p in paths if p in self.files}
-
-    def remove(self, paths):
-        pass
-
-    def mkdirs(self, dirs):
-        pass
-
-    def write(self, dest, data, progress):
-        self.files[dest] = bytes(data)
-
-    def soft_reset(self):
-        return True
-
-    def close(self):
-        pass
-
-
-@pytest.fixture
-def board(monkeypatch):
-    from tools.flashing import board as board_mod
-
-    monkeypatch.setattr(board_mod, "Board", FakeBoard)
-    monkeypatch.setattr(board_mod, "check_port", lambda port: None)
-    FakeBoard.files = {}  # nothing written yet
-    return FakeBoard
 
 
 def _flash(fake_build, *argv: str) -> int:

@@ -11,6 +11,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from fake_board import board
 
 from tools import flash
 from tools.cli import main
@@ -18,57 +19,7 @@ from tools.flashing import EXIT_CONFIG, EXIT_USAGE, EXIT_VERIFY
 from tools.flashing.otalayout import ENTRY, PARTS_MAIN, image_partitions
 
 FAKE_PORT = "/dev/ttyFAKE0"
-
-
-class FakeBoard:
-    files: dict[str, bytes] = {}
-    segments: list[int] = []
-    deployed: list[tuple[int, int]] = []
-
-    def __init__(self, port, baud=115200, timeout=10.0):
-        pass
-
-    def enter_raw_repl(self):
-        pass
-
-    def identify(self):
-        return 6, "1.26.0", "fake ESP32"
-
-    def romfs_segments(self):
-        return list(self.segments)
-
-    def romfs_deploy(self, image_file, size, sha256, partition=0):
-        FakeBoard.deployed.append((partition, size))
-
-    def hashes(self, paths):
-        import hashlib
-
-        return {p: hashlib.sha256(self.files[p]).hexdigest() for p in paths if p in self.files}
-
-    def remove(self, paths):
-        pass
-
-    def mkdirs(self, dirs):
-        pass
-
-    def write(self, dest, data, progress):
-        FakeBoard.files[dest] = bytes(data)
-
-    def soft_reset(self):
-        return True
-
-    def close(self):
-        pass
-
-
-@pytest.fixture
-def board(monkeypatch):
-    from tools.flashing import board as board_mod
-
-    monkeypatch.setattr(board_mod, "Board", FakeBoard)
-    monkeypatch.setattr(board_mod, "check_port", lambda port: None)
-    FakeBoard.files, FakeBoard.deployed, FakeBoard.segments = {}, [], []
-    return FakeBoard
+__all__ = ["board"]  # fixture
 
 
 @pytest.fixture

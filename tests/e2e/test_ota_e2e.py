@@ -16,6 +16,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,13 @@ def world(database_url: str, topic_prefix: str, mqtt_addr: tuple[str, int],
                  tmp_path / d)
         for d in devices
     ]  # fmt: skip
+    with running(settings, boards) as fleet:
+        yield fleet, settings, database_url
+
+
+@contextmanager
+def running(settings: Settings, boards: list[Any]) -> Iterator[Fleet]:
+    """The real ingest and OTA worker, then the boards; stopped in the reverse order."""
     ingest = Ingest(settings)
     ota = OtaPush(settings)
     fleet = Fleet(boards)
@@ -141,7 +149,7 @@ def world(database_url: str, topic_prefix: str, mqtt_addr: tuple[str, int],
     ota.start()
     try:
         fleet.start()
-        yield fleet, settings, database_url
+        yield fleet
     finally:
         fleet.stop()
         ota.stop()

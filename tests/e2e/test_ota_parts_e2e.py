@@ -14,13 +14,20 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_ota_e2e import Fleet, _firmware, _firmware_rows, _key, _mark_good, _rollout, _wait
+from test_ota_e2e import (
+    Fleet,
+    _firmware,
+    _firmware_rows,
+    _key,
+    _mark_good,
+    _rollout,
+    _wait,
+    running,
+)
 
 from cloud.domain import registry
-from cloud.ingest.service import Ingest
 from cloud.ota import releases, rollouts
 from cloud.settings import Settings
-from cloud.workers.ota_push import OtaPush
 from simulator.board import BoardConfig
 from simulator.ota_parts_board import PartsOtaBoard
 from tools.release import build_image, public_key, sign
@@ -50,18 +57,8 @@ def world(database_url: str, topic_prefix: str, mqtt_addr: tuple[str, int],
                       tmp_path / d)
         for d in DEVICES
     ]  # fmt: skip
-    ingest = Ingest(settings)
-    ota = OtaPush(settings)
-    fleet = Fleet(boards)  # type: ignore[arg-type]
-    ingest.start()
-    ota.start()
-    try:
-        fleet.start()
+    with running(settings, boards) as fleet:
         yield fleet, settings, database_url
-    finally:
-        fleet.stop()
-        ota.stop()
-        ingest.stop()
 
 
 def test_a_release_goes_into_the_other_partition_and_is_confirmed_there(

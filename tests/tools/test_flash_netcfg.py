@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from fake_board import board
+from flash_standin import board
 from test_flash_provision import ANSWER, TOKEN, fake_build, no_cloud, server
 
 from tests.tls_broker import make_pki

@@ -11,7 +11,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from fake_board import board
+from flash_standin import board
 
 from tools import flash
 from tools.cli import main

@@ -1,6 +1,11 @@
 """The console's messages as the code and templates use them, for the catalogues' upkeep and the
-completeness test: ``python -m cloud.console.catalogue`` adds new messages to every language's
-messages.po (empty, to be translated) and lists those still untranslated."""
+completeness test.
+
+``python -m cloud.console.catalogue [--into PART]`` adds the messages no file of a language has
+yet to that language's PART.po (default messages.po; empty, to be translated) and lists those
+still untranslated; ``--check`` only lists. One file per part of the console (people.po,
+fleet.po, ...) lets parts be translated side by side; the languages' files are merged when
+loaded (cloud/console/i18n.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from babel.messages.catalog import Catalog
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po, write_po
 
-from cloud.console.i18n import LANGUAGES, catalogue_path
+from cloud.console.i18n import LANGUAGES, catalogue_path, load_catalogue
 
 CONSOLE = Path(__file__).resolve().parent
 # Python: only N_() marks (gettext in Python takes the language first); templates: Jinja's
@@ -34,8 +39,8 @@ def extracted() -> dict[str | tuple[str, str], list[str]]:
 
 
 def load(lang: str) -> Catalog:
-    with catalogue_path(lang).open("rb") as f:
-        return read_po(f, locale=lang)
+    """All of the language's files, merged."""
+    return load_catalogue(lang)
 
 
 def untranslated(lang: str) -> list[str]:
@@ -44,30 +49,39 @@ def untranslated(lang: str) -> list[str]:
     for key in extracted():
         msgid = key if isinstance(key, str) else key[0]
         msg = cat.get(msgid)
-        strings = [] if msg is None else (
-            list(msg.string) if isinstance(msg.string, tuple) else [msg.string]
+        strings = (
+            []
+            if msg is None
+            else (list(msg.string) if isinstance(msg.string, tuple) else [msg.string])
         )
         if not strings or not all(strings):
             missing.append(msgid)
     return missing
 
 
-def update() -> None:
+def update(part: str = "messages") -> None:
     keys = extracted()
     for lang in LANGUAGES:
-        path = catalogue_path(lang)
-        cat = load(lang) if path.exists() else Catalog(locale=lang, project="qadam console")
+        known = load(lang)
+        path = catalogue_path(lang, part)
+        if path.exists():
+            with path.open("rb") as src:
+                cat = read_po(src, locale=lang)
+        else:
+            cat = Catalog(locale=lang, project="qadam console")
         for key, where in keys.items():
-            if cat.get(key if isinstance(key, str) else key[0]) is None:
+            if known.get(key if isinstance(key, str) else key[0]) is None:
                 places = [w.rsplit(":", 1) for w in where]
                 cat.add(key, locations=[(f, int(n)) for f, n in places])
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as f:
-            write_po(f, cat, width=100, omit_header=False, sort_output=True, no_location=True)
+        with path.open("wb") as out:
+            write_po(out, cat, width=100, omit_header=False, sort_output=True, no_location=True)
 
 
 if __name__ == "__main__":
-    update()
+    args = sys.argv[1:]
+    if "--check" not in args:
+        update(args[args.index("--into") + 1] if "--into" in args else "messages")
     bad = {lang: untranslated(lang) for lang in LANGUAGES}
     for lang, msgids in bad.items():
         for m in msgids:

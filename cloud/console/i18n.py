@@ -1,6 +1,7 @@
-"""The console's languages: one gettext catalogue per language (cloud/console/locale/*/
-LC_MESSAGES/messages.po, compiled in memory at start-up: no .mo in git) and Babel's CLDR data
-for dates and numbers.
+"""The console's languages: one gettext catalogue per language, kept in several files per
+language (cloud/console/locale/*/LC_MESSAGES/*.po: messages.po and one per part of the console,
+merged and compiled in memory at start-up: no .mo in git) and Babel's CLDR data for dates and
+numbers.
 
 The language is the request's, never the process's: templates get ``gettext``/``ngettext``
 callables that read ``locale`` from the template context (Jinja's
@@ -17,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime, format_time
+from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
@@ -34,14 +36,43 @@ CLDR = {"kk": "kk_KZ", "ru": "ru_KZ", "en": "en"}
 ZONE = ZoneInfo("Asia/Almaty")  # UTC+5 (the whole country since 2024-03-01)
 
 
-def catalogue_path(lang: str) -> Path:
-    return LOCALE_DIR / lang / "LC_MESSAGES" / "messages.po"
+def catalogue_path(lang: str, part: str = "messages") -> Path:
+    return LOCALE_DIR / lang / "LC_MESSAGES" / f"{part}.po"
+
+
+def catalogue_parts(lang: str) -> list[Path]:
+    """messages.po first, then the parts' files in name order."""
+    first = catalogue_path(lang)
+    others = sorted(p for p in first.parent.glob("*.po") if p != first)
+    return [first, *others]
+
+
+def load_catalogue(lang: str) -> Catalog:
+    """The language's messages from all its files; a message translated in an earlier file
+    wins over the same message in a later one."""
+    with catalogue_path(lang).open("rb") as f:
+        merged = read_po(f, locale=lang)
+    for path in catalogue_parts(lang)[1:]:
+        with path.open("rb") as f:
+            part = read_po(f, locale=lang)
+        for msg in part:
+            if not msg.id:
+                continue
+            have = merged.get(msg.id)
+            if have is None or not _translated(have.string):
+                if have is not None:
+                    merged.delete(msg.id)
+                merged[msg.id] = msg
+    return merged
+
+
+def _translated(string: object) -> bool:
+    return all(string) if isinstance(string, (tuple, list)) else bool(string)
 
 
 @cache
 def translations(lang: str) -> Translations:
-    with catalogue_path(lang).open("rb") as f:
-        catalog = read_po(f, locale=lang)
+    catalog = load_catalogue(lang)
     buf = io.BytesIO()
     write_mo(buf, catalog)
     buf.seek(0)
@@ -156,4 +187,3 @@ def _date_long(ctx: Context, value: date) -> str:
 @pass_context
 def _number(ctx: Context, value: int | float) -> str:
     return format_decimal(value, locale=CLDR[ctx["locale"]])
-

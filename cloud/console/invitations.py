@@ -17,8 +17,9 @@ from cloud.api.invitations import link
 from cloud.api.models import IdPath
 from cloud.auth import invitations
 from cloud.auth.principal import Role
-from cloud.console import i18n
+from cloud.console import i18n, nav
 from cloud.console.guard import ConsoleUser, check_csrf, require_role
+from cloud.console.i18n import N_
 from cloud.console.pages import _lang, _nav
 from cloud.console.web import render
 from cloud.domain.errors import NotFound
@@ -26,6 +27,7 @@ from cloud.domain.errors import NotFound
 router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf)])
 # who may invite: the API's user managers (cloud/api/deps.py UserManager)
 INVITERS: tuple[Role, ...] = ("platform_admin", "school_admin")
+nav.register("/guardians", N_("Guardians"), INVITERS, 40)
 
 
 @router.get("/guardians")

@@ -16,7 +16,7 @@ from cloud.api.deps import EVENT_READERS, ConnDep
 from cloud.api.events import EventFilter, events_in_scope
 from cloud.auth import scope
 from cloud.auth.principal import Principal, Role
-from cloud.console import i18n
+from cloud.console import i18n, nav
 from cloud.console.guard import CONSOLE_ROLES, ConsoleUser, check_csrf, require_role
 from cloud.console.i18n import N_
 from cloud.console.today import rollup, schools_in, today
@@ -38,17 +38,11 @@ def _lang(request: Request, conn: ConnDep, user: Principal) -> str:
     return language(request, user_locale=row[0] if row and row[0] else None)
 
 
-def _nav(user: Principal) -> list[tuple[str, str]]:
-    items = []
-    if user.role in TODAY_ROLES:
-        items.append(("/today", N_("Today")))
-    if user.role in LIVE_ROLES:
-        items.append(("/live", N_("Live events")))
-    if user.role in ("platform_admin", "school_admin"):  # invitations.py INVITERS
-        items.append(("/guardians", N_("Guardians")))
-    items.append(("/password", N_("Password")))
-    items.append(("/docs", N_("API")))
-    return items
+nav.register("/today", N_("Today"), TODAY_ROLES, 10)
+nav.register("/live", N_("Live events"), LIVE_ROLES, 20)
+nav.register("/password", N_("Password"), None, 900)
+nav.register("/docs", N_("API"), None, 910)
+_nav = nav.for_user
 
 
 @router.get("/")

@@ -23,13 +23,14 @@ from cloud.api.deps import ConnDep, LoginThrottleDep, SettingsDep
 from cloud.api.events import EventFilter, EventOut, events_in_scope
 from cloud.auth import invitations, scope, sessions
 from cloud.auth.principal import Principal
-from cloud.console import i18n
+from cloud.console import app_nav, i18n
 from cloud.console.guard import COOKIE, LANG_COOKIE, check_csrf, session_user
 from cloud.console.i18n import N_
 from cloud.console.web import language, render
 from cloud.domain.errors import NotFound
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf)])
+app_nav.register("", N_("Feed"), 10)
 PAGE_SIZE = 20
 YEAR = 365 * 24 * 3600
 # what a tap at each reader means to a parent

@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from cloud.auth.principal import Principal
-from cloud.console import i18n, static
+from cloud.console import app_nav, i18n, static
 from cloud.console.guard import LANG_COOKIE, NotForRole, SignInNeeded
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -25,6 +25,7 @@ env = Environment(
 )
 i18n.install(env)
 env.globals["static"] = static.url
+env.globals["APP_TABS"] = app_nav.tabs
 env.globals["LANGUAGES"] = [(code, i18n.NAMES[code]) for code in i18n.LANGUAGES]
 templates = Jinja2Templates(env=env)
 

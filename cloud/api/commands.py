@@ -12,22 +12,14 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from psycopg.rows import dict_row
 from pydantic import BaseModel, Field
 
 from cloud.api.deps import ConnDep, DeviceReader, DeviceWriter
 from cloud.api.devices import DevicePath
 from cloud.api.models import BIGINT_MAX, Input
-from cloud.auth import scope
-from cloud.auth.principal import Principal
-from cloud.commands import config_keys, queue
-from cloud.domain import store
-from cloud.domain.errors import Forbidden, Invalid, NotFound
+from cloud.commands import user_commands
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
-
-DOOR_OPENERS = ("platform_admin", "school_admin")
-OPEN_TTL_MAX_S = 300  # a door opened "once" must not open hours later
 
 
 class CommandIn(Input):
@@ -63,33 +55,15 @@ class CommandList(BaseModel):
     next_before: int | None = Field(description="pass as ?before= for the next (older) page")
 
 
-def _device_school(conn: ConnDep, p: Principal, device_id: str) -> str:
-    row = conn.execute("SELECT school_id FROM devices WHERE id = %s", (device_id,)).fetchone()
-    ids = scope.school_ids(conn, p)
-    if row is None or (ids is not None and row[0] not in ids):
-        raise NotFound(f"device {device_id} not found")
-    return str(row[0])
-
-
 @router.post("/devices/{device_id}/commands", response_model=CommandOut, status_code=202)
 def send_command(
     conn: ConnDep, p: DeviceWriter, device_id: DevicePath, body: CommandIn
 ) -> CommandOut:
     """Queue a command for the board; 202 with its id and state ``queued``. Follow it with
     GET .../commands (``sent``, then ``ok``/``failed`` with the board's reply, or ``expired``)."""
-    school = _device_school(conn, p, device_id)
-    if body.cmd == "open" and p.role not in DOOR_OPENERS:
-        raise Forbidden(f"role {p.role} may not open a door")
-    args: dict[str, Any] = {}
-    if body.cmd == "config":
-        args["set"] = config_keys.check_set(body.set_)
-    elif body.set_ is not None:
-        raise Invalid("set", f"only a config command takes 'set', not {body.cmd}")
-    if body.cmd == "open" and body.ttl_s is not None and body.ttl_s > OPEN_TTL_MAX_S:
-        raise Invalid("ttl_s", f"an open command waits at most {OPEN_TTL_MAX_S} s")
-    row = queue.enqueue(conn, device_id, school, body.cmd, args, actor_id=p.user_id,
-                        ttl_s=body.ttl_s)  # fmt: skip
-    store.audit(conn, p, "create", "device_commands", row["id"], None, row, school)
+    # the rules (who may open a door, the config keys) are cloud/commands/user_commands.py's,
+    # shared with the console's board page
+    row = user_commands.send(conn, p, device_id, body.cmd, body.set_, body.ttl_s)
     return CommandOut.model_validate(row)
 
 
@@ -103,18 +77,5 @@ def list_commands(
     state: Literal["queued", "sent", "ok", "failed", "expired", "superseded"] | None = None,
 ) -> CommandList:
     """The board's commands, newest first; keyset paging with ``before`` (an id)."""
-    _device_school(conn, p, device_id)
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            "SELECT " + queue.COLUMNS + " FROM device_commands WHERE device_id = %s"
-            " AND (%s::bigint IS NULL OR id < %s) AND (%s::text IS NULL OR state = %s)"
-            " ORDER BY id DESC LIMIT %s",
-            (device_id, before, before, state, state, limit + 1),
-        )
-        rows = cur.fetchall()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return CommandList(
-        items=[CommandOut.model_validate(r) for r in rows],
-        next_before=int(rows[-1]["id"]) if more else None,
-    )
+    rows, next_before = user_commands.history(conn, p, device_id, limit, before, state)
+    return CommandList(items=[CommandOut.model_validate(r) for r in rows], next_before=next_before)

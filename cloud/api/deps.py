@@ -115,7 +115,15 @@ def allow(*roles: Role) -> Callable[[Principal], Principal]:
         return principal
 
     check.__name__ = "allow_" + "_".join(roles)
+    check.roles = roles  # type: ignore[attr-defined]  # read by roles_of()
     return check
+
+
+def roles_of(alias: Any) -> tuple[Role, ...]:
+    """The roles a role alias below lets in (``Annotated[Principal, Depends(allow(...))]``):
+    console pages show a part of a page to exactly the roles whose API call returns it."""
+    roles: tuple[Role, ...] = alias.__metadata__[0].dependency.roles
+    return roles
 
 
 # The role table. Object scope (own school, own district, own children) is checked on top by
@@ -153,11 +161,12 @@ PeopleReader = Annotated[
 ]
 CardReader = Annotated[Principal, Depends(allow("platform_admin", "school_admin", "guardian"))]
 CardRevoker = CardReader  # a guardian reports their child's lost card
-DeviceReader = Annotated[
-    Principal,
-    Depends(allow("platform_admin", "district_authority", "school_admin", "technician")),
-]
-DeviceWriter = Annotated[Principal, Depends(allow("platform_admin", "school_admin", "technician"))]
+# the devices' readers and writers (also the console's fleet pages, cloud/console/fleet.py)
+DEVICE_READERS: tuple[Role, ...] = ("platform_admin", "district_authority", "school_admin",
+                                    "technician")  # fmt: skip
+DEVICE_WRITERS: tuple[Role, ...] = ("platform_admin", "school_admin", "technician")
+DeviceReader = Annotated[Principal, Depends(allow(*DEVICE_READERS))]
+DeviceWriter = Annotated[Principal, Depends(allow(*DEVICE_WRITERS))]
 CanteenReader = PeopleReader  # dishes, meal categories, ratings: the menu is for guardians too
 # Who plans the dated menu that goes to the canteen boards (D27-A).
 MenuPlanner = Annotated[

@@ -13,8 +13,7 @@ from cloud.api.models import Input, Page, SchoolId, page_of, text
 from cloud.auth import scope
 from cloud.auth.principal import Principal
 from cloud.domain import store
-from cloud.domain.errors import NotFound
-from cloud.provisioning import service
+from cloud.provisioning import registration
 from cloud.provisioning.dynsec import (
     BrokerAccounts,
     BrokerError,
@@ -78,11 +77,7 @@ def broker_failure(e: BrokerError, what: str) -> HTTPException:
 
 
 def _visible(conn: ConnDep, p: Principal, device_id: str) -> dict[str, object]:
-    row = store.get(conn, "devices", device_id)
-    ids = scope.school_ids(conn, p)
-    if ids is not None and row["school_id"] not in ids:
-        raise NotFound(f"device {device_id} not found")
-    return row
+    return registration.visible(conn, p, device_id)
 
 
 @router.get("/devices", response_model=Page[DeviceOut])
@@ -108,9 +103,7 @@ def list_devices(
 def create_device(conn: ConnDep, p: DeviceWriter, body: DeviceIn) -> DeviceOut:
     """Register a reader (D4: events of unregistered devices are quarantined). The id of a
     device another school deleted is refused (409): ids are not reused across schools."""
-    scope.require_school(conn, p, body.school_id)
-    service.check_reusable(conn, body.id, body.school_id)
-    return DeviceOut.model_validate(store.insert(conn, p, "devices", body.model_dump()))
+    return DeviceOut.model_validate(registration.register(conn, p, body.model_dump()))
 
 
 @router.get("/devices/{device_id}", response_model=DeviceOut)
@@ -132,9 +125,7 @@ def delete_device(conn: ConnDep, p: DeviceWriter, s: SettingsDep, device_id: Dev
     """Only a device that never sent an event can be deleted (events keep their device). A
     provisioned board's broker account is disabled in the same request (503 and nothing deleted
     when the broker refuses); the id stays reserved for this school (docs/provisioning.md)."""
-    _visible(conn, p, device_id)
-    broker = broker_or_503(s)
     try:
-        service.delete_device(conn, p, broker, device_id)
+        registration.delete(conn, p, device_id, lambda: broker_or_503(s))
     except BrokerError as e:
         raise broker_failure(e, "the board's broker account could not be disabled") from e

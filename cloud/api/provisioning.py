@@ -11,11 +11,7 @@ from pydantic import BaseModel
 from cloud.api.deps import ConnDep, DeviceWriter, SettingsDep
 from cloud.api.devices import DeviceId, DevicePath, broker_failure, broker_or_503
 from cloud.api.models import ClaimToken, Input  # one rule: cloud/domain/formats.py
-from cloud.auth import scope
-from cloud.auth.principal import Principal
-from cloud.domain import store
-from cloud.domain.errors import NotFound
-from cloud.provisioning import service
+from cloud.provisioning import registration, service
 from cloud.provisioning.dynsec import BrokerError
 
 router = APIRouter(prefix="/api/v1", tags=["provisioning"])
@@ -67,31 +63,13 @@ class RevokeOut(BaseModel):
     retired: bool  # the device was deleted; its broker account is disabled (again)
 
 
-def _device_school(conn: ConnDep, p: Principal, device_id: str) -> str:
-    row = store.get(conn, "devices", device_id)
-    ids = scope.school_ids(conn, p)
-    if ids is not None and row["school_id"] not in ids:
-        raise NotFound(f"device {device_id} not found")
-    return str(row["school_id"])
-
-
-def _retired_school(conn: ConnDep, p: Principal, device_id: str) -> str | None:
-    """The school of a deleted device in the caller's scope; None otherwise (then: 404)."""
-    school = service.retired_school(conn, device_id)
-    ids = scope.school_ids(conn, p)
-    if school is None or (ids is not None and school not in ids):
-        return None
-    return school
-
-
 @router.post("/devices/{device_id}/claim-token", response_model=ClaimOut, status_code=201)
 def create_claim_token(
     conn: ConnDep, p: DeviceWriter, s: SettingsDep, device_id: DevicePath
 ) -> ClaimOut:
     """A one-time token the board trades for its MQTT credentials at POST /api/v1/provision.
     Shown once; valid for ``claim_token_ttl_s`` (default 24 h)."""
-    school = _device_school(conn, p, device_id)
-    token, expires = service.create_claim_token(conn, p, device_id, school, s.claim_token_ttl_s)
+    token, expires = registration.claim_token(conn, p, device_id, s.claim_token_ttl_s)
     return ClaimOut(device=device_id, token=token, expires_at=expires)
 
 
@@ -126,14 +104,8 @@ def revoke_device(
     tokens. 409 when there is nothing to revoke. A new claim token re-provisions the device.
     On a deleted device of the caller's schools: disables its broker account again
     (``retired: true``)."""
-    retired = _retired_school(conn, p, device_id)
-    school = retired or _device_school(conn, p, device_id)
-    broker = broker_or_503(s)
     try:
-        if retired is not None:
-            out = service.revoke_retired(conn, p, broker, device_id, retired)
-        else:
-            out = service.revoke(conn, p, broker, device_id, school)
+        out = registration.revoke(conn, p, device_id, lambda: broker_or_503(s))
     except BrokerError as e:
         raise broker_failure(e, "broker refused") from e
     return RevokeOut.model_validate(out)

@@ -20,6 +20,7 @@ from cloud.api import (
     consents,
     dberrors,
     devices,
+    dish_photos,
     metrics,
     org,
     overload,
@@ -59,6 +60,8 @@ ROUTERS = (
     commands_router,
     provisioning_api.router,
     canteen.router,
+    dish_photos.router,  # dish photo uploads and /media/dishes/ (D28-D)
+    dish_photos.media,
     menus_router,
     consents.router,
     push_api.router,

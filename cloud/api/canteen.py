@@ -6,13 +6,14 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from cloud.api.deps import (
     CanteenReader,
     ConnDep,
     GuardianOrAdmin,
+    MenuPlanner,
     PageDep,
     SchoolAdmin,
     SettingsDep,
@@ -32,7 +33,7 @@ from cloud.api.models import (
 from cloud.auth import scope
 from cloud.auth.principal import Principal
 from cloud.commands import menu as menus
-from cloud.domain import store
+from cloud.domain import dishes, ratings, store
 from cloud.domain.allergens import Allergen, to_mask
 from cloud.domain.errors import Invalid, NotFound
 
@@ -85,14 +86,6 @@ class DishOut(BaseModel):
     active: bool
 
 
-def _dish_values(values: dict[str, object]) -> dict[str, object]:
-    if values.get("allergens") is not None:
-        names = sorted(set(values["allergens"]))  # type: ignore[call-overload]
-        values["allergens"] = names
-        values["allergen_mask"] = to_mask(names)
-    return {k: v for k, v in values.items() if v is not None or k == "photo_url"}
-
-
 @router.get("/dishes", response_model=Page[DishOut], tags=["menu"])
 def list_dishes(
     conn: ConnDep,
@@ -116,14 +109,12 @@ def list_dishes(
 
 @router.post("/dishes", response_model=DishOut, status_code=201, tags=["menu"])
 def create_dish(conn: ConnDep, p: SchoolAdmin, body: DishIn) -> DishOut:
-    scope.require_school(conn, p, body.school_id)
-    row = store.insert(conn, p, "dishes", _dish_values(body.model_dump()))
-    return DishOut.model_validate(row)
+    return DishOut.model_validate(dishes.create(conn, p, body.model_dump()))
 
 
 @router.get("/dishes/{dish_id}", response_model=DishOut, tags=["menu"])
 def get_dish(conn: ConnDep, p: CanteenReader, dish_id: IdPath) -> DishOut:
-    return DishOut.model_validate(_in_scope(conn, p, "dishes", dish_id))
+    return DishOut.model_validate(dishes.in_scope(conn, p, dish_id))
 
 
 @router.patch("/dishes/{dish_id}", response_model=DishOut, tags=["menu"])
@@ -132,19 +123,15 @@ def update_dish(
 ) -> DishOut:
     """A dish of the planned menu that changes (its allergens, price, name) goes to the school's
     canteen boards at once, in their new menu (D27-A)."""
-    _in_scope(conn, p, "dishes", dish_id)
-    values = _dish_values(body.model_dump(exclude_unset=True))
-    row = store.update(conn, p, "dishes", dish_id, values)
-    menus.push_school(conn, str(row["school_id"]), s.menu_days_ahead)
-    return DishOut.model_validate(row)
+    given = body.model_dump(exclude_unset=True)
+    return DishOut.model_validate(dishes.update(conn, p, dish_id, given, s.menu_days_ahead))
 
 
 @router.delete("/dishes/{dish_id}", response_model=DishOut, tags=["menu"])
 def retire_dish(conn: ConnDep, p: SchoolAdmin, dish_id: IdPath) -> DishOut:
     """Dishes keep their ratings, so they are retired (active = false), not deleted. A retired
     dish stays in the sets already planned (the kitchen plans what it cooks)."""
-    _in_scope(conn, p, "dishes", dish_id)
-    return DishOut.model_validate(store.update(conn, p, "dishes", dish_id, {"active": False}))
+    return DishOut.model_validate(dishes.retire(conn, p, dish_id))
 
 
 # ---- meal categories ----------------------------------------------------------------------
@@ -265,13 +252,53 @@ def list_ratings(
 
 @router.post("/ratings", response_model=RatingOut, status_code=201, tags=["ratings"])
 def rate_meal(conn: ConnDep, p: GuardianOrAdmin, body: RatingIn) -> RatingOut:
-    """A guardian rates a dish their child was served (one rating per child, dish and day)."""
+    """A guardian rates a dish their child was served that day (a meal receipt of the child
+    names the dish or its set: cloud/domain/ratings.py); one rating per child, dish and day
+    (a second is 409). A dish the child was not served is 422 and nothing is stored."""
     school = scope.require_person(conn, p, body.person_id)
-    dish = conn.execute("SELECT school_id FROM dishes WHERE id = %s", (body.dish_id,)).fetchone()
-    if dish is None or dish[0] != school:
-        raise Invalid("dish_id", f"dish {body.dish_id} is not on this school's menu")
-    if body.served_on > date.today():
-        raise Invalid("served_on", "served_on is in the future")
-    values = {**body.model_dump(), "rated_by": p.user_id}
-    row = store.insert(conn, p, "meal_ratings", values, school_id=school)
+    row = ratings.rate(conn, p, school, body.person_id, body.dish_id, body.served_on,
+                       body.score, body.comment)  # fmt: skip
     return RatingOut.model_validate(row)
+
+
+class DishWeekOut(BaseModel):
+    dish_id: int
+    name_kk: str
+    name_ru: str
+    name_en: str
+    ratings: int
+    average: Decimal = Field(description="the mean score, two decimals")
+    lowest: int
+    highest: int
+    comments: int = Field(description="ratings that carry a comment")
+
+
+class RatingWeekOut(BaseModel):
+    school_id: str
+    week: str = Field(description="the ISO week, e.g. 2026-W50")
+    first_day: IsoDate
+    dishes: list[DishWeekOut] = Field(description="lowest average first")
+
+
+@router.get("/schools/{school_id}/ratings", response_model=RatingWeekOut, tags=["ratings"])
+def school_ratings_week(
+    conn: ConnDep,
+    p: MenuPlanner,
+    school_id: Annotated[str, Path(min_length=1, max_length=64)],
+    week: Annotated[
+        str | None, Query(pattern=r"^\d{4}-W\d{2}$", description="ISO week; default this week")
+    ] = None,
+) -> RatingWeekOut:
+    """Averages of the parents' ratings per dish for one week (D28-G)."""
+    scope.require_school(conn, p, school_id)
+    if week is None:
+        monday = ratings.monday_of(menus.school_today(conn, school_id))
+    else:
+        try:
+            monday = date.fromisoformat(week + "-1")
+        except ValueError:
+            raise Invalid("week", f"{week} is not an ISO week") from None
+    year, number, _ = monday.isocalendar()
+    rows = ratings.weekly_averages(conn, school_id, monday)
+    return RatingWeekOut(school_id=school_id, week=f"{year}-W{number:02d}", first_day=monday,
+                         dishes=[DishWeekOut(**vars(r)) for r in rows])  # fmt: skip

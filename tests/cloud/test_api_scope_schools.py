@@ -25,6 +25,19 @@ MONTH = {"month": "2025-10"}
 CSV = {"file": ("pupils.csv", b"full_name,iin\n", "text/csv")}
 
 
+def _dish_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (40, 30), (90, 160, 60)).save(out, "PNG")
+    return out.getvalue()
+
+
+PHOTO = {"photo": ("salad.png", _dish_png(), "image/png")}
+
+
 def _one(conn: psycopg.Connection[Any], q: str, params: tuple[Any, ...] = ()) -> Any:
     row = conn.execute(q, params).fetchone()
     assert row is not None
@@ -155,6 +168,7 @@ ROUTES: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/api/v1/whitelists/{school_id}", {}),
     ("GET", "/api/v1/dishes/{dish_id}", {}),
     ("PATCH", "/api/v1/dishes/{dish_id}", {"json": {"price": "999"}}),
+    ("PUT", "/api/v1/dishes/{dish_id}/photo", {"files": PHOTO}),
     ("DELETE", "/api/v1/dishes/{dish_id}", {}),
     ("PATCH", "/api/v1/meal-categories/{category_id}", {"json": {"name": "Renamed"}}),
     ("POST", "/api/v1/consents/{consent_id}/withdraw", {}),

@@ -95,6 +95,8 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/api/v1/dishes/{dish_id}"): {P, D, S, C, G},
     ("PATCH", "/api/v1/dishes/{dish_id}"): {P, S},
     ("DELETE", "/api/v1/dishes/{dish_id}"): {P, S},
+    ("PUT", "/api/v1/dishes/{dish_id}/photo"): {P, S},
+    ("GET", "/media/dishes/{photo_name}"): PUBLIC,  # dish photos are not personal data (D28-D)
     ("PUT", "/api/v1/schools/{school_id}/menu/{day}"): {P, S, C},
     ("GET", "/api/v1/schools/{school_id}/menu"): {P, D, S, C, G},
     ("GET", "/api/v1/meal-categories"): {P, D, S, C, G},
@@ -173,6 +175,13 @@ CONSOLE_ROUTES = {
     ("GET", "/app/push/key"),
     ("POST", "/app/push/subscriptions"),
     ("GET", "/sw.js"),
+    # Reports, Social Wallet, Audit (D28-F): tests/console/test_reports_pages.py and
+    # test_wallet_audit_pages.py
+    ("GET", "/reports"),
+    ("POST", "/reports/generate"),
+    ("POST", "/reports/acknowledge"),
+    ("POST", "/reports/approve"),
+    ("GET", "/reports/download"),
 }
 
 
@@ -210,6 +219,7 @@ def world(database_url: str) -> Iterator[tuple[TestClient, World]]:
     w.ids["delivery_key"] = "meal:none:1:1"  # no such Social Wallet delivery: 404 likewise
     w.ids["day"] = (date.today() + timedelta(days=2)).isoformat()  # a menu day ahead
     w.ids["rollout_id"] = 1  # no such rollout yet: an allowed role gets 404, past the gate
+    w.ids["photo_name"] = "0" * 32 + ".jpg"  # no such dish photo: 404 for everyone
     s = Settings(database_url=database_url, auth_required=True,
                  ota_public_key=release_public_key(RELEASE_KEY))  # fmt: skip
     with TestClient(create_app(s)) as c:
@@ -313,6 +323,16 @@ def _pupils_csv() -> bytes:
     return f"full_name,iin,class\nNur Nurov,{iin.make(date(2010, 3, 14), 1)},5A\n".encode()
 
 
+def _dish_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 120, 40)).save(out, "PNG")
+    return out.getvalue()
+
+
 def _push_subscription() -> dict[str, Any]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -332,6 +352,7 @@ REGION, DISTRICT = {"region_id": "new_region"}, {"district_id": "new_district"}
 DEVICE, GUARDIAN = {"device_id": "new_device"}, {"person_id": "pupil", "guardian_id": "dad"}
 ROLLOUT = {"rollout_id": "new_rollout"}
 CSV = {"files": {"file": ("pupils.csv", _pupils_csv(), "text/csv")}}
+PHOTO = {"photo": ("plov.png", _dish_png(), "image/png")}
 DRY, REAL = {"kind": "students", "dry_run": "true"}, {"kind": "students", "dry_run": "false"}
 
 
@@ -380,6 +401,7 @@ WRITES: list[Write] = [
           {"school_id": "s1", "name_kk": "Сорпа", "name_ru": "Суп", "price": "300"},
           save=("new_dish", "id")),
     Write(S, "PATCH", "/api/v1/dishes/{dish_id}", {"price": "320"}, at=DISH),
+    Write(S, "PUT", "/api/v1/dishes/{dish_id}/photo", at=DISH, extra={"files": PHOTO}),
     Write(S, "DELETE", "/api/v1/dishes/{dish_id}", at=DISH),
     Write(C, "PUT", "/api/v1/schools/{school_id}/menu/{day}", {"periods": {"lunch": "{set}"}}),
     Write(T, "POST", "/api/v1/devices/{device_id}/commands", {"cmd": "diag"}),

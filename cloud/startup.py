@@ -228,6 +228,10 @@ def start_worker(
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
 
     def run() -> int:
+        from cloud import logs
+
+        # "cloud.workers.whitelist_push" -> "worker.whitelist_push" in every log line
+        logs.setup("worker." + what.rsplit(".", 1)[-1])
         settings = load_settings()
         if broker:
             require_closed(settings, broker=True, insecure_dev=args.insecure_dev, what=what)

@@ -20,6 +20,36 @@ def _ingest(args: argparse.Namespace) -> int:
     return main(args.insecure_dev)  # as `python -m cloud.ingest` does
 
 
+# `qadam worker NAME` -> the module whose main(argv) runs it (cloud/startup.py start_worker)
+WORKERS = {
+    "whitelist": "cloud.workers.whitelist_push",
+    "balance": "cloud.workers.balance_push",
+    "outbox": "cloud.workers.outbox",
+    "reports": "cloud.workers.reports",
+    "commands": "cloud.workers.command_push",
+    "ota": "cloud.workers.ota_push",
+}
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import importlib
+
+    module = importlib.import_module(WORKERS[args.name])
+    return int(module.main(["--insecure-dev"] if args.insecure_dev else []))
+
+
+def _run_all(args: argparse.Namespace) -> int:
+    from cloud.supervisor import PROCESSES, main
+
+    names = [n.strip() for n in args.only.split(",")] if args.only else None
+    unknown = [n for n in names or [] if n not in PROCESSES]
+    if unknown:
+        print(f"qadam: unknown process {', '.join(unknown)} (one of: {', '.join(PROCESSES)})",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    return main(names, args.insecure_dev)
+
+
 def _migrate(args: argparse.Namespace) -> int:
     from cloud.db.migrate import apply
     from cloud.startup import check_database, load_settings
@@ -90,6 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="run the MQTT ingest worker")
     _insecure_dev(p)
     p.set_defaults(func=_ingest)
+
+    p = sub.add_parser("worker", help="run one background worker")
+    p.add_argument("name", choices=sorted(WORKERS))
+    _insecure_dev(p)
+    p.set_defaults(func=_worker)
+
+    from cloud.supervisor import PROCESSES
+
+    p = sub.add_parser(
+        "run-all", help="run the API, the ingest and every worker, restarting any that dies"
+    )
+    p.add_argument("--only", help="comma-separated subset of: " + ",".join(PROCESSES))
+    _insecure_dev(p)
+    p.set_defaults(func=_run_all)
 
     p = sub.add_parser("migrate", help="apply database migrations")
     p.add_argument("--database-url")

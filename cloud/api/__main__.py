@@ -8,6 +8,7 @@ import argparse
 import os
 import sys
 
+from cloud import logs
 from cloud.startup import INSECURE_FLAG, require_closed, run_entry
 
 
@@ -19,6 +20,7 @@ def serve(host: str | None = None, port: int | None = None, insecure_dev: bool =
     from cloud.db.migrate import apply_on_start
     from cloud.startup import check_database, load_settings
 
+    logs.setup("api")
     settings = load_settings()
     require_closed(settings, api=True, insecure_dev=insecure_dev, what="qadam serve")
     check_database(settings.database_url)
@@ -30,7 +32,9 @@ def serve(host: str | None = None, port: int | None = None, insecure_dev: bool =
     try:
         if settings.api_workers == 1:
             serve_metrics(settings.api_metrics_host, settings.api_metrics_port, None)
-            uvicorn.run(create_app(settings), host=host, port=port)
+            uvicorn.run(
+                create_app(settings), host=host, port=port, log_config=logs.uvicorn_config("api")
+            )
         else:
             # Several processes on one socket (issue #19, D27-D): each builds its app from the
             # same QADAM_* environment; this one supervises them and serves their metrics.
@@ -39,7 +43,7 @@ def serve(host: str | None = None, port: int | None = None, insecure_dev: bool =
             serve_metrics(settings.api_metrics_host, settings.api_metrics_port, metrics_dir)
             uvicorn.run(
                 "cloud.api.app:create_app", factory=True, workers=settings.api_workers,
-                host=host, port=port,
+                host=host, port=port, log_config=logs.uvicorn_config("api"),
             )  # fmt: skip
     except KeyboardInterrupt:
         # uvicorn has shut down gracefully and re-raises the SIGINT it captured; Ctrl-C is the

@@ -5,19 +5,18 @@ apply the migrations, then run the ingest service until SIGINT/SIGTERM."""
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
+from cloud import logs
 from cloud.startup import INSECURE_FLAG, require_closed, run_entry
 
 
 def ingest(insecure_dev: bool = False) -> int:
     from cloud.db.migrate import apply_on_start
-    from cloud.ingest.metrics import setup_json_logging
     from cloud.ingest.service import Ingest
     from cloud.startup import check_database, load_settings
 
-    setup_json_logging(logging.INFO)
+    logs.setup("ingest")
     settings = load_settings()
     require_closed(settings, broker=True, insecure_dev=insecure_dev, what="qadam ingest")
     check_database(settings.database_url)

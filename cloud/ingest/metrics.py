@@ -1,4 +1,4 @@
-"""Operations surface of the ingest: Prometheus metrics and JSON log lines.
+"""Operations surface of the ingest: Prometheus metrics (its JSON log lines: cloud/logs.py).
 
 Each :class:`~cloud.ingest.service.Ingest` owns one :class:`IngestMetrics` with its own
 ``CollectorRegistry`` (several ingests can live in one process, e.g. in tests), served over HTTP
@@ -7,10 +7,7 @@ on ``ingest_metrics_port`` when that is not 0.
 
 from __future__ import annotations
 
-import json
-import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -72,32 +69,3 @@ class IngestMetrics:
     def value(self, name: str, labels: dict[str, str] | None = None) -> float:
         v = self.registry.get_sample_value(name, labels)
         return 0.0 if v is None else v
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, msg, and the record's structured fields
-    (``extra={"fields": {...}}``), plus the exception text if any."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": getattr(record, "event", None) or record.getMessage(),
-        }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            for k, v in fields.items():
-                out.setdefault(k, v if isinstance(v, int | float | bool | None) else str(v))
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
-
-
-def setup_json_logging(level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)

@@ -105,7 +105,6 @@ class BalancePush(BoardWorker):
 def main(argv: list[str] | None = None) -> int:
     from cloud.startup import start_worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return start_worker(
         "cloud.workers.balance_push", lambda s: BalancePush(s).run_forever(), argv, broker=True
     )

@@ -113,7 +113,6 @@ class CommandPush(BoardWorker):
 def main(argv: list[str] | None = None) -> int:
     from cloud.startup import start_worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return start_worker(
         "cloud.workers.command_push", lambda s: CommandPush(s).run_forever(), argv, broker=True
     )

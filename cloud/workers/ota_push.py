@@ -144,7 +144,6 @@ class OtaPush(BoardWorker):
 def main(argv: list[str] | None = None) -> int:
     from cloud.startup import start_worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return start_worker(
         "cloud.workers.ota_push", lambda s: OtaPush(s).run_forever(), argv, broker=True
     )

@@ -116,7 +116,7 @@ class PushMessage:
     school_id: str | None
     reader: str | None  # in / out / canteen
     occurred_at: str | None
-    kind: str = "parent_notification"  # or low_balance, report_reminder
+    kind: str = "parent_notification"  # or low_balance, report_reminder, quiet_summary
     payload: dict[str, Any] | None = None
 
 
@@ -324,7 +324,8 @@ class NoticeHandler(BaseHandler):
         return Delivered()
 
 
-NOTICE_KINDS = ("low_balance", "report_reminder")
+# quiet_summary: the notices held during a guardian's quiet hours (cloud/push/preferences.py)
+NOTICE_KINDS = ("low_balance", "report_reminder", "quiet_summary")
 
 
 # -- the worker --------------------------------------------------------------------------------
@@ -609,10 +610,8 @@ def worker_from_settings(settings: Any, handlers: Sequence[Handler]) -> OutboxWo
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cloud.ingest.metrics import setup_json_logging
     from cloud.startup import start_worker
 
-    setup_json_logging(logging.INFO)
     return start_worker("cloud.workers.outbox", _serve, argv)
 
 

@@ -43,7 +43,6 @@ def run(settings: Settings, stop: threading.Event) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     stop = threading.Event()
 
     def _stop(*_a: Any) -> None:

@@ -126,7 +126,6 @@ class WhitelistPush(BoardWorker):
 def main(argv: list[str] | None = None) -> int:
     from cloud.startup import start_worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return start_worker(
         "cloud.workers.whitelist_push", lambda s: WhitelistPush(s).run_forever(), argv, broker=True
     )

@@ -13,8 +13,8 @@ import pytest
 from cloud_helpers import Board, Seed, batch_doc, drop_session, dumps, topic
 from pydantic import ValidationError
 
-from cloud.ingest.metrics import JsonFormatter
 from cloud.ingest.service import Ingest
+from cloud.logs import JsonFormatter
 from cloud.settings import Settings
 
 

@@ -3,7 +3,6 @@ CSV or XLSX, with a dry run (docs/import.md)."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, HTTPException, Path, Query, UploadFile
@@ -12,9 +11,9 @@ from pydantic import BaseModel
 
 from cloud.api.deps import ConnDep, SchoolAdmin
 from cloud.auth import scope
-from cloud.imports.apply import apply_plan
-from cloud.imports.plan import Plan, plan_import
-from cloud.imports.reader import MAX_BYTES, FileProblem, read_table
+from cloud.imports.plan import Plan
+from cloud.imports.reader import MAX_BYTES, FileProblem
+from cloud.imports.run import run_import
 
 router = APIRouter(prefix="/api/v1", tags=["import"])
 
@@ -82,23 +81,17 @@ def import_file(
     change nothing. With ``dry_run=false`` apply everything in one transaction, or nothing
     (422) when any row is invalid. Re-importing the same file changes nothing."""
     scope.require_school(conn, p, school_id)
-    if not dry_run:
-        # one import per school at a time; the plan is made and applied under this lock
-        conn.execute("SELECT 1 FROM schools WHERE id = %s FOR UPDATE", (school_id,))
-    else:
-        # belt and braces: a dry run cannot write, whatever the code below does
-        conn.execute("SET LOCAL transaction_read_only = on")
     data = file.file.read(MAX_BYTES + 1)
     try:
-        table = read_table(data)
+        run = run_import(conn, p, school_id, kind, data, file.filename or "", dry_run,
+                         create_classes)  # fmt: skip
     except FileProblem as e:
         raise HTTPException(e.status, detail=[
             {"type": "value_error", "loc": ["body", "file"], "msg": e.msg}]) from None  # fmt: skip
-    fmt = table.format if table.format == "xlsx" else f"csv {table.encoding} {table.delimiter}"
-    plan = plan_import(conn, school_id, kind, table, create_classes)
+    plan, fmt = run.plan, run.format
     if dry_run:
         return _report(plan, fmt, dry_run=True, applied=False)
-    if plan.errors:
+    if not run.applied:
         report = _report(plan, fmt, dry_run=False, applied=False)
         detail = [
             {"type": "value_error", "loc": ["body", "file", e.row, e.column or ""],
@@ -108,11 +101,4 @@ def import_file(
         return JSONResponse(
             {"detail": detail, "report": report.model_dump(mode="json")}, status_code=422
         )
-    meta = {
-        "kind": kind,
-        "file": (file.filename or "")[:200],
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "format": fmt,
-    }
-    apply_plan(conn, p, plan, meta)
     return _report(plan, fmt, dry_run=False, applied=True)

@@ -84,3 +84,25 @@ def install(app: FastAPI) -> None:
     app.include_router(pages.router)
     app.include_router(apidocs.router)
     app_pages.install(app)  # the parents' app and guardian invitations (D27-F)
+    from cloud.console import people as people_pages  # noqa: I001 (D28-A: people, cards)
+
+    people_pages.install(app)
+    from cloud.console import reports_pages  # noqa: I001 (D28-F: Reports, Social Wallet, Audit)
+
+    app.include_router(reports_pages.router)
+    from cloud.console import importer, password_reset  # noqa: I001 (D28-B)
+
+    app.include_router(importer.router)  # the import wizard (D28-B)
+    password_reset.install(app)  # forgot password, e-mailed invitations (D28-B)
+    from cloud.console import app_menu  # noqa: I001 (D28-G: the app's menu, ratings, allergies)
+
+    app_menu.install(app)
+    from cloud.console import app_money  # noqa: I001 (D28-H: the app's money, stats, settings)
+
+    app.include_router(app_money.router)
+    from cloud.console import fleet  # noqa: I001 (D28-E: the fleet, a board's page, register)
+
+    app.include_router(fleet.router)
+    from cloud.console import menu_planner  # noqa: I001 (D28-D: the menu planner, dishes)
+
+    app.include_router(menu_planner.router)

@@ -25,6 +25,7 @@ from cloud.api import (
     org,
     overload,
     people,
+    subject_data,
     users,
 )
 from cloud.api import imports as imports_api
@@ -55,6 +56,7 @@ ROUTERS = (
     users.router,
     org.router,
     people.router,
+    subject_data.router,  # a person's export and erasure (D28-K)
     whitelists_api.router,  # before devices: /devices/drift must not match /devices/{id}
     devices.router,
     commands_router,

@@ -140,6 +140,8 @@ ROUTES: list[tuple[str, str, dict[str, Any]]] = [
     ("PATCH", "/api/v1/classes/{class_id}", {"json": {"grade": 3}}),
     ("DELETE", "/api/v1/classes/{class_id}", {}),
     ("GET", "/api/v1/people/{person_id}", {}),
+    ("GET", "/api/v1/people/{person_id}/export", {}),
+    ("POST", "/api/v1/people/{person_id}/erase", {}),  # own: 409, the person is active
     ("PATCH", "/api/v1/people/{person_id}", {"json": {"full_name": "Renamed"}}),
     ("GET", "/api/v1/people/{person_id}/cards", {}),
     ("POST", "/api/v1/people/{person_id}/cards", {"json": {"uid": "0A0B0C0D"}}),
@@ -152,6 +154,10 @@ ROUTES: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/api/v1/people/{person_id}/eligibility",
      {"json": {"category_id": "{category_id}", "valid_from": "2025-09-01"}}),
     ("GET", "/api/v1/people/{person_id}/restrictions", {}),
+    # own: 409, nothing waits for the school (D28-G)
+    ("POST", "/api/v1/people/{person_id}/restrictions/confirm", {"json": {"allergens": ["milk"]}}),
+    ("POST", "/api/v1/people/{person_id}/restrictions/decline", {"json": {"allergens": []}}),
+    ("GET", "/api/v1/schools/{school_id}/ratings", {}),
     ("GET", "/api/v1/people/{person_id}/balance", {}),
     ("GET", "/api/v1/people/{person_id}/ledger", {}),
     ("POST", "/api/v1/people/{person_id}/balance/top-up",

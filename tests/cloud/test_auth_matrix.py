@@ -39,6 +39,8 @@ PUBLIC = "public"  # no token needed
 EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/api/v1/auth/token"): PUBLIC,
     ("GET", "/api/v1/auth/me"): ALL,
+    ("GET", "/api/v1/people/{person_id}/export"): {P, S},
+    ("POST", "/api/v1/people/{person_id}/erase"): {P, S},
     ("POST", "/api/v1/auth/logout"): ALL,
     ("GET", "/api/v1/users"): {P, S},
     ("POST", "/api/v1/users"): {P, S},
@@ -77,6 +79,8 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/api/v1/people/{person_id}/eligibility"): {P, S},
     ("GET", "/api/v1/people/{person_id}/restrictions"): {P, S, C, G},
     ("PUT", "/api/v1/people/{person_id}/restrictions"): {P, G},
+    ("POST", "/api/v1/people/{person_id}/restrictions/confirm"): {P, S},  # D28-G
+    ("POST", "/api/v1/people/{person_id}/restrictions/decline"): {P, S},
     ("GET", "/api/v1/devices"): {P, D, S, T},
     ("POST", "/api/v1/devices"): {P, S, T},
     ("GET", "/api/v1/devices/{device_id}"): {P, D, S, T},
@@ -104,6 +108,7 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("PATCH", "/api/v1/meal-categories/{category_id}"): {P, S},
     ("GET", "/api/v1/ratings"): {P, D, S, C, G},
     ("POST", "/api/v1/ratings"): {P, G},
+    ("GET", "/api/v1/schools/{school_id}/ratings"): {P, S, C},  # weekly averages (D28-G)
     ("GET", "/api/v1/push/key"): ALL,
     ("GET", "/api/v1/me/push-subscriptions"): {S, G},
     ("POST", "/api/v1/me/push-subscriptions"): {S, G},
@@ -174,7 +179,21 @@ CONSOLE_ROUTES = {
     ("POST", "/app/invite/{token}"),
     ("GET", "/app/push/key"),
     ("POST", "/app/push/subscriptions"),
+    # the app's menu, ratings and allergies (D28-G): tests/console/test_app_menu_pages.py
+    ("GET", "/app/{lang}/menu"),
+    ("GET", "/app/{lang}/rate"),
+    ("POST", "/app/{lang}/rate"),
+    ("GET", "/app/{lang}/restrictions"),
+    ("POST", "/app/{lang}/restrictions"),
     ("GET", "/sw.js"),
+    # people and cards (D28-A): tests/console/test_people_pages.py
+    ("GET", "/people"),
+    ("GET", "/people/{person_id}"),
+    ("POST", "/people/{person_id}/cards"),
+    ("POST", "/people/{person_id}/cards/{card_key}/revoke"),
+    ("POST", "/people/{person_id}/enrol-tap"),
+    ("GET", "/people/{person_id}/enrol-tap/{enrolment_id}"),
+    ("POST", "/people/{person_id}/enrol-tap/{enrolment_id}/confirm"),
     # Reports, Social Wallet, Audit (D28-F): tests/console/test_reports_pages.py and
     # test_wallet_audit_pages.py
     ("GET", "/reports"),
@@ -182,6 +201,10 @@ CONSOLE_ROUTES = {
     ("POST", "/reports/acknowledge"),
     ("POST", "/reports/approve"),
     ("GET", "/reports/download"),
+    ("GET", "/social-wallet"),
+    ("POST", "/social-wallet/resend"),
+    ("POST", "/social-wallet/reprice"),
+    ("GET", "/audit"),
 }
 
 
@@ -389,6 +412,9 @@ WRITES: list[Write] = [
     Write(S, "POST", "/api/v1/people/{person_id}/eligibility",
           {"category_id": "{category_id}", "valid_from": "2025-09-01"}),
     Write(G, "PUT", "/api/v1/people/{person_id}/restrictions", {"allergens": ["milk"]}),
+    Write(S, "POST", "/api/v1/people/{person_id}/restrictions/confirm", {"allergens": ["milk"]}),
+    Write(G, "PUT", "/api/v1/people/{person_id}/restrictions", {"allergens": []}),  # waits
+    Write(S, "POST", "/api/v1/people/{person_id}/restrictions/decline", {"allergens": []}),
     Write(T, "POST", "/api/v1/devices",
           {"id": "door-9", "school_id": "s1", "mode": "door", "direction": "in"},
           save=("new_device", "id")),
@@ -439,6 +465,7 @@ WRITES: list[Write] = [
     Write(P, "POST", "/api/v1/ota/rollouts/{rollout_id}/resume", at=ROLLOUT),
     Write(P, "POST", "/api/v1/ota/rollouts/{rollout_id}/cancel", {"reason": "matrix"}, at=ROLLOUT),
     Write(S, "DELETE", "/api/v1/people/{person_id}", at=PUPIL),
+    Write(S, "POST", "/api/v1/people/{person_id}/erase", at=PUPIL),  # once deactivated
     Write(S, "DELETE", "/api/v1/classes/{class_id}", at=CLASS),
     Write(P, "DELETE", "/api/v1/districts/{district_id}", at=DISTRICT),
     Write(P, "DELETE", "/api/v1/regions/{region_id}", at=REGION),
@@ -479,6 +506,12 @@ def test_every_write_route_succeeds_once_and_is_audited(
             (w.ids["alice"],),
         )
         db.execute("UPDATE sw_deliveries SET state = 'rejected', confirmed_at = now()")
+        db.execute(  # the dish the rating rates was served that day (D28-G)
+            "INSERT INTO meal_receipts (device_id, boot, seq, school_id, person_id, occurred_at,"
+            " day, dish_id) VALUES ('cant-r', 1, 1, 's1', %s, '2025-10-09T06:00:00Z',"
+            " '2025-10-09', %s)",
+            (w.ids["alice"], w.ids["dish_id"]),
+        )
         ids["rejected_meal"] = "meal:cant-m:1:1"
         failures = []
         for x in WRITES:

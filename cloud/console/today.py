@@ -10,6 +10,9 @@ from typing import Any
 
 import psycopg
 
+from cloud.console import today_charts
+from cloud.console.charts import Chart
+
 Conn = psycopg.Connection[Any]
 # meal category codes (protocol.md, whitelist attribute): 0 none, 1 free, 2 reduced, 3 paid
 CATEGORY_KINDS = {0: "none", 1: "free", 2: "reduced", 3: "paid"}
@@ -39,6 +42,11 @@ class Today:
     staff_arrived: int = 0
     meals: list[tuple[str, str, int]] = field(default_factory=list)  # kind, name, count
     devices: list[Device] = field(default_factory=list)
+    series: today_charts.Series = field(default_factory=today_charts.Series)
+
+    def charts(self, lang: str) -> list[tuple[str, Chart]]:
+        """The page's charts (D28-H), in the page's language."""
+        return today_charts.build(self.series, self.day, lang)
 
     @property
     def absent(self) -> int:
@@ -98,6 +106,7 @@ def today(conn: Conn, school_id: str) -> Today:
         (school_id,),
     ).fetchall()
     t.devices = [Device(str(r[0]), str(r[1]), str(r[2]), bool(r[3]), r[4]) for r in devices]
+    t.series = today_charts.series(conn, school_id, t.day, t.timezone)
     return t
 
 

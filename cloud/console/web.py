@@ -87,9 +87,11 @@ def install(app: FastAPI) -> None:
     from cloud.console import people as people_pages  # noqa: I001 (D28-A: people, cards)
 
     people_pages.install(app)
-    from cloud.console import reports_pages  # noqa: I001 (D28-F: Reports, Social Wallet, Audit)
+    from cloud.console import audit_page, reports_pages, wallet_pages  # noqa: I001 (D28-F)
 
     app.include_router(reports_pages.router)
+    app.include_router(wallet_pages.router)
+    app.include_router(audit_page.router)
     from cloud.console import importer, password_reset  # noqa: I001 (D28-B)
 
     app.include_router(importer.router)  # the import wizard (D28-B)

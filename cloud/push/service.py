@@ -17,7 +17,7 @@ import httpx
 import psycopg
 
 from cloud.db.conn import connect
-from cloud.push import subscriptions
+from cloud.push import preferences, subscriptions
 from cloud.push.texts import render
 from cloud.push.webpush import PushResult, VapidKey, send
 from cloud.workers.outbox import PushMessage
@@ -69,6 +69,11 @@ class WebPushService:
 
     def _send(self, conn: psycopg.Connection[Any], message: PushMessage) -> None:
         recipients, fields = _recipients_and_fields(conn, message)
+        # the guardians' settings: kinds opted out of, quiet hours (held for a summary; D28-H)
+        recipients = preferences.admit(
+            conn, message.kind, message.reader, message.idempotency_key, message.person_id,
+            recipients, fields,
+        )  # fmt: skip
         if not recipients:
             return
         failures: list[str] = []
@@ -92,6 +97,8 @@ class WebPushService:
             )
         if failures:
             raise PushRetry("; ".join(failures))
+        if message.kind == preferences.SUMMARY_KIND:
+            preferences.release(conn, recipients[0], fields["upto"])
 
 
 def _outcome_log(message: PushMessage, sub_id: int, result: PushResult) -> None:
@@ -121,6 +128,10 @@ def _recipients_and_fields(
         ).fetchall()
         fields = {"school_id": school, "month": p.get("month"), "deadline": p.get("deadline")}
         return [r[0] for r in rows], fields
+    if message.kind == preferences.SUMMARY_KIND:
+        user, upto = int(p["user_id"]), str(p["release_at"])
+        items = preferences.held(conn, user, upto)
+        return ([user] if items else []), {"upto": upto, "items": items}
     if message.person_id is None:
         return [], fields
     if message.kind == "tap_summary":

@@ -65,7 +65,16 @@ _REPORT = {
     "ru": "Отчёты за {month} не утверждены; срок {deadline}",
     "en": "Reports for {month} are not approved yet; due {deadline}",
 }
+# The notices held during a guardian's quiet hours, sent as one when they end (D28-H).
+_QUIET = {
+    "kk": "Тыныш сағаттардағы хабарламалар ({count}):",
+    "ru": "Уведомления за тихие часы ({count}):",
+    "en": "Notices during your quiet hours ({count}):",
+}
+_MORE = {"kk": "тағы {n}", "ru": "и ещё {n}", "en": "and {n} more"}
+QUIET_LINES = 6  # a summary lists the first notices; the feed has them all
 _TITLE = {
+    "quiet_summary": {"kk": "Мектеп", "ru": "Школа", "en": "School"},
     "tap": {"kk": "Мектеп", "ru": "Школа", "en": "School"},
     "tap_summary": {"kk": "Мектеп", "ru": "Школа", "en": "School"},
     "low_balance": {"kk": "Тамақ балансы", "ru": "Баланс питания", "en": "Meal balance"},
@@ -101,6 +110,15 @@ def render(kind: str, lang: str, fields: dict[str, Any]) -> dict[str, Any]:
     elif kind == "report_reminder":
         title = _TITLE[kind][lang]
         body = _REPORT[lang].format(**fields)
+    elif kind == "quiet_summary":
+        title = _TITLE[kind][lang]
+        items = fields.get("items") or []
+        lines = [_QUIET[lang].format(count=len(items))]
+        lines += [render(i["kind"], lang, i)["body"] for i in items[:QUIET_LINES]]
+        if len(items) > QUIET_LINES:
+            lines.append(_MORE[lang].format(n=len(items) - QUIET_LINES))
+        body = "\n".join(lines)
+        fields = {"count": len(items)}
     else:
         raise ValueError(f"no text for notification kind {kind!r}")
     return {"kind": kind, "title": title, "body": body, **fields}

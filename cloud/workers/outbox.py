@@ -592,6 +592,10 @@ def build_handlers(settings: Any, push: PushService | None = None) -> list[Handl
         from cloud.socialwallet.handler import SocialWalletHandler, connector_from_settings
 
         handlers.append(SocialWalletHandler(connector_from_settings(settings)))
+    if getattr(settings, "email_ready", False):  # SMTP configured (docs/email.md, D28-B)
+        from cloud.mail.smtp import EmailHandler, SmtpConfig
+
+        handlers.append(EmailHandler(SmtpConfig.from_settings(settings)))
     return handlers
 
 

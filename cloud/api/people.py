@@ -34,7 +34,7 @@ from cloud.api.models import (
 from cloud.auth import scope
 from cloud.auth.principal import Principal
 from cloud.domain import people as domain
-from cloud.domain import store
+from cloud.domain import restrictions, store
 from cloud.domain.allergens import Allergen
 from cloud.domain.errors import NotFound
 
@@ -102,17 +102,9 @@ def list_people(
     ] = None,
 ) -> Page[PersonOut]:
     """Guardians see their own children only."""
-    where: list[tuple[str, object]] = [
-        ("t.school_id = %s", school),
-        ("t.class_id = %s", class_id),
-        ("t.kind = %s", kind),
-        ("t.active = %s", active),
-        ("t.full_name ILIKE '%%' || %s || '%%'", None if q is None else domain.like_escape(q)),
-    ]
-    if p.role == "guardian":
-        where.append(("t.id = ANY(%s)", scope.child_ids(conn, p)))
-    else:
-        where.append(("t.school_id = ANY(%s)", scope.school_ids(conn, p)))
+    where = domain.list_filter(
+        conn, p, school=school, class_id=class_id, kind=kind, active=active, name=q
+    )
     total, rows = store.page(
         conn, "people", where, order="full_name, id", limit=pg.limit, offset=pg.offset
     )
@@ -319,11 +311,29 @@ class RestrictionIn(Input):
 
 class RestrictionOut(BaseModel):
     person_id: int
-    allergens: list[str]
+    allergens: list[str] = Field(description="what the canteen board blocks now")
     allergen_mask: int
     note: str
     set_by: int | None
     updated_at: datetime | None
+    state: Literal["none", "confirmed", "unconfirmed", "removal_pending"] = Field(
+        description="confirmed by the school; changed by a guardian since; or a guardian's"
+        " removal waiting for the school (D28-G)"
+    )
+    requested_allergens: list[str] | None = Field(
+        description="the guardian's wanted list while a removal waits for the school"
+    )
+    requested_by: int | None
+    requested_at: datetime | None
+    confirmed_by: int | None
+    confirmed_at: datetime | None
+
+
+class RestrictionSeen(Input):
+    allergens: list[Allergen] = Field(
+        max_length=16, description="the list the school saw: the requested one when a removal"
+        " waits, else the enforced one (a change made meanwhile is 409)"
+    )
 
 
 @router.get(
@@ -331,7 +341,7 @@ class RestrictionOut(BaseModel):
 )
 def get_restrictions(conn: ConnDep, p: RestrictionReader, person_id: IdPath) -> RestrictionOut:
     _visible(conn, p, person_id)
-    return RestrictionOut.model_validate(domain.restrictions_of(conn, person_id))
+    return RestrictionOut.model_validate(restrictions.restrictions_of(conn, person_id))
 
 
 @router.put(
@@ -341,7 +351,35 @@ def set_restrictions(
     conn: ConnDep, p: GuardianOrAdmin, person_id: IdPath, body: RestrictionIn
 ) -> RestrictionOut:
     """A guardian blocks dishes with these allergens for their child; the canteen reader
-    enforces it (offline too) through the whitelist's allergen mask."""
+    enforces it (offline too) through the whitelist's allergen mask. What a guardian adds is
+    blocked at once; what a guardian removes stays blocked until the school confirms
+    (``state`` ``removal_pending``, D28-G). A platform admin's list takes effect as given."""
     _visible(conn, p, person_id)
-    row = domain.set_restrictions(conn, p, person_id, list(body.allergens), body.note)
+    row = restrictions.change(conn, p, person_id, list(body.allergens), body.note)
     return RestrictionOut.model_validate(row)
+
+
+@router.post(
+    "/people/{person_id}/restrictions/confirm",
+    response_model=RestrictionOut,
+    tags=["restrictions"],
+)
+def confirm_restrictions(
+    conn: ConnDep, p: SchoolAdmin, person_id: IdPath, body: RestrictionSeen
+) -> RestrictionOut:
+    """The school confirms the list it saw: a guardian's pending removal takes effect."""
+    _visible(conn, p, person_id)
+    return RestrictionOut.model_validate(restrictions.confirm(conn, p, person_id, body.allergens))
+
+
+@router.post(
+    "/people/{person_id}/restrictions/decline",
+    response_model=RestrictionOut,
+    tags=["restrictions"],
+)
+def decline_restrictions(
+    conn: ConnDep, p: SchoolAdmin, person_id: IdPath, body: RestrictionSeen
+) -> RestrictionOut:
+    """The school keeps blocking what a guardian asked to remove (409 if nothing waits)."""
+    _visible(conn, p, person_id)
+    return RestrictionOut.model_validate(restrictions.decline(conn, p, person_id, body.allergens))

@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 
+from cloud.auth import scope
 from cloud.auth.principal import Principal
 from cloud.domain import store
 from cloud.domain.allergens import to_mask
@@ -22,6 +23,35 @@ Row = dict[str, Any]
 
 def like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def list_filter(
+    conn: Conn,
+    p: Principal,
+    *,
+    school: str | None = None,
+    class_id: int | None = None,
+    kind: str | None = None,
+    active: bool | None = None,
+    name: str | None = None,
+    card_keys: list[str] | None = None,
+) -> list[tuple[str, object]]:
+    """The people ``p`` may list (guardians: their own children; staff: their schools' people),
+    narrowed by the filters given, as ``store.page`` conditions on ``people t``. Used by
+    ``GET /api/v1/people`` and the console's people page alike."""
+    where: list[tuple[str, object]] = [
+        ("t.school_id = %s", school),
+        ("t.class_id = %s", class_id),
+        ("t.kind = %s", kind),
+        ("t.active = %s", active),
+        ("t.full_name ILIKE '%%' || %s || '%%'", None if name is None else like_escape(name)),
+        ("t.id IN (SELECT person_id FROM cards WHERE card_key = ANY(%s))", card_keys),
+    ]
+    if p.role == "guardian":
+        where.append(("t.id = ANY(%s)", scope.child_ids(conn, p)))
+    else:
+        where.append(("t.school_id = ANY(%s)", scope.school_ids(conn, p)))
+    return where
 
 
 def deactivate(conn: Conn, actor: Principal, person_id: int) -> Row:

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from cloud.api.deps import AuditReader, ConnDep, PageDep
 from cloud.api.models import BIGINT_MAX, Page, page_of
 from cloud.domain import store
+from cloud.domain.audit_log import school_of
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])
 
@@ -42,7 +43,7 @@ def list_audit(
         ("t.entity = %s", entity),
         ("t.entity_id = %s", entity_id),
         ("t.actor_id = %s", actor),
-        ("t.school_id = %s", p.school_id if p.role == "school_admin" else None),
+        ("t.school_id = %s", school_of(p)),
     ]
     total, rows = store.page(
         conn, "audit_log", where, order="id DESC", limit=pg.limit, offset=pg.offset

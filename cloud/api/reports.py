@@ -81,13 +81,8 @@ def _school_report(
     conn: ConnDep, p: Principal, school_id: str, month: str, kind: Kind, fmt: str
 ) -> dict[str, Any] | Response:
     scope.require_school(conn, p, school_id)
-    m = build.parse_month(month)
-    stored = service.get(conn, school_id, m, kind)
-    if stored is not None:
-        return _out(stored[1], stored[0], fmt)
-    if kind == "meals":
-        return _out(build.meals(conn, school_id, m, refresh=False), None, fmt)
-    return _out(build.attendance(conn, school_id, m), None, fmt)
+    meta, content = service.read(conn, school_id, build.parse_month(month), kind)
+    return _out(content, meta, fmt)
 
 
 @router.get("/reports", response_model=Page[ReportOut])

@@ -22,7 +22,7 @@ from cloud.api.models import Input, IsoDate, Page, SchoolId, page_of
 from cloud.auth import scope
 from cloud.auth.principal import Principal
 from cloud.domain import store
-from cloud.domain.errors import Invalid, NotFound
+from cloud.domain.errors import Invalid
 from cloud.socialwallet import resend as resend_mod
 from cloud.socialwallet import status as status_mod
 
@@ -202,17 +202,7 @@ def resend_delivery(conn: ConnDep, p: SchoolAdmin, delivery_key: DeliveryKey) ->
     """Send one rejected or dead meal record again after its data was fixed (prices, BIN, IIN),
     under the same idempotency key; a meal stored unpriced is priced from the price history as
     at the meal. Another state changes nothing (``skipped``). Audited."""
-    row = conn.execute(
-        "SELECT school_id FROM sw_deliveries WHERE idempotency_key = %s", (delivery_key,)
-    ).fetchone()
-    missing = NotFound(f"delivery {delivery_key!r} not found")
-    if row is None:
-        raise missing
-    try:
-        scope.require_school(conn, p, row[0])
-    except NotFound:
-        raise missing from None
-    return _out(resend_mod.resend(conn, p, [delivery_key]))
+    return _out(resend_mod.resend_in_scope(conn, p, [delivery_key]))
 
 
 @router.post("/resend", response_model=ResendOut)
@@ -220,21 +210,9 @@ def resend_deliveries(conn: ConnDep, p: SchoolAdmin, body: ResendIn) -> ResendOu
     """Resend one school's rejected and/or dead meal records, optionally only those rejected
     for one reason code and/or of some meal days, oldest first, at most 1000 per request
     (``more``: call again). Audited (one row per delivery and one for the request)."""
-    if body.date_from is not None and body.date_to is not None and body.date_to < body.date_from:
-        raise Invalid("date_to", "must not be before date_from")
-    if body.reason is not None and body.state == "dead":
-        raise Invalid("reason", "dead deliveries have no rejection reason: leave state unset")
-    scope.require_school(conn, p, body.school)
-    keys, more = resend_mod.matching(
-        conn, body.school, state=body.state, reason=body.reason,
+    result, more = resend_mod.resend_matching(
+        conn, p, body.school, state=body.state, reason=body.reason,
         date_from=body.date_from, date_to=body.date_to,
-    )  # fmt: skip
-    result = resend_mod.resend(conn, p, keys)
-    store.audit(
-        conn, p, "update", "sw_resend", body.school, None,
-        {**body.model_dump(mode="json"), "resent": len(result.resent),
-         "repriced": len(result.repriced), "more": more},
-        school_id=body.school,
     )  # fmt: skip
     return _out(result, more)
 

@@ -16,7 +16,7 @@ from cloud.api.deps import EVENT_READERS, ConnDep
 from cloud.api.events import EventFilter, events_in_scope
 from cloud.auth import scope
 from cloud.auth.principal import Principal, Role
-from cloud.console import i18n, nav
+from cloud.console import i18n, nav, reports_due
 from cloud.console.guard import CONSOLE_ROLES, ConsoleUser, check_csrf, require_role
 from cloud.console.i18n import N_
 from cloud.console.today import rollup, schools_in, today
@@ -85,7 +85,8 @@ def today_page(
     day = today(conn, shown) if shown else None
     refresh_url = "/today?" + urlencode({"school": shown}) if school else "/today"
     return render(request, "today.html", lang, user=user, nav=_nav(user), schools=schools,
-                  school=shown, day=day, refresh_url=refresh_url)  # fmt: skip
+                  school=shown, day=day, refresh_url=refresh_url,
+                  banner=reports_due.reminders(conn, user, lang, shown))  # fmt: skip
 
 
 def _local_input(value: str | None) -> datetime | None:

@@ -79,6 +79,17 @@ def get(conn: Conn, school_id: str, month: date, kind: Kind) -> tuple[dict[str, 
     return _meta(row[:-1]), row[-1]
 
 
+def read(conn: Conn, school_id: str, month: date, kind: Kind) -> tuple[dict[str, Any] | None, Any]:
+    """(meta, content): the stored report's frozen content, else a live preview (meta None)
+    computed without touching the rollup. The caller has checked the school's scope."""
+    stored = get(conn, school_id, month, kind)
+    if stored is not None:
+        return stored
+    if kind == "meals":
+        return None, build.meals(conn, school_id, month, refresh=False)
+    return None, build.attendance(conn, school_id, month)
+
+
 def list_reports(
     conn: Conn,
     schools: list[str] | None,

@@ -28,8 +28,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from cloud.auth import scope
 from cloud.auth.principal import Principal
 from cloud.domain import store
+from cloud.domain.errors import Invalid, NotFound
 
 RESENDABLE = ("rejected", "dead")
 BULK_MAX = 1000  # deliveries per bulk request; the answer says when more match
@@ -153,3 +155,51 @@ def matching(
     ).fetchall()  # fmt: skip
     keys = [str(r[0]) for r in rows]
     return keys[:limit], len(keys) > limit
+
+
+def resend_in_scope(conn: Any, actor: Principal, keys: Sequence[str]) -> ResendResult:
+    """Resend the given deliveries (the API's one-delivery route, the console's selection). A
+    key that does not exist or whose school is outside the caller's scope is "not found" and
+    nothing is resent."""
+    rows = dict(
+        conn.execute(
+            "SELECT idempotency_key, school_id FROM sw_deliveries WHERE idempotency_key = ANY(%s)",
+            (list(keys),),
+        ).fetchall()
+    )
+    allowed = scope.school_ids(conn, actor)
+    for key in keys:
+        if key not in rows or (allowed is not None and rows[key] not in allowed):
+            raise NotFound(f"delivery {key!r} not found")
+    return resend(conn, actor, keys)
+
+
+def resend_matching(
+    conn: Any,
+    actor: Principal,
+    school: str,
+    *,
+    state: str | None = None,
+    reason: str | None = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
+) -> tuple[ResendResult, bool]:
+    """Resend one school's rejected and/or dead deliveries that match (at most BULK_MAX; the
+    bool says more match), audited once for the request besides each delivery's row."""
+    if date_from is not None and date_to is not None and date_to < date_from:
+        raise Invalid("date_to", "must not be before date_from")
+    if reason is not None and state == "dead":
+        raise Invalid("reason", "dead deliveries have no rejection reason: leave state unset")
+    scope.require_school(conn, actor, school)
+    keys, more = matching(conn, school, state=state, reason=reason, date_from=date_from,
+                          date_to=date_to)  # fmt: skip
+    result = resend(conn, actor, keys)
+    request = {"school": school, "state": state, "reason": reason,
+               "date_from": date_from.isoformat() if date_from else None,
+               "date_to": date_to.isoformat() if date_to else None}  # fmt: skip
+    store.audit(
+        conn, actor, "update", "sw_resend", school, None,
+        {**request, "resent": len(result.resent), "repriced": len(result.repriced), "more": more},
+        school_id=school,
+    )  # fmt: skip
+    return result, more

@@ -158,6 +158,9 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = Field(default=12, ge=1, le=1000)
     outbox_backoff_base_s: float = Field(default=2.0, gt=0, le=3600)
     outbox_backoff_max_s: float = Field(default=3600.0, gt=0, le=7 * 24 * 3600)
+    # each worker's /healthz, /readyz, /metrics on this base port + its offset (cloud/ops.py)
+    worker_ops_host: str = Field(default="127.0.0.1", min_length=1)
+    worker_ops_port: int = Field(default=0, ge=0, le=65535 - 16)  # 0 = none
     # Prometheus gauges of the Social Wallet delivery on the outbox worker (D24-F); 0 = none
     outbox_metrics_host: str = Field(default="127.0.0.1", min_length=1)
     outbox_metrics_port: int = Field(default=0, ge=0, le=65535)
@@ -187,6 +190,17 @@ class Settings(BaseSettings):
     # pushed as news: one summary per child and day instead (issue #13 item 9).
     push_max_age_s: int = Field(default=3 * 3600, ge=60, le=7 * 24 * 3600)
 
+    # E-mail (docs/email.md, D28-B): password resets and invitations, sent by the outbox worker
+    # over SMTP. No host: e-mail is off and the pages that would send one say so.
+    smtp_host: str | None = Field(default=None, min_length=1)
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_starttls: bool = True  # STARTTLS before authenticating (port 587); off: plain SMTP
+    smtp_user: str | None = Field(default=None, min_length=1)
+    smtp_password_file: str | None = Field(default=None, min_length=1)  # read at start-up
+    smtp_from: str | None = Field(default=None, pattern=r"^[^@\s<>]+@[^@\s<>]+$")
+    smtp_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    _smtp_password: str | None = PrivateAttr(default=None)
+
     @model_validator(mode="after")
     def _device_setup_usable(self) -> Settings:
         try:
@@ -204,6 +218,32 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"device_ca_file {self.device_ca_file!r}: {exc}") from None
         return self
+
+    @model_validator(mode="after")
+    def _smtp_usable(self) -> Settings:
+        if self.smtp_host and not self.smtp_from:
+            raise ValueError(
+                "smtp_host needs smtp_from (the sender's address, e.g. no-reply@school.kz)"
+            )
+        if self.smtp_password_file:
+            if not self.smtp_user:
+                raise ValueError("smtp_password_file needs smtp_user")
+            try:
+                with open(self.smtp_password_file, encoding="utf-8") as f:
+                    self._smtp_password = f.read().strip()
+            except OSError as exc:
+                raise ValueError(f"smtp_password_file {self.smtp_password_file!r}: {exc}") from None
+        return self
+
+    @property
+    def smtp_password(self) -> str | None:
+        """The SMTP password (smtp_password_file's text, read once at start-up)."""
+        return self._smtp_password
+
+    @property
+    def email_ready(self) -> bool:
+        """Whether e-mail can be sent at all (a host and a sender address are set)."""
+        return bool(self.smtp_host and self.smtp_from)
 
     @property
     def device_ca_pem(self) -> str | None:
@@ -257,6 +297,7 @@ _HINTS = {
     "push_vapid_subject": "set mailto:ADDRESS or an https:// URL",
     "push_endpoint_hosts": 'set a JSON list of host names, e.g. ["fcm.googleapis.com"]',
     "ingest_metrics_port": "set a port 1-65535, or 0 for no metrics endpoint",
+    "worker_ops_port": "set a base port 1-65519 (each worker adds its offset), or 0 for none",
     "api_metrics_port": "set a port 1-65535, or 0 for no metrics endpoint",
     "api_rate_client": 'set limits like "300/second;12000/minute", or "" for none',
     "api_rate_account": 'set limits like "30/second;1200/minute", or "" for none',

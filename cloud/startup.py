@@ -236,7 +236,14 @@ def start_worker(
         if broker:
             require_closed(settings, broker=True, insecure_dev=args.insecure_dev, what=what)
         check_database(settings.database_url)
-        body(settings)
+        from cloud import ops
+
+        endpoints = ops.for_worker(what, settings, broker)
+        try:
+            body(settings)
+        finally:
+            if endpoints is not None:
+                endpoints.stop()
         return 0
 
     return run_entry(run)

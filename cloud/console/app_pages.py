@@ -248,9 +248,11 @@ def switch_language(
     user = session_user(request, conn)
     if user is not None and user.role == "guardian":
         _store_lang(conn, user, to)
-    rest = page if page in ("login", "offline") else ""
-    if child is not None and not rest:
-        rest = "?" + urlencode({"child": child})
+    signed_out = page in ("login", "offline")
+    # the same tab (cloud/console/app_nav.py) under the other language
+    rest = page if signed_out or page in {s for s, _ in app_nav.tabs()} else ""
+    if child is not None and not signed_out:
+        rest += "?" + urlencode({"child": child})
     response = RedirectResponse(f"/app/{to}/{rest}", status_code=303)
     response.set_cookie(LANG_COOKIE, to, max_age=YEAR, samesite="lax", path="/")
     return response

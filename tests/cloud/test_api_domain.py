@@ -412,8 +412,26 @@ def test_consent_record_withdraw_and_record_again(world: tuple[TestClient, World
     assert everything["total"] == 3
 
 
-def test_ratings_one_per_child_dish_and_day(world: tuple[TestClient, World]) -> None:
+def test_ratings_one_per_child_dish_and_day(
+    world: tuple[TestClient, World], database_url: str
+) -> None:
     c, w = world
+    body = {
+        "person_id": w.ids["alice"],
+        "dish_id": w.ids["dish_id"],
+        "served_on": "2025-10-09",
+        "score": 4,
+    }
+    # not served that day (no meal receipt names the dish): refused, nothing stored (D28-G)
+    r = _call(c, w, "guardian", "POST", "/api/v1/ratings", body)
+    assert r.status_code == 422 and "not served" in r.text, r.text
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO meal_receipts (device_id, boot, seq, school_id, person_id,"
+            " meal_category, occurred_at, day, dish_id) VALUES"
+            " ('cant-1', 1, 1, 's1', %s, 1, '2025-10-09T06:00:00Z', '2025-10-09', %s)",
+            (w.ids["alice"], w.ids["dish_id"]),
+        )
     body = {
         "person_id": w.ids["alice"],
         "dish_id": w.ids["dish_id"],

@@ -186,6 +186,15 @@ CONSOLE_ROUTES = {
     ("GET", "/app/{lang}/restrictions"),
     ("POST", "/app/{lang}/restrictions"),
     ("GET", "/sw.js"),
+    # the fleet (D28-E): tests/console/test_fleet_pages.py
+    ("GET", "/fleet"),
+    ("GET", "/fleet/new"),
+    ("POST", "/fleet/new"),
+    ("GET", "/fleet/{device_id}"),
+    ("POST", "/fleet/{device_id}/commands"),
+    ("POST", "/fleet/{device_id}/claim-token"),
+    ("POST", "/fleet/{device_id}/revoke"),
+    ("POST", "/fleet/{device_id}/delete"),
     # people and cards (D28-A): tests/console/test_people_pages.py
     ("GET", "/people"),
     ("GET", "/people/{person_id}"),

@@ -50,6 +50,27 @@ def _run_all(args: argparse.Namespace) -> int:
     return main(names, args.insecure_dev)
 
 
+def _broker_accounts(args: argparse.Namespace) -> int:
+    """Make the cloud's own broker accounts (cloud/provisioning/service_accounts.py) and write
+    each process's credentials for its unit."""
+    from pathlib import Path
+
+    from cloud.provisioning.dynsec import DynSec
+    from cloud.provisioning.service_accounts import setup
+    from cloud.startup import load_settings
+
+    s = load_settings()
+    if not s.mqtt_admin_user:
+        print("qadam: QADAM_MQTT_ADMIN_USER is not set (the broker's dynamic-security admin)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    dynsec = DynSec(s.mqtt_host, s.mqtt_port, s.mqtt_admin_user, s.mqtt_admin_password,
+                    s.topic_prefix)  # fmt: skip
+    for process, path in setup(dynsec, Path(args.out_dir)).items():
+        print(f"{process}: {path}")
+    return 0
+
+
 def _migrate(args: argparse.Namespace) -> int:
     from cloud.db.migrate import apply
     from cloud.startup import check_database, load_settings
@@ -134,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", help="comma-separated subset of: " + ",".join(PROCESSES))
     _insecure_dev(p)
     p.set_defaults(func=_run_all)
+
+    p = sub.add_parser(
+        "broker-accounts",
+        help="(re)make the cloud's own broker accounts and write broker-<process>.env files",
+    )
+    p.add_argument("--out-dir", default="/etc/qadam", help="where the env files go (0600)")
+    p.set_defaults(func=_broker_accounts)
 
     p = sub.add_parser("migrate", help="apply database migrations")
     p.add_argument("--database-url")

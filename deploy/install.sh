@@ -141,7 +141,8 @@ if step start; then
     chown root:qadam "$ETC" "$ETC/qadam.env" "$ETC/board-ca.crt"
     systemctl restart mosquitto postgresql
     set -a; . "$ETC/qadam.env"; set +a
-    (cd "$OPT" && .venv/bin/qadam migrate)
+    # as qadam: the database trusts the local socket's peer (the qadam role); runuser keeps QADAM_*
+    (cd "$OPT" && runuser -u qadam -- .venv/bin/qadam migrate)
     (cd "$OPT" && .venv/bin/qadam broker-accounts --out-dir "$ETC")
     chown root:qadam "$ETC"/broker-*.env && chmod 0640 "$ETC"/broker-*.env
     systemctl reload nginx || systemctl restart nginx

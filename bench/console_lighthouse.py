@@ -30,7 +30,7 @@ from cloud.settings import Settings
 
 HERE = Path(__file__).resolve().parent / "lighthouse"
 CHROMIUM = "/usr/bin/chromium"
-PAGES = ("/login", "/today", "/live")
+PAGES = ("/login", "/today", "/live", "/people", "/reports", "/fleet", "/menu")
 GOALS = {"performance": 0.9, "accessibility": 0.95, "best-practices": 0.95}
 
 

@@ -56,12 +56,13 @@ def update(
 
 
 def set_photo(
-    conn: Conn, p: Principal, dish_id: int, data: bytes, days_ahead: int
+    conn: Conn, p: Principal, dish_id: int, data: bytes | dish_photos.Prepared, days_ahead: int
 ) -> dict[str, Any]:
     """Check the dish is in scope, then the photo (Invalid: nothing is kept); keep it and point
-    the dish at it, audited and pushed like any dish change."""
+    the dish at it, audited and pushed like any dish change. ``data``: the upload, or what
+    dish_photos.prepare made of it (a form that checks the photo before anything else)."""
     dish = in_scope(conn, p, dish_id)
-    photo = dish_photos.prepare(data)
+    photo = data if isinstance(data, dish_photos.Prepared) else dish_photos.prepare(data)
     url = dish_photos.store(conn, str(dish["school_id"]), p.user_id, photo)
     return update(conn, p, dish_id, {"photo_url": url}, days_ahead)
 

@@ -166,6 +166,11 @@ def copy_days(
     ``to`` (each through save_day: checked, audited, pushed). A day with nothing planned is
     not copied (it does not clear the target). Returns the dates written."""
     scope.require_school(conn, p, school)
+    today = school_today(conn, school)
+    if to < today:  # every target is checked before any is written
+        raise Invalid("to", f"{to} is in the past for this school (today is {today})")
+    if to + timedelta(days=count - 1) > today + timedelta(days=PLAN_AHEAD_DAYS):
+        raise Invalid("to", f"a menu is planned at most {PLAN_AHEAD_DAYS} days ahead")
     source = planned(conn, school, first, first + timedelta(days=count - 1))
     written = []
     for day, periods in sorted(source.items()):

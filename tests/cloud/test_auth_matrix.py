@@ -186,6 +186,15 @@ CONSOLE_ROUTES = {
     ("GET", "/app/{lang}/restrictions"),
     ("POST", "/app/{lang}/restrictions"),
     ("GET", "/sw.js"),
+    # the menu planner and dish catalogue (D28-D): tests/console/test_menu_pages.py
+    ("GET", "/menu"),
+    ("GET", "/menu/day/{day}"),
+    ("POST", "/menu/day/{day}"),
+    ("POST", "/menu/copy"),
+    ("GET", "/menu/dishes"),
+    ("POST", "/menu/dishes"),
+    ("GET", "/menu/dishes/{dish_id}"),
+    ("POST", "/menu/dishes/{dish_id}"),
     # the fleet (D28-E): tests/console/test_fleet_pages.py
     ("GET", "/fleet"),
     ("GET", "/fleet/new"),
@@ -214,6 +223,19 @@ CONSOLE_ROUTES = {
     ("POST", "/social-wallet/resend"),
     ("POST", "/social-wallet/reprice"),
     ("GET", "/audit"),
+    # the import wizard, forgot password, invitations by e-mail (D28-B):
+    # tests/console/test_import_wizard.py and test_email_reset.py
+    ("GET", "/import"),
+    ("POST", "/import/check"),
+    ("POST", "/import/apply"),
+    ("GET", "/import/{upload_id}"),
+    ("GET", "/forgot"),
+    ("POST", "/forgot"),
+    ("GET", "/app/{lang}/forgot"),
+    ("POST", "/app/{lang}/forgot"),
+    ("GET", "/reset/{token}"),
+    ("POST", "/reset/{token}"),
+    ("POST", "/guardians/{guardian_id}/invitation/email"),
 }
 
 

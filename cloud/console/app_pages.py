@@ -77,6 +77,7 @@ class FeedItem:
     reason: str
     when: str  # the exact date and time in the school's zone, in the page's language
     iso: str
+    day: str = ""  # the school's local date (ISO): a meal's "Rate" opens that day's menu
 
 
 def children(conn: ConnDep, user: Principal) -> list[Child]:
@@ -105,8 +106,16 @@ def _item(e: EventOut, zone: str, lang: str) -> FeedItem:
         happened=i18n.gettext(lang, HAPPENED.get(e.reader, N_("Tap"))),
         reader=e.reader, granted=e.result == "granted",
         reason=i18n.gettext(lang, reason) if e.reason in i18n.REASON_NAMES else e.reason,
-        when=exact(when, zone, lang), iso=when.isoformat(),
+        when=exact(when, zone, lang), iso=when.isoformat(), day=_local_day(when, zone),
     )  # fmt: skip
+
+
+def _local_day(value: datetime, zone: str) -> str:
+    try:
+        tz = ZoneInfo(zone)
+    except (KeyError, ValueError):
+        tz = i18n.ZONE
+    return value.astimezone(tz).date().isoformat()
 
 
 def _store_lang(conn: ConnDep, user: Principal, lang: str) -> None:

@@ -139,6 +139,17 @@ def test_a_dish_not_served_is_refused_and_a_served_one_rated_once(
         (alice, seed["tea"], today, 2, ""),
     ]
     assert "Your rating: 4/5" in client.get(f"/app/en/menu?child={alice}").text
+    # the feed's meal links to that day on the menu, where it is rated
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO events (device_id, boot, seq, school_id, person_id, card_key, kind,"
+            " reader, result, reason, board_time, clock_synced, uptime_ms, occurred_at) VALUES"
+            " ('cant-1', 1, 1, 's1', %s, %s, 'tap', 'canteen', 'granted', 'free', now(), true,"
+            " 1000, now())",
+            (alice, world.ids["card_key"]),
+        )
+    feed = client.get(f"/app/en/?child={alice}").text
+    assert f'href="/app/en/menu?child={alice}#day-{today.isoformat()}">Rate</a>' in feed
 
     # the school's averages per dish and week
     admin = _bearer(client, "admin1@qadam.kz")

@@ -65,7 +65,8 @@ def _schools(conn: ConnDep, user: Principal) -> list[tuple[str, str]]:
 
 def _page(request: Request, conn: ConnDep, user: Principal, lang: str, **ctx: Any) -> Response:
     schools = _schools(conn, user)
-    base = {"schools": schools, "school": user.school_id or (schools[0][0] if schools else None),
+    shown = user.school_id or (schools[0][0] if schools else None)
+    base: dict[str, Any] = {"schools": schools, "school": shown,
             "kind": "students", "error": None, "run": None, "rows": [], "sum": None,
             "upload": None, "notice": None, "create_classes": True,
             "KINDS": KINDS, "max_mb": MAX_BYTES // (1024 * 1024), "max_rows": MAX_ROWS}  # fmt: skip
@@ -121,7 +122,8 @@ def check(
     require_role(user, IMPORTERS)
     lang = _lang(request, conn, user)
     school = school or user.school_id or ""
-    form = {"school": school, "kind": kind, "create_classes": create_classes == "1"}
+    create = create_classes == "1"
+    form: dict[str, Any] = {"school": school, "kind": kind, "create_classes": create}
 
     def again(message: str, **values: Any) -> Response:
         # the form again with its message: a 200, as the sign-in does (D27-E)
@@ -141,7 +143,7 @@ def check(
         return again(N_("Choose a CSV or XLSX file (%(name)s is neither)."), name=name[:100])
     data = file.file.read(MAX_BYTES + 1)
     try:
-        run = _dry_run(conn, user, school, kind, data, name, form["create_classes"])
+        run = _dry_run(conn, user, school, kind, data, name, create)
     except FileProblem as e:
         return _page(request, conn, user, lang, error=translate(lang, e.msg), **form)
     upload = None
@@ -189,7 +191,8 @@ def apply(
     school, kind, digest, name, data, applied = row
     if applied:  # a second click on "Apply": the first one's result
         return RedirectResponse(f"/import/{upload_id}", status_code=303)
-    form = {"school": school, "kind": kind, "create_classes": create_classes == "1"}
+    form: dict[str, Any] = {"school": school, "kind": kind,
+                            "create_classes": create_classes == "1"}  # fmt: skip
     if bytes(digest).hex() != sha256:
         return _page(request, conn, user, lang, **form,
                      error=i18n.gettext(lang, N_("This is not the file that was checked:"

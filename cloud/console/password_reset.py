@@ -196,7 +196,7 @@ def email_invitation(
     sent to the guardian's e-mail address in their language."""
     require_role(user, INVITERS)
     page_lang = _lang(request, conn, user)
-    ctx = {"user": user, "nav": _nav(user)}
+    ctx: dict[str, Any] = {"user": user, "nav": _nav(user)}
     if not settings.email_ready:
         return render(request, "email_sent.html", page_lang, sent=None, **ctx)
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 Conn = psycopg.Connection[Any]
 Purpose = Literal["password_reset", "invitation"]
@@ -31,6 +32,6 @@ def enqueue(
     email_id = int(row[0])
     conn.execute(
         "INSERT INTO outbox (kind, idempotency_key, payload) VALUES (%s, %s, %s)",
-        (KIND, f"email:{email_id}", psycopg.types.json.Jsonb({"email_id": email_id})),
+        (KIND, f"email:{email_id}", Jsonb({"email_id": email_id})),
     )
     return email_id

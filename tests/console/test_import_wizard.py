@@ -275,6 +275,8 @@ def test_import_in_the_browser(
     expect(p.locator("#check-errors")).to_contain_text("4 errors")
     expect(p.locator("table.import-errors tbody tr")).to_have_count(4)
     expect(p.locator("table.import-errors")).to_contain_text("The IIN's check digit is wrong")
+    expect(p.locator("#import-progress")).to_be_hidden()  # the answer replaced the progress line
+    p.locator("#check-errors").scroll_into_view_if_needed()
     tab.shot(f"import-errors-{width}")
     assert people(database_url) == []
 

@@ -44,14 +44,23 @@ def _counts(url: str) -> tuple[int, int, int]:
     with psycopg.connect(url) as conn:
         row = conn.execute(
             "SELECT (SELECT count(*) FROM cards), (SELECT count(*) FROM cards WHERE revoked_at"
-            " IS NOT NULL), (SELECT count(*) FROM audit_log WHERE action NOT IN ('login', 'logout'))"
+            " IS NOT NULL), (SELECT count(*) FROM audit_log"
+            " WHERE action NOT IN ('login', 'logout'))"
         ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1]), int(row[2])
 
 
-def _tap(url: str, device: str, seq: int, school: str, key: str, person: int | None = None,
-         reason: str = "unknown_card", seconds_ago: int = 0) -> None:  # fmt: skip
+def _tap(
+    url: str,
+    device: str,
+    seq: int,
+    school: str,
+    key: str,
+    person: int | None = None,
+    reason: str = "unknown_card",
+    seconds_ago: int = 0,
+) -> None:
     """An event as the ingest stores a board's tap (received now)."""
     with psycopg.connect(url) as conn:
         conn.execute(
@@ -59,9 +68,17 @@ def _tap(url: str, device: str, seq: int, school: str, key: str, person: int | N
             " reader, result, reason, board_time, clock_synced, uptime_ms, occurred_at) VALUES"
             " (%s, 5, %s, %s, %s, %s, 'tap', 'in', %s, %s, now(), true, 1000,"
             " now() - make_interval(secs => %s))",
-            (device, seq, school, person, key, "denied" if person is None else "granted",
-             reason, seconds_ago),
-        )  # fmt: skip
+            (
+                device,
+                seq,
+                school,
+                person,
+                key,
+                "denied" if person is None else "granted",
+                reason,
+                seconds_ago,
+            ),
+        )
 
 
 @pytest.mark.parametrize(
@@ -99,15 +116,22 @@ def test_people_of_another_school_are_not_found(
     assert c.get("/people?school=s2").status_code == 404
     r = c.post(f"/people/{world.ids['bob']}/cards", data={"uid": "04A23B1C"}, headers=SAME_ORIGIN)
     assert r.status_code == 404
-    r = c.post(f"/people/{world.ids['bob']}/cards/{CARD_BOB}/revoke", data={"reason": "lost"},
-               headers=SAME_ORIGIN)  # fmt: skip
+    r = c.post(
+        f"/people/{world.ids['bob']}/cards/{CARD_BOB}/revoke",
+        data={"reason": "lost"},
+        headers=SAME_ORIGIN,
+    )
     assert r.status_code == 404
     # another person's card through this person's page is not found either
-    r = c.post(f"/people/{world.ids['alice']}/cards/{CARD_BOB}/revoke",
-               data={"reason": "lost"}, headers=SAME_ORIGIN)  # fmt: skip
+    r = c.post(
+        f"/people/{world.ids['alice']}/cards/{CARD_BOB}/revoke",
+        data={"reason": "lost"},
+        headers=SAME_ORIGIN,
+    )
     assert r.status_code == 404
-    r = c.post(f"/people/{world.ids['bob']}/enrol-tap", data={"device": "gate-2"},
-               headers=SAME_ORIGIN)  # fmt: skip
+    r = c.post(
+        f"/people/{world.ids['bob']}/enrol-tap", data={"device": "gate-2"}, headers=SAME_ORIGIN
+    )
     assert r.status_code == 404
     assert _counts(database_url) == before
     listed = c.get("/people?status=all").text
@@ -130,14 +154,21 @@ def test_writes_are_refused_to_roles_the_api_refuses(
     before = _counts(database_url)
     for role in ("district_authority", "canteen_operator"):
         c = _as(client, role)
-        r = c.post(f"/people/{world.ids['alice']}/cards", data={"uid": "04A23B1C"},
-                   headers=SAME_ORIGIN)  # fmt: skip
+        r = c.post(
+            f"/people/{world.ids['alice']}/cards", data={"uid": "04A23B1C"}, headers=SAME_ORIGIN
+        )
         assert r.status_code == 403, role
-        r = c.post(f"/people/{world.ids['alice']}/cards/{world.ids['card_key']}/revoke",
-                   data={"reason": "lost"}, headers=SAME_ORIGIN)  # fmt: skip
+        r = c.post(
+            f"/people/{world.ids['alice']}/cards/{world.ids['card_key']}/revoke",
+            data={"reason": "lost"},
+            headers=SAME_ORIGIN,
+        )
         assert r.status_code == 403, role
-        r = c.post(f"/people/{world.ids['alice']}/enrol-tap", data={"device": "gate-1"},
-                   headers=SAME_ORIGIN)  # fmt: skip
+        r = c.post(
+            f"/people/{world.ids['alice']}/enrol-tap",
+            data={"device": "gate-1"},
+            headers=SAME_ORIGIN,
+        )
         assert r.status_code == 403, role
     assert _counts(database_url) == before
 
@@ -158,8 +189,15 @@ def test_search_by_name_class_status_and_card_uid(
     assert "Amir Amirov" in c.get("/people?status=inactive").text
     assert "Amir Amirov" in c.get("/people?status=all").text
     # a card typed as printed finds its holder: the key derived with the school's site key
-    assert c.post(f"/people/{world.ids['alice']}/cards", data={"uid": "04:a2:3b:1c"},
-                  headers=SAME_ORIGIN, follow_redirects=False).status_code == 303  # fmt: skip
+    assert (
+        c.post(
+            f"/people/{world.ids['alice']}/cards",
+            data={"uid": "04:a2:3b:1c"},
+            headers=SAME_ORIGIN,
+            follow_redirects=False,
+        ).status_code
+        == 303
+    )
     r = c.get("/people?uid=04-A2-3B-1C")
     assert "Alice Aliyeva" in r.text and "1 person found" in r.text
     assert "0 people found" in c.get("/people?uid=04A23B1D").text
@@ -174,19 +212,31 @@ def test_typed_card_is_added_and_audited(
 ) -> None:
     c = _as(client, "school_admin")
     alice = world.ids["alice"]
-    r = c.post(f"/people/{alice}/cards", data={"uid": " 04:A2:3B:1C:5D:6E:7F "},
-               headers=SAME_ORIGIN, follow_redirects=False)  # fmt: skip
+    r = c.post(
+        f"/people/{alice}/cards",
+        data={"uid": " 04:A2:3B:1C:5D:6E:7F "},
+        headers=SAME_ORIGIN,
+        follow_redirects=False,
+    )
     assert r.status_code == 303 and r.headers["location"] == f"/people/{alice}?done=card_added"
     key = card_key(S1_KEY, bytes.fromhex("04A23B1C5D6E7F"))
     assert _one(database_url, "SELECT person_id FROM cards WHERE card_key = %s", (key,)) == alice
-    assert _one(database_url, "SELECT count(*) FROM audit_log WHERE entity = 'cards'"
-                " AND action = 'create' AND entity_id = %s", (key,)) == 1  # fmt: skip
+    assert (
+        _one(
+            database_url,
+            "SELECT count(*) FROM audit_log WHERE entity = 'cards'"
+            " AND action = 'create' AND entity_id = %s",
+            (key,),
+        )
+        == 1
+    )
     page = c.get(r.headers["location"]).text
     assert key in page and "The card was added." in page
     # the same card again: refused with the reason, nothing changed
     before = _counts(database_url)
-    r = c.post(f"/people/{world.ids['amir']}/cards", data={"uid": "04A23B1C5D6E7F"},
-               headers=SAME_ORIGIN)  # fmt: skip
+    r = c.post(
+        f"/people/{world.ids['amir']}/cards", data={"uid": "04A23B1C5D6E7F"}, headers=SAME_ORIGIN
+    )
     assert r.status_code == 409 and "already registered" in r.text
     assert _counts(database_url) == before
 
@@ -218,19 +268,29 @@ def test_revoking_a_card_is_audited(client: TestClient, world: World, database_u
     r = c.post(f"/people/{alice}/cards/{key}/revoke", data={"reason": ""}, headers=SAME_ORIGIN)
     assert r.status_code == 422 and "Say why the card is revoked." in r.text
     assert _counts(database_url) == before
-    r = c.post(f"/people/{alice}/cards/{key}/revoke", data={"reason": "lost"},
-               headers=SAME_ORIGIN, follow_redirects=False)  # fmt: skip
+    r = c.post(
+        f"/people/{alice}/cards/{key}/revoke",
+        data={"reason": "lost"},
+        headers=SAME_ORIGIN,
+        follow_redirects=False,
+    )
     assert r.status_code == 303
-    assert _one(database_url, "SELECT revoke_reason FROM cards WHERE card_key = %s",
-                (key,)) == "lost"  # fmt: skip
-    assert _one(database_url, "SELECT count(*) FROM audit_log WHERE entity = 'cards'"
-                " AND action = 'revoke' AND entity_id = %s AND actor_id = %s",
-                (key, world.users["school_admin"])) == 1  # fmt: skip
+    assert (
+        _one(database_url, "SELECT revoke_reason FROM cards WHERE card_key = %s", (key,)) == "lost"
+    )
+    assert (
+        _one(
+            database_url,
+            "SELECT count(*) FROM audit_log WHERE entity = 'cards'"
+            " AND action = 'revoke' AND entity_id = %s AND actor_id = %s",
+            (key, world.users["school_admin"]),
+        )
+        == 1
+    )
     page = c.get(f"/people/{alice}?done=card_revoked").text
     assert "The card was revoked." in page and "revoked" in page and "lost" in page
     before = _counts(database_url)
-    r = c.post(f"/people/{alice}/cards/{key}/revoke", data={"reason": "lost"},
-               headers=SAME_ORIGIN)  # fmt: skip
+    r = c.post(f"/people/{alice}/cards/{key}/revoke", data={"reason": "lost"}, headers=SAME_ORIGIN)
     assert r.status_code == 409 and "already revoked" in r.text
     assert _counts(database_url) == before
 
@@ -260,10 +320,18 @@ def test_enrol_by_tap_finds_the_next_unknown_card_after_the_press(
     assert "Add this card" in r.text
     r = c.post(f"{poll}/confirm", headers=SAME_ORIGIN, follow_redirects=False)
     assert r.status_code == 303
-    assert _one(database_url, "SELECT person_id FROM cards WHERE card_key = %s",
-                ("dddddddddddddddd",)) == amir  # fmt: skip
-    assert _one(database_url, "SELECT count(*) FROM audit_log WHERE entity = 'cards'"
-                " AND action = 'create' AND entity_id = 'dddddddddddddddd'") == 1  # fmt: skip
+    assert (
+        _one(database_url, "SELECT person_id FROM cards WHERE card_key = %s", ("dddddddddddddddd",))
+        == amir
+    )
+    assert (
+        _one(
+            database_url,
+            "SELECT count(*) FROM audit_log WHERE entity = 'cards'"
+            " AND action = 'create' AND entity_id = 'dddddddddddddddd'",
+        )
+        == 1
+    )
     # confirming twice adds nothing
     before = _counts(database_url)
     assert c.post(f"{poll}/confirm", headers=SAME_ORIGIN).status_code == 409
@@ -277,8 +345,10 @@ def test_enrol_by_tap_refuses_a_registered_card_and_expires(
     amir, alice = world.ids["amir"], world.ids["alice"]
     # a revoked card is unknown to the readers (it left their list), but registered
     with psycopg.connect(database_url) as conn:
-        conn.execute("UPDATE cards SET revoked_at = now(), revoke_reason = 'lost'"
-                     " WHERE card_key = %s", (world.ids["card_key"],))  # fmt: skip
+        conn.execute(
+            "UPDATE cards SET revoked_at = now(), revoke_reason = 'lost' WHERE card_key = %s",
+            (world.ids["card_key"],),
+        )
     c.post(f"/people/{amir}/enrol-tap", data={"device": "gate-1"}, headers=HX)
     eid = _one(database_url, "SELECT max(id) FROM card_enrolments")
     _tap(database_url, "gate-1", 600, "s1", world.ids["card_key"])
@@ -292,8 +362,11 @@ def test_enrol_by_tap_refuses_a_registered_card_and_expires(
     c.post(f"/people/{amir}/enrol-tap", data={"device": "gate-1"}, headers=HX)
     eid = _one(database_url, "SELECT max(id) FROM card_enrolments")
     with psycopg.connect(database_url) as conn:
-        conn.execute("UPDATE card_enrolments SET started_at = now() - interval '2 minutes',"
-                     " expires_at = now() - interval '1 minute' WHERE id = %s", (eid,))  # fmt: skip
+        conn.execute(
+            "UPDATE card_enrolments SET started_at = now() - interval '2 minutes',"
+            " expires_at = now() - interval '1 minute' WHERE id = %s",
+            (eid,),
+        )
     r = c.get(f"/people/{amir}/enrol-tap/{eid}", headers=HX)
     assert "within a minute" in r.text and "hx-trigger" not in r.text
     # a wait belongs to its person; a reader of another school is refused
@@ -316,8 +389,11 @@ def test_person_page_parts(client: TestClient, world: World, database_url: str) 
             " (%s, %s, 's1', (%s + time '08:00') AT TIME ZONE 'Asia/Almaty', 1)",
             (alice, day[0], day[0], world.ids["amir"], day[0], day[0]),
         )
-        conn.execute("INSERT INTO allergen_restrictions (person_id, allergen_mask, allergens,"
-                     " note) VALUES (%s, 64, '{milk}', 'no dairy')", (alice,))  # fmt: skip
+        conn.execute(
+            "INSERT INTO allergen_restrictions (person_id, allergen_mask, allergens,"
+            " note) VALUES (%s, 64, '{milk}', 'no dairy')",
+            (alice,),
+        )
     c = _as(client, "school_admin")
     r = c.get(f"/people/{alice}")
     assert "Days present: 1, of them late: 1; absent: 0." in r.text

@@ -285,7 +285,7 @@ def test_revoke_and_a_new_claim_token(client: TestClient, database_url: str) -> 
 
 @pytest.mark.parametrize(
     ("lang", "words"),
-    [("ru", ["Парк устройств", "Зарегистрировать"]), ("kk", ["Құрылғылар", "Тіркеу"])],
+    [("ru", ["Парк устройств", "Зарегистрировать"]), ("kk", ["Құрылғылар", "Құрылғыны тіркеу"])],
 )
 def test_the_fleet_speaks_the_language(client: TestClient, lang: str, words: list[str]) -> None:
     assert sign_in(client, EMAILS["technician"], PASSWORD, lang=lang).status_code == 303

@@ -281,3 +281,16 @@ def test_forgot_password_in_the_app_at_390(
     p.locator("#password").press("Enter")
     expect(p).to_have_url(f"{base}/app/en/")
     tab.clean()
+
+
+def test_smtp_settings_fail_fast(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="smtp_host needs smtp_from"):
+        Settings(smtp_host="smtp.example.kz")
+    with pytest.raises(ValueError, match="smtp_password_file"):
+        Settings(smtp_host="smtp.example.kz", smtp_from="a@b.kz", smtp_user="a@b.kz",
+                 smtp_password_file=str(tmp_path / "missing"))  # fmt: skip
+    (tmp_path / "pw").write_text("s3cret\n")
+    ok = Settings(smtp_host="smtp.example.kz", smtp_from="a@b.kz", smtp_user="a@b.kz",
+                  smtp_password_file=str(tmp_path / "pw"))  # fmt: skip
+    assert ok.email_ready and ok.smtp_password == "s3cret"
+    assert not Settings().email_ready

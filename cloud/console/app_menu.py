@@ -240,8 +240,11 @@ def rate(
 
 
 def install(app: Any) -> None:
-    """The menu and rating pages and the restrictions page (D28-G)."""
-    from cloud.console import app_restrictions
+    """The app's menu, rating and restrictions pages, and the console's restrictions to
+    confirm (D28-G)."""
+    from cloud.console import app_restrictions, rating_weeks, restriction_confirm
 
     app.include_router(router)
     app.include_router(app_restrictions.router)
+    app.include_router(restriction_confirm.router)  # the console's side (D28-G)
+    app.include_router(rating_weeks.router)

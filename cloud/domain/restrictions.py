@@ -8,6 +8,7 @@ admin confirms or declines it. A school or platform admin's own change takes eff
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from cloud.auth.principal import Principal
@@ -68,7 +69,9 @@ def _write(
     return {**row, "state": state_of(row)}
 
 
-def change(conn: Conn, actor: Principal, person_id: int, allergens: list[str], note: str) -> Row:
+def change(
+    conn: Conn, actor: Principal, person_id: int, allergens: Sequence[str], note: str
+) -> Row:
     """Set the restrictions a person asks for (scope is the caller's to check)."""
     wanted = to_mask(allergens)
     before = current(conn, person_id, lock=True)
@@ -109,7 +112,7 @@ def _decided(conn: Conn, actor: Principal, mask: int) -> dict[str, Any]:
             "confirmed_by": actor.user_id, "confirmed_at": _now(conn)}  # fmt: skip
 
 
-def _expect(row: Row | None, seen: list[str], pending_only: bool) -> Row:
+def _expect(row: Row | None, seen: Sequence[str], pending_only: bool) -> Row:
     """The school acts on the list it saw: a change made meanwhile is a conflict, not a surprise."""
     if row is None or (pending_only and row["requested_mask"] is None):
         raise Conflict("no change of these restrictions waits for the school")
@@ -119,13 +122,13 @@ def _expect(row: Row | None, seen: list[str], pending_only: bool) -> Row:
     return row
 
 
-def confirm(conn: Conn, actor: Principal, person_id: int, seen: list[str]) -> Row:
+def confirm(conn: Conn, actor: Principal, person_id: int, seen: Sequence[str]) -> Row:
     """The school confirms the list it was shown (a pending removal takes effect)."""
     before = _expect(current(conn, person_id, lock=True), seen, pending_only=False)
     return _write(conn, actor, person_id, before, _decided(conn, actor, to_mask(seen)))
 
 
-def decline(conn: Conn, actor: Principal, person_id: int, seen: list[str]) -> Row:
+def decline(conn: Conn, actor: Principal, person_id: int, seen: Sequence[str]) -> Row:
     """The school keeps the enforced list; the guardian's removal is dropped."""
     before = _expect(current(conn, person_id, lock=True), seen, pending_only=True)
     return _write(conn, actor, person_id, before,

@@ -185,6 +185,16 @@ CONSOLE_ROUTES = {
     ("POST", "/app/{lang}/rate"),
     ("GET", "/app/{lang}/restrictions"),
     ("POST", "/app/{lang}/restrictions"),
+    ("GET", "/restrictions"),  # the console's side: tests/console/test_app_menu_console.py
+    ("POST", "/restrictions/{person_id}/confirm"),
+    ("POST", "/restrictions/{person_id}/decline"),
+    ("GET", "/ratings"),
+    # the app's money, statistics and settings (D28-H): tests/console/test_app_money_pages.py
+    ("GET", "/app/{lang}/money"),
+    ("GET", "/app/{lang}/stats"),
+    ("GET", "/app/{lang}/settings"),
+    ("POST", "/app/{lang}/settings"),
+    ("POST", "/app/{lang}/consents/{consent_id}/withdraw"),
     ("GET", "/sw.js"),
     # the menu planner and dish catalogue (D28-D): tests/console/test_menu_pages.py
     ("GET", "/menu"),

@@ -141,7 +141,7 @@ def test_audit_log_scope_filters_and_pages(
             conn.execute(
                 "INSERT INTO audit_log (actor_id, actor, action, entity, entity_id, school_id,"
                 " after) VALUES (%s, 'admin1@qadam.kz', 'update', 'people', %s, 's1',"
-                " '{\"full_name\": \"changed\"}')",
+                ' \'{"full_name": "changed"}\')',
                 (world.users["school_admin"], str(i)),
             )
         conn.execute(

@@ -194,6 +194,39 @@ def test_wrong_columns_are_named_in_the_language_of_the_page(
     assert uploads(database_url) == 0
 
 
+def test_xlsx_pupils_then_their_guardians(
+    client: TestClient, world: World, database_url: str
+) -> None:
+    import io
+
+    from openpyxl import Workbook
+
+    assert sign_in(client, "admin1@qadam.kz", PASSWORD).status_code == 303
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    for line in GOOD:
+        ws.append(line.split(";"))
+    buf = io.BytesIO()
+    wb.save(buf)
+    r = check(client, buf.getvalue(), name="pupils.xlsx")
+    assert re.search(r'id="sum-new">2<', r.text), r.text[-2000:]
+    assert apply(client, r.text).status_code == 303
+    guardians = csv(["ФИО;Email;ИИН ребенка", f"Аманова Айгүл;aigul@mail.kz;{IIN_A} {IIN_B}"])
+    g = check(client, guardians, name="parents.csv", kind="guardians")
+    assert re.search(r'id="sum-new">1<', g.text) and re.search(r'id="sum-links">2<', g.text)
+    done = apply(client, g.text)
+    assert done.status_code == 303
+    page = client.get(done.headers["location"])
+    assert re.search(r'id="done-links">2<', page.text)
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM guardian_students gs JOIN users u ON u.id = gs.guardian_id"
+            " WHERE u.email = 'aigul@mail.kz'"
+        ).fetchone()
+    assert row is not None and row[0] == 2
+
+
 def test_scope_and_roles(client: TestClient, world: World, database_url: str) -> None:
     assert sign_in(client, "admin1@qadam.kz", PASSWORD).status_code == 303
     r = check(client, csv(GOOD))

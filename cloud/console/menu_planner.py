@@ -85,10 +85,7 @@ def week_page(
     if shown is None:
         return render(request, "not_found.html", lang, status_code=404, user=user, nav=_nav(user))
     today = menus.school_today(conn, shown)
-    try:
-        monday = monday_of(date.fromisoformat(week)) if week else monday_of(today)
-    except ValueError:
-        monday = monday_of(today)
+    monday = monday_of(_parse_day(week or "") or today)
     days = []
     for d in menus.week(conn, user, shown, monday):
         day: date = d["date"]
@@ -136,10 +133,12 @@ def _day_form(
 
 
 def _parse_day(value: str) -> date | None:
+    """A date of this century (a far one would overflow a week's arithmetic), else None."""
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         return None
+    return day if 2000 <= day.year <= 2100 else None
 
 
 @router.get("/menu/day/{day}")

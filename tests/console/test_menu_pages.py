@@ -271,6 +271,11 @@ def test_a_bad_day_is_refused_and_changes_nothing(
     assert _rows(url, "SELECT * FROM menus") == []
     assert _rows(url, "SELECT * FROM device_commands") == []
     assert client.get("/menu/day/not-a-date?school=s1").status_code == 404
+    assert client.get("/menu/day/9999-12-31?school=s1").status_code == 404
+    assert client.get("/menu?school=s1&week=9999-12-31").status_code == 200  # this week instead
+    r = _post(client, "/menu/copy", data={"school": "s1", "from": day.isoformat(), "days": "7",
+                                          "to": "9999-12-31"})  # fmt: skip
+    assert r.status_code == 422 and "Choose the day to copy to" in r.text
 
 
 def test_a_day_and_a_week_are_copied_forward(

@@ -14,6 +14,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any
 
+from babel.dates import format_date
 from babel.numbers import format_currency
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -60,11 +61,13 @@ class Line:
 class Category:
     name: str
     kind: str
-    since: date
-    until: date | None
+    since: str  # "27 November 2026" in the page's language
+    until: str | None
 
 
-def category(conn: Any, user: Any, person_id: int, zone_day: date) -> Category | None:
+def category(
+    conn: Any, user: Any, person_id: int, zone_day: date, lang: str
+) -> Category | None:
     """The eligibility in force today (the API's list, newest first), with its category."""
     page = list_eligibility(conn, user, PageParams(100, 0), person_id)
     for e in page.items:
@@ -73,8 +76,14 @@ def category(conn: Any, user: Any, person_id: int, zone_day: date) -> Category |
                 "SELECT name, kind FROM meal_categories WHERE id = %s", (e.category_id,)
             ).fetchone()
             if row is not None:
-                return Category(str(row[0]), str(row[1]), e.valid_from, e.valid_until)
+                end = e.valid_until
+                return Category(str(row[0]), str(row[1]), _day(e.valid_from, lang),
+                                _day(end, lang) if end else None)  # fmt: skip
     return None
+
+
+def _day(value: date, lang: str) -> str:
+    return format_date(value, "d MMMM y", locale=i18n.CLDR[lang])
 
 
 @router.get("/app/{lang}/money")
@@ -115,5 +124,5 @@ def money_page(
                   below=b.below_threshold, below_floor=b.below_floor,
                   threshold=money(b.low_balance_threshold, lang),
                   floor=money(b.balance_floor, lang), category=category(conn, user, shown.id,
-                  today), lines=lines, page_no=page, pages=pages, total=got.total,
+                  today, lang), lines=lines, page_no=page, pages=pages, total=got.total,
                   **ctx)  # fmt: skip

@@ -100,7 +100,7 @@ def _charts(m: Month, before: Month, upto: date, lang: str) -> list[tuple[str, c
     arrival = charts.bar_chart(
         t(N_("Arrival time by day")), t(N_("Day")), t(N_("Came in at")),
         [(str(d.day), hours.get(d, floor), hm(hours[d]) if d in hours else "—") for d in days],
-        tick_text=hm, floor=floor,
+        tick_text=hm, floor=floor, whole=False,
     )  # fmt: skip
     compare: list[tuple[float, str] | None] = []
     for d in days:

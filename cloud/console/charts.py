@@ -68,11 +68,12 @@ class Chart:
         return not any(b.value for b in self.bars) and not any(v for *_, v, _t in self.compare)
 
 
-def nice_top(value: float) -> tuple[float, float]:
-    """(axis top, step): the smallest 1-2-5 step whose 4 steps reach ``value``."""
+def nice_top(value: float, whole: bool = True) -> tuple[float, float]:
+    """(axis top, step): the smallest 1-2-5 step whose 4 steps reach ``value``; ``whole``:
+    steps of at least 1 (counts have no half pupils)."""
     if value <= 0:
-        return 1.0, 0.25 if value < 0 else 1.0
-    raw = value / 4
+        return 1.0, 1.0
+    raw = max(value / 4, 1.0) if whole else value / 4
     power = 10 ** math.floor(math.log10(raw))
     for m in (1, 2, 2.5, 5, 10):
         step = m * power
@@ -94,12 +95,13 @@ def bar_chart(
     tick_text: Callable[[float], str] = lambda v: f"{v:g}",
     floor: float = 0.0,
     joined: bool = True,
+    whole: bool = True,
 ) -> Chart:
     """Bars for ``points`` (label, value, value as shown), left to right; ``compare``: the
     other series' (value, text) per bar (None: no value there); ``floor``: the value at the
     axis' bottom (0 for counts; e.g. 7.0 for arrival times in hours)."""
     values = [v for _l, v, _t in points] + [c[0] for c in compare or [] if c is not None]
-    top, step = nice_top(max([floor, *values]) - floor)
+    top, step = nice_top(max([floor, *values]) - floor, whole)
     plot_w = WIDTH - LEFT - RIGHT
     plot_h = HEIGHT - TOP - BOTTOM
     base = HEIGHT - BOTTOM

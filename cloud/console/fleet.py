@@ -104,7 +104,8 @@ def fleet_page(
         errors.append(N_("Unknown mode."))
     if state and state not in ("online", "offline"):
         errors.append(N_("Unknown state."))
-    total, rows = 0, []
+    total = 0
+    rows: list[fleet_data.Board] = []
     if not errors:
         f = fleet_data.Filter(school or None, mode or None,
                               None if not state else state == "online")  # fmt: skip

@@ -49,6 +49,8 @@ _nav = nav.for_user
 def home(user: ConsoleUser) -> Response:
     if user.role in TODAY_ROLES:
         return RedirectResponse("/today", status_code=303)
+    if user.role == "technician":  # their page is the fleet (D28-E)
+        return RedirectResponse("/fleet", status_code=303)
     return RedirectResponse("/password", status_code=303)
 
 

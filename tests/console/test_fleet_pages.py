@@ -293,3 +293,8 @@ def test_the_fleet_speaks_the_language(client: TestClient, lang: str, words: lis
     assert r.status_code == 200
     for w in words:
         assert w in r.text, w
+
+
+def test_a_technicians_start_page_is_the_fleet(client: TestClient) -> None:
+    r = _as(client, "technician").get("/", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/fleet"

@@ -2,7 +2,8 @@
 390 px; D28-G), in Kazakh, Russian and English: the guardian signs in, ticks milk on the
 restrictions page (with the keyboard-usable labelled checkboxes), sees the milk porridge's set
 blocked on the menu, rates the porridge Alice was served, and, offline, still reads the menu
-the service worker kept. Screenshots: docs/screenshots/app/app-{menu,restrictions,rating}-
+the service worker kept; the school confirms a removal and reads the ratings on the console.
+Screenshots: docs/screenshots/app/app-{menu,restrictions,rating}-
 <lang>-390.png."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 from api_world import PASSWORD, World
 from appmenu_helpers import MILK, ratings, restriction_row, seed_menu
 from playwright.sync_api import Browser, Page, expect
-from test_console_browser import PHONE, browser  # noqa: F401 (the Chromium fixture)
+from test_console_browser import DESKTOP, PHONE, Tab, browser  # noqa: F401 (the Chromium fixture)
 
 SHOTS = Path(__file__).resolve().parent.parent.parent / "docs" / "screenshots" / "app"
 LOCALES = {"kk": "kk-KZ", "ru": "ru-RU", "en": "en-US"}
@@ -121,3 +122,49 @@ def test_menu_restrictions_and_rating_on_a_phone(
     assert [e for e in errors if e not in expected] == []
     assert outside == []
     context.close()
+
+
+@pytest.mark.parametrize(("viewport", "width"), [(PHONE, "390"), (DESKTOP, "desktop")])
+def test_the_school_confirms_a_removal_and_reads_the_ratings(
+    browser: Browser,  # noqa: F811
+    server: str,
+    world: World,
+    database_url: str,
+    viewport: dict[str, int],
+    width: str,
+) -> None:
+    """The console's side (D28-G): a guardian's removal of milk waits on **Allergies** until the
+    school admin confirms it; the week's ratings on **Ratings**. Screenshots into
+    docs/screenshots/console/."""
+    alice = world.ids["alice"]
+    seed = seed_menu(database_url, alice)
+    with psycopg.connect(database_url) as conn:  # milk, confirmed; then the guardian removes it
+        conn.execute(
+            "INSERT INTO allergen_restrictions (person_id, allergen_mask, allergens, set_by,"
+            " requested_mask, requested_allergens, requested_by, requested_at)"
+            " VALUES (%s, %s, '{milk}', %s, 0, '{}', %s, now())",
+            (alice, MILK, world.users["guardian"], world.users["guardian"]),
+        )
+        conn.execute("UPDATE people SET allergen_mask = %s WHERE id = %s", (MILK, alice))
+        conn.execute(
+            "INSERT INTO meal_ratings (person_id, dish_id, served_on, score, comment)"
+            " VALUES (%s, %s, %s, 2, 'cold'), (%s, %s, %s, 5, '')",
+            (alice, seed["porridge"], seed["today"], alice, seed["tea"], seed["today"]),
+        )
+    tab = Tab(browser, server, viewport, "en-US")
+    tab.sign_in("admin1@qadam.kz")
+    p = tab.go("/restrictions")
+    item = p.locator(f"#person-{alice}")
+    expect(item).to_contain_text("The guardian asks to remove: milk")
+    tab.shot(f"restrictions-{width}")
+    item.get_by_role("button", name="Confirm").click()
+    expect(p.get_by_role("status")).to_contain_text("Confirmed")
+    expect(p.locator(f"#person-{alice}")).to_have_count(0)
+    assert restriction_row(database_url, alice) == (0, 0, None, True)
+    p = tab.go("/ratings")
+    rows = p.locator("table.ratings tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("Milk porridge")  # the lowest average first
+    expect(rows.first.locator("td.bad")).to_have_text("2.00")
+    tab.shot(f"ratings-{width}")
+    tab.clean()

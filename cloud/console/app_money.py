@@ -65,9 +65,7 @@ class Category:
     until: str | None
 
 
-def category(
-    conn: Any, user: Any, person_id: int, zone_day: date, lang: str
-) -> Category | None:
+def category(conn: Any, user: Any, person_id: int, zone_day: date, lang: str) -> Category | None:
     """The eligibility in force today (the API's list, newest first), with its category."""
     page = list_eligibility(conn, user, PageParams(100, 0), person_id)
     for e in page.items:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from babel.numbers import format_decimal
@@ -51,6 +51,7 @@ PERSON_KINDS = {"student": N_("student"), "staff": N_("staff")}
 ERRORS = {
     "month": N_("The month is not a month (YYYY-MM)."),
     "kind": N_("Unknown report."),
+    "format": N_("Unknown file format."),
     "anomaly": N_("The report has no such anomaly."),
     "approved": N_("The report is approved already: it cannot be generated again."),
     "generate": N_("Generate the report first."),
@@ -146,60 +147,65 @@ def reports_page(
     return school_view(request, conn, user, lang, shown, m, k, errors, status)
 
 
-Kind = Literal["meals", "attendance"]
 SchoolForm = Annotated[str, Form(min_length=1, max_length=100)]
 MonthForm = Annotated[str, Form(max_length=10)]
+KindForm = Annotated[str, Form(max_length=20)]
 
 
 def _form_target(
-    request: Request, conn: ConnDep, user: Principal, school: str, month: str
-) -> tuple[str, date | None, Response | None]:
-    """The language, the month, or the answer to give at once (outside the scope: 404)."""
+    request: Request, conn: ConnDep, user: Principal, school: str, month: str, kind: str
+) -> tuple[str, date, service.Kind, Response | None]:
+    """The language, the month and the report asked for, or the answer to give at once: a
+    school outside the scope is "not found"; a wrong month or report is said in the page."""
     lang = _lang(request, conn, user)
     try:
         scope.require_school(conn, user, school)
     except NotFound:
-        return lang, None, _not_found(request, lang, user)
+        return lang, date.min, "meals", _not_found(request, lang, user)
+    errors = [] if kind in service.KINDS else [ERRORS["kind"]]
+    k: service.Kind = "attendance" if kind == "attendance" else "meals"
     try:
-        return lang, build.parse_month(month), None
+        m = build.parse_month(month)
     except Invalid:
-        view = school_view(request, conn, user, lang, school, _default_month(conn, school),
-                           "meals", [ERRORS["month"]], 422)  # fmt: skip
-        return lang, None, view
+        errors.append(ERRORS["month"])
+        m = _default_month(conn, school)
+    if errors:
+        return lang, m, k, school_view(request, conn, user, lang, school, m, k, errors, 422)
+    return lang, m, k, None
 
 
 @router.post("/reports/generate")
 def generate(
     request: Request, conn: ConnDep, user: ConsoleUser, school: SchoolForm, month: MonthForm,
-    kind: Annotated[Kind, Form()],
+    kind: KindForm,
 ) -> Response:  # fmt: skip
     require_role(user, SIGNERS)
-    lang, m, answer = _form_target(request, conn, user, school, month)
-    if answer is not None or m is None:
-        return answer  # type: ignore[return-value]
+    lang, m, k, answer = _form_target(request, conn, user, school, month, kind)
+    if answer is not None:
+        return answer
     try:
-        service.generate(conn, school, m, kind, user)
+        service.generate(conn, school, m, k, user)
     except Conflict:
-        return school_view(request, conn, user, lang, school, m, kind, [ERRORS["approved"]], 409)
-    return RedirectResponse(_page_url(school, m, kind), status_code=303)
+        return school_view(request, conn, user, lang, school, m, k, [ERRORS["approved"]], 409)
+    return RedirectResponse(_page_url(school, m, k), status_code=303)
 
 
 @router.post("/reports/acknowledge")
 def acknowledge(
     request: Request, conn: ConnDep, user: ConsoleUser, school: SchoolForm, month: MonthForm,
     check: Annotated[str, Form(max_length=30)],
-    person_id: Annotated[int, Form(ge=1, le=2**63 - 1)],
+    person_id: Annotated[str, Form(max_length=20)],
     day: Annotated[str, Form(max_length=10)],
 ) -> Response:  # fmt: skip
     require_role(user, SIGNERS)
-    lang, m, answer = _form_target(request, conn, user, school, month)
-    if answer is not None or m is None:
-        return answer  # type: ignore[return-value]
+    lang, m, _k, answer = _form_target(request, conn, user, school, month, "meals")
+    if answer is not None:
+        return answer
     try:
-        on = date.fromisoformat(day)
-        if check not in anomalies.CHECKS:
+        on, person = date.fromisoformat(day), int(person_id)
+        if check not in anomalies.CHECKS or not 0 < person < 2**63:
             raise ValueError(check)
-        anomalies.acknowledge(conn, user, school, m, check, person_id, on)  # type: ignore[arg-type]
+        anomalies.acknowledge(conn, user, school, m, check, person, on)  # type: ignore[arg-type]
     except (ValueError, NotFound):
         return school_view(request, conn, user, lang, school, m, "meals", [ERRORS["anomaly"]],
                            404)  # fmt: skip
@@ -212,19 +218,19 @@ def acknowledge(
 @router.post("/reports/approve")
 def approve(
     request: Request, conn: ConnDep, user: ConsoleUser, school: SchoolForm, month: MonthForm,
-    kind: Annotated[Kind, Form()],
+    kind: KindForm,
 ) -> Response:  # fmt: skip
     require_role(user, SIGNERS)
-    lang, m, answer = _form_target(request, conn, user, school, month)
-    if answer is not None or m is None:
-        return answer  # type: ignore[return-value]
+    lang, m, k, answer = _form_target(request, conn, user, school, month, kind)
+    if answer is not None:
+        return answer
     try:
-        anomalies.approve(conn, user, school, m, kind)
+        anomalies.approve(conn, user, school, m, k)
     except NotFound:
-        return school_view(request, conn, user, lang, school, m, kind, [ERRORS["generate"]], 404)
+        return school_view(request, conn, user, lang, school, m, k, [ERRORS["generate"]], 404)
     except Conflict:
-        return school_view(request, conn, user, lang, school, m, kind, [ERRORS["open"]], 409)
-    return RedirectResponse(_page_url(school, m, kind), status_code=303)
+        return school_view(request, conn, user, lang, school, m, k, [ERRORS["open"]], 409)
+    return RedirectResponse(_page_url(school, m, k), status_code=303)
 
 
 @router.get("/reports/download")
@@ -234,19 +240,21 @@ def download(
     user: ConsoleUser,
     school: Annotated[str, Query(min_length=1, max_length=100)],
     month: Annotated[str, Query(max_length=10)],
-    kind: Annotated[Kind, Query()],
-    format: Annotated[Literal["pdf", "xlsx", "csv"], Query()],
+    kind: Annotated[str, Query(max_length=20)],
+    format: Annotated[str, Query(max_length=10)],
 ) -> Response:
     """The API's download (GET /api/v1/reports/schools/{id}/{kind}?format=) with the console's
     session instead of a bearer token: the same functions, the same document."""
     require_role(user, READERS)
-    lang, m, answer = _form_target(request, conn, user, school, month)
-    if answer is not None or m is None:
-        return answer  # type: ignore[return-value]
-    meta, content = service.read(conn, school, m, kind)
+    lang, m, k, answer = _form_target(request, conn, user, school, month, kind)
+    if answer is not None:
+        return answer
+    if format not in FORMATS:
+        return school_view(request, conn, user, lang, school, m, k, [ERRORS["format"]], 422)
+    meta, content = service.read(conn, school, m, k)
     doc = documents.document(content, meta)
     return Response(
-        documents.render(doc, format),
+        documents.render(doc, format),  # type: ignore[arg-type]
         media_type=documents.MEDIA_TYPES[format],
         headers={
             "Content-Disposition": f'attachment; filename="{doc.filename}.{format}"',

@@ -178,6 +178,13 @@ def test_bad_input_is_answered_and_changes_nothing(
     assert "Месяц указан не как месяц (ГГГГ-ММ)." in r.text
     r = _post(client, "/reports/generate", {**FORM, "month": "October"})
     assert r.status_code == 422  # type: ignore[attr-defined]
+    r = _post(client, "/reports/generate", {**FORM, "kind": "salaries"})
+    assert r.status_code == 422 and "Unknown report." in r.text  # type: ignore[attr-defined]
+    r = _post(client, "/reports/acknowledge", {"school": "s1", "month": MONTH,
+              "check": "fed_not_present", "person_id": "x", "day": DAY})  # fmt: skip
+    assert r.status_code == 404 and "no such anomaly" in r.text  # type: ignore[attr-defined]
+    r = client.get(f"/reports/download?{_q(format='docx')}")
+    assert r.status_code == 422 and "Unknown file format." in r.text
     assert _one(database_url, "SELECT count(*) FROM reports") == (0,)
 
 

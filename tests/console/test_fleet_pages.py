@@ -18,6 +18,9 @@ from api_world import PASSWORD, World
 from console_helpers import SAME_ORIGIN, sign_in
 from fastapi.testclient import TestClient
 
+from cloud.console import fleet
+from cloud.provisioning.dynsec import BrokerError
+
 EMAILS = {
     "platform_admin": "root@qadam.kz",
     "district_authority": "d1@qadam.kz",
@@ -298,3 +301,59 @@ def test_the_fleet_speaks_the_language(client: TestClient, lang: str, words: lis
 def test_a_technicians_start_page_is_the_fleet(client: TestClient) -> None:
     r = _as(client, "technician").get("/", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/fleet"
+
+
+class _RefusingBroker:
+    """A broker that does not answer when a board's account is to be disabled."""
+
+    enforced = True
+
+    def disable(self, device: str, username: str) -> bool:
+        raise BrokerError("broker unreachable")
+
+
+def test_a_broker_failure_deletes_nothing(
+    client: TestClient, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page catches the broker's error to answer in words, so the delete must roll back
+    to its savepoint: the board, its credentials and the audit stay as they were."""
+    _as(client, "technician")
+    assert _post(client, "/fleet/new", {"id": "spare-2", "school_id": "s1",
+                                        "mode": "door"}).status_code == 200  # fmt: skip
+    with psycopg.connect(database_url) as conn:
+        conn.execute("INSERT INTO device_credentials (device_id, mqtt_username, broker_acl)"
+                     " VALUES ('spare-2', 'board.spare-2', true)")  # fmt: skip
+    audit = _one(database_url, "SELECT count(*) FROM audit_log")
+    monkeypatch.setattr(fleet, "broker_accounts", lambda settings: _RefusingBroker())
+    for action in ("delete", "revoke"):
+        r = _post(client, f"/fleet/spare-2/{action}", {})
+        assert r.status_code == 503 and "nothing was changed" in r.text, action
+    assert _one(database_url, "SELECT count(*) FROM devices WHERE id = 'spare-2'") == 1
+    assert _one(database_url, "SELECT revoked_at FROM device_credentials"
+                " WHERE device_id = 'spare-2'") is None  # fmt: skip
+    assert _one(database_url, "SELECT count(*) FROM retired_devices") == 0
+    assert _one(database_url, "SELECT count(*) FROM audit_log") == audit
+
+
+def test_a_diagnostics_answer_is_shown(client: TestClient, database_url: str) -> None:
+    diag = {
+        "status": {"v": 1, "online": True, "heap": 30111, "journal": 4},
+        "log": "7 120 tls The certificate is not correctly signed",
+        "menu": ["2026-12-08"],
+    }
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO device_commands (device_id, school_id, cmd, actor, state, expires_at,"
+            " done_at, reply) VALUES ('gate-1', 's1', 'diag', 'system', 'ok',"
+            " now() + interval '1 hour', now(), %s)",
+            (json.dumps({"v": 1, "id": 1, "ok": True, "diag": diag}),),
+        )
+        conn.execute(
+            "INSERT INTO device_commands (device_id, school_id, cmd, actor, state, expires_at,"
+            " done_at, error) VALUES ('gate-1', 's1', 'config', 'system', 'failed',"
+            " now() + interval '1 hour', now(), 'bad_value:relay_ms')"
+        )
+    page = html.unescape(_as(client, "school_admin").get("/fleet/gate-1").text)
+    for text in ("Diagnostics", '"heap": 30111', "The certificate is not correctly signed",
+                 "Menu dates: 2026-12-08", "bad_value:relay_ms", "failed", "done"):  # fmt: skip
+        assert text in page, text

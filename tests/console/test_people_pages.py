@@ -404,3 +404,21 @@ def test_person_page_parts(client: TestClient, world: World, database_url: str) 
     assert "Days present: 1, of them late: 0; absent: 0." in r.text
     r = c.get(f"/people/{alice}?month=2025-10")
     assert "Days present: 0" in r.text and "Next month" in r.text
+
+
+@pytest.mark.parametrize("role", ["platform_admin", "district_authority", "school_admin"])
+def test_the_list_is_what_the_api_returns(client: TestClient, world: World, role: str) -> None:
+    """The same person's API call (a bearer token) and page list the same people of s1."""
+    token = client.post(
+        "/api/v1/auth/token", data={"username": EMAILS[role], "password": PASSWORD}
+    ).json()["access_token"]
+    api = client.get(
+        "/api/v1/people?school=s1", headers={"Authorization": f"Bearer {token}"}
+    ).json()
+    page = _as(client, role).get("/people?school=s1&status=all").text
+    names = [p["full_name"] for p in api["items"]]
+    assert names and f"{api['total']} people found" in page
+    for name in names:
+        assert name in page
+    for other in ("Bob Bekov", "Cara Caspian"):
+        assert other not in page

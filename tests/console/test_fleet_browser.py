@@ -181,3 +181,32 @@ def test_register_a_board_see_it_online_and_restart_it(
     finally:
         board.close()
     tab.clean()
+
+
+def test_a_school_admin_opens_the_door_once_after_confirming(
+    browser: Browser,  # noqa: F811
+    cloud: Settings,
+    database_url: str,
+) -> None:
+    site = f"http://127.0.0.1:{cloud.http_port}"
+    tab = Tab(browser, site, DESKTOP, "en-US")
+    p = tab.sign_in("admin1@qadam.kz")
+    p.goto(site + "/fleet/gate-1")
+    asked: list[str] = []
+
+    def answer(dialog: Any, accept: bool) -> None:
+        asked.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    p.once("dialog", lambda d: answer(d, False))
+    p.get_by_role("button", name="Open the door once").click()
+    expect(p).to_have_url(site + "/fleet/gate-1")
+    p.once("dialog", lambda d: answer(d, True))
+    p.get_by_role("button", name="Open the door once").click()
+    expect(p).to_have_url(site + "/fleet/gate-1?done=open")
+    expect(p.locator("#commands tbody tr").first).to_contain_text("Open the door once")
+    assert asked == ["Open the door of gate-1 once, now?"] * 2
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT cmd, state FROM device_commands").fetchall()
+    assert rows == [("open", "queued")]  # gate-1 is offline: it waits (60 s at most)
+    tab.clean()

@@ -147,3 +147,20 @@ def test_resend_a_rejected_record_then_find_it_in_the_audit_log(
     expect(p.locator("#audit pre").first).to_contain_text('"resent": true')
     tab.shot(f"audit-{width}")
     tab.clean()
+
+
+def test_reports_in_kazakh_on_a_phone(browser: Browser, site: str) -> None:  # noqa: F811
+    tab = Tab(browser, site, PHONE, "kk-KZ")
+    p = tab.sign_in("admin1@qadam.kz")
+    tab.go(f"/reports?month={MONTH}")
+    expect(p.locator("h1")).to_have_text("Есептер: School s1")
+    p.get_by_role("button", name="Жасау", exact=True).click()
+    expect(p.locator("#report-status")).to_contain_text("жоба, бекітілмеген")
+    p.get_by_role("button", name="Бекіту").click()
+    expect(p.get_by_role("alert")).to_have_text(
+        "Бекіту қабылданбады: алдымен әр ауытқуды растаңыз."
+    )
+    _refused(tab, "409")
+    expect(p.locator("#reports-due")).to_contain_text("тапсырылуы тиіс")
+    tab.shot("reports-kk-390")
+    tab.clean()

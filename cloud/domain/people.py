@@ -12,8 +12,7 @@ import psycopg
 
 from cloud.auth import scope
 from cloud.auth.principal import Principal
-from cloud.domain import store
-from cloud.domain.allergens import to_mask
+from cloud.domain import restrictions, store
 from cloud.domain.cardkey import card_key as derive_card_key
 from cloud.domain.errors import Conflict, Invalid, NotFound
 
@@ -212,35 +211,12 @@ def set_eligibility(
 
 
 def restrictions_of(conn: Conn, person_id: int) -> Row:
-    row = store.fetch_one(
-        conn, "SELECT * FROM allergen_restrictions WHERE person_id = %s", (person_id,)
-    )
-    if row is None:
-        return {"person_id": person_id, "allergens": [], "allergen_mask": 0, "note": "",
-                "set_by": None, "updated_at": None}  # fmt: skip
-    return row
+    """The enforced list and the school's confirmation state (cloud/domain/restrictions.py)."""
+    return restrictions.restrictions_of(conn, person_id)
 
 
 def set_restrictions(
     conn: Conn, actor: Principal, person_id: int, allergens: list[str], note: str
 ) -> Row:
-    names = sorted(set(allergens))
-    mask = to_mask(names)
-    before = store.fetch_one(
-        conn, "SELECT * FROM allergen_restrictions WHERE person_id = %s FOR UPDATE", (person_id,)
-    )
-    row = store.fetch_one(
-        conn,
-        "INSERT INTO allergen_restrictions (person_id, allergen_mask, allergens, note, set_by)"
-        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (person_id) DO UPDATE SET"
-        " allergen_mask = EXCLUDED.allergen_mask, allergens = EXCLUDED.allergens,"
-        " note = EXCLUDED.note, set_by = EXCLUDED.set_by, updated_at = now() RETURNING *",
-        (person_id, mask, names, note, actor.user_id),
-    )
-    assert row is not None
-    school = store.get(conn, "people", person_id)["school_id"]
-    store.audit(conn, actor, "update" if before else "create", "allergen_restrictions",
-                person_id, before, row, school)  # fmt: skip
-    # the whitelist carries the mask to the canteen reader
-    store.update(conn, actor, "people", person_id, {"allergen_mask": mask})
-    return row
+    """One rule for every caller (D28-G): a guardian's removals wait for the school."""
+    return restrictions.change(conn, actor, person_id, allergens, note)

@@ -7,7 +7,7 @@ live as a preview. ``format`` = json (default), csv, xlsx or pdf.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -19,7 +19,7 @@ from cloud.api.org import SchoolPath
 from cloud.auth import scope
 from cloud.auth.principal import Principal
 from cloud.domain.errors import NotFound
-from cloud.reports import build, render, service
+from cloud.reports import anomalies, build, render, service
 
 router = APIRouter(prefix="/api/v1", tags=["reports"])
 
@@ -138,6 +138,30 @@ def school_crosscheck(
         **build.crosscheck(conn, school_id, m),
     }
     return _out(content, None, format)
+
+
+class AnomalyOut(BaseModel):
+    check: Literal["fed_not_present", "present_not_fed"]
+    person_id: int
+    name: str
+    class_name: str
+    day: date
+    detail: dict[str, Any]
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+
+
+@router.get("/reports/schools/{school_id}/anomalies", response_model=list[AnomalyOut])
+def school_anomalies(
+    conn: ConnDep, p: ReportReader, school_id: SchoolPath, month: MonthQuery
+) -> list[AnomalyOut]:
+    """The stored meal report's cross-check anomalies and who acknowledged each, when (the
+    console acknowledges them one by one before approving, D28-F); empty when not generated."""
+    scope.require_school(conn, p, school_id)
+    found = anomalies.of_report(conn, school_id, build.parse_month(month))
+    return [AnomalyOut(check=a.check, person_id=a.person_id, name=a.name, class_name=a.klass,
+                       day=a.day, detail=a.detail, acknowledged_by=a.acknowledged_by,
+                       acknowledged_at=a.acknowledged_at) for a in found]  # fmt: skip
 
 
 @router.post("/reports/schools/{school_id}/generate", response_model=ReportOut)

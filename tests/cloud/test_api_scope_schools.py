@@ -184,6 +184,7 @@ ROUTES: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/api/v1/reports/schools/{school_id}/meals", {"params": MONTH}),
     ("GET", "/api/v1/reports/schools/{school_id}/attendance", {"params": MONTH}),
     ("GET", "/api/v1/reports/schools/{school_id}/crosscheck", {"params": MONTH}),
+    ("GET", "/api/v1/reports/schools/{school_id}/anomalies", {"params": MONTH}),
     ("POST", "/api/v1/reports/schools/{school_id}/generate",
      {"json": {**MONTH, "kind": "attendance"}}),
     ("POST", "/api/v1/reports/schools/{school_id}/approve",

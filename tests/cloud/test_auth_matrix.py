@@ -128,6 +128,7 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/api/v1/reports/schools/{school_id}/meals"): {P, D, S},
     ("GET", "/api/v1/reports/schools/{school_id}/attendance"): {P, D, S},
     ("GET", "/api/v1/reports/schools/{school_id}/crosscheck"): {P, D, S},
+    ("GET", "/api/v1/reports/schools/{school_id}/anomalies"): {P, D, S},
     ("POST", "/api/v1/reports/schools/{school_id}/generate"): {P, S},
     ("POST", "/api/v1/reports/schools/{school_id}/approve"): {P, S},
     ("GET", "/api/v1/reports/districts/{district_id}/meals"): {P, D},

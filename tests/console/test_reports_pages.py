@@ -9,7 +9,7 @@ from datetime import date
 
 import psycopg
 import pytest
-from api_world import PASSWORD, World
+from api_world import PASSWORD, World, login
 from console_helpers import SAME_ORIGIN, sign_in
 from fastapi.testclient import TestClient
 from reports_helpers import DAY, MONTH, populate_month
@@ -118,6 +118,16 @@ def test_generate_preview_acknowledge_each_then_approve(
     # approved: generating again is refused
     r = _post(client, "/reports/generate", FORM)
     assert r.status_code == 409  # type: ignore[attr-defined]
+    # the API shows the same acknowledgements, who and when
+    token = login(client, "d1@qadam.kz")
+    r = client.get(f"/api/v1/reports/schools/s1/anomalies?month={MONTH}",
+                   headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert [(a["check"], a["person_id"], a["day"], a["acknowledged_by"]) for a in r.json()] == [
+        ("fed_not_present", alice, DAY, "admin1@qadam.kz"),
+        ("present_not_fed", amir, DAY, "admin1@qadam.kz"),
+    ]
+    assert all(a["acknowledged_at"] for a in r.json())
 
 
 def test_attendance_report_preview_and_approval_without_anomalies(

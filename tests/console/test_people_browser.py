@@ -256,4 +256,10 @@ def test_school_admin_searches_enrols_and_revokes_cards(
     )
     expect(p.get_by_role("button", name="Add this card")).to_have_count(0)
     assert _cards_of(database_url, other.name) == [(card_key(school.site_key, other.uid), False)]
+    # the same page in Kazakh (the language kept on the user)
+    p.get_by_label("Language").select_option("kk")
+    p.get_by_role("button", name="Change language").click()
+    expect(p.locator("#h-cards")).to_have_text("Карталар")
+    expect(p.get_by_role("button", name="Тигізу арқылы тіркеу")).to_be_visible()
+    tab.shot(f"person-kk-{width}")
     tab.clean()

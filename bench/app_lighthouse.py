@@ -2,8 +2,9 @@
 best practices >= 0.95, performance >= 0.9), mobile emulation, against Debian's Chromium.
 
 The same Lighthouse (npm, exact pin) and scoring as ``console_lighthouse``; the pages: the app's
-sign-in, the invitation link's password form, and a guardian's feed of one child with 60 taps
-(the session cookie as an extra header). Written, not asserted (they vary with the load)."""
+sign-in, the invitation link's password form, a guardian's feed of one child with 60 taps, and
+that child's menu (a blocked set) and allergy restrictions (D28-G) (the session cookie as an
+extra header). Written, not asserted (they vary with the load)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,26 @@ def _populate(url: str) -> tuple[str, str]:
         ).fetchone()[0]  # type: ignore[index]
         conn.execute("INSERT INTO guardian_students (guardian_id, person_id) VALUES (%s, %s)",
                      (gid, child))  # fmt: skip
+        # today's menu (D28-G): a milk porridge set the child's milk restriction blocks, a lunch
+        dishes = [
+            conn.execute(
+                "INSERT INTO dishes (school_id, name_kk, name_ru, name_en, price, allergens,"
+                " allergen_mask) VALUES ('b1', %s, %s, %s, %s, %s, %s) RETURNING id",
+                d,
+            ).fetchone()[0]
+            for d in (  # type: ignore[index]
+                ("Сүт ботқасы", "Молочная каша", "Milk porridge", 250, ["milk"], 64),
+                ("Шай", "Чай", "Tea", 50, [], 0),
+                ("Палау", "Плов", "Plov", 650, [], 0),
+            )
+        ]
+        for period, ids in (("breakfast", dishes[:2]), ("lunch", dishes[2:])):
+            conn.execute(
+                "INSERT INTO menus (school_id, day, period, dish_ids) VALUES"
+                " ('b1', (now() AT TIME ZONE 'Asia/Almaty')::date, %s, %s)",
+                (period, ids),
+            )
+        conn.execute("UPDATE people SET allergen_mask = 64 WHERE id = %s", (child,))
         session, invite = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         day = "now() + interval '1 day'"
         conn.execute(f"INSERT INTO sessions (token_hash, user_id, expires_at)"
@@ -61,5 +82,6 @@ def run(repeat: int = 3) -> list[Row]:
     with database(0) as url:
         session, invite = _populate(url)
         pages = {"/app/kk/login": None, f"/app/invite/{invite}?lang=kk": None,
-                 "/app/kk/": session}  # fmt: skip
+                 "/app/kk/": session, "/app/kk/menu": session,
+                 "/app/kk/restrictions": session}  # fmt: skip
         return score_pages(url, pages, repeat, _name)

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 log = logging.getLogger("qadam.supervisor")
@@ -49,7 +49,7 @@ class Child:
 class Supervisor:
     def __init__(
         self,
-        commands: dict[str, Sequence[str]],
+        commands: Mapping[str, Sequence[str]],
         *,
         backoff_first_s: float = 1.0,
         backoff_max_s: float = 60.0,

@@ -75,6 +75,8 @@ def change(
     """Set the restrictions a person asks for (scope is the caller's to check)."""
     wanted = to_mask(allergens)
     before = current(conn, person_id, lock=True)
+    if before is None and wanted == 0 and not note:
+        return restrictions_of(conn, person_id)  # nothing asked, nothing to store or confirm
     enforced = int(before["allergen_mask"]) if before else 0
     values: dict[str, Any] = {"note": note, "set_by": actor.user_id}
     if actor.role == "guardian":

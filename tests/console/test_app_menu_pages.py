@@ -190,6 +190,8 @@ def test_a_restriction_added_is_in_force_at_once_a_removal_waits_for_the_school(
     r = _set(client, alice, ["milk", "gold"])
     assert r.status_code == 422 and "Choose allergens from the list" in r.text
     assert restriction_row(database_url, alice) == (0, None, None, False)
+    assert _set(client, alice, []).status_code == 303  # nothing asked: nothing stored
+    assert restriction_row(database_url, alice) == (0, None, None, False)
 
     assert _set(client, alice, ["milk"]).status_code == 303
     assert restriction_row(database_url, alice) == (MILK, MILK, None, False)

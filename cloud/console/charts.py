@@ -19,7 +19,7 @@ LEFT = 40  # room for the value axis' labels
 RIGHT = 8
 TOP = 10
 BOTTOM = 24  # room for the category labels
-MAX_LABELS = 8  # at most this many category labels under the bars (they would overlap)
+MAX_LABELS = 12  # at most this many category labels under the bars (they would overlap)
 
 
 @dataclass(frozen=True)

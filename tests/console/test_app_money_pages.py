@@ -300,3 +300,44 @@ def test_a_consent_is_withdrawn_through_the_api_path_and_audited(
     assert again.status_code == 409 and 'role="alert"' in again.text
     shown = client.get(f"/app/en/settings?child={world.ids['alice']}").text
     assert "withdrawn on" in shown and "Withdraw consent" not in shown
+
+
+def test_statistics_show_the_childs_own_report_lines(
+    client: TestClient, world: World, database_url: str
+) -> None:
+    from datetime import date
+
+    from cloud.reports import service as reports
+
+    with psycopg.connect(database_url) as conn:
+        for person, at in ((world.ids["alice"], "08:05"), (world.ids["amir"], "09:15")):
+            conn.execute(
+                "INSERT INTO attendance (person_id, day, school_id, first_in, passages)"
+                " VALUES (%s, '2026-10-05', 's1',"
+                " ('2026-10-05'::date + %s::time) AT TIME ZONE 'Asia/Almaty', 1)",
+                (person, at),
+            )
+        conn.execute("UPDATE schools SET timezone = 'Asia/Almaty' WHERE id = 's1'")
+        reports.generate(conn, "s1", date(2026, 10, 1), "attendance", None)
+    _guardian(client)
+    before = client.get("/app/en/stats?month=2026-09").text
+    assert 'id="no-reports"' in before
+    r = client.get("/app/en/stats?month=2026-10")
+    table = r.text.split('id="report-attendance"')[1].split("</table>")[0]
+    assert "2026-10-05" in table and "08:05:00" in table
+    assert "09:15" not in table  # Amir's line is not Alice's guardian's to see
+    assert "(draft)" in r.text
+
+
+def test_the_ledger_is_paged(client: TestClient, world: World, database_url: str) -> None:
+    with psycopg.connect(database_url) as conn:
+        for i in range(25):
+            post(conn, world.ids["alice"], "top_up", 10 + i, f"payment {i}", None, f"k{i}")
+    _guardian(client)
+    first = client.get("/app/en/money").text
+    assert first.count('class="top_up"') == 20 and "payment 24" in first
+    assert "Page 1 of 2" in first and 'rel="next"' in first
+    second = client.get("/app/en/money?page=2").text
+    assert second.count('class="top_up"') == 5 and "payment 0</span>" in second
+    assert 'rel="prev"' in second and 'rel="next"' not in second
+    assert client.get("/app/en/money?page=3").status_code == 404

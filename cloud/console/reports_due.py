@@ -22,8 +22,8 @@ OVERDUE = N_("%(what)s was due by %(deadline)s: not approved yet.")
 
 
 def month_name(lang: str, m: date) -> str:
-    """"October 2025" in the language (the standalone month form: Kazakh and Russian decline it
-    inside a date)."""
+    """The month and year in the language, "October 2025" (the standalone month form: Kazakh
+    and Russian decline it inside a date)."""
     return str(format_date(m, "LLLL y", locale=i18n.CLDR[lang]))
 
 

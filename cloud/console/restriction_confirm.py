@@ -37,17 +37,18 @@ CHANGED = N_("The guardian changed the restrictions meanwhile: look at them agai
 def _waiting(conn: ConnDep, school: str, lang: str) -> list[dict[str, Any]]:
     rows = conn.execute(
         "SELECT p.id, p.full_name, c.name, r.allergens, r.requested_allergens, r.requested_at,"
-        " r.updated_at, u.email FROM allergen_restrictions r JOIN people p ON p.id = r.person_id"
+        " r.updated_at, u.email, r.note"
+        " FROM allergen_restrictions r JOIN people p ON p.id = r.person_id"
         " LEFT JOIN classes c ON c.id = p.class_id LEFT JOIN users u ON u.id = r.set_by"
         " WHERE p.school_id = %s AND r.confirmed_at IS NULL"
         " ORDER BY coalesce(r.requested_at, r.updated_at), p.id LIMIT %s",
         (school, LIMIT),
     ).fetchall()
     out = []
-    for pid, name, cls, enforced, requested, asked, updated, email in rows:
+    for pid, name, cls, enforced, requested, asked, updated, email, note in rows:
         removed = [a for a in enforced if requested is not None and a not in requested]
         out.append({
-            "id": pid, "name": name, "class": cls or "", "by": email or "",
+            "id": pid, "name": name, "class": cls or "", "by": email or "", "note": note,
             "enforced": named(lang, enforced), "removed": named(lang, removed),
             "seen": list(requested if requested is not None else enforced),
             "pending": requested is not None,

@@ -17,7 +17,8 @@ def _as_guardian(client: TestClient, alice: int, allergens: list[str]) -> None:
     r = client.post("/app/en/login", data={"email": "mum@qadam.kz", "password": PASSWORD},
                     headers=SAME_ORIGIN, follow_redirects=False)  # fmt: skip
     assert r.status_code == 303
-    r = client.post("/app/en/restrictions", data={"child": alice, "allergen": allergens},
+    r = client.post("/app/en/restrictions",
+                    data={"child": alice, "allergen": allergens, "note": "since May"},
                     headers=SAME_ORIGIN, follow_redirects=False)  # fmt: skip
     assert r.status_code == 303
     client.cookies.clear()
@@ -50,6 +51,7 @@ def test_the_school_confirms_or_declines_what_a_guardian_changed(
     page = client.get("/restrictions")
     assert page.status_code == 200 and "Alice Aliyeva" in page.text
     assert "The guardian asks to remove:" in page.text and "milk" in page.text
+    assert "<q>since May</q>" in page.text  # the guardian's note, escaped as text
     assert 'href="/restrictions"' in page.text  # its menu entry
     # a stale list (the one before the guardian's change), an unknown name, a cross-site post
     r = _post(client, f"/restrictions/{alice}/confirm", ["milk"])

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from babel.dates import format_datetime
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
@@ -18,7 +17,7 @@ from cloud.api.deps import ConnDep
 from cloud.console import app_nav, i18n
 from cloud.console.allergen_names import ALLERGEN_NAMES, named
 from cloud.console.app_menu import ChildQuery, not_found, pick_child
-from cloud.console.app_pages import Guardian, children
+from cloud.console.app_pages import Guardian, children, exact
 from cloud.console.guard import check_csrf
 from cloud.console.i18n import N_
 from cloud.console.web import render
@@ -31,10 +30,9 @@ app_nav.register("restrictions", N_("Allergies"), 25)
 NOTE_MAX = 1000
 
 
-def _when(value: Any, lang: str) -> str | None:
-    if value is None:
-        return None
-    return format_datetime(value.astimezone(i18n.ZONE), "d MMMM y, HH:mm", locale=i18n.CLDR[lang])
+def _when(value: Any, zone: str, lang: str) -> str | None:
+    """In the school's zone, as the feed writes times."""
+    return None if value is None else exact(value, zone, lang)
 
 
 def _page(
@@ -53,8 +51,8 @@ def _page(
                   children=kids, shown=kid, options=options, state=row["state"],
                   enforced=named(lang, row["allergens"]), pending=named(lang, pending),
                   note=row["note"], error=error, saved=saved, page="restrictions",
-                  child_id=kid.id, confirmed_at=_when(row["confirmed_at"], lang),
-                  requested_at=_when(row["requested_at"], lang))  # fmt: skip
+                  child_id=kid.id, confirmed_at=_when(row["confirmed_at"], kid.zone, lang),
+                  requested_at=_when(row["requested_at"], kid.zone, lang))  # fmt: skip
 
 
 @router.get("/app/{lang}/restrictions")

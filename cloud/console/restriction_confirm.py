@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
@@ -37,25 +38,33 @@ CHANGED = N_("The guardian changed the restrictions meanwhile: look at them agai
 def _waiting(conn: ConnDep, school: str, lang: str) -> list[dict[str, Any]]:
     rows = conn.execute(
         "SELECT p.id, p.full_name, c.name, r.allergens, r.requested_allergens, r.requested_at,"
-        " r.updated_at, u.email, r.note"
+        " r.updated_at, u.email, r.note, s.timezone"
         " FROM allergen_restrictions r JOIN people p ON p.id = r.person_id"
-        " LEFT JOIN classes c ON c.id = p.class_id LEFT JOIN users u ON u.id = r.set_by"
+        " JOIN schools s ON s.id = p.school_id LEFT JOIN classes c ON c.id = p.class_id"
+        " LEFT JOIN users u ON u.id = r.set_by"
         " WHERE p.school_id = %s AND r.confirmed_at IS NULL"
         " ORDER BY coalesce(r.requested_at, r.updated_at), p.id LIMIT %s",
         (school, LIMIT),
     ).fetchall()
     out = []
-    for pid, name, cls, enforced, requested, asked, updated, email, note in rows:
+    for pid, name, cls, enforced, requested, asked, updated, email, note, zone in rows:
         removed = [a for a in enforced if requested is not None and a not in requested]
         out.append({
             "id": pid, "name": name, "class": cls or "", "by": email or "", "note": note,
             "enforced": named(lang, enforced), "removed": named(lang, removed),
             "seen": list(requested if requested is not None else enforced),
             "pending": requested is not None,
-            "when": format_datetime((asked or updated).astimezone(i18n.ZONE), "d MMM y, HH:mm",
+            "when": format_datetime((asked or updated).astimezone(_zone(zone)), "d MMM y, HH:mm",
                                     locale=i18n.CLDR[lang]),
         })  # fmt: skip
     return out
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (KeyError, ValueError):
+        return i18n.ZONE
 
 
 def _school(conn: ConnDep, user: Principal, school: str | None) -> tuple[str | None, list[Any]]:

@@ -21,7 +21,10 @@ LIMIT = 500  # boards on one page; a region's platform operator narrows with the
 _SELECT = (
     "SELECT d.id, d.school_id, sc.name AS school_name, sc.timezone, d.place, d.mode, d.reader,"
     " d.direction, d.created_at, coalesce(ds.online, false) AS online, ds.last_seen,"
-    " coalesce(ds.status, '{}'::jsonb) AS status, ds.wl_version AS wl_running,"
+    # an offline board's status is its last will: show what it said when last online (0033)
+    " coalesce(CASE WHEN ds.online THEN ds.status ELSE ds.last_online END, ds.status,"
+    "   '{}'::jsonb) AS status, NOT coalesce(ds.online, false) AND ds.last_online IS NOT NULL"
+    "   AS last_known, ds.wl_version AS wl_running,"
     " w.version AS wl_latest, f.version AS fw_version, f.slot AS fw_slot, f.trial,"
     " f.rolled_back, f.ota,"
     " v.version AS rollout_version, r.state AS rollout_state, t.state AS target_state,"
@@ -65,6 +68,7 @@ class Board:
     online: bool
     last_seen: datetime | None
     status: dict[str, Any]
+    last_known: bool  # offline: ``status`` is what the board said when it was last online
     wl_running: int | None
     wl_latest: int | None
     fw_version: str | None

@@ -150,14 +150,18 @@ def record_status(conn: Conn, device: str, doc: dict[str, Any], retained: bool) 
     """Store the board's status; False for an unregistered device. A retained copy (delivered on
     subscribe, possibly old) does not move last_seen forward."""
     wl = doc.get("wl")
+    status = json.dumps(doc)
+    # last_online (0033): the newest status published while online, for the console's fleet
     row = conn.execute(
-        "INSERT INTO device_status (device_id, status, wl_version, online, last_seen)"
-        " SELECT id, %s, %s, %s, CASE WHEN %s THEN NULL ELSE now() END FROM devices WHERE id = %s"
+        "INSERT INTO device_status (device_id, status, wl_version, online, last_seen,"
+        " last_online) SELECT id, %s, %s, %s, CASE WHEN %s THEN NULL ELSE now() END,"
+        " CASE WHEN %s THEN %s::jsonb END FROM devices WHERE id = %s"
         " ON CONFLICT (device_id) DO UPDATE SET status = excluded.status,"
         " wl_version = COALESCE(excluded.wl_version, device_status.wl_version),"
         " online = excluded.online,"
-        " last_seen = COALESCE(excluded.last_seen, device_status.last_seen), updated_at = now()"
+        " last_seen = COALESCE(excluded.last_seen, device_status.last_seen), updated_at = now(),"
+        " last_online = COALESCE(excluded.last_online, device_status.last_online)"
         " RETURNING device_id",
-        (json.dumps(doc), wl, doc["online"], retained, device),
+        (status, wl, doc["online"], retained, doc["online"], status, device),
     ).fetchone()
     return row is not None

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from cloud.console import fleet
 from cloud.provisioning.dynsec import BrokerError
+from cloud.provisioning.whitelists import record_status
 
 EMAILS = {
     "platform_admin": "root@qadam.kz",
@@ -357,3 +358,20 @@ def test_a_diagnostics_answer_is_shown(client: TestClient, database_url: str) ->
     for text in ("Diagnostics", '"heap": 30111', "The certificate is not correctly signed",
                  "Menu dates: 2026-12-08", "bad_value:relay_ms", "failed", "done"):  # fmt: skip
         assert text in page, text
+
+
+def test_an_offline_board_shows_what_it_said_last_online(
+    client: TestClient, database_url: str
+) -> None:
+    """The last will replaces the stored status; the worker keeps the last online one (0033)."""
+    with psycopg.connect(database_url) as conn:
+        assert record_status(conn, "gate-1", STATUS, retained=False)
+        assert record_status(conn, "gate-1", {"v": 1, "online": False}, retained=True)
+        stored = conn.execute("SELECT status, online FROM device_status").fetchone()
+    assert stored == ({"v": 1, "online": False}, False)  # what the other workers read
+    page = html.unescape(_as(client, "technician").get("/fleet/gate-1").text)
+    for text in ("offline", "below is what it reported when it was last online", "0.4.2",
+                 "The certificate validity has expired", "Wi-Fi -81 dBm"):  # fmt: skip
+        assert text in page, text
+    listed = client.get("/fleet?state=offline").text
+    assert _board_ids(listed) == ["gate-1"] and "0.4.2" in listed

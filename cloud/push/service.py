@@ -3,6 +3,10 @@ to do with each push service's answer.
 
 Delivery is per subscription and remembered (push_deliveries), so when one parent's phone is
 unreachable and the outbox retries, the other parent does not get the message twice.
+
+A batch of messages (the outbox hands over everything one claim delivers) costs three queries
+to find recipients, settings and subscriptions, concurrent POSTs (bounded per push service) and
+one transaction for the answers (D28-N).
 """
 
 from __future__ import annotations
@@ -10,6 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +24,9 @@ import httpx
 import psycopg
 
 from cloud.db.conn import connect
-from cloud.push import preferences, subscriptions
+from cloud.push import preferences, recipients, subscriptions
 from cloud.push.texts import render
-from cloud.push.webpush import PushResult, VapidKey, send
+from cloud.push.webpush import PushResult, Subscription, VapidKey, origin, send
 from cloud.workers.outbox import PushMessage
 
 log = logging.getLogger("qadam.push")
@@ -27,6 +34,24 @@ log = logging.getLogger("qadam.push")
 
 class PushRetry(ConnectionError):
     """Some subscriptions could not be reached now; the outbox tries again later."""
+
+
+# How many POSTs are in flight at once: in all, and to one push service (origin). A push
+# service throttles a sender that opens too many connections (429); 16 per origin over HTTP/1.1
+# keep-alive is what the morning burst needs (docs/push.md "Throughput").
+CONCURRENCY = 32
+PER_ORIGIN = 16
+
+
+@dataclass
+class _Post:
+    """One encrypted message to one subscription, and its answer."""
+
+    index: int  # which message of the batch
+    sub: Subscription
+    body: bytes
+    urgency: str
+    result: PushResult | None = None
 
 
 class WebPushService:
@@ -38,11 +63,21 @@ class WebPushService:
         ttl_s: int = 24 * 3600,
         timeout_s: float = 10.0,
         client: httpx.Client | None = None,
+        concurrency: int = CONCURRENCY,
+        per_origin: int = PER_ORIGIN,
     ) -> None:
         self.database_url = database_url
         self.vapid = vapid
         self.ttl_s = ttl_s
-        self.client = client or httpx.Client(timeout=timeout_s, follow_redirects=False)
+        self.client = client or httpx.Client(
+            timeout=timeout_s,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        )
+        self.per_origin = per_origin
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="webpush")
+        self._origins: dict[str, threading.BoundedSemaphore] = {}
+        self._lock_origins = threading.Lock()
         self._conn: psycopg.Connection[Any] | None = None
         self._lock = threading.Lock()  # one connection; the outbox may call from several threads
         self.results: dict[int, int] = {}  # HTTP status -> count, for logs and tests
@@ -52,6 +87,7 @@ class WebPushService:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+        self._pool.shutdown(wait=True)
         self.client.close()
 
     def _db(self) -> psycopg.Connection[Any]:
@@ -60,45 +96,102 @@ class WebPushService:
         return self._conn
 
     def send(self, message: PushMessage) -> None:
+        error = self.send_many([message])[0]
+        if error is not None:
+            raise error
+
+    def send_many(self, messages: Sequence[PushMessage]) -> list[Exception | None]:
+        """Deliver a batch: per message None (sent to every subscription, or nothing to send)
+        or the error that has the outbox retry it. Three queries find who gets what, the POSTs
+        run concurrently, and the answers are stored in one transaction."""
         with self._lock:
             try:
-                self._send(self._db(), message)
+                return self._send_many(self._db(), messages)
             except psycopg.OperationalError:
-                self._conn = None  # reconnect on the next message; the outbox retries this one
+                self._conn = None  # reconnect on the next batch; the outbox retries these
                 raise
 
-    def _send(self, conn: psycopg.Connection[Any], message: PushMessage) -> None:
-        recipients, fields = _recipients_and_fields(conn, message)
+    def _send_many(
+        self, conn: psycopg.Connection[Any], messages: Sequence[PushMessage]
+    ) -> list[Exception | None]:
+        found = recipients.find(conn, messages)
         # the guardians' settings: kinds opted out of, quiet hours (held for a summary; D28-H)
-        recipients = preferences.admit(
-            conn, message.kind, message.reader, message.idempotency_key, message.person_id,
-            recipients, fields,
-        )  # fmt: skip
-        if not recipients:
-            return
-        failures: list[str] = []
-        for sub, lang in subscriptions.for_recipients(conn, recipients, message.idempotency_key):
-            body = json.dumps(render(message.kind, lang, fields), ensure_ascii=False).encode()
-            result = send(
-                self.client,
-                self.vapid,
-                sub,
-                body,
-                ttl_s=self.ttl_s,
-                urgency="high" if message.kind == "low_balance" else "normal",
-            )
+        notices = [
+            preferences.Notice(m.kind, m.reader, m.idempotency_key, m.person_id, r, f)
+            for m, (r, f) in zip(messages, found, strict=True)
+        ]
+        admitted = preferences.admit_many(conn, notices)
+        subs = subscriptions.for_recipients_many(
+            conn, [(m.idempotency_key, r) for m, r in zip(messages, admitted, strict=True)]
+        )
+        posts = [
+            _Post(i, sub, _body(m, lang, found[i][1]), _urgency(m))
+            for i, m in enumerate(messages)
+            for sub, lang in subs[i]
+        ]
+        self._post_all(posts)
+        failures: list[list[str]] = [[] for _ in messages]
+        final: list[tuple[str, int, int, bool]] = []
+        for post in posts:
+            message = messages[post.index]
+            result = post.result
+            if result is None:  # after an earlier message to the same phone failed
+                failures[post.index].append(f"subscription {post.sub.id}: waits for a retry")
+                continue
             self.results[result.status] = self.results.get(result.status, 0) + 1
             if result.retry:
-                failures.append(f"subscription {sub.id}: {result.status} {result.error}".strip())
+                failures[post.index].append(
+                    f"subscription {post.sub.id}: {result.status} {result.error}".strip()
+                )
                 continue
-            _outcome_log(message, sub.id, result)
-            subscriptions.record(
-                conn, message.idempotency_key, sub.id, result.status, gone=result.gone
-            )
-        if failures:
-            raise PushRetry("; ".join(failures))
-        if message.kind == preferences.SUMMARY_KIND:
-            preferences.release(conn, recipients[0], fields["upto"])
+            _outcome_log(message, post.sub.id, result)
+            final.append((message.idempotency_key, post.sub.id, result.status, result.gone))
+        with conn.transaction():
+            subscriptions.record_many(conn, final)
+            for i, m in enumerate(messages):
+                if m.kind == preferences.SUMMARY_KIND and admitted[i] and not failures[i]:
+                    preferences.release(conn, admitted[i][0], found[i][1]["upto"])
+        return [PushRetry("; ".join(f)) if f else None for f in failures]
+
+    def _post_all(self, posts: list[_Post]) -> None:
+        """Encrypt and POST every message; the answers land in ``post.result`` (a failure is an
+        answer, never raised). One subscription's messages go one after another in the batch's
+        order (a child's arrival before its departure), and after a failure the rest of them wait
+        for the retry (``result`` stays None), so they never overtake it. Subscriptions run
+        concurrently, at most ``per_origin`` at once to one push service."""
+        queues: dict[int, list[_Post]] = {}
+        for post in posts:
+            queues.setdefault(post.sub.id, []).append(post)
+        if len(queues) <= 1:
+            for queue in queues.values():
+                self._post_queue(queue)
+            return
+        for f in [self._pool.submit(self._post_queue, q) for q in queues.values()]:
+            f.result()
+
+    def _post_queue(self, queue: list[_Post]) -> None:
+        aud = origin(queue[0].sub.endpoint)
+        with self._lock_origins:
+            gate = self._origins.setdefault(aud, threading.BoundedSemaphore(self.per_origin))
+        with gate:
+            for post in queue:
+                try:
+                    post.result = send(
+                        self.client, self.vapid, post.sub, post.body,
+                        ttl_s=self.ttl_s, urgency=post.urgency,
+                    )  # fmt: skip
+                except Exception as exc:  # e.g. a payload too large: this message is retried
+                    post.result = PushResult(0, f"{type(exc).__name__}: {exc}")
+                if post.result.retry:
+                    return
+
+
+def _body(message: PushMessage, lang: str, fields: dict[str, Any]) -> bytes:
+    return json.dumps(render(message.kind, lang, fields), ensure_ascii=False).encode()
+
+
+def _urgency(message: PushMessage) -> str:
+    return "high" if message.kind == "low_balance" else "normal"
 
 
 def _outcome_log(message: PushMessage, sub_id: int, result: PushResult) -> None:
@@ -118,62 +211,8 @@ def _outcome_log(message: PushMessage, sub_id: int, result: PushResult) -> None:
 def _recipients_and_fields(
     conn: psycopg.Connection[Any], message: PushMessage
 ) -> tuple[list[int], dict[str, Any]]:
-    p = message.payload or {}
-    fields: dict[str, Any] = {}
-    if message.kind == "report_reminder":
-        school = message.school_id or p.get("school_id")
-        rows = conn.execute(
-            "SELECT id FROM users WHERE role = 'school_admin' AND school_id = %s AND active",
-            (school,),
-        ).fetchall()
-        fields = {"school_id": school, "month": p.get("month"), "deadline": p.get("deadline")}
-        return [r[0] for r in rows], fields
-    if message.kind == preferences.SUMMARY_KIND:
-        user, upto = int(p["user_id"]), str(p["release_at"])
-        items = preferences.held(conn, user, upto)
-        return ([user] if items else []), {"upto": upto, "items": items}
-    if message.person_id is None:
-        return [], fields
-    if message.kind == "tap_summary":
-        instants = (p.get("first"), p.get("last"))
-    else:
-        instants = (message.occurred_at, None)
-    # the local date and time in the school's zone, by PostgreSQL's rules (as attendance and
-    # the reports have them; zoneinfo does not know every zone schools.timezone accepts)
-    person = conn.execute(
-        "SELECT pe.full_name,"
-        " to_char(%s::timestamptz AT TIME ZONE s.timezone, 'YYYY-MM-DD HH24:MI'),"
-        " to_char(%s::timestamptz AT TIME ZONE s.timezone, 'YYYY-MM-DD HH24:MI')"
-        " FROM people pe JOIN schools s ON s.id = pe.school_id WHERE pe.id = %s",
-        (*instants, message.person_id),
-    ).fetchone()
-    if person is None:
-        return [], fields
-    guardians = conn.execute(
-        "SELECT g.guardian_id FROM guardian_students g WHERE g.person_id = %s",
-        (message.person_id,),
-    ).fetchall()
-    fields = {"person_id": message.person_id, "name": person[0]}
-    if message.kind == "low_balance":
-        fields.update(balance=p.get("balance"), below_floor=bool(p.get("below_floor")))
-    elif message.kind == "tap_summary":
-        first, last = _split(person[1]), _split(person[2])
-        fields.update(
-            count=p.get("count"), untimed=p.get("untimed") or 0,
-            first_date=first["date"], first_time=first["time"],
-            last_date=last["date"], last_time=last["time"],
-        )  # fmt: skip
-    else:
-        fields.update(reader=message.reader, **_split(person[1]))
-        if p.get("time_source") == "received":
-            fields["time_source"] = "received"
-    return [g[0] for g in guardians], fields
-
-
-def _split(local: str | None) -> dict[str, str]:
-    """'YYYY-MM-DD HH:MM' -> ``date`` and ``time`` (empty strings for no instant)."""
-    date, _, time = (local or "").partition(" ")
-    return {"date": date, "time": time}
+    """One message's recipients and text fields (tests read a message's text through it)."""
+    return recipients.find(conn, [message])[0]
 
 
 def service_from_settings(settings: Any) -> WebPushService | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -24,6 +25,9 @@ from py_vapid import Vapid02
 # 86-byte header and a 17-byte tag and padding delimiter to what we pass in.
 MAX_PLAINTEXT = 3993
 VAPID_LIFETIME_S = 12 * 3600  # RFC 8292: no more than 24 hours
+# A signed JWT is reused for its push service until this long before its ``exp`` (RFC 8292 §2
+# lets a token be reused until it expires); the margin keeps a slow POST from arriving late.
+VAPID_REFRESH_S = 3600
 
 
 def b64url(data: bytes) -> str:
@@ -73,6 +77,10 @@ class VapidKey:
         )
         # What a browser passes as `applicationServerKey` to PushManager.subscribe().
         self.application_server_key = b64url(public)
+        # push service origin -> (Authorization header, its exp): one ES256 signature per
+        # origin and ~11 hours instead of one per message
+        self._signed: dict[str, tuple[str, int]] = {}
+        self._lock = threading.Lock()
 
     @staticmethod
     def generate_pem() -> bytes:
@@ -84,13 +92,23 @@ class VapidKey:
         )
 
     def authorization(self, endpoint: str, now: float | None = None) -> str:
-        claims = {
-            "aud": origin(endpoint),
-            "exp": int((now or time.time()) + VAPID_LIFETIME_S),
-            "sub": self.subject,
-        }
-        header: str = self._vapid.sign(claims)["Authorization"]
-        return header
+        """The ``Authorization`` header for the push service of ``endpoint``: a JWT for its
+        origin, signed once and reused until VAPID_REFRESH_S before it expires."""
+        aud = origin(endpoint)
+        at = time.time() if now is None else now
+        with self._lock:
+            cached = self._signed.get(aud)
+            if (
+                cached is not None
+                and cached[1] - VAPID_LIFETIME_S <= at < cached[1] - VAPID_REFRESH_S
+            ):
+                return cached[0]
+            exp = int(at + VAPID_LIFETIME_S)
+            header: str = self._vapid.sign({"aud": aud, "exp": exp, "sub": self.subject})[
+                "Authorization"
+            ]
+            self._signed[aud] = (header, exp)
+            return header
 
 
 def origin(endpoint: str) -> str:

@@ -241,14 +241,52 @@ class ParentNotificationHandler(BaseHandler):
             self._late.setdefault(item_id, {})[person_id] = summary
 
     def deliver(self, item: OutboxItem) -> Outcome:
+        messages = self._messages(item)
+        if not isinstance(messages, list):
+            return messages
+        for message in messages:
+            self.push.send(message)
+        return Delivered()
+
+    def deliver_many(self, items: Sequence[OutboxItem]) -> list[Outcome]:
+        """Every claimed row at once when the push service sends batches (``send_many``, the
+        Web Push service: concurrent POSTs): a row is delivered when all its messages were,
+        else retried (the push service dedupes per tap key and subscription). Otherwise row by
+        row, exactly as :meth:`deliver`."""
+        send_many = getattr(self.push, "send_many", None)
+        if send_many is None:
+            return [_guarded(self.deliver, item) for item in items]
+        outcomes: list[Outcome] = []
+        batch: list[PushMessage] = []
+        owner: list[int] = []  # per message: its item's position
+        for n, item in enumerate(items):
+            messages = self._messages(item)
+            if isinstance(messages, list):
+                outcomes.append(Delivered())
+                batch += messages
+                owner += [n] * len(messages)
+            else:
+                outcomes.append(messages)
+        errors: list[Exception | None] = list(send_many(batch)) if batch else []
+        failed: dict[int, list[str]] = {}
+        for n, error in zip(owner, errors, strict=True):
+            if error is not None:
+                failed.setdefault(n, []).append(f"{type(error).__name__}: {error}")
+        for n, why in failed.items():
+            outcomes[n] = Retry("; ".join(why))
+        return outcomes
+
+    def _messages(self, item: OutboxItem) -> list[PushMessage] | Outcome:
+        """The messages one row sends (taps, then the late summaries), or its outcome when it
+        cannot be sent."""
         p = item.payload
         if "runs" not in p and "seqs" not in p:
-            self.push.send(_tap_message(item.idempotency_key, p.get("person_id"), p))
-            return Delivered()
+            return [_tap_message(item.idempotency_key, p.get("person_id"), p)]
         taps = self._taps.pop(item.id, None)
         late = self._late.pop(item.id, {})
         if taps is None:  # not read at claim time: never mark such a row delivered
             return Retry("taps of the run were not loaded at claim time")
+        messages: list[PushMessage] = []
         prefix = f"tap:{p['device_id']}:{p['boot']}:"
         for seq, person_id, reader, at, received_at in taps:
             tap = {
@@ -258,10 +296,10 @@ class ParentNotificationHandler(BaseHandler):
             message = _tap_message(f"{prefix}{seq}", person_id, tap)
             if at is None:  # no corrected time: the time it was received, and the text says so
                 message = replace(message, payload={"time_source": "received"})
-            self.push.send(message)
+            messages.append(message)
         day = datetime.now(UTC).date().isoformat()
         for person_id, (school, count, first, last, untimed) in sorted(late.items()):
-            self.push.send(
+            messages.append(
                 PushMessage(
                     idempotency_key=f"late:{person_id}:{day}",
                     person_id=person_id,
@@ -277,7 +315,17 @@ class ParentNotificationHandler(BaseHandler):
                     },
                 )
             )
-        return Delivered()
+        return messages
+
+
+def _guarded(deliver: Any, item: OutboxItem) -> Outcome:
+    """``deliver(item)``; an exception (a handler bug, an unexpected error) is a Retry."""
+    try:
+        outcome: Outcome = deliver(item)
+    except Exception as e:
+        log.exception("outbox handler raised kind=%s key=%s", item.kind, item.idempotency_key)
+        return Retry(f"{type(e).__name__}: {e}")
+    return outcome
 
 
 def _runs(payload: dict[str, Any]) -> list[tuple[int, int]] | None:
@@ -513,22 +561,45 @@ class OutboxWorker:
     def run_once(self) -> int:
         """Claim one batch and deliver it; return how many rows were handled."""
         items = self.claim()
+        done = self._deliver_batches(items)
         for item in items:
+            if item.id in done:
+                continue
             if self._stop.is_set():
                 break  # the rest come back after the lease
             if item.attempts > self.max_attempts:
                 # claimed max_attempts times already (workers died mid-delivery): give up
                 self._store(item, Retry("attempts exhausted before delivery"))
                 continue
-            handler = self.handlers[item.kind]
-            try:
-                outcome = handler.deliver(item)
-            except Exception as e:  # a handler bug or an unexpected error: retry, visibly
-                log.exception("outbox handler raised kind=%s key=%s", item.kind,
-                              item.idempotency_key)  # fmt: skip
-                outcome = Retry(f"{type(e).__name__}: {e}")
-            self._store(item, outcome)
+            self._store(item, _guarded(self.handlers[item.kind].deliver, item))
         return len(items)
+
+    def _deliver_batches(self, items: Sequence[OutboxItem]) -> set[int]:
+        """Rows whose handler delivers many at once (an optional ``deliver_many(items) ->
+        outcomes``, the Web Push notifications): one call per kind, the outcomes stored in one
+        transaction. -> the ids handled here; every other row goes through ``deliver``."""
+        done: set[int] = set()
+        by_kind: dict[str, list[OutboxItem]] = {}
+        for it in items:
+            if it.attempts <= self.max_attempts:
+                by_kind.setdefault(it.kind, []).append(it)
+        for kind, group in by_kind.items():
+            many = getattr(self.handlers[kind], "deliver_many", None)
+            if many is None:
+                continue
+            try:
+                outcomes = list(many(group))
+                if len(outcomes) != len(group):
+                    raise RuntimeError(f"{len(outcomes)} outcomes for {len(group)} rows")
+            except Exception as e:  # a handler bug or an unexpected error: retry, visibly
+                log.exception("outbox handler raised kind=%s rows=%d", kind, len(group))
+                outcomes = [Retry(f"{type(e).__name__}: {e}")] * len(group)
+            conn = self._connection()
+            with conn.transaction():  # one commit for the batch's outcomes
+                for item, outcome in zip(group, outcomes, strict=True):
+                    self._store(item, outcome)
+            done.update(i.id for i in group)
+        return done
 
     def _store(self, item: OutboxItem, outcome: Outcome) -> None:
         conn = self._connection()

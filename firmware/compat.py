@@ -55,11 +55,16 @@ def hexlify(b):
 
 def write_atomic(path, data):
     # Write-then-rename so a reset mid-write leaves either the old or the new file, never a mix.
-    # (LittleFS and POSIX both replace the target on rename.)
+    # (LittleFS and POSIX both replace the target on rename.) `data`: bytes, or a function that
+    # writes the text into the open file (json.dump: no copy of a big document in the heap).
     import os
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
+    w = callable(data)
+    with open(tmp, "w" if w else "wb") as f:
+        if w:
+            data(f)
+        else:
+            f.write(data)
     try:
         os.rename(tmp, path)
     except OSError:

@@ -12,11 +12,26 @@
 # Money: tiyn (1/100 tenge) inside, "650" / "650.50" strings in config, display and events.
 import gc
 
-from compat import asyncio, emit, hexlify, sleep_ms, ticks_add, ticks_diff, ticks_ms, unload
+from compat import (
+    asyncio,
+    emit,
+    hexlify,
+    sleep_ms,
+    ticks_add,
+    ticks_diff,
+    ticks_ms,
+    unload,
+    write_atomic,
+)
 from store.cardkey import card_key
 
 from app.canteen_core import SRV, Book, Served, _hm, fmt, money
 from app.canteen_rules import Decide
+
+MENU = "menu.bin"  # the menu the last command sent, packed (app.canteen_cfg.pack)
+# Bytes a packed menu may take: 8 days of 2 sets whose names have 16 Cyrillic letters take
+# ~1.1 KB; a bigger menu is refused ("too_big"). device.json "menu_bytes" sets another size.
+MENU_MAX = 1536
 
 DEBOUNCE_MS = 1500
 TEXT = {"free": "Free meal", "reduced": "Reduced price", "paid": "Paid from balance",
@@ -44,17 +59,41 @@ class Canteen(Decide):
             self.t_bal = sync.t_status[:-6] + "bal"
             sync.subs.append(self.t_bal)
             sync.status["bal"] = self.book.ver
-        self.configure(cfg)
+        # The menu, packed (app.canteen_cfg.pack), and the buffer the next one is packed into.
+        self.menu = bytearray(cfg.get("menu_bytes", MENU_MAX))
+        self._spare = bytearray(len(self.menu))
+        self.configure(cfg, None)
 
-    def configure(self, cfg):
-        """Apply canteen keys of device.json / a `config` command (net.cmd)."""
+    def configure(self, cfg, save=False):
+        """Apply canteen keys of device.json (save None: at start) / a `config` command (net.cmd;
+        save True: the menu goes to menu.bin). A menu is packed (app.canteen_cfg.pack) and taken
+        out of `cfg`: its JSON tree is not kept, and device.json does not hold it again (D28-I)."""
         if "meal_periods" in cfg:
             ps = cfg["meal_periods"] or {}
             self.periods = sorted((_hm(v[0]), _hm(v[1]), k) for k, v in ps.items())
         elif not hasattr(self, "periods"):
             self.periods = [(480, 600, "breakfast"), (720, 870, "lunch")]
-        if "menu" in cfg or not hasattr(self, "menu"):
-            self.menu = cfg.get("menu") or {}
+        mn = cfg.pop("menu", None)
+        if mn is not None:
+            from app.canteen_cfg import pack
+            sp = self._spare
+            if not pack(mn, sp):
+                mn = None
+                if save:
+                    raise ValueError("too_big")  # the command's answer; the old menu stays
+                print("#", "canteen", "menu", "too_big")
+            else:
+                self.menu, self._spare = sp, self.menu
+                if save:
+                    write_atomic(self.d + MENU, memoryview(sp)[:sp[4] | sp[5] << 8])
+                    cfg["menu"] = None  # device.json's own menu (the flasher's) is older
+            mn = None
+        elif save is None:
+            try:  # at start, device.json without a menu: the newest a command sent
+                with open(self.d + MENU, "rb") as f:
+                    f.readinto(self.menu)
+            except OSError:
+                pass
         if "offline_credit_limit" in cfg or not hasattr(self, "limit"):
             self.limit = money(cfg.get("offline_credit_limit", 0))
         self.override_ms = cfg.get("override_s", getattr(self, "override_ms", 30000) // 1000) * 1000

@@ -1,7 +1,13 @@
 # The canteen's decision table (app.canteen; protocol.md "Canteen"): meal period, served this
 # period, today's dish vs the card's allergens, meal category, balance or offline credit. A mixin
 # of app.canteen.Canteen, its own module so each compiles in a small heap.
+from struct import unpack_from
+
 from app.canteen_core import CATS, Served, date_of, fmt, money
+
+ANY = b"\0" * 10  # app.canteen_cfg.pack: a set of the one-day form without a date, for every day
+SET = "<iIiiBB"  # app.canteen_cfg.pack: a set's numbers and name lengths, after its date
+HEAD = 6  # app.canteen_cfg.pack: the reduced price and the bytes used (<iH), then the sets
 
 
 class Decide:
@@ -19,33 +25,34 @@ class Decide:
 
     def dish(self, pk, name):
         """The period's set meal that day (dict) or {} (no menu for that day). The menu (protocol.md
-        "Canteen") is {"reduced": R, "days": {date: {period: [id, allergens, price, name]}}},
-        today and the next days, so an offline board keeps blocking on the days after; a set as
-        a list, not a dict: half the heap (D27-A). The one-day form {"date", "periods":
-        {period: {...}}} (no date: every day) is read as one such day."""
-        mn = self.menu
-        day = date_of(pk[0])
-        ds = mn.get("days")
-        if ds is None:
-            ds = {mn.get("date") or day: mn.get("periods") or {}}
+        "Canteen") holds today and the next days, so an offline board keeps blocking on the days
+        after; packed by app.canteen_cfg (D28-I: one buffer, records of 28 bytes + names). The
+        one-day form without a date counts for every day."""
+        m = self.menu
+        r, n = unpack_from("<iH", m, 0)
+        o = HEAD
         if pk[1] == 255:
             # Unsynced clock: neither the day nor the period is known, so every set of the menu
             # counts (the allergens of all of them, the highest prices): a hard block stays hard.
-            u = {"allergens": 0, "price": 0, "reduced": money(mn.get("reduced", 0))}
-            for ps in ds.values():
-                for p in ps.values():
-                    if isinstance(p, list):
-                        p = {"allergens": p[1], "price": p[2]}
-                    u["allergens"] |= p.get("allergens", 0)
-                    for k in ("price", "reduced"):
-                        u[k] = max(u[k], money(p.get(k, 0)) if k in p else 0)
-            u["price"], u["reduced"] = fmt(u["price"]), fmt(u["reduced"])
-            return u
-        s = (ds.get(day) or {}).get(name) or {}
-        if isinstance(s, list):  # [id, allergens, price, name]: one small dict per tap
-            s = {"id": s[0], "allergens": s[1], "price": s[2], "dish": s[3],
-                 "reduced": mn.get("reduced", 0)}
-        return s
+            a = p = 0
+            while o < n:
+                _, al, pr, rd, pl, nl = unpack_from(SET, m, o + 10)
+                a |= al
+                p = max(p, pr)
+                r = max(r, rd)
+                o += 28 + pl + nl
+            return {"allergens": a, "price": fmt(p), "reduced": fmt(r)}
+        day = date_of(pk[0]).encode()
+        nb = name.encode()
+        while o < n:
+            i, al, pr, rd, pl, nl = unpack_from(SET, m, o + 10)
+            d = m[o:o + 10]
+            if (d == day or d == ANY) and m[o + 28:o + 28 + pl] == nb:
+                o += 28 + pl
+                return {"id": i, "allergens": al, "price": fmt(pr),
+                        "dish": m[o:o + nl].decode(), "reduced": fmt(rd)}
+            o += 28 + pl + nl
+        return {}
 
     def decide(self, cat, alg, key, t, synced, skip_allergen=False):
         """-> (granted, reason, info dict). Changes nothing; commit() does."""

@@ -6,9 +6,13 @@ from app.door import Door
 from compat import asyncio, emit, mem_free, unload
 from net.clock import Clock
 from net.link import Link
+from net.mqtt import RXBUF
 from net.sync import Sync, topic
 
 BATCH_BYTES = 4096  # payload bytes of a batch: 32 tap events of ~125 bytes
+# A canteen's MQTT receive buffer: its menu command (8 days, 2 sets a day, names of 16 Cyrillic
+# letters: 1.8 KB) lands in it, no block of that size needed later (D28-I).
+CANTEEN_RX = 2048
 
 
 class App:
@@ -53,9 +57,10 @@ class App:
             pass
         # The last will: offline, retained, on the status topic (protocol.md "Status"). Built
         # here, not by a Sync method: a method costs heap for as long as the board runs (D20).
+        canteen = cfg.get("mode") == "canteen" or cfg.get("reader") == "canteen"
         self.link = Link(dev, mcfg, will=(self.sync.t_status, b'{"v":1,"online":false}', True, 1),
                          on_message=self.on_message, on_up=self.sync.on_up,
-                         on_down=self.sync.on_down)
+                         on_down=self.sync.on_down, rx=CANTEEN_RX if canteen else RXBUF)
         self.sync.link = self.link
         self.link.sync = self.sync  # failed connects go to the board's last errors
         self.door = Door(board, self.wl, wl_reason, journal, self.clock,
@@ -67,7 +72,7 @@ class App:
         self._last_cmd = None  # (id, reply) of the last command: a re-delivery is not re-run
         self.rebooting = False
         self.canteen = None  # app.canteen.Canteen, only on a canteen board (loaded lazily)
-        if cfg.get("mode") == "canteen" or cfg.get("reader") == "canteen":
+        if canteen:
             self._canteen()
         # Network bring-up and NTP run for good where configured (started in run()): loaded
         # after the MQTT client's 1,152-byte buffer, which needs a block in one piece.
@@ -83,7 +88,9 @@ class App:
         elif t == self.t_wl:
             self._wl_chunk(payload)
         elif t == self.t_cmd:
-            asyncio.create_task(self._cmd(bytes(payload)))  # the view dies
+            # Parsed now, from the receive buffer's view: no copy of a menu's 2 KB (D28-I).
+            import net.cmd
+            asyncio.create_task(self._cmd([net.cmd.read(payload, self.link.client.cut)]))
         elif t.endswith("/ota"):  # subscribed by ota.trial.setup, on OTA boards only
             import ota.fetch  # loaded while a download is under way (ota.fetch unloads it)
             ota.fetch.on_message(self, payload)
@@ -98,10 +105,10 @@ class App:
         store.wlupdate.chunk(self, payload)
 
     # --- commands (protocol.md "Commands"; executed by net/cmd.py, loaded per command) -------
-    async def _cmd(self, payload):
+    async def _cmd(self, box):
         import net.cmd
         try:
-            await net.cmd.handle(self, payload)
+            await net.cmd.handle(self, box)
         finally:
             unload("net.cmd")
 

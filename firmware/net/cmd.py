@@ -25,7 +25,10 @@ class CmdError(Exception):
 def parse(payload):
     """-> (id, cmd, the whole command dict). Raises CmdError (with .id when known)."""
     try:
-        c = json.loads(payload)
+        try:
+            c = json.loads(payload)
+        except TypeError:  # CPython's json takes no memoryview (MicroPython's does)
+            c = json.loads(bytes(payload))
     except (ValueError, TypeError):
         raise CmdError("bad_json") from None
     if not isinstance(c, dict):
@@ -41,6 +44,24 @@ def parse(payload):
     if cmd == "config":
         check_config(c.get("set"), cid)
     return cid, cmd, c
+
+
+def read(payload, cut=False):
+    """The command as it arrives (a view of the MQTT receive buffer, valid only now): parsed at
+    once -> (id, cmd, dict), or the CmdError to answer. A command bigger than the receive buffer
+    (`cut`: only its head is there, net.mqtt) is answered "too_big", with its id if the head has it (the cloud
+    writes "id" second, cloud/commands/queue.py), and changes nothing."""
+    if cut:
+        h = bytes(payload[:64])
+        i = h.find(b'"id":') + 5
+        j = i
+        while 4 < i and j < len(h) and 47 < h[j] < 58:
+            j += 1
+        return CmdError("too_big", int(h[i:j]) if j > i else None)
+    try:
+        return parse(payload)
+    except CmdError as e:
+        return e
 
 
 def check_config(st, cid=None):
@@ -71,19 +92,29 @@ def reply(cid, ok, error=None):
 
 
 def save_config(path, st):
-    """Merge `st` into device.json, atomically (write-then-rename)."""
+    """Merge `st` into device.json, atomically (write-then-rename). Read and written as a stream:
+    the file (with an 8-day menu ~1.5 KB) is never one string in the heap, let alone two (the
+    string and its bytes): a canteen board's heap, cut up by TLS and taps, may not have such a
+    block although it has 17 KB free (D28-I)."""
+    import gc
+    gc.collect()
     with open(path) as f:
         cfg = json.load(f)
     cfg.update(st)
-    write_atomic(path, json.dumps(cfg).encode())
+    write_atomic(path, lambda f: json.dump(cfg, f))
     return cfg
 
 
-async def handle(app, payload):
-    """Run one command on the App (app/runner.py) and publish the reply on .../cmd/res."""
+async def handle(app, box):
+    """Run one command (`box`: a list holding what read() made of it, taken out here so that
+    nothing keeps the command once it ran) on the App (app/runner.py) and publish the reply on
+    .../cmd/res."""
     cid, after, res = None, None, None
+    got = box.pop()
     try:
-        cid, cmd, c = parse(payload)
+        if isinstance(got, CmdError):
+            raise got
+        cid, cmd, c = got
         last = app._last_cmd
         if last and last[0] == cid:
             res = last[1]  # re-delivered: answer again, do not run again
@@ -107,8 +138,10 @@ async def handle(app, payload):
         elif cmd == "config":
             st = c["set"]
             if getattr(app, "canteen", None) is not None and any(k in CANTEEN for k in st):
-                app.canteen.configure(st)  # "balances" go to canteen.bal, not device.json
+                # "balances" go to canteen.bal, the menu to menu.bin, not into device.json
+                app.canteen.configure(st, True)
             if st:
+                app.cfg.update(st)  # an old menu goes now, before device.json is read in
                 save_config("device.json", st)
                 _apply(app, st)
         if res is None:
@@ -118,7 +151,11 @@ async def handle(app, payload):
         res = reply(cid, False, e.args[0])
     except Exception as e:
         print("# cmd failed:", repr(e))
-        res = reply(cid, False, "failed")
+        if e.args == ("too_big",):  # a menu bigger than the canteen's buffer (app.canteen)
+            res = reply(cid, False, "too_big")
+        else:
+            res = reply(cid, False, "failed")
+    got = c = st = None  # a menu command's tree is garbage before the reply waits for its ack
     app._last_cmd = (cid, res)
     from compat import emit
     emit("cmd", {"res": res})
@@ -166,7 +203,17 @@ def diag(app, cid):
     except (OSError, ValueError):  # no log yet; a cut through a multi-byte character
         log = ""
     cn = getattr(app, "canteen", None)
-    days = sorted((cn.menu.get("days") or {}).keys()) if cn is not None else []
+    days = []
+    if cn is not None:
+        m = cn.menu  # packed (app.canteen_cfg.pack): bytes used, then a record per set
+        n = m[4] | m[5] << 8
+        o = 6
+        while o < n:
+            d = m[o:o + 10].decode()
+            if d[0] != "\0" and d not in days:
+                days.append(d)
+            o += 28 + m[o + 26] + m[o + 27]
+        days.sort()
     return '{"v":1,"id":%s,"ok":true,"diag":{"status":%s,"log":%s,"menu":%s}}' % (
         json.dumps(cid), app.sync.status_payload(), json.dumps(log), json.dumps(days))
 
@@ -185,4 +232,3 @@ def _apply(app, st):
         d.relay_ms = st["relay_ms"]
     if "reader" in st:
         d.reader = st["reader"]
-    app.cfg.update(st)

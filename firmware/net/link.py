@@ -5,13 +5,14 @@ import os
 
 from compat import asyncio, sleep_ms, ticks_diff, ticks_ms
 
-from net.mqtt import MQTTClient
+from net.mqtt import RXBUF, MQTTClient
 
 BACKOFF_MIN_MS = 500
 BACKOFF_MAX_MS = 30000
 STABLE_MS = 10000  # a connection that lived this long resets the backoff
 TURN_MS = 500  # longest wait of one turn of Link.run (the supervisor's "net" beat)
 POLL_MS = 100  # how often a running connect is checked on
+TLS_RESERVE = 8192  # bytes kept in one block for the next TLS handshake (Link._reserve)
 
 
 def _jitter(ms):
@@ -34,11 +35,12 @@ class Link:
     # The beats are inline (`if self.sup is not None: self.sup.beat("net")`), not a method:
     # one function less in the heap paid for Sync.error on the 64 KiB boards (D20).
 
-    def __init__(self, device, mcfg, will=None, on_message=None, on_up=None, on_down=None):
+    def __init__(self, device, mcfg, will=None, on_message=None, on_up=None, on_down=None,
+                 rx=RXBUF):
         self.client = MQTTClient(
             device, mcfg.get("host", "127.0.0.1"), mcfg.get("port", 1883),
             user=mcfg.get("user"), password=mcfg.get("password"),
-            keepalive=mcfg.get("keepalive", 30), will=will, on_message=on_message)
+            keepalive=mcfg.get("keepalive", 30), will=will, on_message=on_message, rx=rx)
         # TLS (protocol.md "TLS"): the CA file in the flash, None: plain TCP. The context is
         # built at the first connect, by net.tlsctx (loaded only then).
         self.tls = (mcfg.get("ca") or "ca.pem") if mcfg.get("tls") else None
@@ -47,6 +49,22 @@ class Link:
         self.on_down = on_down  # sync callback()
         self.up = False
         self._stop = False
+        self._res = None
+        self._reserve()
+
+    def _reserve(self):
+        # A TLS handshake needs several KB in few pieces (mbedTLS's record buffers, the
+        # certificate chain; a 3,048-byte block among them). A board whose heap the app has cut
+        # up (a canteen: menu, commands, taps) may have 20 KB free and no such piece, so a TLS
+        # board holds one block from the start (made before the app's objects) and again
+        # whenever it is offline, and frees it just before each handshake (D28-I).
+        if self.tls is not None and self._res is None:
+            import gc
+            gc.collect()
+            try:
+                self._res = bytearray(TLS_RESERVE)
+            except MemoryError:
+                pass
 
     async def _beating(self, aw):
         # Await aw (a connect, the setup after it) as a task and beat while it runs: a connect
@@ -80,6 +98,10 @@ class Link:
                 await sleep_ms(POLL_MS)
                 continue
             t0 = ticks_ms()
+            if self._res is not None:  # the block held for the handshake is its now
+                self._res = None
+                import gc
+                gc.collect()
             try:
                 if self.tls is not None and self.client.ssl is None:
                     from net.tlsctx import context
@@ -97,6 +119,7 @@ class Link:
                         if why:
                             tag, e = "tls", why
                     self.sync.error(tag, e)
+                self._reserve()
                 await self._sleep(backoff_ms(attempt))
                 attempt += 1
                 continue
@@ -120,6 +143,7 @@ class Link:
             self.up = False
             if self.on_down:
                 self.on_down()
+            self._reserve()
             if self._stop:
                 break
             attempt = 0 if ticks_diff(ticks_ms(), t0) > STABLE_MS else attempt + 1

@@ -22,11 +22,16 @@ from net.mqttpkt import (
 from net.stream import open_connection
 
 RXBUF = 1152  # a whitelist chunk (32 + 1024 bytes) + topic fits
+# A packet bigger than the receive buffer is not kept (a block of its size may not be found in
+# a heap the app has cut up, D28-I): read through the buffer, its head (topic, packet id, the
+# payload's first bytes) left in the first HEAD bytes, the handler told by `cut` (a command is
+# answered "too_big", net/cmd.py).
+HEAD = 256
 
 
 class MQTTClient:
     def __init__(self, client_id, host, port=1883, user=None, password=None, keepalive=30,
-                 will=None, on_message=None):
+                 will=None, on_message=None, rx=RXBUF):
         self.client_id = client_id
         self.host = host
         self.port = port
@@ -50,7 +55,8 @@ class MQTTClient:
         self._closed = asyncio.Event()
         self._last_rx = 0
         self._tasks = []
-        self._rbuf = bytearray(RXBUF)
+        self._rbuf = bytearray(rx)
+        self.cut = False  # the last packet was bigger than the buffer: only its head was kept
         self.dups = 0  # PUBLISH retransmissions (diagnostics)
 
     def _next_pid(self):
@@ -75,11 +81,11 @@ class MQTTClient:
                 w.write(tail)
             await w.drain()
         except Exception:
-            if callable(tail):
-                # Cut short after its header went out: the broker would read the next packet
-                # as the rest of this one, so the connection has to go.
-                self._wbusy = False
-                await self._drop()
+            # Cut short (a MemoryError in a rendered batch, or in Stream.write after the socket
+            # took part of a packet): the broker would read the next packet as the rest of this
+            # one (D28-I saw a status's bytes arrive as an event batch), so the connection goes.
+            self._wbusy = False
+            await self._drop()
             raise
         finally:
             self._wbusy = False
@@ -98,20 +104,27 @@ class MQTTClient:
             mult <<= 7
         else:
             raise MQTTError("bad length")
+        rb = self._rbuf
+        self.cut = n > len(rb)
         if not n:
             body = b""
-        elif n <= len(self._rbuf) and hasattr(self._r, "readinto"):
+        elif hasattr(self._r, "readinto"):
             # Into the preallocated buffer (MicroPython): a whitelist chunk a second allocates
             # nothing, so the heap does not fragment. Valid until the next packet is read.
-            body = memoryview(self._rbuf)[:n]
+            mv = memoryview(rb)
+            m = len(rb)
             got = 0
             while got < n:
-                k = await self._r.readinto(body[got:])
+                at = got if got < m else HEAD  # a cut packet: the rest over all but its head
+                k = await self._r.readinto(mv[at:at + min(n - got, m - at)])
                 if not k:
                     raise EOFError
                 got += k
+            body = mv[:min(n, m)]
         else:
             body = await self._r.readexactly(n)
+            if self.cut:
+                body = body[:len(rb)]
         self._last_rx = ticks_ms()
         return first, body
     async def connect(self, timeout_ms=10000):

@@ -59,12 +59,12 @@ SSID, WIFI_KEY = "school-wifi", "school-wpa2-passphrase"
 DAY = 86400
 SERVICE = {"qadam-ingest": "ingest-pw-0123", "qadam-wl": "wl-pw-0123456",
            "qadam-cmd": "cmd-pw-0123456"}  # fmt: skip
-# The canteen board's heap. A canteen does not fit 64 KB (D16: 100 KB, what a plain ESP32 gives
-# MicroPython, D7); with TLS, the Wi-Fi bring-up and NTP on top, the second menu command (today
-# and tomorrow) fails at 100 KB in 2 runs of 3 in the 64-bit VM (MemoryError, a 752-byte block
-# with ~17.7 KB free but cut up; compact menu sets, 4f4656c); 104 and 108 KB passed twice each.
-# 112 KB keeps a margin (D27-C).
-HEAP = "112K"
+# The canteen board's heap: 100 KB, what a plain ESP32 gives MicroPython (D7) and the canteen's
+# budget (D16). With TLS, the Wi-Fi bring-up and NTP on top the second menu command used to fail
+# here in 2 runs of 3 (a 752-byte block with ~17.7 KB free but cut up; D27-C ran this at 112 KB);
+# since the menu is packed into a buffer made at start, the command read in the receive buffer
+# and device.json streamed (D28-I) it passes 3 runs of 3 at 100 KB.
+HEAP = "100K"
 
 
 def _service_accounts(port: int) -> None:

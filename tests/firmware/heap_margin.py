@@ -1,4 +1,5 @@
-"""How close each firmware case module runs to the 64 KB heap the suite gives it: the smallest
+"""How close each firmware case module runs to the heap the suite gives it (64 KB; the canteen's
+modules 72 KB, test_fw_micropython.heap_kb): the smallest
 heap (in KB) each still passes with, by bisection. A developer's tool, not a test:
 
     python -m tests.firmware.heap_margin [module ...]
@@ -8,7 +9,7 @@ A module within 1-2 KB of 64 fails on unrelated growth; keep the margin when cha
 import subprocess
 import sys
 
-from tests.firmware.test_fw_micropython import CASES, REPO, RUNNER, micropython, vm_env
+from tests.firmware.test_fw_micropython import CASES, REPO, RUNNER, heap_kb, micropython, vm_env
 
 
 def passes(module: str, kb: int, env: dict[str, str]) -> bool:
@@ -32,11 +33,12 @@ def smallest_heap(module: str, env: dict[str, str], low: int = 32, high: int = 6
 def main(argv: list[str]) -> int:
     env = vm_env()
     for module in argv or [*CASES, "lfs_cuts"]:
-        kb = smallest_heap(module, env)
+        cap = heap_kb(module)
+        kb = smallest_heap(module, env, high=cap)
         if kb is None:
-            print(f"{module:32} FAILS at 64 KB", flush=True)
+            print(f"{module:32} FAILS at {cap} KB", flush=True)
         else:
-            print(f"{module:32} passes from {kb} KB (margin {64 - kb} KB)", flush=True)
+            print(f"{module:32} passes from {kb} KB (margin {cap - kb} KB)", flush=True)
     return 0
 
 

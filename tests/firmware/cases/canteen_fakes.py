@@ -14,7 +14,7 @@ CFG = {"meal_periods": {"breakfast": ["08:00", "10:00"], "lunch": ["12:00", "14:
        "menu": {"periods": {
            "breakfast": {"dish": "Porridge", "allergens": 0, "price": "300", "reduced": "150"},
            "lunch": {"dish": "Plov", "allergens": NUTS | 1, "price": "650", "reduced": "325"}}},
-       "offline_credit_limit": "1000", "override_s": 1, "canteen_slots": 64}
+       "offline_credit_limit": "1000", "override_s": 1, "canteen_slots": 64, "menu_bytes": 384}
 
 
 def at(h, m=0):

@@ -97,3 +97,30 @@ def test_streamed_payload_cut_short_drops_the_connection():
 
     assert asyncio.run(run())
     assert not c.connected and c._w is None
+
+
+class ShortWriter(FakeWriter):
+    """A socket that takes the packet's first bytes, then runs out of heap (Stream.write's
+    buffer for the rest, D28-I)."""
+
+    def write(self, b):
+        if self.out:
+            raise MemoryError
+        self.out.append(bytes(b))
+
+
+def test_plain_payload_cut_short_drops_the_connection():
+    # The header went out, the payload did not: the broker would take the next packet's bytes
+    # as this one's payload, so the connection goes, as for a streamed payload.
+    c = _client()
+    c._w = ShortWriter()
+
+    async def run():
+        try:
+            await c.publish("a/status", b'{"v":1}', 1, True, 60)
+        except MemoryError:
+            return True
+        return False
+
+    assert asyncio.run(run())
+    assert not c.connected and c._w is None

@@ -4,9 +4,12 @@ today and the next 7 days, two sets a day, 16 sets; and the same with each set a
 form it replaced), after connect and after 300 free-meal taps at the counter; and the dated
 menu arriving live as a ``config`` command on a board that had none.
 
-``python -m bench canteen_menu``. Needs Mosquitto (a private one is started). The board's heap
-is simulator.board.LARGE_HEAP (100 KiB, a plain ESP32; canteen boards are not held to 64 KiB,
-D16). A board that does not boot or connect reports -1.
+Then the canteen board in the field (bench/canteen_field.py: TLS + Wi-Fi + NTP, two 8-day menus
+by command, taps, a reconnect) at 96 and 100 KiB, ``--repeat`` runs each (D28-I).
+
+``python -m bench canteen_menu [--repeat N]``. Needs Mosquitto (a private one is started). The
+board's heap is simulator.board.LARGE_HEAP (100 KiB, a plain ESP32; canteen boards are not held
+to 64 KiB, D16). A board that does not boot or connect reports -1.
 """
 
 from __future__ import annotations
@@ -32,14 +35,22 @@ PERIODS = {"breakfast": ["00:00", "12:00"], "lunch": ["12:00", "24:00"]}
 SET = {"dish": "Plov +2", "id": 17, "allergens": 0x0084, "price": "950.50", "reduced": "325"}
 
 
-def dated_menu(days: int = 8, as_dicts: bool = False) -> dict[str, Any]:
+def dated_menu(days: int = 8, as_dicts: bool = False, first: int = 0,
+               name: str = "Plov +2") -> dict[str, Any]:  # fmt: skip
     """What the cloud sends (D27-A): a set per period as [id, allergens, price, name], the
-    reduced price once; or (as_dicts) each set as a dict, the form it replaced."""
+    reduced price once; or (as_dicts) each set as a dict, the form it replaced. `first`: the
+    first date, days from today (and the first dish id's offset)."""
     today = date.today()
     sets = {(today + timedelta(days=i)).isoformat(): {
-        p: dict(SET, id=17 + i) if as_dicts else [17 + i, 0x0084, "950.50", "Plov +2"]
-        for p in PERIODS} for i in range(days)}  # fmt: skip
+        p: dict(SET, id=17 + i) if as_dicts else [17 + i, 0x0084, "950.50", name]
+        for p in PERIODS} for i in range(first, first + days)}  # fmt: skip
     return {"days": sets} if as_dicts else {"reduced": "325", "days": sets}
+
+
+# The field runs' menus: the display's longest name (cloud/commands/menu.py NAME_MAX, 16
+# characters), in Russian (two bytes a letter), the week from today and then from tomorrow.
+FIELD_NAME = "Плов с говяд. +2"
+FIELD_MENUS = [dated_menu(name=FIELD_NAME), dated_menu(first=1, name=FIELD_NAME)]
 
 
 MENUS: dict[str, dict[str, Any] | None] = {
@@ -105,6 +116,8 @@ def run_board(label: str, menu: dict[str, Any] | None, host: str, port: int, pre
 
 
 def run(repeat: int = 1) -> list[Row]:
+    from bench.canteen_field import field_rows
+
     rows: list[Row] = []
     with mosquitto() as port:
         prefix = "bm" + uuid.uuid4().hex[:8]
@@ -128,4 +141,4 @@ def run(repeat: int = 1) -> list[Row]:
         cost = base - got[label].get("heap_connect", base)
         rows.append(Row(f"canteen {LARGE_HEAP}: heap the {label} holds (vs no menu)", cost,
                         "bytes"))  # fmt: skip
-    return rows
+    return rows + field_rows(repeat, FIELD_MENUS, free_whitelist(TAPS))

@@ -132,9 +132,9 @@ class VirtualBoard:
     ) -> None:
         self.config = config
         self.flash = Path(flash_dir)
-        if heap is None:  # DEFAULT_HEAP, TLS_HEAP for a board that connects over TLS
-            heap = TLS_HEAP if (config.device_json().get("mqtt") or {}).get("tls") else DEFAULT_HEAP
-        self.heap = heap  # the board's heap; in ROMFS mode the VM gets the image's size on top
+        # The board's heap (in ROMFS mode the VM gets the image's size on top); None: the budget
+        # measured for what its files configure (simulator.heap_budget), read at each start.
+        self._heap = heap
         self.romfs = romfs
         self.echo = echo
         self.proc: subprocess.Popen[bytes] | None = None
@@ -200,6 +200,22 @@ class VirtualBoard:
 
             return str(firmware_image().with_name("boot_rom.py"))
         return str(firmware_bundle() / "main.py")
+
+    @property
+    def heap(self) -> str:
+        """The heap given, or simulator.heap_budget's for the device.json and board.json in the
+        flash (a flasher may have written them), else for the config."""
+        if self._heap is not None:
+            return self._heap
+        from simulator.heap_budget import budget
+
+        files = []
+        for name, default in (("device.json", self.config.device_json()), ("board.json", {})):
+            try:
+                files.append(json.loads((self.flash / name).read_text()))
+            except (OSError, ValueError):
+                files.append(default)
+        return budget(files[0], files[1])
 
     def vm_heap(self) -> str:
         """-X heapsize for the VM: the board's heap, plus the image in ROMFS mode (a board keeps

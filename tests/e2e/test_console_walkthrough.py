@@ -61,11 +61,11 @@ SITE_KEY = b"walk-through-site-key-0123456789"
 ADMIN, PASSWORD = "director@school15.kz", "a director's pass 15"
 IIN_ARU = iin.make(date(2012, 5, 3), 11, female=True)
 IIN_BEK = iin.make(date(2012, 8, 21), 12)
-UID_ARU = "04A1B2C3"
+UID_ARU, UID_BEK = "04A1B2C3", "04B1B2C3"
 PUPILS = [  # the columns a school's export has (docs/import.md), in Russian
     ["ФИО", "Класс", "ИИН", "Номер карты", "Категория питания"],
     ["Аманова Ару", "5А", IIN_ARU, UID_ARU, "бесплатное"],
-    ["Беков Бек", "5А", IIN_BEK, "", "бесплатное"],
+    ["Беков Бек", "5А", IIN_BEK, UID_BEK, "бесплатное"],
 ]
 GUARDIANS = f"ФИО;Email;ИИН ребенка\r\nАманова Гульнар;gulnar@mail.kz;{IIN_ARU}\r\n"
 
@@ -85,12 +85,15 @@ def _one(url: str, sql: str, *args: Any) -> tuple[Any, ...]:
 
 @pytest.fixture
 def cloud(database_url: str, topic_prefix: str, mqtt_addr: tuple[str, int]) -> Iterator[Settings]:
-    """A fresh school and its admin; the API and console, the ingest, the whitelist worker
-    (statuses in, lists out) and the command pusher, all on this test's topic prefix."""
+    """A fresh school (its meal categories: free, and paid at the price a free meal is
+    accounted at: cloud/db/migrations/0007_reports.sql meal_price_at) and its admin; the API
+    and console, the ingest, the whitelist worker (statuses in, lists out) and the command
+    pusher, all on this test's topic prefix."""
     with psycopg.connect(database_url) as conn:
         registry.create_school(conn, SCHOOL, SCHOOL_NAME, SITE_KEY)
         conn.execute("INSERT INTO meal_categories (school_id, kind, name, price)"
-                     " VALUES (%s, 'free', 'Free', 0)", (SCHOOL,))  # fmt: skip
+                     " VALUES (%s, 'free', 'Free', 0), (%s, 'paid', 'Paid', 650)",
+                     (SCHOOL, SCHOOL))  # fmt: skip
         create_user(conn, ADMIN, PASSWORD, "school_admin", school_id=SCHOOL)
     settings = Settings(
         database_url=database_url, auth_required=True, http_port=_free_port(),
@@ -205,24 +208,46 @@ def _pupils_xlsx(tmp: Path) -> Path:
     return path
 
 
-def _board(token: str, s: Session, device: str, cloud: Settings, tmp: Path) -> VirtualBoard:
+def _register(s: Session, device: str, mode: str, stands: str, place: str) -> str:
+    """/fleet/new filled in by its labels; -> the claim token the page shows once."""
+    p = s.page
+    s.menu("Fleet")
+    p.get_by_role("link", name="Register a board").click()
+    p.get_by_label("Board id").fill(device)
+    p.get_by_label("Mode").select_option(mode)
+    p.get_by_label("Where it stands").select_option(stands)
+    p.get_by_label("Place (optional)").fill(place)
+    p.get_by_role("button", name="Register and make a claim token").click()
+    expect(p.get_by_role("status")).to_have_text(f"Board {device} is registered.")
+    expect(p.locator("figure.qr svg")).to_be_visible()
+    expect(p.locator("#flash-command")).to_contain_text(f"--device {device}")
+    return p.locator("#claim-token").inner_text().strip()
+
+
+def _board(token: str, s: Session, device: str, mode: str, cloud: Settings,
+           tmp: Path) -> VirtualBoard:  # fmt: skip
     """What `qadam flash --cloud URL --claim TOKEN --device ID` does with the cloud's answer,
     into the virtual board's flash: the exchange and the files by the flasher's own code. The
-    template says the board's clock is set (the VM's clock is the host's; no NTP here)."""
+    template says the board's clock is set (the VM's clock is the host's; no NTP here) and, for
+    the canteen, that it serves all day (any hour of a run is in a meal period)."""
     p = provision.provision(s.base, device, token)
-    assert (p.device, p.school, p.mode) == (device, SCHOOL, "door")
+    assert (p.device, p.school, p.mode) == (device, SCHOOL, mode)
     assert (p.host, p.port, p.prefix, p.tls) == (cloud.mqtt_host, cloud.mqtt_port,
                                                  cloud.topic_prefix, False)  # fmt: skip
-    files = provision.device_files({"clock_synced": True}, p)
+    template: dict[str, Any] = {"clock_synced": True}
+    if mode == "canteen":
+        template["meal_periods"] = {"lunch": ["00:00", "24:00"]}
+    files = provision.device_files(template, p)
     assert flash._check_device(Path("device.json"), json.loads(files["device.json"])) == []
-    flash_dir = tmp / "flash"
+    flash_dir = tmp / device
     flash_dir.mkdir()
     for name, data in files.items():
         (flash_dir / name).write_bytes(data)
     (flash_dir / "board.json").write_text(json.dumps({"hal": "sim"}))
     cfg = BoardConfig(device=device, school=SCHOOL, site_key=bytes.fromhex(p.site_key),
                       mqtt_host=p.host, mqtt_port=p.port, prefix=p.prefix)  # fmt: skip
-    return VirtualBoard(cfg, flash_dir)
+    # a canteen does not fit the door's 64 KB heap (test_board_in_the_field.py, D16)
+    return VirtualBoard(cfg, flash_dir, heap="100K" if mode == "canteen" else None)
 
 
 def test_a_school_admin_walks_through_the_console(
@@ -233,7 +258,8 @@ def test_a_school_admin_walks_through_the_console(
     with psycopg.connect(db) as conn:
         today = school_today(conn, SCHOOL)
     monday = today + timedelta(days=7 - today.weekday())
-    device = "door-" + cloud.topic_prefix[1:9]  # the MQTT client id: unique on the shared broker
+    # a board's id is its MQTT client id: unique on the shared broker
+    door, canteen = "door-" + cloud.topic_prefix[1:9], "canteen-" + cloud.topic_prefix[1:9]
 
     # 1. sign in (at 390 px first: the phone's sign-in takes the same steps)
     phone = Session(browser, base, PHONE)
@@ -249,7 +275,7 @@ def test_a_school_admin_walks_through_the_console(
     # 2. import the pupils (XLSX), then their guardians (CSV)
     s.menu("Import")
     _import(s, "students", _pupils_xlsx(tmp_path), 2)
-    expect(p.locator("#sum-cards")).to_have_text("1")
+    expect(p.locator("#sum-cards")).to_have_text("2")
     s.shot(2, "import-checked", full=True)
     p.get_by_role("button", name="Apply").click()
     expect(p).to_have_url(re.compile(r".*/import/\d+$"))
@@ -266,6 +292,7 @@ def test_a_school_admin_walks_through_the_console(
                              " AND revoked_at IS NULL", (aru_id,)).fetchall()  # fmt: skip
     assert pupils == [("Аманова Ару", "5А", "free"), ("Беков Бек", "5А", "free")], pupils
     assert cards == [(card_key(SITE_KEY, bytes.fromhex(UID_ARU)),)]
+    (bek_id,) = _one(db, "SELECT id FROM people WHERE external_id = %s", IIN_BEK)
     p.get_by_role("link", name="Import another file").click()
     guardians = tmp_path / "5A-guardians.csv"
     guardians.write_bytes(GUARDIANS.encode("utf-8-sig"))
@@ -327,53 +354,80 @@ def test_a_school_admin_walks_through_the_console(
     assert _one(db, "SELECT dish_ids FROM menus WHERE school_id = %s AND day = %s"
                 " AND period = 'lunch'", SCHOOL, monday) == ([plov],)  # fmt: skip
 
-    # 5. register the entrance's board; the claim token off the page provisions it
-    s.menu("Fleet")
-    p.get_by_role("link", name="Register a board").click()
-    p.get_by_label("Board id").fill(device)
-    p.get_by_label("Mode").select_option("door")
-    p.get_by_label("Where it stands").select_option("in")
-    p.get_by_label("Place (optional)").fill("main entrance")
-    p.get_by_role("button", name="Register and make a claim token").click()
-    expect(p.get_by_role("status")).to_have_text(f"Board {device} is registered.")
-    expect(p.locator("figure.qr svg")).to_be_visible()
-    token = p.locator("#claim-token").inner_text().strip()
-    s.shot(5, "board-registered", full=True)
-    board = _board(token, s, device, cloud, tmp_path)
-    assert _one(db, "SELECT mqtt_username, revoked_at FROM device_credentials"
-                " WHERE device_id = %s", device) == (f"board.{device}", None)  # fmt: skip
-    assert _one(db, "SELECT count(*) FROM device_claim_tokens WHERE device_id = %s"
-                " AND used_at IS NULL", device) == (0,)  # fmt: skip
+    # 5. register the entrance's board and the canteen's; the claim tokens off the page
+    #    provision them through the flasher's code
+    boards: list[VirtualBoard] = []
+    where = (door, "door", "in", "main entrance"), (canteen, "canteen", "both", "canteen counter")
+    for device, mode, stands, place in where:
+        token = _register(s, device, mode, stands, place)
+        if mode == "door":
+            s.shot(5, "board-registered", full=True)
+        boards.append(_board(token, s, device, mode, cloud, tmp_path))
+        assert _one(db, "SELECT mqtt_username, revoked_at FROM device_credentials"
+                    " WHERE device_id = %s", device) == (f"board.{device}", None)  # fmt: skip
+        assert _one(db, "SELECT count(*) FROM device_claim_tokens WHERE device_id = %s"
+                    " AND used_at IS NULL", device) == (0,)  # fmt: skip
+    at_door, at_counter = boards
     try:
-        board.start()
-        board.wait_for(lambda: board.mqtt_up, 30, "to connect to the broker")
-        board.wait_for(lambda: board.stat()["wl"] >= 1, 30, "to install the school's card list")
+        for board in boards:
+            board.start()
+        for board in boards:
+            board.wait_for(lambda b=board: b.mqtt_up, 30, "to connect to the broker")
+            board.wait_for(lambda b=board: b.stat()["wl"] >= 1, 30, "to install the card list")
         p.get_by_role("link", name="Open the board's page").click()
         expect(p.locator("#board-state")).to_contain_text("online", timeout=20_000)
+        # the canteen board got next Monday's planned lunch from the command pusher
+        menu_cmd = p.locator("#commands tbody tr", has_text=monday.isoformat())
+        expect(menu_cmd).to_contain_text("done", timeout=20_000)
+        expect(menu_cmd).to_contain_text("Plov")
         s.shot(5, "board-online", full=True)
+        (days,) = _one(db, "SELECT args -> 'set' -> 'menu' -> 'days' FROM device_commands"
+                       " WHERE device_id = %s AND purpose = 'menu' AND state = 'ok'"
+                       " ORDER BY id DESC LIMIT 1", canteen)  # fmt: skip
+        assert days[monday.isoformat()]["lunch"][0] == plov, days
+        s.menu("Fleet")
+        for device in (door, canteen):
+            expect(p.locator(f"#board-{device}")).to_contain_text("online", timeout=20_000)
 
-        # 6. the morning's taps arrive on the live page, without a reload
+        # 6. the morning's taps arrive on the live page, without a reload: both pupils come in,
+        #    Aru has her free lunch
         s.menu("Live events")
         expect(p.locator("#status")).to_have_text("0 events")
         watcher = Session(browser, base, PHONE)  # the same page on a phone, also left open
         watcher.sign_in()
         watcher.page.goto(base + "/live")
-        tap = board.tap(bytes.fromhex(UID_ARU))
-        assert tap is not None and (tap["result"], tap["reason"]) == ("granted", "ok"), tap
+        for board, uid, reader, reason in ((at_door, UID_ARU, "in", "ok"),
+                                           (at_door, UID_BEK, "in", "ok"),
+                                           (at_counter, UID_ARU, "canteen", "free")):  # fmt: skip
+            tap = board.tap(bytes.fromhex(uid), reader)
+            assert tap is not None and (tap["result"], tap["reason"]) == ("granted", reason), tap
         for page in (p, watcher.page):
-            row = page.locator("#taps tr", has_text="Аманова Ару")
-            expect(row).to_have_count(1, timeout=20_000)
-            expect(row.locator("td.granted")).to_have_text("granted")
-        expect(p.locator("#status")).to_have_text("1 event")
-        s.shot(6, "live-tap")
+            expect(page.locator("#taps tr", has_text="Аманова Ару")).to_have_count(
+                2, timeout=20_000
+            )
+            expect(page.locator("#taps tr", has_text="Беков Бек")).to_have_count(1)
+        meal = p.locator("#taps tr", has_text="free meal")
+        expect(meal).to_contain_text("Аманова Ару")
+        expect(meal).to_contain_text(canteen)
+        expect(p.locator("#status")).to_have_text("3 events")
+        s.shot(6, "live-taps")
         SHOTS.mkdir(parents=True, exist_ok=True)
-        watcher.page.screenshot(path=str(SHOTS / "walkthrough-6-live-tap-390.png"))
+        watcher.page.screenshot(path=str(SHOTS / "walkthrough-6-live-taps-390.png"), full_page=True)
         watcher.close()
-        board.wait_drained(20)
+        for board in boards:
+            board.wait_drained(20)
     finally:
-        board.stop()
-    assert _one(db, "SELECT person_id, result, reason FROM events WHERE device_id = %s",
-                device) == (aru_id, "granted", "ok")  # fmt: skip
+        for board in boards:
+            board.stop()
+    with psycopg.connect(db) as conn:
+        stored = conn.execute(
+            "SELECT device_id, person_id, result, reason FROM events WHERE school_id = %s"
+            " ORDER BY device_id DESC, person_id", (SCHOOL,)).fetchall()  # fmt: skip
+        receipts = conn.execute("SELECT person_id FROM meal_receipts WHERE school_id = %s",
+                                (SCHOOL,)).fetchall()  # fmt: skip
+    assert stored == [(door, aru_id, "granted", "ok"), (door, bek_id, "granted", "ok"),
+                      (canteen, aru_id, "granted", "free")], stored  # fmt: skip
+    assert receipts == [(aru_id,)]
 
     # 7. the month's meal report: generate, acknowledge each anomaly, approve
     month = f"{today:%Y-%m}"
@@ -382,12 +436,23 @@ def test_a_school_admin_walks_through_the_console(
     p.get_by_role("button", name="Show").click()
     p.get_by_role("button", name="Generate").click()
     expect(p.locator("#report-status")).to_contain_text("draft, not approved")
+    aru_line = p.locator("#preview-lines tr", has_text="Аманова Ару")
+    expect(aru_line).to_contain_text("650.00")  # one free lunch, at the paid price
+    expect(p.get_by_text("could not be priced")).to_have_count(0)
+    # the cross-check: Bek came in on a canteen day and had no free meal
+    expect(p.locator("#anomaly-list tbody tr")).to_have_count(1)
+    expect(p.locator("#anomaly-list tbody tr")).to_contain_text("Беков Бек")
+    expect(p.locator("#open-count")).to_have_text(
+        "1 anomaly of the cross-check is not acknowledged yet."
+    )
     s.shot(7, "report-draft", full=True)
-    acks = p.locator("#anomaly-list").get_by_role("button", name=re.compile("^Acknowledge: "))
-    for _ in range(acks.count()):
-        left = acks.count()
-        acks.first.click()
-        expect(acks).to_have_count(left - 1)
+    p.get_by_role("button", name=f"Acknowledge: Беков Бек, {today.isoformat()}").click()
+    expect(p.locator("#open-count")).to_have_text(
+        "0 anomalies of the cross-check are not acknowledged yet."
+    )
+    expect(p.locator("#anomaly-list")).to_contain_text(f"by {ADMIN}")
+    assert _one(db, "SELECT check_kind, person_id, day FROM report_anomaly_acks"
+                " WHERE school_id = %s", SCHOOL) == ("present_not_fed", bek_id, today)  # fmt: skip
     p.get_by_role("button", name="Approve").click()
     expect(p.locator("#report-status")).to_contain_text("approved")
     expect(p.locator("#report-status")).to_contain_text(f"by {ADMIN}")

@@ -32,7 +32,7 @@ import psycopg
 import pytest
 import uvicorn
 from openpyxl import Workbook
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 
 from cloud.api.app import create_app
 from cloud.commands.menu import school_today
@@ -53,8 +53,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update",
         "--disable-sync"]  # fmt: skip
 SHOTS = Path(__file__).resolve().parent.parent.parent / "docs" / "screenshots" / "console"
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 
 SCHOOL, SCHOOL_NAME = "walk", "School No. 15"
 SITE_KEY = b"walk-through-site-key-0123456789"
@@ -105,7 +105,11 @@ def cloud(database_url: str, topic_prefix: str, mqtt_addr: tuple[str, int]) -> I
                                         port=settings.http_port, log_level="warning"))  # fmt: skip
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
-    services = [Ingest(settings), WhitelistPush(settings), CommandPush(settings)]
+    services: list[Ingest | WhitelistPush | CommandPush] = [
+        Ingest(settings),
+        WhitelistPush(settings),
+        CommandPush(settings),
+    ]
     for s in services:
         s.start()
     try:
@@ -136,7 +140,7 @@ class Session:
     """One person's browser context: console errors and requests leaving the machine are
     recorded (each fails the test)."""
 
-    def __init__(self, browser: Browser, base: str, viewport: dict[str, int]) -> None:
+    def __init__(self, browser: Browser, base: str, viewport: ViewportSize) -> None:
         self.base = base
         self.context = browser.new_context(viewport=viewport, locale="en-US")
         self.outside: list[str] = []
@@ -248,6 +252,11 @@ def _board(token: str, s: Session, device: str, mode: str, cloud: Settings,
                       mqtt_host=p.host, mqtt_port=p.port, prefix=p.prefix)  # fmt: skip
     # a canteen does not fit the door's 64 KB heap (test_board_in_the_field.py, D16)
     return VirtualBoard(cfg, flash_dir, heap="100K" if mode == "canteen" else None)
+
+
+def _online_with_cards(board: VirtualBoard) -> None:
+    board.wait_for(lambda: board.mqtt_up, 30, "to connect to the broker")
+    board.wait_for(lambda: board.stat()["wl"] >= 1, 30, "to install the school's card list")
 
 
 def test_a_school_admin_walks_through_the_console(
@@ -372,8 +381,7 @@ def test_a_school_admin_walks_through_the_console(
         for board in boards:
             board.start()
         for board in boards:
-            board.wait_for(lambda b=board: b.mqtt_up, 30, "to connect to the broker")
-            board.wait_for(lambda b=board: b.stat()["wl"] >= 1, 30, "to install the card list")
+            _online_with_cards(board)
         p.get_by_role("link", name="Open the board's page").click()
         expect(p.locator("#board-state")).to_contain_text("online", timeout=20_000)
         # the canteen board got next Monday's planned lunch from the command pusher

@@ -249,32 +249,7 @@ class ParentNotificationHandler(BaseHandler):
         return Delivered()
 
     def deliver_many(self, items: Sequence[OutboxItem]) -> list[Outcome]:
-        """Every claimed row at once when the push service sends batches (``send_many``, the
-        Web Push service: concurrent POSTs): a row is delivered when all its messages were,
-        else retried (the push service dedupes per tap key and subscription). Otherwise row by
-        row, exactly as :meth:`deliver`."""
-        send_many = getattr(self.push, "send_many", None)
-        if send_many is None:
-            return [_guarded(self.deliver, item) for item in items]
-        outcomes: list[Outcome] = []
-        batch: list[PushMessage] = []
-        owner: list[int] = []  # per message: its item's position
-        for n, item in enumerate(items):
-            messages = self._messages(item)
-            if isinstance(messages, list):
-                outcomes.append(Delivered())
-                batch += messages
-                owner += [n] * len(messages)
-            else:
-                outcomes.append(messages)
-        errors: list[Exception | None] = list(send_many(batch)) if batch else []
-        failed: dict[int, list[str]] = {}
-        for n, error in zip(owner, errors, strict=True):
-            if error is not None:
-                failed.setdefault(n, []).append(f"{type(error).__name__}: {error}")
-        for n, why in failed.items():
-            outcomes[n] = Retry("; ".join(why))
-        return outcomes
+        return _push_batch(self.push, items, self._messages, self.deliver)
 
     def _messages(self, item: OutboxItem) -> list[PushMessage] | Outcome:
         """The messages one row sends (taps, then the late summaries), or its outcome when it
@@ -318,6 +293,40 @@ class ParentNotificationHandler(BaseHandler):
         return messages
 
 
+def _push_batch(
+    push: PushService,
+    items: Sequence[OutboxItem],
+    messages_of: Any,  # item -> list[PushMessage] | Outcome
+    deliver: Any,  # item -> Outcome, the one-row path
+) -> list[Outcome]:
+    """Every claimed row at once when the push service sends batches (``send_many``, the Web
+    Push service: concurrent POSTs): a row is delivered when all its messages were, else
+    retried (the push service dedupes per message key and subscription). Otherwise row by row,
+    exactly as ``deliver``."""
+    send_many = getattr(push, "send_many", None)
+    if send_many is None:
+        return [_guarded(deliver, item) for item in items]
+    outcomes: list[Outcome] = []
+    batch: list[PushMessage] = []
+    owner: list[int] = []  # per message: its row's position
+    for n, item in enumerate(items):
+        messages = messages_of(item)
+        if isinstance(messages, list):
+            outcomes.append(Delivered())
+            batch += messages
+            owner += [n] * len(messages)
+        else:
+            outcomes.append(messages)
+    errors: list[Exception | None] = list(send_many(batch)) if batch else []
+    failed: dict[int, list[str]] = {}
+    for n, error in zip(owner, errors, strict=True):
+        if error is not None:
+            failed.setdefault(n, []).append(f"{type(error).__name__}: {error}")
+    for n, why in failed.items():
+        outcomes[n] = Retry("; ".join(why))
+    return outcomes
+
+
 def _guarded(deliver: Any, item: OutboxItem) -> Outcome:
     """``deliver(item)``; an exception (a handler bug, an unexpected error) is a Retry."""
     try:
@@ -356,20 +365,24 @@ class NoticeHandler(BaseHandler):
         self.push = push
 
     def deliver(self, item: OutboxItem) -> Outcome:
+        self.push.send(self._message(item))
+        return Delivered()
+
+    def deliver_many(self, items: Sequence[OutboxItem]) -> list[Outcome]:
+        return _push_batch(self.push, items, lambda i: [self._message(i)], self.deliver)
+
+    def _message(self, item: OutboxItem) -> PushMessage:
         p = item.payload
         pid = p.get("person_id")
-        self.push.send(
-            PushMessage(
-                idempotency_key=item.idempotency_key,
-                person_id=int(pid) if pid is not None else None,
-                school_id=p.get("school_id"),
-                reader=None,
-                occurred_at=None,
-                kind=self.kind,
-                payload=dict(p),
-            )
+        return PushMessage(
+            idempotency_key=item.idempotency_key,
+            person_id=int(pid) if pid is not None else None,
+            school_id=p.get("school_id"),
+            reader=None,
+            occurred_at=None,
+            kind=self.kind,
+            payload=dict(p),
         )
-        return Delivered()
 
 
 # quiet_summary: the notices held during a guardian's quiet hours (cloud/push/preferences.py)

@@ -90,8 +90,10 @@ class Canteen(Decide):
             mn = None
         elif save is None:
             try:  # at start, device.json without a menu: the newest a command sent
+                m = self.menu
                 with open(self.d + MENU, "rb") as f:
-                    f.readinto(self.menu)
+                    if f.readinto(m) < (m[4] | m[5] << 8):  # bigger than menu_bytes now
+                        m[4] = m[5] = 0  # no menu rather than half of one
             except OSError:
                 pass
         if "offline_credit_limit" in cfg or not hasattr(self, "limit"):

@@ -55,8 +55,9 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                      "a 64 KiB heap vs 100 KiB"),
     "canteen_menu": ("bench.canteen_menu",
                      "free heap of a canteen board (100 KiB) with no menu, the one-day menu and "
-                     "the dated 8-day menu (D27-A), after connect and 300 taps; and the menu "
-                     "arriving as a config command"),
+                     "the dated 8-day menu (D27-A), after connect and 300 taps; the menu "
+                     "arriving as a config command; the canteen in the field (TLS + Wi-Fi + "
+                     "NTP, two menus, taps, a reconnect) at 96 and 100 KiB (D28-I)"),
     "whitelist_lookup": ("bench.whitelist_lookup",
                          "50,000-card whitelist lookup in the MicroPython VM (64 KiB heap): reads, "
                          "us and bytes allocated per lookup; vs a linear scan of the same file"),

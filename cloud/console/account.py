@@ -14,7 +14,7 @@ from cloud.api.auth import attempt, client_address
 from cloud.api.deps import ConnDep, LoginThrottleDep, SettingsDep
 from cloud.auth import sessions
 from cloud.auth.passwords import hash_password, verify_password
-from cloud.console import i18n
+from cloud.console import i18n, nav
 from cloud.console.guard import (
     CONSOLE_ROLES,
     COOKIE,
@@ -106,7 +106,9 @@ def logout(request: Request, conn: ConnDep) -> Response:
 @router.get("/password")
 def password_form(request: Request, conn: ConnDep, user: ConsoleUser) -> Response:
     lang = language(request, user_locale=_user_locale(conn, user.user_id))
-    return render(request, "password.html", lang, user=user, error=None, done=False)
+    return render(
+        request, "password.html", lang, user=user, nav=nav.for_user(user), error=None, done=False
+    )
 
 
 @router.post("/password")
@@ -125,6 +127,7 @@ def change_password(
 
     def again(error: str, status: int) -> Response:
         return render(request, "password.html", lang, status_code=status, user=user,
+                      nav=nav.for_user(user),
                       error=i18n.gettext(lang, error), done=False)  # fmt: skip
 
     client = client_address(request)
@@ -151,7 +154,9 @@ def change_password(
     )
     bound.succeeded(user.email)
     audit(conn, user, "update", "users", user.user_id, None, {"password": "changed"})
-    return render(request, "password.html", lang, user=user, error=None, done=True)
+    return render(
+        request, "password.html", lang, user=user, nav=nav.for_user(user), error=None, done=True
+    )
 
 
 @router.post("/lang")

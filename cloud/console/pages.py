@@ -51,6 +51,8 @@ def home(user: ConsoleUser) -> Response:
         return RedirectResponse("/today", status_code=303)
     if user.role == "technician":  # their page is the fleet (D28-E)
         return RedirectResponse("/fleet", status_code=303)
+    if user.role == "canteen_operator":  # their page is the menu planner (D28-D)
+        return RedirectResponse("/menu", status_code=303)
     return RedirectResponse("/password", status_code=303)
 
 

@@ -36,9 +36,12 @@ class PushRetry(ConnectionError):
     """Some subscriptions could not be reached now; the outbox tries again later."""
 
 
-# How many POSTs are in flight at once: in all, and to one push service (origin). A push
-# service throttles a sender that opens too many connections (429); 16 per origin over HTTP/1.1
-# keep-alive is what the morning burst needs (docs/push.md "Throughput").
+# How many POSTs are in flight at once: in all, and to one push service (origin). Over the
+# internet a push service answers in tens of milliseconds, so one worker's rate is about
+# in-flight / round trip (16 to FCM at ~50 ms: ~320 a second; run more workers for more). More
+# threads do not help on one core: the GIL makes them contend (64 threads drained a loopback push
+# service slower than 8; docs/push.md "Throughput"). Bounded per origin so that one slow or
+# throttling push service (429) cannot take every thread.
 CONCURRENCY = 32
 PER_ORIGIN = 16
 

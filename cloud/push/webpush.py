@@ -26,7 +26,8 @@ from py_vapid import Vapid02
 MAX_PLAINTEXT = 3993
 VAPID_LIFETIME_S = 12 * 3600  # RFC 8292: no more than 24 hours
 # A signed JWT is reused for its push service until this long before its ``exp`` (RFC 8292 §2
-# lets a token be reused until it expires); the margin keeps a slow POST from arriving late.
+# ties a token to the origin in ``aud`` and an ``exp``, not to one request); the margin keeps a
+# slow POST from arriving with an expired token.
 VAPID_REFRESH_S = 3600
 
 

@@ -64,6 +64,10 @@ class Browser:
         }
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # a backlog for a burst of connections (the default 5 refuses some)
+
+
 class FakePushService:
     def __init__(self) -> None:
         self.browsers: dict[str, Browser] = {}
@@ -71,7 +75,7 @@ class FakePushService:
         self.fail: dict[str, int] = {}
         self.posts: list[tuple[str, int]] = []  # (token, status answered)
         self.lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self.origin = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -156,6 +160,10 @@ class FakePushService:
         service = self
 
         class Handler(BaseHTTPRequestHandler):
+            # keep-alive, as real push services allow (a new connection per message is not
+            # what the sender pays in production; D28-N)
+            protocol_version = "HTTP/1.1"
+
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 token = self.path.rsplit("/", 1)[-1] if self.path.startswith("/push/") else ""

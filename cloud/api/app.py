@@ -29,6 +29,7 @@ from cloud.api import (
     users,
 )
 from cloud.api import imports as imports_api
+from cloud.api import learning as learning_api
 from cloud.api import provisioning as provisioning_api
 from cloud.api import push as push_api
 from cloud.api import whitelists as whitelists_api
@@ -74,6 +75,7 @@ ROUTERS = (
     reports_router,
     ledger_router,
     ota_router,
+    learning_api.router,  # a school's learning resources (D28-O)
 )
 
 

@@ -12,9 +12,9 @@ from pydantic import BaseModel, Field, StrictBool, StrictInt
 from cloud.api.deps import (
     CanteenReader,
     ConnDep,
-    GuardianOrAdmin,
     MenuPlanner,
     PageDep,
+    Rater,
     SchoolAdmin,
     SettingsDep,
 )
@@ -230,7 +230,7 @@ def list_ratings(
         ("t.served_on >= %s", since),
         ("t.served_on < %s", until),
     ]
-    if p.role == "guardian":
+    if p.role in scope.PERSON_SCOPED:
         where.append(("t.person_id = ANY(%s)", scope.child_ids(conn, p)))
     else:
         where.append(
@@ -251,7 +251,7 @@ def list_ratings(
 
 
 @router.post("/ratings", response_model=RatingOut, status_code=201, tags=["ratings"])
-def rate_meal(conn: ConnDep, p: GuardianOrAdmin, body: RatingIn) -> RatingOut:
+def rate_meal(conn: ConnDep, p: Rater, body: RatingIn) -> RatingOut:
     """A guardian rates a dish their child was served that day (a meal receipt of the child
     names the dish or its set: cloud/domain/ratings.py); one rating per child, dish and day
     (a second is 409). A dish the child was not served is 422 and nothing is stored."""

@@ -88,7 +88,7 @@ def get_principal(conn: ConnDep, token: TokenDep, request: Request) -> Principal
     return principal
 
 
-EVENT_READERS = ("platform_admin", "district_authority", "school_admin", "guardian")
+EVENT_READERS = ("platform_admin", "district_authority", "school_admin", "guardian", "student")
 
 
 def get_events_reader(
@@ -167,7 +167,12 @@ DEVICE_READERS: tuple[Role, ...] = ("platform_admin", "district_authority", "sch
 DEVICE_WRITERS: tuple[Role, ...] = ("platform_admin", "school_admin", "technician")
 DeviceReader = Annotated[Principal, Depends(allow(*DEVICE_READERS))]
 DeviceWriter = Annotated[Principal, Depends(allow(*DEVICE_WRITERS))]
-CanteenReader = PeopleReader  # dishes, meal categories, ratings: the menu is for guardians too
+# dishes, meal categories, ratings, the dated menu: for guardians and students too (D28-O)
+CanteenReader = Annotated[
+    Principal,
+    Depends(allow("platform_admin", "district_authority", "school_admin", "canteen_operator",
+                  "guardian", "student")),
+]  # fmt: skip
 # Who plans the dated menu that goes to the canteen boards (D27-A).
 MenuPlanner = Annotated[
     Principal, Depends(allow("platform_admin", "school_admin", "canteen_operator"))
@@ -177,6 +182,8 @@ RestrictionReader = Annotated[
     Depends(allow("platform_admin", "school_admin", "canteen_operator", "guardian")),
 ]
 GuardianOrAdmin = Annotated[Principal, Depends(allow("platform_admin", "guardian"))]
+# who rates a served dish: a guardian for their child, a student for themself (D28-O)
+Rater = Annotated[Principal, Depends(allow("platform_admin", "guardian", "student"))]
 # Who receives notifications: guardians (taps, low balance) and school admins (report reminders).
 PushSubscriber = Annotated[Principal, Depends(allow("guardian", "school_admin"))]
 ConsentKeeper = Annotated[Principal, Depends(allow("platform_admin", "school_admin", "guardian"))]

@@ -271,7 +271,7 @@ def events_in_scope(
         params["until"] = _utc(until)
     # scope (D8): guardians see their children's events, staff their schools' events
     schools: list[str] | None = None
-    if principal.role == "guardian":
+    if principal.role in scope.PERSON_SCOPED:
         where.append(sql.SQL("e.person_id = ANY(%(scope_people)s)"))
         params["scope_people"] = scope.child_ids(conn, principal)
     else:
@@ -284,7 +284,8 @@ def events_in_scope(
     # Several schools (an operator's or a district's list): counted and paged per school (D23)
     across: tuple[sql.Composable, int] | None = None
     narrow = person is not None or f.class_id is not None or bool(f.name)
-    if principal.role != "guardian" and school is None and device is None and not narrow:
+    per_person = principal.role in scope.PERSON_SCOPED
+    if not per_person and school is None and device is None and not narrow:
         if schools is None:
             row = conn.execute("SELECT count(*) FROM schools").fetchone()
             across = (sql.SQL("(SELECT id FROM schools)"), int(row[0]) if row else 0)

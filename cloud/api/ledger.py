@@ -28,9 +28,11 @@ router = APIRouter(prefix="/api/v1/people", tags=["ledger"])
 BalanceWriter = Annotated[Principal, Depends(allow("platform_admin", "school_admin"))]
 BalanceReader = Annotated[
     Principal,
-    Depends(allow("platform_admin", "school_admin", "canteen_operator", "guardian")),
+    Depends(allow("platform_admin", "school_admin", "canteen_operator", "guardian", "student")),
 ]
-LedgerReader = Annotated[Principal, Depends(allow("platform_admin", "school_admin", "guardian"))]
+LedgerReader = Annotated[
+    Principal, Depends(allow("platform_admin", "school_admin", "guardian", "student"))
+]
 IdempotencyKey = Annotated[
     str,
     Header(

@@ -12,6 +12,7 @@ Role = Literal[
     "canteen_operator",
     "technician",
     "guardian",
+    "student",  # a pupil's own account, scoped to themself (D28-O)
 ]
 ROLES: tuple[Role, ...] = (
     "platform_admin",
@@ -20,6 +21,7 @@ ROLES: tuple[Role, ...] = (
     "canteen_operator",
     "technician",
     "guardian",
+    "student",
 )
 
 

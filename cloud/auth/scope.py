@@ -15,6 +15,8 @@ from cloud.auth.principal import Principal
 from cloud.domain.errors import NotFound
 
 Conn = psycopg.Connection[Any]
+# Roles that see people, not schools: a guardian their children, a student themself (D28-O).
+PERSON_SCOPED = ("guardian", "student")
 
 
 def school_ids(conn: Conn, p: Principal) -> list[str] | None:
@@ -28,6 +30,8 @@ def school_ids(conn: Conn, p: Principal) -> list[str] | None:
             (p.user_id,),
         ).fetchall()
         return [str(r[0]) for r in rows]
+    if p.role == "student":  # their own school: its menu and dishes
+        return [p.school_id] if p.school_id is not None else []
     if p.school_id is not None:
         return [p.school_id]
     if p.district_id is not None:
@@ -39,6 +43,14 @@ def school_ids(conn: Conn, p: Principal) -> list[str] | None:
 
 
 def child_ids(conn: Conn, p: Principal) -> list[int]:
+    """The people a person-scoped role sees: a guardian's children, a student's own person."""
+    if p.role == "student":
+        rows = conn.execute(  # an inactive (left, or erased) pupil's account sees no one
+            "SELECT a.person_id FROM student_accounts a JOIN people pe ON pe.id = a.person_id"
+            " WHERE a.user_id = %s AND pe.active",
+            (p.user_id,),
+        ).fetchall()
+        return [int(r[0]) for r in rows]
     rows = conn.execute(
         "SELECT person_id FROM guardian_students WHERE guardian_id = %s", (p.user_id,)
     ).fetchall()
@@ -57,7 +69,7 @@ def require_person(conn: Conn, p: Principal, person_id: int) -> str:
     row = conn.execute("SELECT school_id FROM people WHERE id = %s", (person_id,)).fetchone()
     if row is None:
         raise NotFound(f"person {person_id} not found")
-    if p.role == "guardian":
+    if p.role in PERSON_SCOPED:
         if person_id not in child_ids(conn, p):
             raise NotFound(f"person {person_id} not found")
     else:

@@ -27,7 +27,7 @@ from cloud.auth import scope
 from cloud.auth.principal import Principal
 from cloud.console import app_nav, i18n
 from cloud.console.allergen_names import named
-from cloud.console.app_pages import Child, Guardian, children
+from cloud.console.app_pages import AppUser, Child, children
 from cloud.console.guard import check_csrf
 from cloud.console.i18n import N_
 from cloud.console.web import render
@@ -36,7 +36,7 @@ from cloud.domain.allergens import to_names
 from cloud.domain.errors import Conflict, Invalid, NotFound
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf)])
-app_nav.register("menu", N_("Menu"), 20)
+app_nav.register("menu", N_("Menu"), 20, app_nav.BOTH)
 ChildQuery = Annotated[int | None, Query(ge=1, le=2**63 - 1)]
 PERIOD_NAMES = {"breakfast": N_("Breakfast"), "lunch": N_("Lunch"),
                 "snack": N_("Afternoon snack"), "dinner": N_("Dinner")}  # fmt: skip
@@ -148,7 +148,7 @@ def _period_order(name: str) -> tuple[int, str]:
 
 @router.get("/app/{lang}/menu")
 def menu_page(
-    request: Request, conn: ConnDep, lang: str, user: Guardian, child: ChildQuery = None,
+    request: Request, conn: ConnDep, lang: str, user: AppUser, child: ChildQuery = None,
     rated: Annotated[int | None, Query(ge=0, le=1)] = None,
 ) -> Response:  # fmt: skip
     try:
@@ -177,7 +177,7 @@ def _rate_target(
 
 @router.get("/app/{lang}/rate")
 def rate_form(
-    request: Request, conn: ConnDep, lang: str, user: Guardian,
+    request: Request, conn: ConnDep, lang: str, user: AppUser,
     dish: Annotated[int, Query(ge=1, le=2**63 - 1)], day: Annotated[date, Query()],
     child: ChildQuery = None,
 ) -> Response:  # fmt: skip
@@ -206,7 +206,7 @@ def _rate_page(
 
 @router.post("/app/{lang}/rate")
 def rate(
-    request: Request, conn: ConnDep, lang: str, user: Guardian,
+    request: Request, conn: ConnDep, lang: str, user: AppUser,
     dish: Annotated[int, Form(ge=1, le=2**63 - 1)], day: Annotated[date, Form()],
     child: Annotated[int, Form(ge=1, le=2**63 - 1)],
     score: Annotated[str, Form(max_length=2)] = "",

@@ -23,7 +23,7 @@ from cloud.api.deps import ConnDep, PageParams
 from cloud.api.ledger import get_balance, get_ledger
 from cloud.api.people import list_eligibility
 from cloud.console import app_child, app_nav, app_settings, app_stats, i18n
-from cloud.console.app_pages import Guardian, exact
+from cloud.console.app_pages import AppUser, exact
 from cloud.console.guard import check_csrf
 from cloud.console.i18n import N_
 from cloud.console.web import render
@@ -32,7 +32,7 @@ from cloud.domain.errors import NotFound
 router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf)])
 router.include_router(app_stats.router)
 router.include_router(app_settings.router)
-app_nav.register("money", N_("Money"), 30)
+app_nav.register("money", N_("Money"), 30, app_nav.BOTH)
 PAGE_SIZE = 20
 KIND_NAMES = {"top_up": N_("Top-up"), "charge": N_("Meal"), "refund": N_("Refund"),
               "correction": N_("Correction")}  # fmt: skip
@@ -86,7 +86,7 @@ def _day(value: date, lang: str) -> str:
 
 @router.get("/app/{lang}/money")
 def money_page(
-    request: Request, conn: ConnDep, lang: str, user: Guardian, child: ChildId = None,
+    request: Request, conn: ConnDep, lang: str, user: AppUser, child: ChildId = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:  # fmt: skip
     try:

@@ -30,7 +30,7 @@ from cloud.console.web import language, render
 from cloud.domain.errors import NotFound
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf)])
-app_nav.register("", N_("Feed"), 10)
+app_nav.register("", N_("Feed"), 10, app_nav.BOTH)
 PAGE_SIZE = 20
 YEAR = 365 * 24 * 3600
 # what a tap at each reader means to a parent
@@ -61,6 +61,19 @@ def guardian(request: Request, conn: ConnDep, lang: str) -> Principal:
 Guardian = Annotated[Principal, Depends(guardian)]
 
 
+def app_user(request: Request, conn: ConnDep, lang: str) -> Principal:
+    """A guardian, or a student (D28-O), for the pages that show both their own "children"
+    (a student's is themself): feed, menu, money, statistics."""
+    _lang_of_path(lang)
+    user = session_user(request, conn)
+    if user is None or user.role not in app_nav.BOTH:
+        raise AppSignIn(_lang_of_path(lang))
+    return user
+
+
+AppUser = Annotated[Principal, Depends(app_user)]
+
+
 @dataclass(frozen=True)
 class Child:
     id: int
@@ -81,6 +94,15 @@ class FeedItem:
 
 
 def children(conn: ConnDep, user: Principal) -> list[Child]:
+    """A guardian's children; a student's own person, while a pupil (D28-O)."""
+    if user.role == "student":
+        rows = conn.execute(
+            "SELECT pe.id, pe.full_name, s.name, s.timezone FROM student_accounts a"
+            " JOIN people pe ON pe.id = a.person_id JOIN schools s ON s.id = pe.school_id"
+            " WHERE a.user_id = %s AND pe.active",
+            (user.user_id,),
+        ).fetchall()
+        return [Child(*r) for r in rows]
     rows = conn.execute(
         "SELECT pe.id, pe.full_name, s.name, s.timezone FROM guardian_students g"
         " JOIN people pe ON pe.id = g.person_id JOIN schools s ON s.id = pe.school_id"
@@ -144,7 +166,7 @@ def feed(
     request: Request,
     conn: ConnDep,
     lang: str,
-    user: Guardian,
+    user: AppUser,
     child: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
@@ -213,7 +235,7 @@ def login(
     if got.token is None:
         return again(N_("Wrong e-mail or password."))
     principal = sessions.principal_for(conn, got.token)
-    if principal is None or principal.role != "guardian":
+    if principal is None or principal.role not in app_nav.BOTH:
         sessions.logout(conn, got.token)  # staff use the console
         return again(N_("This app is for parents and guardians. School staff use the console."))
     _store_lang(conn, principal, lang)
@@ -255,7 +277,7 @@ def switch_language(
     _lang_of_path(lang)
     to = _lang_of_path(to)
     user = session_user(request, conn)
-    if user is not None and user.role == "guardian":
+    if user is not None and user.role in app_nav.BOTH:
         _store_lang(conn, user, to)
     signed_out = page in ("login", "offline")
     # the same tab (cloud/console/app_nav.py) under the other language

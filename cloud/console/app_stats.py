@@ -17,7 +17,7 @@ from fastapi.responses import Response
 
 from cloud.api.deps import ConnDep
 from cloud.console import app_child, app_nav, charts, i18n
-from cloud.console.app_pages import Guardian
+from cloud.console.app_pages import AppUser
 from cloud.console.guard import check_csrf
 from cloud.console.i18n import N_
 from cloud.console.web import render
@@ -26,7 +26,7 @@ from cloud.reports import service as reports
 from cloud.reports.build import next_month, parse_month, prev_month
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf)])
-app_nav.register("stats", N_("Statistics"), 40)
+app_nav.register("stats", N_("Statistics"), 40, app_nav.BOTH)
 
 
 @dataclass
@@ -129,7 +129,7 @@ def _charts(m: Month, before: Month, upto: date, lang: str) -> list[tuple[str, c
 
 @router.get("/app/{lang}/stats")
 def stats_page(
-    request: Request, conn: ConnDep, lang: str, user: Guardian,
+    request: Request, conn: ConnDep, lang: str, user: AppUser,
     child: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     month: Annotated[str | None, Query(max_length=32)] = None,
 ) -> Response:  # fmt: skip

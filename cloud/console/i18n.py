@@ -119,6 +119,7 @@ ROLE_NAMES = {
     "canteen_operator": N_("canteen operator"),
     "technician": N_("technician"),
     "guardian": N_("parent or guardian"),
+    "student": N_("student"),
 }
 CATEGORY_NAMES = {"free": N_("free"), "reduced": N_("reduced price"), "paid": N_("paid"),
                   "none": N_("no category")}  # fmt: skip

@@ -108,3 +108,6 @@ def install(app: FastAPI) -> None:
     from cloud.console import menu_planner  # noqa: I001 (D28-D: the menu planner, dishes)
 
     app.include_router(menu_planner.router)
+    from cloud.console import student_access  # noqa: I001 (D28-O: student codes, Learning)
+
+    student_access.install(app)

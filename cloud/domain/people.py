@@ -46,7 +46,7 @@ def list_filter(
         ("t.full_name ILIKE '%%' || %s || '%%'", None if name is None else like_escape(name)),
         ("t.id IN (SELECT person_id FROM cards WHERE card_key = ANY(%s))", card_keys),
     ]
-    if p.role == "guardian":
+    if p.role in scope.PERSON_SCOPED:
         where.append(("t.id = ANY(%s)", scope.child_ids(conn, p)))
     else:
         where.append(("t.school_id = ANY(%s)", scope.school_ids(conn, p)))

@@ -39,6 +39,7 @@ ERASURE: dict[str, Policy] = {
     "consents": "delete",
     "meal_ratings": "delete",
     "card_enrolments": "delete",  # card UIDs read at a reader for them
+    "student_accounts": "delete",  # the pupil's own account no longer reaches them (D28-O)
     "report_anomaly_acks": "keep",  # a signed-off monthly report's check, by number only
 }
 # rows of these other tables hold the person's number under another column name

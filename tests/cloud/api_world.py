@@ -28,6 +28,7 @@ ROLES = (
     "canteen_operator",
     "technician",
     "guardian",
+    "student",  # Alice's own account (D28-O)
 )
 
 
@@ -129,7 +130,12 @@ def build(url: str) -> World:
             ),
             "technician": add_user(conn, "tech1@qadam.kz", "technician", school_id="s1"),
             "guardian": add_user(conn, "mum@qadam.kz", "guardian"),
+            "student": add_user(conn, "alice@s1.pupil", "student", school_id="s1"),
         }
+        conn.execute(  # the student account is Alice's own (D28-O)
+            "INSERT INTO student_accounts (user_id, person_id) VALUES (%s, %s)",
+            (w.users["student"], alice),
+        )
         admin3 = add_user(conn, "admin3@qadam.kz", "school_admin", school_id="s3")
         conn.execute(
             "INSERT INTO guardian_students (guardian_id, person_id) VALUES (%s, %s)",
@@ -182,6 +188,7 @@ EMAILS = {
     "canteen_operator": "cook1@qadam.kz",
     "technician": "tech1@qadam.kz",
     "guardian": "mum@qadam.kz",
+    "student": "alice@s1.pupil",
 }
 
 

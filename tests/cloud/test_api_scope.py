@@ -155,7 +155,7 @@ def test_school_admin_sees_and_changes_only_own_school(
     assert r.status_code == 403
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT count(*) FROM people").fetchone() == before
-        assert conn.execute("SELECT count(*) FROM users").fetchone() == (7,)
+        assert conn.execute("SELECT count(*) FROM users").fetchone() == (8,)
         assert conn.execute("SELECT place FROM devices WHERE id = 'gate-2'").fetchone() == (
             "entrance",
         )
@@ -237,10 +237,11 @@ def test_school_admin_lists_own_staff_and_own_pupils_guardians(
 ) -> None:
     c, w = world
     everyone = _get(c, w, "platform_admin", "/api/v1/users")
-    assert everyone["total"] == 7
+    assert everyone["total"] == 8  # with Alice's own student account (D28-O)
     mine = _get(c, w, "school_admin", "/api/v1/users")
     assert sorted(u["email"] for u in mine["items"]) == [
         "admin1@qadam.kz",
+        "alice@s1.pupil",  # Alice's own student account (D28-O)
         "cook1@qadam.kz",
         "mum@qadam.kz",  # guardian of Alice (s1)
         "tech1@qadam.kz",

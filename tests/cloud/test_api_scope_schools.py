@@ -193,6 +193,9 @@ ROUTES: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/api/v1/social-wallet/deliveries/{delivery_key}/resend", {}),
     ("PUT", "/api/v1/schools/{school_id}/menu/{day}", {"json": {"periods": {"lunch": "{set}"}}}),
     ("GET", "/api/v1/schools/{school_id}/menu", {}),
+    ("GET", "/api/v1/schools/{school_id}/learning", {}),
+    ("PUT", "/api/v1/schools/{school_id}/learning",
+     {"json": {"resources": [{"title": "Bilimland", "url": "https://bilimland.kz/"}]}}),
     ("POST", "/api/v1/devices/{device_id}/commands", {"json": {"cmd": "diag"}}),
     ("GET", "/api/v1/devices/{device_id}/commands", {}),
     ("DELETE", "/api/v1/people/{person_id}", {}),  # last: deactivates the person

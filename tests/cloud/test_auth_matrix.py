@@ -31,7 +31,7 @@ from cloud.settings import Settings
 from tools.release import public_key as release_public_key
 from tools.release import sign as release_sign
 
-P, D, S, C, T, G = ROLES
+P, D, S, C, T, G, L = ROLES  # L: a learner, the student role (D28-O)
 RELEASE_KEY = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"matrix release key").digest())
 ALL = set(ROLES)
 PUBLIC = "public"  # no token needed
@@ -94,20 +94,20 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/api/v1/provision"): PUBLIC,  # the claim token in the body is the credential
     ("GET", "/api/v1/devices/drift"): {P, D, S, T},
     ("GET", "/api/v1/whitelists/{school_id}"): {P, D, S, T},
-    ("GET", "/api/v1/dishes"): {P, D, S, C, G},
+    ("GET", "/api/v1/dishes"): {P, D, S, C, G, L},
     ("POST", "/api/v1/dishes"): {P, S},
-    ("GET", "/api/v1/dishes/{dish_id}"): {P, D, S, C, G},
+    ("GET", "/api/v1/dishes/{dish_id}"): {P, D, S, C, G, L},
     ("PATCH", "/api/v1/dishes/{dish_id}"): {P, S},
     ("DELETE", "/api/v1/dishes/{dish_id}"): {P, S},
     ("PUT", "/api/v1/dishes/{dish_id}/photo"): {P, S},
     ("GET", "/media/dishes/{photo_name}"): PUBLIC,  # dish photos are not personal data (D28-D)
     ("PUT", "/api/v1/schools/{school_id}/menu/{day}"): {P, S, C},
-    ("GET", "/api/v1/schools/{school_id}/menu"): {P, D, S, C, G},
-    ("GET", "/api/v1/meal-categories"): {P, D, S, C, G},
+    ("GET", "/api/v1/schools/{school_id}/menu"): {P, D, S, C, G, L},
+    ("GET", "/api/v1/meal-categories"): {P, D, S, C, G, L},
     ("POST", "/api/v1/meal-categories"): {P, S},
     ("PATCH", "/api/v1/meal-categories/{category_id}"): {P, S},
-    ("GET", "/api/v1/ratings"): {P, D, S, C, G},
-    ("POST", "/api/v1/ratings"): {P, G},
+    ("GET", "/api/v1/ratings"): {P, D, S, C, G, L},
+    ("POST", "/api/v1/ratings"): {P, G, L},
     ("GET", "/api/v1/schools/{school_id}/ratings"): {P, S, C},  # weekly averages (D28-G)
     ("GET", "/api/v1/push/key"): ALL,
     ("GET", "/api/v1/me/push-subscriptions"): {S, G},
@@ -118,7 +118,7 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/api/v1/consents/{consent_id}/withdraw"): {P, S, G},
     ("GET", "/api/v1/audit"): {P, S},
     ("POST", "/api/v1/schools/{school_id}/import"): {P, S},
-    ("GET", "/api/v1/events"): {P, D, S, G},
+    ("GET", "/api/v1/events"): {P, D, S, G, L},
     ("GET", "/api/v1/social-wallet/deliveries"): {P, D, S},
     ("GET", "/api/v1/social-wallet/summary"): {P, D, S},
     ("GET", "/api/v1/social-wallet/status"): {P, D, S},
@@ -135,8 +135,8 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/api/v1/people/{person_id}/balance/top-up"): {P, S},
     ("POST", "/api/v1/people/{person_id}/balance/refund"): {P, S},
     ("POST", "/api/v1/people/{person_id}/balance/correction"): {P, S},
-    ("GET", "/api/v1/people/{person_id}/balance"): {P, S, C, G},
-    ("GET", "/api/v1/people/{person_id}/ledger"): {P, S, G},
+    ("GET", "/api/v1/people/{person_id}/balance"): {P, S, C, G, L},
+    ("GET", "/api/v1/people/{person_id}/ledger"): {P, S, G, L},
     # OTA (D27-B): releases and rollouts are the platform's; the fleet view is scoped like devices
     ("POST", "/api/v1/ota/releases"): {P},
     ("GET", "/api/v1/ota/releases"): {P},
@@ -146,6 +146,9 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/api/v1/ota/rollouts/{rollout_id}/resume"): {P},
     ("POST", "/api/v1/ota/rollouts/{rollout_id}/cancel"): {P},
     ("GET", "/api/v1/ota/fleet"): {P, D, S, T},
+    # a school's learning resources, the student app's "Learning" tab (D28-O)
+    ("GET", "/api/v1/schools/{school_id}/learning"): {P, D, S, L},
+    ("PUT", "/api/v1/schools/{school_id}/learning"): {P, S},
     ("GET", "/healthz"): PUBLIC,
 }
 
@@ -247,6 +250,11 @@ CONSOLE_ROUTES = {
     ("GET", "/reset/{token}"),
     ("POST", "/reset/{token}"),
     ("POST", "/guardians/{guardian_id}/invitation/email"),
+    # the student's account and app (D28-O): tests/console/test_student_app.py
+    ("POST", "/people/{person_id}/student-code"),
+    ("GET", "/app/{lang}/code"),
+    ("POST", "/app/{lang}/code"),
+    ("GET", "/app/{lang}/learning"),
 }
 
 
@@ -439,6 +447,8 @@ WRITES: list[Write] = [
     Write(P, "PATCH", "/api/v1/districts/{district_id}", {"name": "Semei"}, at=DISTRICT),
     Write(P, "POST", "/api/v1/schools", {"id": "s9", "name": "School 9"}),
     Write(S, "PATCH", "/api/v1/schools/{school_id}", {"name": "School One"}),
+    Write(S, "PUT", "/api/v1/schools/{school_id}/learning",
+          {"resources": [{"title": "Bilimland", "url": "https://bilimland.kz/"}]}),
     Write(S, "POST", "/api/v1/classes", {"school_id": "s1", "name": "6B"},
           save=("new_class", "id")),
     Write(S, "PATCH", "/api/v1/classes/{class_id}", {"grade": 6}, at=CLASS),

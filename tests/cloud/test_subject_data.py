@@ -95,7 +95,8 @@ def test_erasure_needs_a_deactivated_person_and_keeps_the_counts(
         conn.execute("DELETE FROM whitelist_dirty")  # the deactivation's mark, consumed
     r = c.post(f"/api/v1/people/{alice}/erase", headers=h)
     assert r.status_code == 200, r.text
-    assert r.json()["removed"] == {"cards": 1, "consents": 1, "guardian_students": 1}
+    removed = {"cards": 1, "consents": 1, "guardian_students": 1, "student_accounts": 1}
+    assert r.json()["removed"] == removed  # student_accounts: her own account's link (D28-O)
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
             "SELECT full_name, external_id, class_id, erased_at IS NOT NULL FROM people"

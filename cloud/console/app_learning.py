@@ -21,7 +21,7 @@ from cloud.console.web import render
 from cloud.domain import learning
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf)])
-app_nav.register("learning", N_("Learning"), 50, ("student",))
+app_nav.register("learning", N_("Learning"), 15, ("student",))  # in sight on a phone
 
 
 def student(request: Request, conn: ConnDep, lang: str) -> Principal:

@@ -11,7 +11,7 @@ BOTH = ("guardian", "student")  # the app's roles: a student sees themself (D28-
 def register(suffix: str, label: str, order: int, roles: tuple[str, ...] = ("guardian",)) -> None:
     """``suffix``: "" for the feed, "menu" for /app/{lang}/menu; ``label``: an N_() message;
     ``roles``: who sees the tab (its page admits the same roles). Orders: feed 10, menu 20,
-    money 30, statistics 40, learning 50, settings 90."""
+    money 30, statistics 40, learning 15 (a student's, in sight on a phone), settings 90."""
     _TABS[suffix] = (order, label, roles)
 
 

@@ -279,7 +279,7 @@ def switch_language(
     user = session_user(request, conn)
     if user is not None and user.role in app_nav.BOTH:
         _store_lang(conn, user, to)
-    signed_out = page in ("login", "offline")
+    signed_out = page in ("login", "offline", "code")  # code: a pupil's sign-in (D28-O)
     # the same tab (cloud/console/app_nav.py) under the other language
     rest = page if signed_out or page in {s for s, _ in app_nav.tabs()} else ""
     if child is not None and not signed_out:

@@ -141,3 +141,11 @@ def test_a_student_is_refused_the_console(client: TestClient) -> None:
     assert r.status_code == 200 and "This console is for school staff." in r.text
     assert _login(client, "alice@s1.pupil", PASSWORD).status_code == 303  # the app lets her in
     assert client.get("/people", follow_redirects=False).status_code == 403
+
+
+def test_the_code_page_in_another_language(client: TestClient) -> None:
+    r = client.post("/app/en/language", data={"to": "kk", "page": "code"}, headers=SAME_ORIGIN,
+                    follow_redirects=False)  # fmt: skip
+    assert r.status_code == 303 and r.headers["location"] == "/app/kk/code"
+    page = client.get("/app/kk/code")
+    assert page.status_code == 200 and "Кодпен кіру" in page.text and 'for="code"' in page.text

@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 from api_world import PASSWORD, World
+from appmenu_helpers import ratings, seed_menu
 from console_helpers import SAME_ORIGIN, sign_in
 from fastapi.testclient import TestClient
 
@@ -149,3 +150,22 @@ def test_the_code_page_in_another_language(client: TestClient) -> None:
     assert r.status_code == 303 and r.headers["location"] == "/app/kk/code"
     page = client.get("/app/kk/code")
     assert page.status_code == 200 and "Кодпен кіру" in page.text and 'for="code"' in page.text
+
+
+def test_rates_a_dish_served_to_themself(
+    client: TestClient, world: World, database_url: str
+) -> None:
+    alice, amir = world.ids["alice"], world.ids["amir"]
+    seed = seed_menu(database_url, alice)  # Alice had today's breakfast set
+    assert _login(client, "alice@s1.pupil", PASSWORD).status_code == 303
+    menu = client.get("/app/en/menu")
+    assert menu.status_code == 200 and "what you must not eat" in menu.text
+    assert "/app/en/restrictions" not in menu.text  # the guardian's page
+    form = {"dish": seed["porridge"], "day": str(seed["today"]), "score": "5", "comment": ""}
+    other = client.post("/app/en/rate", data={**form, "child": amir}, headers=SAME_ORIGIN,
+                        follow_redirects=False)  # fmt: skip
+    assert other.status_code == 404 and ratings(database_url) == []
+    r = client.post("/app/en/rate", data={**form, "child": alice}, headers=SAME_ORIGIN,
+                    follow_redirects=False)  # fmt: skip
+    assert r.status_code == 303, r.text
+    assert len(ratings(database_url)) == 1

@@ -80,6 +80,11 @@ def update(part: str = "messages") -> None:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
+    if any(a not in ("--check", "--into") for a in args if not a.isidentifier()) or (
+        "--into" in args and args.index("--into") + 1 >= len(args)
+    ):
+        print("usage: python -m cloud.console.catalogue [--check | --into PART]", file=sys.stderr)
+        sys.exit(2)
     if "--check" not in args:
         update(args[args.index("--into") + 1] if "--into" in args else "messages")
     bad = {lang: untranslated(lang) for lang in LANGUAGES}

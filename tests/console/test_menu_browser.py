@@ -75,6 +75,13 @@ class MenuTab:
 
 
 def _loaded(img: Any) -> int:
+    """The image's natural width once it has loaded (a lazy image loads when scrolled to)."""
+    img.scroll_into_view_if_needed()
+    img.evaluate(
+        "i => (i.complete && i.naturalWidth) ? 0 : new Promise(r => {"
+        " i.addEventListener('load', r, {once: true}); i.addEventListener('error', r, {once: true})"
+        " })"
+    )
     return int(img.evaluate("i => i.complete ? i.naturalWidth : 0"))
 
 

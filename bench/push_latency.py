@@ -101,8 +101,9 @@ def _tap(device: str, boot: int, seq: int, card: str) -> bytes:
 
 
 def one_run(url: str, port: int, fake: Any, vapid: Any, boot: int) -> tuple[list[float], ...]:
+    from cloud.push.handlers import ParentNotificationHandler
     from cloud.push.service import WebPushService
-    from cloud.workers.outbox import OutboxWorker, ParentNotificationHandler
+    from cloud.workers.outbox import OutboxWorker
 
     n = RATE * SECONDS
     browsers = _people(url, n, fake, vapid.application_server_key)

@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 
 from cloud.mail.queue import KIND
-from cloud.workers.outbox import BaseHandler, Delivered, Fail, OutboxItem, Outcome, Retry
+from cloud.outbox.contract import BaseHandler, Delivered, Fail, OutboxItem, Outcome, Retry
 
 Conn = psycopg.Connection[Any]
 

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 
 from cloud.push import preferences
-from cloud.workers.outbox import PushMessage
+from cloud.push.message import PushMessage
 
 Conn = psycopg.Connection[Any]
 Found = tuple[list[int], dict[str, Any]]

@@ -25,9 +25,9 @@ import psycopg
 
 from cloud.db.conn import connect
 from cloud.push import preferences, recipients, subscriptions
+from cloud.push.message import PushMessage
 from cloud.push.texts import render
 from cloud.push.webpush import PushResult, Subscription, VapidKey, origin, send
-from cloud.workers.outbox import PushMessage
 
 log = logging.getLogger("qadam.push")
 

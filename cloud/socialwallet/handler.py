@@ -12,6 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from cloud.outbox.contract import BaseHandler, Conn, Delivered, Fail, OutboxItem, Outcome, Retry
 from cloud.socialwallet.connector import (
     Accepted,
     Connector,
@@ -19,7 +20,6 @@ from cloud.socialwallet.connector import (
     Rejected,
     TransientError,
 )
-from cloud.workers.outbox import BaseHandler, Conn, Delivered, Fail, OutboxItem, Outcome, Retry
 
 KIND = "social_wallet"
 # the contract's answer to a key already used for a different body (docs/social-wallet.md)

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import psycopg
 
 from cloud.db.conn import connect
+from cloud.outbox.contract import Conn
 from cloud.socialwallet.connector import Accepted, Connector, Rejected, TransientError
 from cloud.socialwallet.handler import mark_final
-from cloud.workers.outbox import Conn
 
 log = logging.getLogger("qadam.socialwallet.reconcile")
 

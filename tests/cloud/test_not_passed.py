@@ -17,8 +17,10 @@ from cloud_helpers import T0, Seed, dumps, event, topic
 from cloud.domain import registry
 from cloud.ingest.decode import Batch, decode
 from cloud.ingest.writer import write
+from cloud.push.handlers import ParentNotificationHandler
+from cloud.push.message import RecordingPushService
 from cloud.reports.build import crosscheck
-from cloud.workers.outbox import OutboxWorker, ParentNotificationHandler, RecordingPushService
+from cloud.workers.outbox import OutboxWorker
 
 pytestmark = pytest.mark.usefixtures("write_path")  # both write paths (tests/cloud/conftest.py)
 

@@ -17,20 +17,11 @@ from cloud_helpers import CARD_A, Seed, batch_doc, dumps, topic
 
 from cloud.ingest.decode import Batch, decode
 from cloud.ingest.writer import write
+from cloud.outbox.contract import BaseHandler, Delivered, Fail, OutboxItem, Retry
+from cloud.push.handlers import ParentNotificationHandler
+from cloud.push.message import RecordingPushService
 from cloud.settings import Settings
-from cloud.workers.outbox import (
-    BaseHandler,
-    Delivered,
-    Fail,
-    OutboxItem,
-    OutboxWorker,
-    ParentNotificationHandler,
-    RecordingPushService,
-    Retry,
-    backoff_s,
-    build_handlers,
-    requeue_dead,
-)
+from cloud.workers.outbox import OutboxWorker, backoff_s, build_handlers, requeue_dead
 
 # The taps here are from 2025 (cloud_helpers.T0): old enough to be summarised instead of pushed
 # one by one (push_max_age_s, docs/push.md); these tests are about the runs, so they are news.

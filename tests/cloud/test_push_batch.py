@@ -21,9 +21,10 @@ from fake_push import Browser, FakePushService
 from psycopg.types.json import Jsonb
 
 from cloud.push import preferences
+from cloud.push.handlers import ParentNotificationHandler
 from cloud.push.service import WebPushService
 from cloud.push.webpush import VAPID_LIFETIME_S, VAPID_REFRESH_S, VapidKey
-from cloud.workers.outbox import OutboxWorker, ParentNotificationHandler
+from cloud.workers.outbox import OutboxWorker
 
 
 @pytest.fixture

@@ -15,16 +15,12 @@ from cloud_helpers import CARD_A, Seed, batch_doc, dumps, topic
 
 from cloud.ingest.decode import Batch, decode
 from cloud.ingest.writer import write
+from cloud.push.handlers import ParentNotificationHandler
+from cloud.push.message import PushMessage, RecordingPushService
 from cloud.push.service import _recipients_and_fields
 from cloud.push.texts import render
 from cloud.settings import Settings
-from cloud.workers.outbox import (
-    OutboxWorker,
-    ParentNotificationHandler,
-    PushMessage,
-    RecordingPushService,
-    build_handlers,
-)
+from cloud.workers.outbox import OutboxWorker, build_handlers
 
 
 @pytest.fixture

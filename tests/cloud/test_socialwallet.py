@@ -20,12 +20,13 @@ from fake_socialwallet import BIN_S1, CARD_CARA, FakeSocialWallet, canteen_world
 from fastapi.testclient import TestClient
 
 from cloud.api.app import create_app
+from cloud.outbox.contract import Retry
 from cloud.settings import Settings
 from cloud.socialwallet.connector import Accepted, MealRecord, Reason, Rejected, TransientError
 from cloud.socialwallet.handler import SocialWalletHandler
 from cloud.socialwallet.http import HttpConnector
 from cloud.socialwallet.reconcile import reconcile
-from cloud.workers.outbox import OutboxWorker, Retry
+from cloud.workers.outbox import OutboxWorker
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 0.3  # client timeout; the fake's "timeout" sleeps past it
@@ -683,7 +684,7 @@ def test_other_schools_deliveries_are_not_found_for_resend(database_url: str, wo
 
 
 def test_a_missing_connector_shows_in_the_api(database_url: str, world: World) -> None:
-    from cloud.workers.outbox import BaseHandler
+    from cloud.outbox.contract import BaseHandler
 
     ingest_meals(database_url, "cant-1", [1, 2], CARD_ALICE)
     ingest_meals(database_url, "cant-3", [1], CARD_CARA)

@@ -22,10 +22,11 @@ from fastapi.testclient import TestClient
 from cloud.auth.principal import Principal
 from cloud.ledger import post
 from cloud.push import subscriptions
+from cloud.push.message import PushMessage
 from cloud.push.service import WebPushService
 from cloud.push.webpush import VapidKey
 from cloud.settings import Settings
-from cloud.workers.outbox import OutboxWorker, PushMessage, build_handlers
+from cloud.workers.outbox import OutboxWorker, build_handlers
 
 ZONE = ZoneInfo("Asia/Almaty")
 

@@ -32,9 +32,11 @@ from cloud.domain import registry
 from cloud.domain.formats import CLAIM_TOKEN_RULE
 from cloud.ingest.service import Ingest
 from cloud.provisioning.dynsec import DynSec
+from cloud.push.handlers import ParentNotificationHandler
+from cloud.push.message import RecordingPushService
 from cloud.settings import Settings
 from cloud.startup import StartupError, require_closed
-from cloud.workers.outbox import OutboxWorker, ParentNotificationHandler, RecordingPushService
+from cloud.workers.outbox import OutboxWorker
 from cloud.workers.whitelist_push import WhitelistPush
 from simulator.board import BoardConfig, VirtualBoard
 

@@ -319,3 +319,17 @@ def test_a_run_of_taps_not_read_at_claim_time_is_never_marked_delivered() -> Non
                       datetime.now(UTC))  # fmt: skip
     outcome = h.deliver(item)
     assert isinstance(outcome, Retry) and push.sent == []
+
+
+def test_handlers_import_the_contract_not_the_runner():
+    # issue #18 "Also": the runner imports the handlers; a handler importing the runner back
+    # would be a cycle (and two copies of the outcome classes under `python -m`)
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cloud.push.handlers, cloud.socialwallet.handler, cloud.mail.smtp;"
+        " print('cloud.workers.outbox' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

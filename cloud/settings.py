@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,6 +61,16 @@ class Settings(BaseSettings):
     )
     ingest_metrics_host: str = Field(default="127.0.0.1", min_length=1)
     ingest_metrics_port: int = Field(default=0, ge=0, le=65535)  # 0 = no metrics endpoint
+    # The broker the ingest reads (D29-C): "mosquitto" (one machine, MQTT, $share) or "rabbitmq"
+    # (a cluster: boards still speak MQTT to its plugin, the ingest reads amqp_urls over AMQP
+    # from ingest_partitions quorum queues of at most ingest_partition_max messages each).
+    broker_kind: Literal["mosquitto", "rabbitmq"] = "mosquitto"
+    amqp_urls: tuple[str, ...] = ()  # every node's amqp://USER:PASS@HOST:PORT/VHOST, tried in turn
+    ingest_partitions: int = Field(default=16, ge=1, le=256)
+    ingest_partition_max: int = Field(default=200_000, ge=1)
+    # Before relying on $share/ or retained statuses, a process checks the broker delivers them
+    # within this many seconds (cloud/broker/probe.py); 0 = no check.
+    broker_probe_s: float = Field(default=5.0, ge=0, le=120)
 
     # API authentication (D8, D24-E). On by default; False keeps GET /api/v1/events open without
     # a token (the demo only): `qadam serve` then refuses to start unless insecure_dev is set.
@@ -220,6 +231,20 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _broker_usable(self) -> Settings:
+        if self.broker_kind == "rabbitmq":
+            if not self.amqp_urls:
+                raise ValueError("broker_kind rabbitmq needs amqp_urls (every node's amqp:// URL)")
+            if self.ingest_shared_group:
+                raise ValueError(
+                    "ingest_shared_group is for Mosquitto: RabbitMQ grants $share/ and delivers"
+                    " nothing; with broker_kind rabbitmq the ingest shares the partitions"
+                )
+        if any(not u.startswith(("amqp://", "amqps://")) for u in self.amqp_urls):
+            raise ValueError("amqp_urls: every URL starts with amqp:// or amqps://")
+        return self
+
+    @model_validator(mode="after")
     def _smtp_usable(self) -> Settings:
         if self.smtp_host and not self.smtp_from:
             raise ValueError(
@@ -303,10 +328,13 @@ _HINTS = {
     "api_rate_account": 'set limits like "30/second;1200/minute", or "" for none',
     "device_ntp_servers": 'set a JSON list of HOST or HOST:PORT, e.g. ["kz.pool.ntp.org"]',
     "device_mqtt_server_name": "set the DNS name the broker's certificate is for",
+    "broker_kind": "set mosquitto or rabbitmq",
+    "amqp_urls": 'set a JSON list, e.g. ["amqp://qadam:PASS@10.0.0.1:5672/%2F"]',
 }
 # Never echoed in a message: they may hold a password.
 _SECRET = {
     "database_url", "mqtt_password", "mqtt_admin_password", "socialwallet_token",
+    "amqp_urls",
 }  # fmt: skip
 _NUMBER_WORD = {int: "an integer", float: "a number"}
 

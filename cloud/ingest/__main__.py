@@ -12,8 +12,8 @@ from cloud.startup import INSECURE_FLAG, require_closed, run_entry
 
 
 def ingest(insecure_dev: bool = False) -> int:
+    from cloud.broker.select import make_ingest
     from cloud.db.migrate import apply_on_start
-    from cloud.ingest.service import Ingest
     from cloud.startup import check_database, load_settings
 
     logs.setup("ingest")
@@ -21,7 +21,7 @@ def ingest(insecure_dev: bool = False) -> int:
     require_closed(settings, broker=True, insecure_dev=insecure_dev, what="qadam ingest")
     check_database(settings.database_url)
     apply_on_start(settings.database_url)
-    Ingest(settings).run_forever()
+    make_ingest(settings).run_forever()  # Mosquitto or a RabbitMQ cluster (D29-C)
     return 0
 
 

@@ -28,6 +28,7 @@ OFFSETS = {
     "cloud.workers.reports": 3,
     "cloud.workers.command_push": 4,
     "cloud.workers.ota_push": 5,
+    "cloud.workers.retention": 6,
 }
 _info = Info("qadam_process", "which qadam process this is")
 

@@ -187,6 +187,15 @@ class Settings(BaseSettings):
     reports_poll_s: float = Field(default=300.0, gt=0, le=24 * 3600)
     reports_reminder_day: int = Field(default=4, ge=2, le=28)
 
+    # Retention of events (docs/operations.md "Retention", D29-B): whole UTC months kept online,
+    # the current one included (37: three school years and the current month). Older months are
+    # archived to files in the directory, checked, then dropped; no directory: nothing is dropped.
+    retention_months: int = Field(default=37, ge=2, le=1200)
+    retention_archive_dir: str | None = Field(default=None, min_length=1)
+    retention_poll_s: float = Field(default=6 * 3600.0, gt=0, le=7 * 24 * 3600)
+    retention_lock_timeout_s: float = Field(default=5.0, gt=0, le=3600)  # waits for a table lock
+    retention_restore_hold_days: int = Field(default=30, ge=1, le=3650)  # a restored month stays
+
     # Web Push to guardians and school admins (docs/push.md). No key file: the logging stand-in.
     push_vapid_key_file: str | None = Field(default=None, min_length=1)  # P-256 private key, PEM
     push_vapid_subject: str | None = Field(

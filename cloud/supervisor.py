@@ -29,6 +29,7 @@ PROCESSES: dict[str, list[str]] = {
     "worker.reports": ["worker", "reports"],
     "worker.commands": ["worker", "commands"],
     "worker.ota": ["worker", "ota"],
+    "worker.retention": ["worker", "retention"],
 }
 FATAL_AT_START = (2, 3)  # cloud/startup.py EXIT_CONFIG, EXIT_DATABASE
 STEADY_S = 60.0  # a child that ran this long starts its backoff again from the bottom

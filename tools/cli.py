@@ -28,6 +28,7 @@ WORKERS = {
     "reports": "cloud.workers.reports",
     "commands": "cloud.workers.command_push",
     "ota": "cloud.workers.ota_push",
+    "retention": "cloud.workers.retention",  # D29-B
 }
 
 
@@ -162,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out-dir", default="/etc/qadam", help="where the env files go (0600)")
     p.set_defaults(func=_broker_accounts)
+
+    p = sub.add_parser(
+        "retention", help="archive and drop old months of events now; --dry-run; restore YYYY-MM"
+    )
+    from cloud.retention import cli as retention_cli
+
+    retention_cli.add_arguments(p)
 
     p = sub.add_parser("migrate", help="apply database migrations")
     p.add_argument("--database-url")

@@ -56,6 +56,8 @@ _REASONS: list[tuple[re.Pattern[str], str]] = [
          N_("Card %(v)s was revoked: a revoked card is never issued again.")),
         (r"card (?P<v>\S+) already belongs to another person \(id (?P<n>\d+)\)",
          N_("Card %(v)s already belongs to another person (id %(n)s).")),
+        (r"student_account '(?P<v>.*)' is neither yes nor no: .*",
+         N_("App account %(v)s: write yes or no (да or нет; иә or жоқ), or leave it empty.")),
         (r"e-mail is required .*", N_("The e-mail is required: guardians sign in with it.")),
         (r"not a valid e-mail address", N_("This is not a valid e-mail address.")),
         (r"at least one child IIN is required", N_("At least one child's IIN is required.")),
@@ -101,6 +103,7 @@ FIELD_NAMES = {
     "email": N_("E-mail"),
     "child_iins": N_("Children's IINs"),
     "phone": N_("Phone"),
+    "student_account": N_("Pupil's app account"),
 }
 
 

@@ -54,9 +54,12 @@ def summary(plan: Plan) -> dict[str, int]:
     if plan.kind == "guardians":
         return {"new": len(plan.guardians_new), "links": len(plan.links_new), "valid": plan.valid}
     new, updated = len(plan.people_new), len(plan.people_upd)
-    return {"new": new, "updated": updated, "unchanged": plan.valid - new - updated,
+    made = {"new": new, "updated": updated, "unchanged": plan.valid - new - updated,
             "classes": len(plan.new_classes), "cards": len(plan.cards_new),
             "valid": plan.valid}  # fmt: skip
+    if plan.accounts_column:  # pupils' app accounts (D29-E)
+        made["accounts"] = len(plan.accounts_new)
+    return made
 
 
 def _schools(conn: ConnDep, user: Principal) -> list[tuple[str, str]]:

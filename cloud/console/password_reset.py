@@ -46,16 +46,23 @@ def _no_referrer(response: Response) -> Response:
     return response
 
 
+def pupil_login(email: str) -> bool:
+    """A pupil's login (``<id>@<school>.pupil``, D28-O): no mailbox answers for it, and the
+    school, not a mail, gives the pupil a new code (D29-E). Decided by its form alone, so the
+    answer is the same whether or not such a login exists."""
+    return email.strip().lower().endswith(".pupil")
+
+
 def _ask(request: Request, conn: ConnDep, settings: SettingsDep, throttle: LoginThrottleDep,
          email: str, lang: str) -> int:  # fmt: skip
     """Ask for a link for ``email``: the seconds to wait when throttled, else 0."""
-    if not settings.email_ready:
+    if not settings.email_ready or pupil_login(email):
         return 0
     wait = resets.throttled(conn, throttle, email, client_address(request))
     if wait:
         return wait
     account = resets.account_for(conn, email)
-    if account is not None:
+    if account is not None and account.role != "student":  # a pupil's code is the school's
         token = resets.create(conn, account)
         mail_lang = i18n.pick(account.locale, lang)
         url = f"{str(request.base_url).rstrip('/')}/reset/{token}?lang={mail_lang}"
@@ -66,11 +73,13 @@ def _ask(request: Request, conn: ConnDep, settings: SettingsDep, throttle: Login
 
 def _answer(request: Request, template: str, lang: str, ready: bool, email: str,
             wait: int) -> Response:  # fmt: skip
-    """The same page whether or not the address is an account; a 429 only when throttled."""
+    """The same page whether or not the address is an account; a 429 only when throttled. A
+    pupil's login is refused by its form (nothing looked up, nothing mailed)."""
     error = i18n.gettext(lang, TOO_MANY) % {"s": wait} if wait else None
+    pupil = pupil_login(email)
     response = render(request, template, lang, status_code=429 if wait else 200,
-                      email=email[:254], error=error, sent=not wait, ready=ready,
-                      page=None)  # fmt: skip
+                      email=email[:254], error=error, sent=not wait and not pupil, ready=ready,
+                      page=None, pupil=pupil)  # fmt: skip
     if wait:
         response.headers["Retry-After"] = str(wait)
     return response

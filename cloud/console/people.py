@@ -24,7 +24,7 @@ from cloud.api.deps import (
     roles_of,
 )
 from cloud.api.models import IdPath
-from cloud.auth import scope
+from cloud.auth import scope, student_codes
 from cloud.auth.principal import Principal, Role
 from cloud.console import i18n, nav
 from cloud.console.guard import CONSOLE_ROLES, ConsoleUser, check_csrf, require_role
@@ -66,6 +66,11 @@ KINDS = {"student": N_("pupil"), "staff": N_("employee")}
 DONE = {
     "card_added": N_("The card was added. Readers get it with their next list of cards."),
     "card_revoked": N_("The card was revoked. Readers refuse it from their next list."),
+    # D29-E (cloud/console/student_kit.py)
+    "student_password": N_(
+        "The pupil's password is set. They were signed out everywhere; an"
+        " unused code slip no longer works."
+    ),
 }
 # domain errors, as the page says them
 CARD_TAKEN = N_("This card is already registered (a revoked card cannot be given out again).")
@@ -198,13 +203,16 @@ def person_response(
     cldr = i18n.CLDR[lang]
     month_title = format_date(view.month.first, "LLLL y", locale=cldr) if view.month else ""
     weekdays = [get_day_names("abbreviated", locale=cldr)[i] for i in range(7)]
+    pupil = view.person["kind"] == "student" and user.role in student_codes.PRINTERS
     return render(request, "person.html", lang, status_code=status_code, user=user,
                   month_title=month_title, weekdays=weekdays, RELATIONS=RELATIONS,
                   nav=_nav(user), v=view, errors=errors or [], done=DONE.get(done or ""),
                   readers=readers, tap=tap, can_enrol=user.role in CARD_WRITERS,
                   can_revoke=user.role in CARD_REVOKERS, can_invite=user.role in INVITERS,
                   KINDS=KINDS, ALLERGEN_NAMES=ALLERGEN_NAMES, METHOD_NAMES=METHOD_NAMES,
-                  REVOKE_REASONS=REVOKE_REASONS, ENTRY_KINDS=ENTRY_KINDS)  # fmt: skip
+                  REVOKE_REASONS=REVOKE_REASONS, ENTRY_KINDS=ENTRY_KINDS,
+                  student=student_codes.account_of(conn, person_id) if pupil else None,
+                  can_give_access=pupil)  # fmt: skip
 
 
 @router.get("/people/{person_id}")
@@ -284,7 +292,8 @@ def revoke_card(
 
 def install(app: FastAPI) -> None:
     """The people pages and the tap enrolment (cloud/console/enrol_tap.py)."""
-    from cloud.console import enrol_tap
+    from cloud.console import enrol_tap, student_kit
 
     app.include_router(router)
     app.include_router(enrol_tap.router)
+    student_kit.install(app)  # a pupil's password, a class's code slips (D29-E)

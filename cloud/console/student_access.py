@@ -103,7 +103,8 @@ def code_sign_in(
 
 
 def install(app: Any) -> None:
-    from cloud.console import app_learning
+    from cloud.console import app_learning, learning_page
 
     app.include_router(router)
     app.include_router(app_learning.router)
+    app.include_router(learning_page.router)  # the console's editor of the list (D29-E)

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 
 from cloud.auth.principal import Principal
-from cloud.domain import store
+from cloud.domain import store, student_accounts
 from cloud.imports.plan import Plan
 
 Conn = psycopg.Connection[Any]
@@ -102,7 +102,13 @@ def _people(conn: Conn, actor: Principal, plan: Plan) -> dict[str, Any]:
             " SELECT * FROM unnest(%s::text[], %s::bigint[])",
             ([k for k, _ in plan.cards_new], [ids[i] for _, i in plan.cards_new]),
         )
+    made: list[int] = []
+    if plan.accounts_new:  # after the people: a new pupil's login is their new id (D29-E)
+        made = student_accounts.create_accounts(conn, actor, school,
+                                                [ids[i] for i in plan.accounts_new],
+                                                audited=False)  # fmt: skip
     return {
+        "student_accounts_created": made,
         "class_names_created": [plan.new_classes[k] for k in keys],
         "people_created": created,
         "people_updated": updates,

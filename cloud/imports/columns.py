@@ -28,6 +28,17 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "meal": ("Категория питания", "Питание", "Meal category", "Meal", "Тамақтану санаты"),
     "email": ("Email", "E-mail", "Эл. почта", "Электронная почта", "Почта", "Электрондық пошта"),
     "phone": ("Телефон", "Тел", "Phone", "Мобильный", "Телефон нөмірі"),
+    "student_account": (  # D29-E: yes makes the pupil an app account
+        "Student account",
+        "Pupil account",
+        "App account",
+        "Учетная запись ученика",
+        "Учётная запись ученика",
+        "Аккаунт ученика",
+        "Доступ в приложение",
+        "Оқушы аккаунты",
+        "Оқушының есептік жазбасы",
+    ),
     "child_iins": (
         "ИИН ребенка",
         "ИИН ребёнка",
@@ -46,7 +57,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 FIELDS: dict[Kind, tuple[str, ...]] = {
-    "students": ("full_name", "iin", "class", "cards", "meal"),
+    "students": ("full_name", "iin", "class", "cards", "meal", "student_account"),
     "staff": ("full_name", "iin", "cards", "meal"),
     "guardians": ("full_name", "email", "child_iins", "phone"),
 }

@@ -16,6 +16,7 @@ import psycopg
 
 from cloud.domain.cardkey import card_key
 from cloud.domain.formats import check_card_uid
+from cloud.imports import accounts as accountsmod
 from cloud.imports import iin as iinmod
 from cloud.imports.columns import NOT_STORED, Kind, map_header
 from cloud.imports.reader import Table
@@ -79,6 +80,8 @@ class Plan:
     guardians_new: dict[str, str] = field(default_factory=dict)  # email -> full name
     guardian_ids: dict[str, int] = field(default_factory=dict)  # email -> id (existing)
     links_new: list[tuple[str, int]] = field(default_factory=list)  # (email, person id)
+    accounts_column: bool = False  # the file has a student_account column (D29-E)
+    accounts_new: list[str] = field(default_factory=list)  # iins of pupils to get an account
     bad_rows: set[int] = field(default_factory=set)
 
     data_rows: set[int] = field(default_factory=set)
@@ -94,12 +97,15 @@ class Plan:
     def would_create(self) -> dict[str, int]:
         if self.kind == "guardians":
             return {"guardians": len(self.guardians_new), "links": len(self.links_new)}
-        return {
+        made = {
             "people": len(self.people_new),
             "classes": len(self.new_classes),
             "cards": len(self.cards_new),
             "eligibility": len(self.eligibility),
         }
+        if self.accounts_column:
+            made["student_accounts"] = len(self.accounts_new)
+        return made
 
     def would_update(self) -> dict[str, int]:
         if self.kind == "guardians":
@@ -136,6 +142,7 @@ def plan_import(conn: Conn, school_id: str, kind: Kind, table: Table, create_cla
     cols, ignored, problems = map_header(kind, table.header)
     plan.ignored_columns = ignored
     plan.not_stored_columns = [f for f in NOT_STORED if f in cols]
+    plan.accounts_column = "student_account" in cols
     for p in problems:
         plan.error(table.header_row, None, None, p)
     if problems:
@@ -161,6 +168,7 @@ class _PersonRow:
     meal_code: int | None
     category_id: int | None
     cards: list[tuple[str, str]]  # (uid as written, key)
+    account: bool | None = None  # the student_account column said yes
 
 
 def _plan_people(
@@ -229,7 +237,11 @@ def _plan_people(
             key = card_key(site_key, uid)
             if key not in (k for _, k in cards):
                 cards.append((token, key))
-        parsed.append(_PersonRow(n, name, iin, class_name, meal_code, category_id, cards))
+        account, why = accountsmod.parse_flag(get("student_account"))
+        if why:
+            plan.error(n, "student_account", get("student_account"), why)
+        parsed.append(_PersonRow(n, name, iin, class_name, meal_code, category_id, cards,
+                                 account))  # fmt: skip
 
     iins = [r.iin for r in parsed if r.iin]
     existing = {
@@ -250,6 +262,7 @@ def _plan_people(
         ).fetchall()
     }
 
+    have_account = accountsmod.with_accounts(conn, [int(row[0]) for row in existing.values()])
     seen_iin: dict[str, int] = {}
     seen_card: dict[str, int] = {}
     for r in parsed:
@@ -298,6 +311,8 @@ def _plan_people(
             plan.new_classes.setdefault(ckey, r.class_name or ckey)
         new_keys = [(k, r.iin) for _, k in r.cards if k not in owners]
         plan.cards_new.extend(new_keys)
+        if r.account and (old is None or int(old[0]) not in have_account):
+            plan.accounts_new.append(r.iin)
         if old is None:
             plan.people_new.append(NewPerson(n, r.iin, r.name, ckey, r.meal_code or 0))
             if r.category_id is not None:

@@ -97,6 +97,9 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                      "a tap to its parent's phone at 1,000 taps/s: published, stored, outbox, "
                      "encrypted Web Push POST received by a local push service; vs the ingest's "
                      "tap-to-ack in the same run"),
+    "push_sender": ("bench.push_sender",
+                    "the sender's CPU per Web Push (encrypt, VAPID, POST from 32 threads) to a "
+                    "push endpoint in another process; http.client keep-alive vs httpx.Client"),
 }  # fmt: skip
 
 

@@ -20,14 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 
 from cloud.db.conn import connect
 from cloud.push import preferences, recipients, subscriptions
+from cloud.push.http import HttpPool
 from cloud.push.message import PushMessage
 from cloud.push.texts import render
-from cloud.push.webpush import PushResult, Subscription, VapidKey, origin, send
+from cloud.push.webpush import Poster, PushResult, Subscription, VapidKey, origin, send
 
 log = logging.getLogger("qadam.push")
 
@@ -65,18 +65,15 @@ class WebPushService:
         *,
         ttl_s: int = 24 * 3600,
         timeout_s: float = 10.0,
-        client: httpx.Client | None = None,
+        client: Poster | None = None,
         concurrency: int = CONCURRENCY,
         per_origin: int = PER_ORIGIN,
     ) -> None:
         self.database_url = database_url
         self.vapid = vapid
         self.ttl_s = ttl_s
-        self.client = client or httpx.Client(
-            timeout=timeout_s,
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-        )
+        self._own_client = client is None
+        self.client: Poster = client or HttpPool(timeout_s, max_idle_per_origin=per_origin)
         self.per_origin = per_origin
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="webpush")
         self._origins: dict[str, threading.BoundedSemaphore] = {}
@@ -91,7 +88,8 @@ class WebPushService:
                 self._conn.close()
                 self._conn = None
         self._pool.shutdown(wait=True)
-        self.client.close()
+        if self._own_client and isinstance(self.client, HttpPool):
+            self.client.close()
 
     def _db(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:

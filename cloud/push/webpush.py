@@ -13,10 +13,11 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from http.client import HTTPException
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import http_ece
-import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02
@@ -141,8 +142,13 @@ def encrypt(plaintext: bytes, sub: Subscription) -> bytes:
     return body
 
 
+class Poster(Protocol):
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        """The answer's status and body; raises OSError/HTTPException when none came."""
+
+
 def send(
-    client: httpx.Client,
+    client: Poster,
     vapid: VapidKey,
     sub: Subscription,
     plaintext: bytes,
@@ -162,9 +168,9 @@ def send(
     if topic:
         headers["Topic"] = topic  # a newer message with the same topic replaces an undelivered one
     try:
-        resp = client.post(sub.endpoint, content=encrypt(plaintext, sub), headers=headers)
-    except httpx.HTTPError as exc:
+        status, answer = client.post(sub.endpoint, encrypt(plaintext, sub), headers)
+    except (OSError, HTTPException) as exc:
         return PushResult(0, f"{type(exc).__name__}: {exc}")
-    if resp.status_code in (200, 201, 202):
-        return PushResult(resp.status_code)
-    return PushResult(resp.status_code, resp.text[:300])
+    if status in (200, 201, 202):
+        return PushResult(status)
+    return PushResult(status, answer[:300].decode("utf-8", "replace"))

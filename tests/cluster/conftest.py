@@ -39,3 +39,9 @@ def rabbit_node() -> Iterator[RabbitCluster]:
 def rabbit_cluster() -> Iterator[RabbitCluster]:
     """A fresh 3-node cluster for one test (tests that kill nodes cannot share one)."""
     yield from _cluster(3)
+
+
+@pytest.fixture(scope="module")
+def rabbit_cluster_module() -> Iterator[RabbitCluster]:
+    """A 3-node cluster shared by the tests of one module (tests that kill no node)."""
+    yield from _cluster(3)

@@ -222,8 +222,7 @@ class RabbitCluster:
 
     def queue_leader(self, queue: str) -> Node:
         """The node that leads a quorum queue (asked of a live node)."""
-        r = self.ctl(self.alive()[0], "list_queues", "name", "leader", "--formatter", "json",
-                     "--no-table-headers")  # fmt: skip
+        r = self.ctl(self.alive()[0], "list_queues", "name", "leader", "--formatter", "json")
         for q in json.loads(r.stdout):
             if q["name"] == queue:
                 return next(n for n in self.nodes if n.name == q["leader"])

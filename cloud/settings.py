@@ -221,6 +221,14 @@ class Settings(BaseSettings):
     smtp_timeout_s: float = Field(default=30.0, gt=0, le=600)
     _smtp_password: str | None = PrivateAttr(default=None)
 
+    # OpenID Connect provider (docs/sso.md, D29-F). No issuer: the request's own origin (dev and
+    # tests); in production set the public https origin relying parties will see.
+    oidc_issuer: str | None = Field(default=None, pattern=r"^https?://[^/?#\s]+$")
+    oidc_code_ttl_s: int = Field(default=60, ge=10, le=600)
+    oidc_access_token_ttl_s: int = Field(default=600, ge=30, le=24 * 3600)  # ID tokens too
+    oidc_refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=300, le=180 * 24 * 3600)
+    oidc_key_rotation_s: int = Field(default=30 * 24 * 3600, ge=60, le=365 * 24 * 3600)
+
     @model_validator(mode="after")
     def _device_setup_usable(self) -> Settings:
         try:

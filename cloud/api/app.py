@@ -48,6 +48,7 @@ from cloud.console import web as console
 from cloud.db.conn import connect
 from cloud.db.pool import Connections
 from cloud.domain.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from cloud.oidc import mount as oidc
 from cloud.settings import Settings, get_settings
 
 log = logging.getLogger("qadam.api")
@@ -173,4 +174,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"status": "ok"})
 
     console.install(app)  # the web console, /docs and /redoc from our own files (D27-E)
+    oidc.install(app)  # we are an OpenID Connect provider (D29-F, docs/sso.md)
     return app

@@ -255,6 +255,23 @@ CONSOLE_ROUTES = {
     ("GET", "/app/{lang}/code"),
     ("POST", "/app/{lang}/code"),
     ("GET", "/app/{lang}/learning"),
+    # the OpenID Connect provider (D29-F, docs/sso.md): its protocol endpoints authenticate
+    # clients and bearer tokens of their own; its pages and the registration page (platform
+    # admins only): tests/oidc/
+    ("GET", "/.well-known/openid-configuration"),
+    ("GET", "/oidc/jwks"),
+    ("POST", "/oidc/token"),
+    ("GET", "/oidc/userinfo"),
+    ("POST", "/oidc/userinfo"),
+    ("GET", "/oidc/authorize"),
+    ("POST", "/oidc/authorize"),
+    ("GET", "/oidc/login"),
+    ("POST", "/oidc/login"),
+    ("GET", "/oidc/logout"),
+    ("POST", "/oidc/logout"),
+    ("GET", "/sso"),
+    ("POST", "/sso"),
+    ("POST", "/sso/{client_id}/disable"),
 }
 
 

@@ -1,0 +1,76 @@
+"""The ID tokens' signing keys (RS256) and the JWKS.
+
+The newest unretired key signs. When it is older than ``oidc_key_rotation_s`` the next signer
+makes a new one and retires the old, which stays published until the last token it signed has
+expired (``publish_until``): a relying party that cached the JWKS keeps verifying, and one that
+fetches it anew finds the new ``kid``. Private keys are PEM in the database: the database is
+already the secret the whole service trusts (sessions, the devices' site keys)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+from joserfc.jwk import RSAKey
+from psycopg.types.json import Jsonb
+
+Conn = psycopg.Connection[Any]
+ALG = "RS256"
+ROTATE_LOCK = 0x0D1C_0043  # pg advisory lock: one rotation at a time
+
+
+def _new_key(conn: Conn) -> tuple[str, RSAKey]:
+    key = RSAKey.generate_key(2048, private=True)
+    kid = key.thumbprint()
+    public = key.as_dict(private=False)
+    public.update({"kid": kid, "use": "sig", "alg": ALG})
+    pem = key.as_pem(private=True)
+    conn.execute(
+        "INSERT INTO oidc_signing_keys (kid, private_pem, public_jwk) VALUES (%s, %s, %s)",
+        (kid, pem.decode() if isinstance(pem, bytes) else pem, Jsonb(public)),
+    )
+    return kid, key
+
+
+def rotate(conn: Conn, token_ttl_s: int) -> str:
+    """A new signing key now; the signing one is retired, published ``token_ttl_s`` longer."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (ROTATE_LOCK,))
+    conn.execute(
+        "UPDATE oidc_signing_keys SET retired_at = now(), publish_until = now() + %s"
+        " WHERE retired_at IS NULL",
+        (timedelta(seconds=token_ttl_s + 60),),  # a minute of clock skew on top
+    )
+    return _new_key(conn)[0]
+
+
+def signing_key(conn: Conn, rotation_s: int, token_ttl_s: int) -> tuple[str, RSAKey]:
+    """The key that signs now: the newest unretired one, rotated first when it is too old."""
+    row = conn.execute(
+        "SELECT kid, private_pem, created_at < now() - %s FROM oidc_signing_keys"
+        " WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1",
+        (timedelta(seconds=rotation_s),),
+    ).fetchone()
+    if row is None or row[2]:
+        rotate(conn, token_ttl_s)
+        row = conn.execute(
+            "SELECT kid, private_pem FROM oidc_signing_keys WHERE retired_at IS NULL"
+            " ORDER BY created_at DESC LIMIT 1"
+        ).fetchone()
+        assert row is not None
+    return str(row[0]), RSAKey.import_key(str(row[1]))
+
+
+def jwks(conn: Conn) -> dict[str, list[dict[str, Any]]]:
+    """The public keys a relying party may meet: the signer and every retired key whose tokens
+    may still be alive."""
+    rows = conn.execute(
+        "SELECT public_jwk FROM oidc_signing_keys"
+        " WHERE retired_at IS NULL OR publish_until > now() ORDER BY created_at DESC"
+    ).fetchall()
+    return {"keys": [dict(r[0]) for r in rows]}
+
+
+def public_keys(conn: Conn) -> dict[str, RSAKey]:
+    """kid -> public key, for checking our own ID tokens (an ``id_token_hint``)."""
+    return {k["kid"]: RSAKey.import_key(k) for k in jwks(conn)["keys"]}

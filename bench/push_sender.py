@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, Row, median
+from bench.common import Row, median
+from bench.push_sink import SinkProcess
 
 MESSAGES = 3_000
 THREADS = 32
@@ -54,29 +51,6 @@ class _Httpx:
 
     def close(self) -> None:
         self.client.close()
-
-
-class _Sink:
-    def __init__(self) -> None:
-        self.out = tempfile.NamedTemporaryFile(prefix="qadam-push-sink-", delete=False)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.push_sink", "--out", self.out.name],
-            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.startswith("PORT "):
-            raise RuntimeError(f"push sink did not start: {line!r}")
-        self.port = int(line.split()[1])
-
-    def received(self) -> list[dict[str, Any]]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write("done\n")
-        self.proc.stdin.flush()
-        self.proc.wait(30)
-        lines = Path(self.out.name).read_text().splitlines()
-        Path(self.out.name).unlink()
-        return [json.loads(line) for line in lines]
 
 
 def _browsers(n: int) -> list[Any]:
@@ -154,7 +128,7 @@ def run(repeat: int = 3) -> list[Row]:
     cpu: dict[str, list[float]] = {"ours": [], "base": []}
     for r in range(repeat):
         for name in ("base", "ours") if r % 2 == 0 else ("ours", "base"):
-            sink = _Sink()
+            sink = SinkProcess()
             client = HttpPool(10, max_idle_per_origin=PER_ORIGIN) if name == "ours" else _Httpx(10)
             try:
                 per_s, ms = one_run(client, browsers, sink.port)

@@ -3,8 +3,9 @@ HTTP/1.1 with keep-alive on a free loopback port, answers every POST ``201 Creat
 empty body at once, and remembers when each request arrived and its body.
 
 It prints ``PORT <n>`` when it listens. On SIGTERM, or on a line on stdin, it writes one JSON line
-per received request to the file named by ``--out`` (``{"path", "at", "body"}``, body in
-base64, ``at`` from ``time.monotonic()``, which on Linux is the same clock in every process)
+per received request to the file named by ``--out`` (``{"path", "at", "headers", "body"}``,
+body in base64, ``at`` from ``time.perf_counter()``: CLOCK_MONOTONIC on Linux, the same clock in
+every process, so the benchmark compares it with its own)
 and exits. Checking the requests (VAPID signature, decryption) happens after the run, in the
 benchmark, so the endpoint's own CPU stays small and timing a push measures the sender.
 """
@@ -16,13 +17,17 @@ import asyncio
 import base64
 import json
 import signal
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
+from typing import Any
 
 
 class _Sink:
     def __init__(self) -> None:
-        self.seen: list[tuple[str, float, bytes]] = []
+        self.seen: list[tuple[str, float, dict[str, str], bytes]] = []
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -30,17 +35,15 @@ class _Sink:
                 head = await reader.readuntil(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
                 path = lines[0].split(" ")[1]
-                length = 0
-                close = False
+                headers: dict[str, str] = {}
                 for line in lines[1:]:
                     name, _, value = line.partition(":")
-                    name = name.strip().lower()
-                    if name == "content-length":
-                        length = int(value)
-                    elif name == "connection" and value.strip().lower() == "close":
-                        close = True
+                    if name:
+                        headers[name.strip()] = value.strip()
+                length = int(headers.get("Content-Length", "0"))
+                close = headers.get("Connection", "").lower() == "close"
                 body = await reader.readexactly(length) if length else b""
-                self.seen.append((path, time.monotonic(), body))
+                self.seen.append((path, time.perf_counter(), headers, body))
                 writer.write(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
                 if close:
                     break
@@ -51,9 +54,39 @@ class _Sink:
 
     def dump(self, out: str) -> None:
         with open(out, "w") as f:
-            for path, at, body in self.seen:
-                line = {"path": path, "at": at, "body": base64.b64encode(body).decode()}
+            for path, at, headers, body in self.seen:
+                body64 = base64.b64encode(body).decode()
+                line = {"path": path, "at": at, "headers": headers, "body": body64}
                 f.write(json.dumps(line) + "\n")
+
+
+class SinkProcess:
+    """The endpoint as a child process of the benchmark; ``received()`` ends it and reads its
+    record."""
+
+    def __init__(self) -> None:
+        self.out = tempfile.NamedTemporaryFile(prefix="qadam-push-sink-", delete=False)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.push_sink", "--out", self.out.name],
+            cwd=Path(__file__).resolve().parent.parent,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"push sink did not start: {line!r}")
+        self.port = int(line.split()[1])
+
+    def received(self) -> list[dict[str, Any]]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("done\n")
+        self.proc.stdin.flush()
+        self.proc.wait(30)
+        lines = Path(self.out.name).read_text().splitlines()
+        Path(self.out.name).unlink()
+        return [json.loads(line) for line in lines]
 
 
 async def _main(out: str) -> None:

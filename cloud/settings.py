@@ -13,6 +13,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
+from cloud.db.conn import check_read_url, check_write_url
 from cloud.provisioning.boardsetup import DEFAULT_NTP_SERVERS, check_ntp_servers, load_ca_pem
 
 # The Web Push services of the browsers and phones parents use (Chrome/Android, Firefox, Edge,
@@ -33,7 +34,12 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
+    # Writes. A replicated store (D29-D, docs/deploy.md "Replicated store") names every node:
+    # postgresql://a:5432,b:5432/qadam?target_session_attrs=read-write (checked at start-up).
     database_url: str = Field(default="postgresql://postgres@127.0.0.1:5432/qadam", min_length=1)
+    # The API's reads and report downloads, e.g. the same nodes with
+    # target_session_attrs=prefer-standby; None: they use database_url.
+    database_read_url: str | None = Field(default=None, min_length=1)
 
     mqtt_host: str = Field(default="127.0.0.1", min_length=1)
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
@@ -292,6 +298,21 @@ class Settings(BaseSettings):
         """The CA boards trust (PEM text of device_ca_file, read once at start-up)."""
         return self._device_ca_pem
 
+    @field_validator("database_url")
+    @classmethod
+    def _write_url_usable(cls, value: str) -> str:
+        return check_write_url(value)
+
+    @field_validator("database_read_url")
+    @classmethod
+    def _read_url_usable(cls, value: str | None) -> str | None:
+        return None if value is None else check_read_url(value)
+
+    @property
+    def read_database_url(self) -> str:
+        """Where reads that may lag a little go: database_read_url, else database_url."""
+        return self.database_read_url or self.database_url
+
     @field_validator("api_rate_client", "api_rate_account")
     @classmethod
     def _rate_limits_parse(cls, value: str) -> str:
@@ -333,6 +354,7 @@ class ConfigError(ValueError):
 # What to set, where the field's type and bounds do not say it well enough.
 _HINTS = {
     "database_url": "set postgresql://USER@HOST:PORT/DBNAME",
+    "database_read_url": "set postgresql://USER@HOST:PORT/DBNAME, or leave it unset",
     "topic_prefix": "set a topic level without #, + or a leading /, e.g. qadam",
     "ingest_shared_group": "letters, digits, _ and - only",
     "socialwallet_url": "set an http(s):// URL",
@@ -351,7 +373,7 @@ _HINTS = {
 # Never echoed in a message: they may hold a password.
 _SECRET = {
     "database_url", "mqtt_password", "mqtt_admin_password", "socialwallet_token",
-    "amqp_urls",
+    "amqp_urls", "database_read_url",
 }  # fmt: skip
 _NUMBER_WORD = {int: "an integer", float: "a number"}
 
@@ -425,6 +447,9 @@ def describe_errors(exc: ValidationError) -> str:
             what = "is empty"
         elif kind == "extra_forbidden":
             what = "is not a setting"
+        elif kind == "value_error":  # our validators' messages never quote a secret
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            what = msg if field in _SECRET else f"{shown}: {msg}"
         else:
             what = f"{shown}: {err['msg']}"
         hint = _hint(field)

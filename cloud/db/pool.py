@@ -10,6 +10,12 @@ app answers it with 503 and Retry-After (cloud/api/overload.py), never a raw dat
 Statements are prepared on their ``db_prepare_after``-th execution on a connection and reused
 for its lifetime (psycopg's ``prepare_threshold``); 0 turns that off for PgBouncer in
 transaction mode.
+
+Replicated store (D29-D): the URL may name every node with ``target_session_attrs``. After a
+failover the pool's connections to the old primary are broken; each is handed out once more,
+fails (the app answers 503 + Retry-After), and is replaced, through libpq's host list, by one to
+the new primary: no restart. ``Connections(..., read=True)`` uses ``database_read_url`` (a
+standby preferred) for reads that may lag a little; without one it is the write URL.
 """
 
 from __future__ import annotations
@@ -39,8 +45,12 @@ def prepare_threshold(settings: Settings) -> int | None:
 class Connections:
     """Where the API's requests get their connection: the pool, or a fresh connection each."""
 
-    def __init__(self, settings: Settings, application_name: str, options: str = "") -> None:
+    def __init__(
+        self, settings: Settings, application_name: str, options: str = "", read: bool = False
+    ) -> None:
         self.settings = settings
+        self.read = read
+        self.url = settings.read_database_url if read else settings.database_url
         self.kwargs: dict[str, Any] = {
             "application_name": application_name,
             "options": options,
@@ -62,13 +72,13 @@ class Connections:
                 if self._pool is None:
                     size = self.settings.db_pool_size
                     pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-                        self.settings.database_url,
+                        self.url,
                         kwargs=self.kwargs,
                         min_size=min(MIN_SIZE, size),
                         max_size=size,
                         timeout=self.settings.db_pool_timeout_s,
                         max_idle=MAX_IDLE_S,
-                        name="qadam-api",
+                        name="qadam-api-read" if self.read else "qadam-api",
                         open=False,
                     )
                     pool.open(wait=False)
@@ -80,7 +90,7 @@ class Connections:
         """One connection and one transaction: committed when the block ends, rolled back when
         it raises. PoolTimeout when no pooled connection came in time."""
         if not self.pooled:
-            with connect(self.settings.database_url, **self.kwargs) as conn:
+            with connect(self.url, **self.kwargs) as conn:
                 yield conn
             return
         with self.pool().connection() as conn:

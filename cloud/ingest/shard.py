@@ -32,7 +32,12 @@ if TYPE_CHECKING:
     from cloud.ingest.service import Ingest
 
 STORE_ERROR = "store_error"
-_RETRYABLE = (psycopg.OperationalError, psycopg.InterfaceError)
+# Connection-level errors: reconnect and retry. A read-only transaction is one too: the server
+# became a standby (a failover, D29-D) and the next connect finds the new primary; the data is
+# not at fault, so it must never be quarantined.
+_RETRYABLE = (
+    psycopg.OperationalError, psycopg.InterfaceError, psycopg.errors.ReadOnlySqlTransaction
+)  # fmt: skip
 # Partitions for the months around now are (re)ensured at connect and then this often.
 MAINTAIN_EVERY_S = 6 * 3600
 _ENSURE_PARTITIONS = (

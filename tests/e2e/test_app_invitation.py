@@ -24,11 +24,11 @@ import httpx
 import psycopg
 import pytest
 import uvicorn
+from openpyxl import Workbook
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from cloud.api.app import create_app
 from cloud.domain.users import create_user
-from cloud.imports.apply import NO_PASSWORD
 from cloud.ingest.service import Ingest
 from cloud.push.webpush import VapidKey
 from cloud.settings import Settings
@@ -54,6 +54,7 @@ SHOTS = Path(__file__).resolve().parent.parent.parent / "docs" / "screenshots" /
 SCHOOL = "app-school"
 ADMIN = ("admin@app.test", "an admin pass")
 NEW_PASSWORD = "mum's new password"
+CHILD_IIN = "150101600127"  # born 2015-01-01, a girl; its check digit is right
 
 
 def _free_port() -> int:
@@ -182,17 +183,7 @@ def test_guardian_signs_in_from_the_letter_and_sees_the_tap(
         with psycopg.connect(database_url) as conn:
             create_user(conn, *ADMIN, "school_admin", school_id=SCHOOL)
             child_id, other_id = _person_id(conn, child.name), _person_id(conn, other.name)
-            for email, name in (("mum@app.test", "Айгүл Сейітова"), ("dad@app.test", "Ерлан С.")):
-                # as the XLSX import creates them: no password until the invitation
-                gid = conn.execute(
-                    "INSERT INTO users (email, password_hash, full_name, role, created_by_school)"
-                    " VALUES (%s, %s, %s, 'guardian', %s) RETURNING id",
-                    (email, NO_PASSWORD, name, SCHOOL),
-                ).fetchone()[0]
-                conn.execute(
-                    "INSERT INTO guardian_students (guardian_id, person_id) VALUES (%s, %s)",
-                    (gid, child_id),
-                )
+        _import_guardians(base, child_id, tmp_path)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
             phone = push_service.browser(_server_key(web))
@@ -200,6 +191,38 @@ def test_guardian_signs_in_from_the_letter_and_sees_the_tap(
             browser.close()
     finally:
         school.stop()
+
+
+def _import_guardians(base: str, child_id: int, tmp: Path) -> None:
+    """The school's secretary enters the child's IIN, then imports the class's guardians from
+    an XLSX file through the import API: checked first (nothing changes), then applied. The
+    accounts it creates have no password until the invitation (docs/import.md)."""
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["ФИО", "Email", "ИИН ребенка"])
+    sheet.append(["Айгүл Сейітова", "mum@app.test", CHILD_IIN])
+    sheet.append(["Ерлан С.", "dad@app.test", CHILD_IIN])
+    xlsx = tmp / "guardians.xlsx"
+    book.save(xlsx)
+    with httpx.Client(base_url=base, timeout=30) as api:
+        r = api.post("/api/v1/auth/token", data={"username": ADMIN[0], "password": ADMIN[1]})
+        assert r.status_code == 200, r.text
+        h = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        r = api.patch(f"/api/v1/people/{child_id}", headers=h, json={"external_id": CHILD_IIN})
+        assert r.status_code == 200, r.text
+        url = f"/api/v1/schools/{SCHOOL}/import"
+        for dry_run in ("true", "false"):
+            with xlsx.open("rb") as f:
+                files = {"file": ("guardians.xlsx", f, "application/octet-stream")}
+                r = api.post(url, headers=h, files=files,
+                             params={"kind": "guardians", "dry_run": dry_run})  # fmt: skip
+            assert r.status_code == 200, r.text
+            report = r.json()
+            assert (report["errors"], report["format"]) == ([], "xlsx"), report
+            assert report["would_create"] == {"guardians": 2, "links": 2}, report
+            assert report["applied"] == (dry_run == "false")
+        assert sorted(report["invites_needed"]) == ["dad@app.test", "mum@app.test"]
 
 
 def _server_key(settings: Settings) -> str:

@@ -141,6 +141,7 @@ def save(
     items, problems = check(rows)
     if problems:
         errors = [i18n.gettext(lang, m) % {"n": n} for m, n in problems]
-        return _page(request, lang, user, schools, shown, rows, errors, status_code=422)
+        # the form again with its messages: a 200, as the sign-in and the import do (D27-E)
+        return _page(request, lang, user, schools, shown, rows, errors)
     learning.replace(conn, user, shown, items)
     return RedirectResponse(f"/learning?school={shown}&done=1", status_code=303)

@@ -263,7 +263,7 @@ def test_learning_page_refuses_bad_lists(
     assert _post(client, "/learning", _form("s1", LIST)).status_code == 303
     audits = _one(database_url, "SELECT count(*) FROM audit_log")
     r = _post(client, "/learning", _form("s1", rows))
-    assert r.status_code == 422 and says in r.text, r.text[-2000:]
+    assert r.status_code == 200 and says in r.text and 'id="learning-errors"' in r.text
     assert _one(database_url, "SELECT count(*) FROM learning_resources") == 3
     assert _one(database_url, "SELECT count(*) FROM audit_log") == audits
 

@@ -26,7 +26,7 @@ from cloud.api.deps import (
 from cloud.api.models import IdPath
 from cloud.auth import scope, student_codes
 from cloud.auth.principal import Principal, Role
-from cloud.console import i18n, nav
+from cloud.console import i18n, nav, subject_data_pages
 from cloud.console.guard import CONSOLE_ROLES, ConsoleUser, check_csrf, require_role
 from cloud.console.i18n import N_
 from cloud.console.invitations import INVITERS
@@ -64,6 +64,8 @@ nav.register("/people", N_("People"), PEOPLE_ROLES, 30)
 KINDS = {"student": N_("pupil"), "staff": N_("employee")}
 # what a person's page says after a change (?done=...)
 DONE = {
+    "erased": subject_data_pages.ERASED,  # D29-B
+    "deactivated": subject_data_pages.DEACTIVATED,
     "card_added": N_("The card was added. Readers get it with their next list of cards."),
     "card_revoked": N_("The card was revoked. Readers refuse it from their next list."),
     # D29-E (cloud/console/student_kit.py)
@@ -191,6 +193,7 @@ def person_response(
     done: str | None = None,
     tap: enrolment.Enrolment | None = None,
     status_code: int = 200,
+    erase_reason: str = "",
 ) -> Response:
     """The person's page (also after a refused change: ``errors``, with its status code)."""
     lang = _lang(request, conn, user)
@@ -205,6 +208,8 @@ def person_response(
     weekdays = [get_day_names("abbreviated", locale=cldr)[i] for i in range(7)]
     pupil = view.person["kind"] == "student" and user.role in student_codes.PRINTERS
     return render(request, "person.html", lang, status_code=status_code, user=user,
+                  can_subject_data=user.role in subject_data_pages.SUBJECT_DATA_ROLES,
+                  erase_reason=erase_reason,
                   month_title=month_title, weekdays=weekdays, RELATIONS=RELATIONS,
                   nav=_nav(user), v=view, errors=errors or [], done=DONE.get(done or ""),
                   readers=readers, tap=tap, can_enrol=user.role in CARD_WRITERS,
@@ -296,4 +301,5 @@ def install(app: FastAPI) -> None:
 
     app.include_router(router)
     app.include_router(enrol_tap.router)
+    app.include_router(subject_data_pages.router)  # export, erase (D29-B)
     student_kit.install(app)  # a pupil's password, a class's code slips (D29-E)

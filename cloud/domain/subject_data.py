@@ -93,10 +93,11 @@ def export(conn: Any, actor: Principal, person_id: int) -> dict[str, Any]:
     }
 
 
-def erase(conn: Any, actor: Principal, person_id: int) -> dict[str, Any]:
+def erase(conn: Any, actor: Principal, person_id: int, reason: str | None = None) -> dict[str, Any]:
     """Delete what names the person and blank their row, in one transaction. Only a person
     already deactivated (so no board admits them any more, and the school meant it) can be
-    erased; erasing twice is a conflict. Returns how many rows each table lost."""
+    erased; erasing twice is a conflict. ``reason`` (the console asks for it: whose request,
+    when) goes into the audit row. Returns how many rows each table lost."""
     with conn.transaction():
         before = conn.execute(
             "SELECT active, erased_at FROM people WHERE id = %s FOR UPDATE", (person_id,)
@@ -139,6 +140,6 @@ def erase(conn: Any, actor: Principal, person_id: int) -> dict[str, Any]:
         new = store.get(conn, "people", person_id)
         # the audit row keeps that an erasure happened and its counts, not the erased name
         redacted = {k: v for k, v in old.items() if k not in ("full_name", "external_id")}
-        store.audit(conn, actor, "erase", "people", person_id, redacted,
-                    {**new, "removed": removed})  # fmt: skip
+        after = {**new, "removed": removed, **({"reason": reason} if reason else {})}
+        store.audit(conn, actor, "erase", "people", person_id, redacted, after)
     return {"person_id": person_id, "erased_at": new["erased_at"], "removed": removed}

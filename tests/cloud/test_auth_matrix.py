@@ -255,6 +255,11 @@ CONSOLE_ROUTES = {
     ("GET", "/app/{lang}/code"),
     ("POST", "/app/{lang}/code"),
     ("GET", "/app/{lang}/learning"),
+    # a person's data export, deactivation and erasure on their page (D29-B):
+    # tests/console/test_subject_data_pages.py
+    ("POST", "/people/{person_id}/export"),
+    ("POST", "/people/{person_id}/deactivate"),
+    ("POST", "/people/{person_id}/erase"),
     # the OpenID Connect provider (D29-F, docs/sso.md): its protocol endpoints authenticate
     # clients and bearer tokens of their own; its pages and the registration page (platform
     # admins only): tests/oidc/

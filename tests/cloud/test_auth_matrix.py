@@ -260,6 +260,13 @@ CONSOLE_ROUTES = {
     ("POST", "/people/{person_id}/export"),
     ("POST", "/people/{person_id}/deactivate"),
     ("POST", "/people/{person_id}/erase"),
+    # a pupil's password set by the school, a class's code slips, the Learning list (D29-E):
+    # tests/console/test_pupil_access_pages.py
+    ("POST", "/people/{person_id}/student-password"),
+    ("GET", "/student-slips"),
+    ("POST", "/student-slips"),
+    ("GET", "/learning"),
+    ("POST", "/learning"),
     # the OpenID Connect provider (D29-F, docs/sso.md): its protocol endpoints authenticate
     # clients and bearer tokens of their own; its pages and the registration page (platform
     # admins only): tests/oidc/

@@ -55,6 +55,8 @@ ERROR_TEXT = {
 
 def page_lang(request: Request, conn: ConnDep, user: Principal | None) -> str:
     wanted = (request.query_params.get("ui_locales") or "").split()
+    inner = parse_qs(urlsplit(request.query_params.get("next") or "").query)  # the sign-in page's
+    wanted += (inner.get("ui_locales") or [""])[0].split()
     stored = None
     if user is not None:
         row = conn.execute("SELECT locale FROM users WHERE id = %s", (user.user_id,)).fetchone()

@@ -44,21 +44,28 @@ def rotate(conn: Conn, token_ttl_s: int) -> str:
     return _new_key(conn)[0]
 
 
-def signing_key(conn: Conn, rotation_s: int, token_ttl_s: int) -> tuple[str, RSAKey]:
-    """The key that signs now: the newest unretired one, rotated first when it is too old."""
+def _current(conn: Conn, rotation_s: int) -> tuple[str, str, bool] | None:
     row = conn.execute(
         "SELECT kid, private_pem, created_at < now() - %s FROM oidc_signing_keys"
         " WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1",
         (timedelta(seconds=rotation_s),),
     ).fetchone()
-    if row is None or row[2]:
-        rotate(conn, token_ttl_s)
-        row = conn.execute(
-            "SELECT kid, private_pem FROM oidc_signing_keys WHERE retired_at IS NULL"
-            " ORDER BY created_at DESC LIMIT 1"
-        ).fetchone()
-        assert row is not None
-    return str(row[0]), RSAKey.import_key(str(row[1]))
+    return None if row is None else (str(row[0]), str(row[1]), bool(row[2]))
+
+
+def signing_key(conn: Conn, rotation_s: int, token_ttl_s: int) -> tuple[str, RSAKey]:
+    """The key that signs now: the newest unretired one, rotated first when it is too old."""
+    found = _current(conn, rotation_s)
+    if found is None or found[2]:
+        # one rotation however many requests find the key old at once: the others wait for
+        # the lock and then see the new key
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (ROTATE_LOCK,))
+        found = _current(conn, rotation_s)
+        if found is None or found[2]:
+            rotate(conn, token_ttl_s)
+            found = _current(conn, rotation_s)
+        assert found is not None
+    return found[0], RSAKey.import_key(found[1])
 
 
 def jwks(conn: Conn) -> dict[str, list[dict[str, Any]]]:

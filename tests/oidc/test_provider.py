@@ -300,3 +300,14 @@ def test_a_switched_off_platform_loses_its_tokens(
     assert client.get("/oidc/userinfo", headers=_bearer(access)).status_code == 401
     _, challenge = pkce()
     assert client.get(authorize_url(platform, challenge)).status_code == 400
+
+
+def test_ui_locales_picks_the_sign_in_pages_language(
+    client: TestClient, platform: Platform
+) -> None:
+    _, challenge = pkce()
+    client.headers["Accept-Language"] = "en"
+    r = client.get(authorize_url(platform, challenge, ui_locales="ru"))
+    assert r.status_code == 303
+    page = client.get(r.headers["location"])
+    assert page.headers["content-language"] == "ru" and "Войдите" in page.text

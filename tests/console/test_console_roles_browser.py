@@ -26,6 +26,7 @@ PAGES: dict[str, set[str]] = {
     "/people/{alice}": {P, D, S, C},
     "/import": {P, S},  # writes people
     "/guardians": {P, S},  # invites guardians
+    "/learning": {P, D, S},  # the learning list: the API's readers; P and S edit it (D29-E)
     "/restrictions": {P, S},  # confirms a guardian's allergy change
     "/menu": {P, S, C},  # plans meals
     "/menu/dishes": {P, S, C},

@@ -7,6 +7,8 @@ primary by the multi-host URL, without a restart."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from typing import Any
@@ -58,6 +60,13 @@ def _acked_and_pending(boards: list[FakeBoard]) -> tuple[set[Event], set[Event]]
             for ev in b.created:
                 (pending if ev[2] in held else acked).add(ev)
     return acked, pending
+
+
+def _wal_receiver(standby_url: str) -> int:
+    with psycopg.connect(standby_url) as conn:
+        row = conn.execute("SELECT pid FROM pg_stat_wal_receiver").fetchone()
+    assert row is not None, "the standby is not streaming"
+    return int(row[0])
 
 
 def _server_port(connections: Connections, tries: int) -> tuple[int, int]:
@@ -116,9 +125,21 @@ def test_primary_killed_mid_ingest_loses_no_acked_event(
         wait_for(lambda: _count(f.node_url(old)) > 150, 60, "the ingest to store on the primary")
         assert f.writable() is old
 
-        acked_before, pending_at_kill = _acked_and_pending(boards)
-        killed_at = time.monotonic()
-        f.kill(old)  # mid-run: the boards keep tapping, the ingest keeps flushing
+        # Freeze the standby's WAL receiver: from now on the primary's commits cannot reach
+        # it. Synchronous replication makes them wait, so no board gets an ack; with an
+        # asynchronous standby acks would go on, and the kill below would lose those events.
+        receiver = _wal_receiver(f.node_url(new))
+        os.kill(receiver, signal.SIGSTOP)
+        try:
+            time.sleep(0.5)  # a commit already past its wait finishes sending its ack
+            acked_frozen, _ = _acked_and_pending(boards)
+            time.sleep(1.5)
+            acked_before, pending_at_kill = _acked_and_pending(boards)
+            killed_at = time.monotonic()
+            f.kill(old)  # mid-run: the boards keep tapping, the ingest keeps flushing
+        finally:
+            os.kill(receiver, signal.SIGCONT)
+        assert acked_before == acked_frozen, "acks went out that the standby could not have"
         stored_then = max(_count(f.node_url(new)), 0)
         wait_for(lambda: f.writable() is new, 120, "the monitor to promote the standby")
         promoted_s = time.monotonic() - killed_at

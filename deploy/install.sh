@@ -7,8 +7,8 @@
 #
 # Without --tls-cert the web certificate is issued by the machine's own CA (the one the boards
 # trust): browsers will warn until a real certificate (e.g. Let's Encrypt) is given.
-# Steps can be left out with --skip STEP,STEP (packages, user, code, database, certs, broker,
-# config, units, start); with --root DIR every file goes under DIR and nothing outside it is
+# Steps can be left out with --skip STEP,STEP (packages, user, code, database, backup, certs,
+# broker, config, units, start); with --root DIR every file goes under DIR and nothing outside it is
 # touched (how the tests run it: tests/cloud/test_deploy_install.py).
 set -eu
 
@@ -39,6 +39,7 @@ MOSQ=$ROOT/etc/mosquitto
 NGINX=$ROOT/etc/nginx
 UNITS=$ROOT/etc/systemd/system
 MOSQ_DATA=$ROOT/var/lib/mosquitto
+BACKUP=$ROOT/var/lib/qadam-backup
 step() { case "$SKIP" in *",$1,"*) return 1 ;; esac; echo "== $1"; return 0; }
 say() { echo "   $*"; }
 secret() { head -c 24 /dev/urandom | base64 | tr -d '/+=' ; }
@@ -71,6 +72,22 @@ if step database; then
         || su postgres -c "createuser qadam"
     su postgres -c "psql -qtAc \"SELECT 1 FROM pg_database WHERE datname = 'qadam'\"" | grep -q 1 \
         || su postgres -c "createdb -O qadam qadam"
+fi
+
+if step backup; then
+    # WAL archiving and nightly base backups (D29-A): the archive and the backups in one
+    # directory of the postgres user's; PostgreSQL's conf.d gets the archiving settings
+    mkdir -p "$BACKUP/wal" "$BACKUP/base"
+    chmod 0700 "$BACKUP"
+    [ -n "$ROOT" ] || chown -R postgres:postgres "$BACKUP"
+    PGMAIN=$(ls -d /etc/postgresql/*/main 2>/dev/null | sort -V | tail -n 1)
+    PGMAIN=$ROOT${PGMAIN:-/etc/postgresql/15/main}
+    mkdir -p "$PGMAIN/conf.d"
+    sed -e "s|/var/lib/qadam-backup/|$BACKUP/|g" -e "s|/opt/qadam/|$OPT/|g" \
+        "$SRC/deploy/backup/postgresql-archiving.conf" > "$PGMAIN/conf.d/qadam-archiving.conf"
+    mkdir -p "$UNITS"
+    cp "$SRC"/deploy/backup/qadam-basebackup.service "$SRC"/deploy/backup/qadam-basebackup.timer "$UNITS/"
+    [ -n "$ROOT" ] || systemctl daemon-reload
 fi
 
 if step certs; then
@@ -147,6 +164,11 @@ if step start; then
     chown root:qadam "$ETC"/broker-*.env && chmod 0640 "$ETC"/broker-*.env
     systemctl reload nginx || systemctl restart nginx
     systemctl enable --now qadam.target
+    # the first base backup now (archiving is on since the restart above), then nightly
+    if [ -f "$UNITS/qadam-basebackup.timer" ]; then
+        systemctl enable --now qadam-basebackup.timer
+        systemctl start qadam-basebackup.service || say "WARNING: the first base backup failed: journalctl -u qadam-basebackup"
+    fi
     say "running. Next: the first platform operator:"
     say "  sudo -u qadam env \$(cat $ETC/qadam.env | xargs) $OPT/.venv/bin/qadam create-user you@example.kz"
     say "then open https://$SERVER_NAME/ and register a board (docs/flashing.md)"

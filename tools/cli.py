@@ -164,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default="/etc/qadam", help="where the env files go (0600)")
     p.set_defaults(func=_broker_accounts)
 
+    p = sub.add_parser("backup", help="database backups: base, check, restore (docs/deploy.md)")
+    from cloud.backup import cli as backup_cli
+
+    backup_cli.add_arguments(p)
+    p.set_defaults(func=backup_cli.run)
+
     p = sub.add_parser(
         "retention", help="archive and drop old months of events now; --dry-run; restore YYYY-MM"
     )

@@ -216,6 +216,11 @@ class Settings(BaseSettings):
     # pushed as news: one summary per child and day instead (issue #13 item 9).
     push_max_age_s: int = Field(default=3 * 3600, ge=60, le=7 * 24 * 3600)
 
+    # Signed webhooks (docs/integrations.md, D29-I): https to a school's allowlisted hosts only;
+    # plain http to loopback only when this is set (tests: a fake receiver on 127.0.0.1).
+    webhook_allow_http_loopback: bool = False
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+
     # E-mail (docs/email.md, D28-B): password resets and invitations, sent by the outbox worker
     # over SMTP. No host: e-mail is off and the pages that would send one say so.
     smtp_host: str | None = Field(default=None, min_length=1)

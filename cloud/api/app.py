@@ -50,6 +50,7 @@ from cloud.db.pool import Connections
 from cloud.domain.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from cloud.oidc import mount as oidc
 from cloud.settings import Settings, get_settings
+from cloud.webhooks import mount as webhooks
 
 log = logging.getLogger("qadam.api")
 
@@ -175,4 +176,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     console.install(app)  # the web console, /docs and /redoc from our own files (D27-E)
     oidc.install(app)  # we are an OpenID Connect provider (D29-F, docs/sso.md)
+    webhooks.install(app)  # signed webhooks: API and console page (D29-I)
     return app

@@ -182,6 +182,25 @@ FROM json_array_elements(%s::json) WITH ORDINALITY AS j(r, i)
 ORDER BY j.i
 ON CONFLICT (idempotency_key) DO NOTHING"""
 
+# Webhook rows (D29-I, migration 0046): one per subscriber of the school and run of taps, for
+# the subscribers that want the run's kinds; a school without subscribers gets none (the join
+# finds no row). The handler (cloud/webhooks/handler.py) reads the taps when it claims the row.
+_WEBHOOKS = """
+INSERT INTO outbox (kind, idempotency_key, payload)
+SELECT 'webhook', 'wh:' || s.id || ':' || (r->>0),
+       jsonb_build_object('subscription_id', s.id, 'school_id', r->>1, 'event', 'taps',
+                          'kinds', to_jsonb(ARRAY(SELECT k FROM unnest(s.events) AS u(k)
+                                                  WHERE k = ANY (x.kinds) ORDER BY k)),
+                          'device_id', r->>2, 'boot', (r->>3)::int8, 'runs', r->4)
+FROM json_array_elements(%s::json) WITH ORDINALITY AS j(r, i)
+CROSS JOIN LATERAL (SELECT ARRAY(SELECT json_array_elements_text(r->5)) AS kinds) x
+JOIN webhook_subscriptions s ON s.school_id = r->>1 AND s.events && x.kinds
+ORDER BY j.i, s.id
+ON CONFLICT (idempotency_key) DO NOTHING"""
+# what a run of taps holds, as bits: a webhook subscriber chooses passages, meals or both
+_PASSAGE, _MEAL = 1, 2
+_KIND_NAMES = {1: ["passage"], 2: ["meal"], 3: ["meal", "passage"]}
+
 
 def seq_runs(seqs: Sequence[int]) -> list[list[int]]:
     """Sorted distinct seq numbers as inclusive ranges: [1, 2, 3, 7] -> [[1, 3], [7, 7]].
@@ -273,10 +292,12 @@ class Derived:
                     row[3] += 1
             key = (device, e.boot, e.seq // TAPS_PER_NOTE)
             run = notes.get(key)
+            kind = _MEAL if reader == "canteen" else _PASSAGE  # for webhooks (D29-I)
             if run is None:
-                notes[key] = [school, [e.seq]]
+                notes[key] = [school, [e.seq], kind]
             else:
                 run[1].append(e.seq)
+                run[2] |= kind
 
     def write(self, cur: psycopg.Cursor[Any]) -> None:
         """Store the gathered rows (one statement; nothing if there are none)."""
@@ -290,13 +311,19 @@ class Derived:
             params.append(json.dumps(sorted(self.meals, key=lambda m: m[:3])))
         if self.notes:
             rows = []
-            for (device, boot, _), (school, seqs) in sorted(self.notes.items()):
+            hooks = []  # the same runs for the school's webhook subscribers, if any (D29-I)
+            for (device, boot, _), (school, seqs, kinds) in sorted(self.notes.items()):
                 seqs.sort()
+                runs = seq_runs(seqs)
                 payload = {"school_id": school, "device_id": device, "boot": boot,
-                           "runs": seq_runs(seqs)}  # fmt: skip
-                rows.append([f"taps:{device}:{boot}:{seqs[0]}", json.dumps(payload)])
+                           "runs": runs}  # fmt: skip
+                key = f"taps:{device}:{boot}:{seqs[0]}"
+                rows.append([key, json.dumps(payload)])
+                hooks.append([key, school, device, boot, runs, _KIND_NAMES[kinds]])
             parts.append(_NOTES)
             params.append(json.dumps(rows))
+            parts.append(_WEBHOOKS)
+            params.append(json.dumps(hooks))
         if parts:
             cur.execute(_one_statement(parts), params)
         if self.pulls:

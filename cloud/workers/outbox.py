@@ -344,6 +344,9 @@ def build_handlers(settings: Any, push: PushService | None = None) -> list[Handl
         from cloud.mail.smtp import EmailHandler, SmtpConfig
 
         handlers.append(EmailHandler(SmtpConfig.from_settings(settings)))
+    from cloud.webhooks.handler import handler_from_settings  # signed webhooks (D29-I)
+
+    handlers.append(handler_from_settings(settings))
     return handlers
 
 

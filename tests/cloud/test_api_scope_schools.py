@@ -60,6 +60,17 @@ def _subscription(conn: psycopg.Connection[Any], user: int, n: int) -> int:
     )
 
 
+def _webhook(conn: psycopg.Connection[Any], school: str) -> int:
+    """A webhook subscriber of the school (D29-I), on a host of its allowlist."""
+    conn.execute("INSERT INTO webhook_hosts (school_id, host) VALUES (%s, 'hooks.example.kz')",
+                 (school,))  # fmt: skip
+    q = (
+        "INSERT INTO webhook_subscriptions (school_id, url, events, secret) VALUES"
+        " (%s, 'https://hooks.example.kz/q', '{passage}', repeat('s', 40)) RETURNING id"
+    )
+    return int(_one(conn, q, (school,)))
+
+
 @pytest.fixture
 def world(database_url: str) -> Iterator[tuple[TestClient, World, dict[str, Any], dict[str, Any]]]:
     """The API world, plus in school B what school A has: a pupil with a card, a guardian link,
@@ -88,6 +99,7 @@ def world(database_url: str) -> Iterator[tuple[TestClient, World, dict[str, Any]
                                " VALUES (%s, 'face', %s) RETURNING id", (bea, dad2)),
             "charge_id": _charge(conn, bea, "scope:b"),
             "sub_id": _subscription(conn, dad2, 2),
+            "webhook_id": _webhook(conn, "s2"),
         }  # fmt: skip
         a = {
             "school_id": "s1",
@@ -101,6 +113,7 @@ def world(database_url: str) -> Iterator[tuple[TestClient, World, dict[str, Any]
             "consent_id": w.ids["consent_id"],
             "charge_id": _charge(conn, w.ids["alice"], "scope:a"),
             "sub_id": _subscription(conn, w.users["school_admin"], 1),
+            "webhook_id": _webhook(conn, "s1"),
         }
         for school in ("s1", "s2"):
             compile_school(conn, school, keep=10)
@@ -179,6 +192,12 @@ ROUTES: list[tuple[str, str, dict[str, Any]]] = [
     ("PATCH", "/api/v1/meal-categories/{category_id}", {"json": {"name": "Renamed"}}),
     ("POST", "/api/v1/consents/{consent_id}/withdraw", {}),
     ("DELETE", "/api/v1/me/push-subscriptions/{sub_id}", {}),
+    ("GET", "/api/v1/schools/{school_id}/webhook-hosts", {}),
+    ("GET", "/api/v1/schools/{school_id}/webhooks", {}),
+    ("POST", "/api/v1/schools/{school_id}/webhooks",
+     {"json": {"url": "https://hooks.example.kz/new", "events": ["meal"]}}),
+    ("POST", "/api/v1/webhooks/{webhook_id}/rotate-secret", {}),
+    ("DELETE", "/api/v1/webhooks/{webhook_id}", {}),
     ("POST", "/api/v1/schools/{school_id}/import",
      {"params": {"kind": "students", "dry_run": "false"}, "files": CSV}),
     ("GET", "/api/v1/reports/schools/{school_id}/meals", {"params": MONTH}),

@@ -113,6 +113,13 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/api/v1/me/push-subscriptions"): {S, G},
     ("POST", "/api/v1/me/push-subscriptions"): {S, G},
     ("DELETE", "/api/v1/me/push-subscriptions/{sub_id}"): {S, G},
+    # signed webhooks (D29-I): a school's admins and those above it; hosts: above the school
+    ("GET", "/api/v1/schools/{school_id}/webhook-hosts"): {P, D, S},
+    ("PUT", "/api/v1/schools/{school_id}/webhook-hosts"): {P, D},
+    ("GET", "/api/v1/schools/{school_id}/webhooks"): {P, D, S},
+    ("POST", "/api/v1/schools/{school_id}/webhooks"): {P, D, S},
+    ("POST", "/api/v1/webhooks/{webhook_id}/rotate-secret"): {P, D, S},
+    ("DELETE", "/api/v1/webhooks/{webhook_id}"): {P, D, S},
     ("GET", "/api/v1/consents"): {P, S, G},
     ("POST", "/api/v1/consents"): {P, S, G},
     ("POST", "/api/v1/consents/{consent_id}/withdraw"): {P, S, G},
@@ -284,6 +291,12 @@ CONSOLE_ROUTES = {
     ("GET", "/sso"),
     ("POST", "/sso"),
     ("POST", "/sso/{client_id}/disable"),
+    # signed webhooks (D29-I): tests/integrations/test_webhook_pages.py
+    ("GET", "/webhooks"),
+    ("POST", "/webhooks"),
+    ("POST", "/webhooks/hosts"),
+    ("POST", "/webhooks/{webhook_id}/rotate"),
+    ("POST", "/webhooks/{webhook_id}/delete"),
 }
 
 
@@ -318,6 +331,7 @@ def test_every_route_has_an_entry() -> None:
 def world(database_url: str) -> Iterator[tuple[TestClient, World]]:
     w = build(database_url)
     w.ids["sub_id"] = 1  # no such push subscription: an allowed role gets 404, past the gate
+    w.ids["webhook_id"] = 1  # no such webhook subscriber yet: 404 likewise
     w.ids["delivery_key"] = "meal:none:1:1"  # no such Social Wallet delivery: 404 likewise
     w.ids["day"] = (date.today() + timedelta(days=2)).isoformat()  # a menu day ahead
     w.ids["rollout_id"] = 1  # no such rollout yet: an allowed role gets 404, past the gate
@@ -519,6 +533,13 @@ WRITES: list[Write] = [
           {"person_id": "{alice}", "dish_id": "{dish_id}", "served_on": "2025-10-09", "score": 5}),
     Write(G, "POST", "/api/v1/me/push-subscriptions", "{push_subscription}", save=("sub", "id")),
     Write(G, "DELETE", "/api/v1/me/push-subscriptions/{sub_id}", at={"sub_id": "sub"}),
+    Write(D, "PUT", "/api/v1/schools/{school_id}/webhook-hosts", {"hosts": ["hooks.example.kz"]}),
+    Write(S, "POST", "/api/v1/schools/{school_id}/webhooks",
+          {"url": "https://hooks.example.kz/qadam", "events": ["passage"]},
+          save=("new_webhook", "id")),
+    Write(S, "POST", "/api/v1/webhooks/{webhook_id}/rotate-secret",
+          at={"webhook_id": "new_webhook"}),
+    Write(S, "DELETE", "/api/v1/webhooks/{webhook_id}", at={"webhook_id": "new_webhook"}),
     Write(G, "POST", "/api/v1/consents", {"person_id": "{alice}", "method": "palm"},
           save=("new_consent", "id")),
     Write(G, "POST", "/api/v1/consents/{consent_id}/withdraw", at={"consent_id": "new_consent"}),

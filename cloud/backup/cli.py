@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cloud.backup import base, restore, walarchive
+from cloud.backup import archiver, base, restore, walarchive
 from cloud.backup.walarchive import BackupError
 
 DEFAULT_DIR = Path("/var/lib/qadam-backup")
@@ -48,6 +48,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=26.0,
         help="the newest base backup must be younger (default 26: a daily timer)",
     )
+    q.add_argument(
+        "--database",
+        default="dbname=postgres",
+        help="libpq connection string of the server, for its archiver's state "
+        "(default: the local socket as this system user)",
+    )
+    q.add_argument("--no-server", action="store_true", help="check the files only")
     q.set_defaults(backup_func=_check)
 
     q = sub.add_parser("restore", help="fill an empty data directory to replay to a point in time")
@@ -116,6 +123,8 @@ def _check(args: argparse.Namespace) -> int:
         f"WAL archive: {chain.count} segments {chain.first.name}..{chain.last.name}, "
         f"no hole, none damaged; last archived {_when(chain.last_archived_at)}"
     )
+    if not args.no_server:
+        print(archiver.check_archiver(args.database))
     age = (time.time() - newest.finished_at) / 3600
     if age > args.max_age_hours:
         raise BackupError(

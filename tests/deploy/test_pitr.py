@@ -35,6 +35,7 @@ import psycopg
 import pytest
 from own_postgres import PG_BIN, OwnCluster, give_to_server_user
 from paho.mqtt.enums import CallbackAPIVersion
+from psycopg import sql
 
 from cloud.backup import restore as pitr
 from cloud.backup.base import list_backups
@@ -62,6 +63,7 @@ class History:
     sent_at: dict[int, float]  # batch -> when the board published it
     stored: set[int]  # batches in the primary at the end
     early_segment: str  # the segment that got batches 15 to 29 (most acked before T)
+    primary: str  # the primary's URL (still running)
 
 
 def _qadam(*args: str) -> subprocess.CompletedProcess[str]:
@@ -224,7 +226,14 @@ def history() -> Iterator[History]:
         _switch_and_wait_archived(url)
         stored = _stored_batches(url)
         yield History(
-            work, backups, target, dict(board.acked_at), dict(board.sent_at), stored, early
+            work,
+            backups,
+            target,
+            dict(board.acked_at),
+            dict(board.sent_at),
+            stored,
+            early,
+            primary.url(),
         )
     finally:
         primary.stop()
@@ -300,7 +309,7 @@ def test_a_hole_in_the_archive_is_refused_and_nothing_is_written(history: Histor
     with pytest.raises(BackupError, match=f"{between[0].name[:24]} is missing from the archive"):
         pitr.restore(backups, history.target, data, RESTORE_SCRIPT)
     assert not data.exists()
-    r = _qadam("backup", "check", "--dir", str(backups), "--pg-bindir", str(PG_BIN))
+    r = _qadam("backup", "check", "--dir", str(backups), "--pg-bindir", str(PG_BIN), "--no-server")
     assert r.returncode == 1 and "a hole" in r.stderr, r.stdout + r.stderr
 
 
@@ -366,9 +375,63 @@ def test_wal_damaged_inside_an_intact_file_stops_the_restored_server(history: Hi
 
 
 def test_check_reports_a_good_archive(history: History) -> None:
-    r = _qadam("backup", "check", "--dir", str(history.backups), "--pg-bindir", str(PG_BIN))
+    r = _qadam(
+        "backup",
+        "check",
+        "--dir",
+        str(history.backups),
+        "--pg-bindir",
+        str(PG_BIN),
+        "--database",
+        history.primary,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "no hole, none damaged" in r.stdout
+    assert "server archiver: " in r.stdout
     first = list_backups(history.backups)[0].start_segment
     assert f"segments {first.name}.." in r.stdout
     assert Segment.parse(first.name) == first
+
+
+def test_check_says_when_archiving_fails(history: History) -> None:
+    """Last: it breaks the primary's archiving for a moment (and mends it)."""
+    with psycopg.connect(history.primary, autocommit=True) as conn:
+        row = conn.execute("SHOW archive_command").fetchone()
+        assert row is not None
+        mended = sql.SQL("ALTER SYSTEM SET archive_command = {}").format(sql.Literal(row[0]))
+        conn.execute("ALTER SYSTEM SET archive_command = '/bin/false'")
+        conn.execute("SELECT pg_reload_conf()")
+        time.sleep(0.5)  # the archiver rereads its configuration
+        conn.execute("CREATE TABLE after_the_run (x int)")
+        conn.execute("SELECT pg_switch_wal()")
+        deadline = time.monotonic() + 20
+        try:
+            while conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone() == (0,):
+                assert time.monotonic() < deadline, "the archiver never failed"
+                time.sleep(0.1)
+            r = _qadam(
+                "backup",
+                "check",
+                "--dir",
+                str(history.backups),
+                "--pg-bindir",
+                str(PG_BIN),
+                "--database",
+                history.primary,
+            )
+        finally:
+            conn.execute(mended)
+            conn.execute("SELECT pg_reload_conf()")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "WAL archiving is failing: 0000000" in r.stderr
+    r = _qadam(
+        "backup",
+        "check",
+        "--dir",
+        str(history.backups),
+        "--pg-bindir",
+        str(PG_BIN),
+        "--database",
+        "host=127.0.0.1 port=1 connect_timeout=2",
+    )
+    assert r.returncode == 1 and "cannot ask the server about archiving" in r.stderr

@@ -19,6 +19,27 @@ CONNECT_TIMEOUT_S = 5
 WRITABLE_ATTRS = frozenset({"read-write", "primary"})
 # every value libpq 14+ knows
 SESSION_ATTRS = WRITABLE_ATTRS | {"any", "read-only", "standby", "prefer-standby"}
+# A database machine that dies sends no RST: a connection waiting on it (the ingest in a COMMIT,
+# an idle pooled connection) would hang until the kernel gives up, ~15 min with Linux's
+# tcp_retries2, and no failover would reach it. With these, data unacknowledged for 15 s or an
+# idle peer silent to 3 keepalive probes (10 s + 3 x 5 s) ends the connection, and the next
+# connect finds the new primary. A value in the URL wins; Unix sockets ignore them.
+TCP_DEFAULTS: dict[str, int] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 15_000,  # ms
+}
+
+
+def with_tcp_defaults(url: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` plus the TCP_DEFAULTS that neither ``url`` nor ``kwargs`` set."""
+    try:
+        given = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        given = {}  # psycopg.connect reports it
+    return {**{k: v for k, v in TCP_DEFAULTS.items() if k not in given}, **kwargs}
 
 
 def hosts_of(url: str) -> list[str]:
@@ -58,11 +79,13 @@ def check_read_url(url: str) -> str:
 def connect(
     database_url: str, *, autocommit: bool = False, application_name: str = "qadam", **kwargs: Any
 ) -> psycopg.Connection[TupleRow]:
-    """Open a connection with the service defaults (connect timeout, application name)."""
+    """Open a connection with the service defaults (connect timeout, application name, TCP
+    timeouts)."""
     kwargs.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
     return psycopg.connect(
-        database_url, autocommit=autocommit, application_name=application_name, **kwargs
-    )
+        database_url, autocommit=autocommit, application_name=application_name,
+        **with_tcp_defaults(database_url, kwargs),
+    )  # fmt: skip
 
 
 def close_quietly(conn: psycopg.Connection[Any] | None) -> None:

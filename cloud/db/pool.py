@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from cloud.db.conn import CONNECT_TIMEOUT_S, connect
+from cloud.db.conn import CONNECT_TIMEOUT_S, connect, with_tcp_defaults
 from cloud.settings import Settings
 
 # Connections opened before the first request, and kept when idle (the rest close after
@@ -51,12 +51,15 @@ class Connections:
         self.settings = settings
         self.read = read
         self.url = settings.read_database_url if read else settings.database_url
-        self.kwargs: dict[str, Any] = {
-            "application_name": application_name,
-            "options": options,
-            "connect_timeout": CONNECT_TIMEOUT_S,
-            "prepare_threshold": prepare_threshold(settings),
-        }
+        self.kwargs: dict[str, Any] = with_tcp_defaults(
+            self.url,
+            {
+                "application_name": application_name,
+                "options": options,
+                "connect_timeout": CONNECT_TIMEOUT_S,
+                "prepare_threshold": prepare_threshold(settings),
+            },
+        )
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._lock = threading.Lock()
 

@@ -1,13 +1,20 @@
 """The database URLs of a replicated store (D29-D): several hosts only with
 target_session_attrs=read-write for writes; a read URL that prefers a standby; bad URLs refused
-at start-up with one line naming the variable, never echoing the URL (it may hold a password)."""
+at start-up with one line naming the variable, never echoing the URL (it may hold a password);
+TCP timeouts on every connection, so one to a dead machine ends."""
 
 from __future__ import annotations
 
+import os
+import socket
+from typing import Any
+
+import psycopg
 import pytest
 from pydantic import ValidationError
 
-from cloud.db.conn import check_write_url, hosts_of
+from cloud.db.conn import check_write_url, connect, hosts_of
+from cloud.db.pool import Connections
 from cloud.settings import Settings, describe_errors
 
 TWO = "postgresql://qadam:secret@db1:5432,db2:5432/qadam"
@@ -46,3 +53,35 @@ def test_unusable_urls_are_refused_in_one_line(field: str, value: str, message: 
     line = describe_errors(caught.value)
     assert line.startswith(message), line
     assert "secret" not in line and "nonsense" not in line.split("(")[0]
+
+
+def _tcp_options(conn: psycopg.Connection[Any]) -> tuple[int, int, int, int, int]:
+    """What the kernel holds for the connection's socket (libpq applied the settings)."""
+    sock = socket.socket(fileno=os.dup(conn.fileno()))  # a duplicate descriptor
+    try:
+        return (
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+        )
+    finally:
+        sock.close()  # closes our duplicate only
+
+
+def test_connections_end_when_a_dead_server_stops_answering(database_url: str) -> None:
+    """A dead machine sends no RST: keepalives and a TCP user timeout on every connection (ours
+    and the API pool's) end the wait, so the process reconnects to the new primary."""
+    assert database_url.startswith("postgresql://") and "@127.0.0.1:" in database_url  # TCP
+    with connect(database_url) as conn:
+        assert _tcp_options(conn) == (1, 10, 5, 3, 15_000)
+    pool = Connections(Settings(database_url=database_url), "qadam-test-tcp")
+    try:
+        with pool.connection() as conn:
+            assert _tcp_options(conn) == (1, 10, 5, 3, 15_000)
+    finally:
+        pool.close()
+    # the URL's own values win
+    with connect(database_url + "?tcp_user_timeout=3000&keepalives_idle=30") as conn:
+        assert _tcp_options(conn) == (1, 30, 5, 3, 3_000)

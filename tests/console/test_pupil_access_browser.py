@@ -100,6 +100,8 @@ def test_class_slips_from_a_pupils_page(
     p.locator("#student-access summary").click()
     p.locator("#class-slips-link").click()
     expect(p.locator("#class-pupils li")).to_have_count(2)
+    width = viewport["width"]  # the pick page fits the screen too
+    assert p.evaluate("document.documentElement.scrollWidth") <= width
     p.locator("#only-new").uncheck()  # Alice has a password: a new slip for her too
     p.locator("#print-slips").click()
     slips = p.locator("#slips .pslip")

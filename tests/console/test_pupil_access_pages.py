@@ -200,6 +200,13 @@ def test_import_makes_pupils_accounts(client: TestClient, world: World, database
     # the same file again: Dana has her account, nothing new
     again = check(client, data)
     assert 'id="sum-accounts">0<' in again.text
+    # Erlan, imported without one, gets his now; Dana's stays (an import never removes one)
+    data = csv(["ФИО;Класс;ИИН;Аккаунт ученика",
+                f"Dana Dosova;5A;{IIN_D};нет", f"Erlan Ermek;5A;{IIN_E};иә"])  # fmt: skip
+    r = check(client, data)
+    assert 'id="sum-accounts">1<' in r.text and 'id="sum-updated">0<' in r.text
+    assert apply(client, r.text).status_code == 303
+    assert _one(database_url, "SELECT count(*) FROM users WHERE role = 'student'") == 3
 
 
 def test_import_bad_account_value_is_a_row_error(

@@ -19,6 +19,7 @@ from cloud.console.guard import check_csrf, session_user
 from cloud.console.i18n import N_
 from cloud.console.web import render
 from cloud.domain import learning
+from cloud.oidc import launch
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf)])
 app_nav.register("learning", N_("Learning"), 15, ("student",))  # in sight on a phone
@@ -41,5 +42,8 @@ def learning_page(request: Request, conn: ConnDep, lang: str, user: Student) -> 
     me = children(conn, user)
     assert user.school_id is not None  # checked by student()
     items = learning.resources(conn, user, user.school_id) if me else []
+    # the platforms the school enabled for single sign-on (D29-F): opened signed in
+    platforms = launch.for_school(conn, user.school_id) if me else []
     return render(request, "app_learning.html", lang, user=user, children=me,
-                  shown=me[0] if me else None, items=items, page="learning")  # fmt: skip
+                  shown=me[0] if me else None, items=items, platforms=platforms,
+                  page="learning")  # fmt: skip

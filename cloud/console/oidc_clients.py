@@ -19,7 +19,7 @@ from cloud.console.oidc_pages import SCOPE_TEXT
 from cloud.console.pages import _lang
 from cloud.console.web import render
 from cloud.domain.errors import Invalid, NotFound
-from cloud.oidc import clients
+from cloud.oidc import clients, launch
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf)])
 ROLES: tuple[Role, ...] = ("platform_admin",)  # platforms serve every school: the platform's
@@ -30,6 +30,8 @@ FIELD_TEXT = {
     "post_logout_redirect_uris": N_("Each sign-out return address must be a full https address"
                                     " without #."),
     "scopes": N_("Unknown scope."),
+    "launch_url": N_("The launch address must be a full https address without #."),
+    "school_id": N_("No such school."),
 }  # fmt: skip
 
 
@@ -41,9 +43,11 @@ def _page(request: Request, conn: ConnDep, user: Principal, status: int = 200,
           **ctx: object) -> Response:  # fmt: skip
     ctx.setdefault("form", {"name": "", "redirect_uris": "", "logout_uris": "",
                             "scopes": ["openid"]})  # fmt: skip
+    schools = conn.execute("SELECT id, name FROM schools ORDER BY name, id").fetchall()
     return render(request, "oidc_clients.html", _lang(request, conn, user), status_code=status,
                   user=user, nav=nav.for_user(user), clients=clients.listing(conn),
-                  SCOPES=clients.SCOPES, SCOPE_TEXT=SCOPE_TEXT, **ctx)  # fmt: skip
+                  SCOPES=clients.SCOPES, SCOPE_TEXT=SCOPE_TEXT, launches=launch.every(conn),
+                  schools=[(str(r[0]), str(r[1])) for r in schools], **ctx)  # fmt: skip
 
 
 @router.get("/sso")
@@ -81,6 +85,43 @@ def disable(request: Request, conn: ConnDep, user: ConsoleUser, client_id: str) 
     require_role(user, ROLES)
     try:
         clients.disable(conn, user, client_id)
+    except NotFound:
+        return render(request, "not_found.html", _lang(request, conn, user), status_code=404,
+                      user=user, nav=nav.for_user(user))  # fmt: skip
+    return RedirectResponse("/sso", status_code=303)
+
+
+@router.post("/sso/schools")
+def enable_for_school(
+    request: Request,
+    conn: ConnDep,
+    user: ConsoleUser,
+    client_id: Annotated[str, Form(max_length=100)] = "",
+    school_id: Annotated[str, Form(max_length=100)] = "",
+    launch_url: Annotated[str, Form(max_length=600)] = "",
+) -> Response:
+    """A platform in a school's Learning tab, opened at its launch address. Audited."""
+    require_role(user, ROLES)
+    try:
+        launch.enable(conn, user, client_id, school_id, launch_url)
+    except Invalid as e:
+        return _page(request, conn, user, errors=[FIELD_TEXT[e.field]])
+    except NotFound:
+        return _page(request, conn, user, errors=[N_("No such platform.")])
+    return RedirectResponse("/sso", status_code=303)
+
+
+@router.post("/sso/schools/remove")
+def remove_from_school(
+    request: Request,
+    conn: ConnDep,
+    user: ConsoleUser,
+    client_id: Annotated[str, Form(max_length=100)] = "",
+    school_id: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    require_role(user, ROLES)
+    try:
+        launch.disable(conn, user, client_id, school_id)
     except NotFound:
         return render(request, "not_found.html", _lang(request, conn, user), status_code=404,
                       user=user, nav=nav.for_user(user))  # fmt: skip

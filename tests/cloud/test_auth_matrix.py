@@ -291,6 +291,9 @@ CONSOLE_ROUTES = {
     ("GET", "/sso"),
     ("POST", "/sso"),
     ("POST", "/sso/{client_id}/disable"),
+    ("POST", "/sso/schools"),
+    ("POST", "/sso/schools/remove"),
+    ("GET", "/app/{lang}/platforms"),
     # signed webhooks (D29-I): tests/integrations/test_webhook_pages.py
     ("GET", "/webhooks"),
     ("POST", "/webhooks"),

@@ -4,8 +4,10 @@ tests/oidc/relying_party.py), signs in once through our sign-in page, agrees to 
 platform receives, and is back at the platform signed in with her role and class; opening the
 platform again she is signed in at once. On a desktop in English the platform signs her out
 (RP-initiated logout) and a platform sending a redirect address it did not register is refused.
-Screenshots: docs/screenshots/app/sso-{login,consent}-kk-390.png,
-docs/screenshots/app/sso-refused-en-desktop.png."""
+From the app's Learning tab (in Russian) she opens the platform her school enabled already
+signed in, and her mother sees it in the app's Platforms tab. Screenshots:
+docs/screenshots/app/sso-{login,consent}-kk-390.png, sso-refused-en-desktop.png,
+sso-learning-ru-390.png, sso-guardian-platforms-ru-390.png."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from api_world import PASSWORD
 from oidc_helpers import register
@@ -152,3 +155,48 @@ def test_the_platform_signs_her_out_and_a_wrong_address_is_refused(
     tab.errors = [e for e in tab.errors if "400" not in e]  # the page's own status
     tab.shot("sso-refused-en-desktop")
     tab.clean()
+
+
+def test_the_learning_tab_opens_the_platform_signed_in_and_mum_sees_it(
+    browser: Browser, server: str, rp: RelyingParty, database_url: str
+) -> None:
+    from cloud.auth.principal import Principal
+    from cloud.oidc import launch
+
+    with psycopg.connect(database_url) as conn:
+        launch.enable(conn, Principal(user_id=None, email="t", role="platform_admin"),
+                      rp.client_id, "s1", f"{rp.base}/start")  # fmt: skip
+    tab = Tab(browser, (server, rp.base), PHONE, "ru-RU")
+    p = tab.page
+    p.goto(f"{server}/app/ru/login")
+    p.locator("#email").fill("alice@s1.pupil")
+    p.locator("#password").fill(PASSWORD)
+    p.locator("#password").press("Enter")
+    p.goto(f"{server}/app/ru/learning")
+    link = p.locator("#sso-platforms a")
+    expect(link).to_have_count(1)
+    expect(link).to_contain_text("Oqulyq")
+    tab.shot("sso-learning-ru-390")
+    with tab.context.expect_page() as opened:
+        link.click()
+    platform = opened.value
+    platform.on("framenavigated", lambda f: tab.visited.append(f.url))
+    expect(platform.locator("h1")).to_have_text("Поделиться с учебной платформой?")
+    platform.locator("#allow").click()  # no sign-in page: the app's session is the one
+    expect(platform.locator("#signed-in")).to_be_visible()
+    expect(platform.locator("#claim-role")).to_have_text("student")
+    assert not [u for u in tab.visited if "/oidc/login" in u], tab.visited
+    tab.clean()
+
+    mum = Tab(browser, (server,), PHONE, "ru-RU")
+    q = mum.page
+    q.goto(f"{server}/app/ru/login")
+    q.locator("#email").fill("mum@qadam.kz")
+    q.locator("#password").fill(PASSWORD)
+    q.locator("#password").press("Enter")
+    q.locator("nav.tabs a[href^='/app/ru/platforms']").click()
+    expect(q.locator("h1")).to_have_text("Платформы")
+    expect(q.locator("ul.platforms li")).to_have_count(1)
+    expect(q.locator("ul.platforms li strong")).to_have_text("Oqulyq")
+    mum.shot("sso-guardian-platforms-ru-390")
+    mum.clean()

@@ -23,7 +23,10 @@ CREATE TABLE oidc_clients (
 CREATE TABLE oidc_client_schools (
     client_id   text NOT NULL REFERENCES oidc_clients (client_id),
     school_id   text NOT NULL REFERENCES schools (id),
-    launch_url  text NOT NULL CHECK (launch_url ~ '^https://[^\s]+$' AND length(launch_url) <= 500),
+    -- https; plain http only on loopback (development and tests)
+    launch_url  text NOT NULL CHECK ((launch_url ~ '^https://[^\s]+$'
+                OR launch_url ~ '^http://(127\.0\.0\.1|localhost)(:[0-9]+)?/[^\s]*$')
+                AND length(launch_url) <= 500),
     PRIMARY KEY (client_id, school_id)
 );
 

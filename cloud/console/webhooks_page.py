@@ -94,7 +94,7 @@ def register(
         return _not_found(request, conn, user)
     except Refused as e:
         conn.rollback()  # nothing of a refused registration stays
-        return _page(request, conn, user, school or None, 422, form=form,
+        return _page(request, conn, user, school or None, form=form,
                      errors=[PROBLEMS[e.code]])  # fmt: skip
     return _page(request, conn, user, shown, secret=made)
 
@@ -115,7 +115,7 @@ def set_hosts(
         return _not_found(request, conn, user)
     except Refused as e:
         conn.rollback()
-        return _page(request, conn, user, shown, 422, host_text=hosts,
+        return _page(request, conn, user, shown, host_text=hosts,
                      errors=[PROBLEMS[e.code]])  # fmt: skip
     return RedirectResponse(f"/webhooks?school={shown}", status_code=303)
 

@@ -107,8 +107,28 @@ def _start(request: Request, conn: ConnDep, settings: SettingsDep, method: str) 
 
 
 def _sign_in_first(request: Request) -> Response:
-    here = request.url.path + "?" + request.url.query
+    """To the sign-in page and back to this request, less what asked for the sign-in
+    (``prompt=login``, ``max_age``): asking again after it would never end."""
+    pairs = []
+    for k, v in request.query_params.multi_items():
+        if k == "max_age":
+            continue
+        if k == "prompt":
+            v = " ".join(p for p in v.split() if p != "login")
+            if not v:
+                continue
+        pairs.append((k, v))
+    here = request.url.path + "?" + urlencode(pairs)
     return RedirectResponse("/oidc/login?" + urlencode({"next": here}), status_code=303)
+
+
+def _sign_in_again(request: Request, auth_time: datetime) -> bool:
+    """``prompt=login``, or a session older than ``max_age`` seconds (OIDC Core 3.1.2.1)."""
+    if "login" in (request.query_params.get("prompt") or "").split():
+        return True
+    max_age = request.query_params.get("max_age") or ""
+    age = (datetime.now(UTC) - auth_time).total_seconds()
+    return max_age.isdigit() and age > int(max_age)
 
 
 def _issue(conn: ConnDep, provider: Provider, req: OidcRequest, grant: Any, client: Client,
@@ -126,7 +146,7 @@ def authorize(request: Request, conn: ConnDep, settings: SettingsDep) -> Respons
     if isinstance(started, Response):
         return started
     provider, req, grant, client, user, lang = started
-    if user is None:
+    if user is None or _sign_in_again(request, provider.auth_time):
         return _sign_in_first(request)
     scopes = req.scope.split()
     prompt = (request.query_params.get("prompt") or "").split()

@@ -4,11 +4,13 @@ userinfo, refresh rotation, and the negative cases the issue names."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import jwt
 import psycopg
 import pytest
+from api_world import PASSWORD
 from fastapi.testclient import TestClient
 from oidc_helpers import (
     Platform,
@@ -311,3 +313,29 @@ def test_ui_locales_picks_the_sign_in_pages_language(
     assert r.status_code == 303
     page = client.get(r.headers["location"])
     assert page.headers["content-language"] == "ru" and "Войдите" in page.text
+
+
+def test_prompt_login_and_max_age_ask_for_the_password_again(
+    client: TestClient, platform: Platform
+) -> None:
+    code, verifier = code_for(client, platform)  # signed in and agreed
+    first = _verify(client, platform, exchange(client, platform, code, verifier).json()["id_token"])
+    for extra in ({"prompt": "login"}, {"max_age": "0"}):
+        verifier, challenge = pkce()
+        r = client.get(authorize_url(platform, challenge, **extra))
+        assert r.status_code == 303 and r.headers["location"].startswith("/oidc/login?"), extra
+        back = query_of(r.headers["location"])["next"]
+        assert "prompt" not in back and "max_age" not in back  # no loop after the sign-in
+        time.sleep(1.1)  # auth_time has whole seconds
+        r = client.post("/oidc/login", data={"email": "alice@s1.pupil", "password": PASSWORD,
+                                             "next": back})  # fmt: skip
+        assert r.status_code == 303 and r.headers["location"] == back
+        r = client.get(back)
+        assert r.status_code == 302
+        code = query_of(r.headers["location"])["code"]
+        again = exchange(client, platform, code, verifier).json()["id_token"]
+        assert _verify(client, platform, again)["auth_time"] > first["auth_time"]
+    # a session younger than max_age is used as it is
+    verifier, challenge = pkce()
+    r = client.get(authorize_url(platform, challenge, max_age="3600"))
+    assert r.status_code == 302 and "code=" in r.headers["location"]

@@ -9,7 +9,6 @@ import hashlib
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 CHUNK = 1 << 20
@@ -26,66 +25,66 @@ class Digest:
     size: int
 
 
-class _Hashing:
-    """Reads exactly n bytes at a time from a file, hashing everything read."""
+_I16 = struct.Struct("!h").unpack_from
+_I32 = struct.Struct("!i").unpack_from
+_HEADER = struct.Struct("!iI")
 
-    def __init__(self, f: BinaryIO) -> None:
-        self.f = f
-        self.h = hashlib.sha256()
-        self.size = 0
-        self.buf = b""
-        self.pos = 0
 
-    def take(self, n: int) -> bytes:
-        while len(self.buf) - self.pos < n:
-            more = self.f.read(max(CHUNK, n))
-            if not more:
-                raise BadArchive(
-                    f"file ends inside a record (at byte {self.size - len(self.buf) + self.pos})"
-                )
-            self.h.update(more)
-            self.size += len(more)
-            self.buf = self.buf[self.pos :] + more
-            self.pos = 0
-        out = self.buf[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-    def at_end(self) -> bool:
-        if self.pos < len(self.buf):
-            return False
-        more = self.f.read(1)
-        if more:
-            self.h.update(more)
-            self.size += len(more)
-            self.buf, self.pos = more, 0
-            return False
-        return True
+def _records(buf: bytes, pos: int, columns: int, rows: int) -> tuple[int, int, bool]:
+    """Skip every whole record of ``buf`` from ``pos``: (new pos, rows, trailer reached).
+    One tight loop per field with ``unpack_from`` (no slices): this parse is the archive's
+    bottleneck (bench/retention.py)."""
+    n = len(buf)
+    while pos + 2 <= n:
+        (fields,) = _I16(buf, pos)
+        if fields == -1:
+            return pos + 2, rows, True
+        if fields != columns:
+            raise BadArchive(f"record {rows + 1} has {fields} fields, expected {columns}")
+        p = pos + 2
+        for _ in range(fields):
+            if p + 4 > n:
+                return pos, rows, False
+            (length,) = _I32(buf, p)
+            if length < -1:
+                raise BadArchive(f"record {rows + 1}: bad field length {length}")
+            p += 4 + max(length, 0)
+        if p > n:
+            return pos, rows, False
+        pos = p
+        rows += 1
+    return pos, rows, False
 
 
 def read_back(path: Path, columns: int) -> Digest:
     """Parse the whole file; every tuple must have ``columns`` fields."""
+    h = hashlib.sha256()
+    size = rows = pos = 0
+    buf = b""
     with path.open("rb") as f:
-        r = _Hashing(f)
-        if r.take(len(SIGNATURE)) != SIGNATURE:
-            raise BadArchive("not a PostgreSQL binary COPY file (bad signature)")
-        _flags, ext = struct.unpack("!iI", r.take(8))
-        r.take(ext)
-        rows = 0
-        unpack_len = struct.Struct("!i").unpack
-        while True:
-            (fields,) = struct.unpack("!h", r.take(2))
-            if fields == -1:
-                break
-            if fields != columns:
-                raise BadArchive(f"record {rows + 1} has {fields} fields, expected {columns}")
-            for _ in range(fields):
-                (length,) = unpack_len(r.take(4))
-                if length > 0:
-                    r.take(length)
-                elif length < -1:
-                    raise BadArchive(f"record {rows + 1}: bad field length {length}")
-            rows += 1
-        if not r.at_end():
-            raise BadArchive("bytes after the end-of-data trailer")
-        return Digest(r.h.hexdigest(), rows, r.size)
+        header_done = done = False
+        while not done:
+            chunk = f.read(CHUNK)
+            h.update(chunk)
+            size += len(chunk)
+            buf = buf[pos:] + chunk
+            pos = 0
+            if not header_done:
+                if len(buf) < len(SIGNATURE) + 8 and chunk:
+                    continue
+                if buf[: len(SIGNATURE)] != SIGNATURE:
+                    raise BadArchive("not a PostgreSQL binary COPY file (bad signature)")
+                if len(buf) < len(SIGNATURE) + 8:
+                    raise BadArchive("file ends inside the header")
+                _flags, ext = _HEADER.unpack_from(buf, len(SIGNATURE))
+                pos = len(SIGNATURE) + 8 + ext
+                if pos > len(buf):  # PostgreSQL writes none; a long one is not ours
+                    raise BadArchive(f"header extension of {ext} bytes")
+                header_done = True
+            pos, rows, done = _records(buf, pos, columns, rows)
+            if not done and not chunk:
+                raise BadArchive(f"file ends inside a record (after {rows} whole records)")
+        extra = len(buf) - pos + len(f.read(1))
+    if extra:
+        raise BadArchive("bytes after the end-of-data trailer")
+    return Digest(h.hexdigest(), rows, size)

@@ -14,10 +14,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from cloud_helpers import Seed, batch_doc, dumps, topic
+from cloud_helpers import CARD_B, Seed, batch_doc, dumps, topic
 
 from cloud.ingest.decode import Batch, decode
 from cloud.ingest.writer import write
+from cloud.reports import build
 from cloud.retention import archive, job, months, pgcopy, plan
 from cloud.retention.archive import RetentionError
 from cloud.retention.restore import restore
@@ -30,12 +31,14 @@ def _ts(y: int, m: int, d: int, h: int = 8) -> int:
     return int(datetime(y, m, d, h, tzinfo=UTC).timestamp())
 
 
-def _batch(seqs: list[int], t: int, boot: int = 7, reader: str = "in") -> Batch:
-    doc = batch_doc(boot=boot, seqs=seqs)
+def _batch(
+    seqs: list[int], t: int, boot: int = 7, reader: str = "in", dev: str = "gate-1", **over: Any
+) -> Batch:
+    doc = batch_doc(dev=dev, boot=boot, seqs=seqs, **over)
     for i, ev in enumerate(doc["events"]):
         ev["t"] = t + i
         ev["reader"] = reader
-    got = decode(topic("qadam", "gate-1"), dumps(doc))
+    got = decode(topic("qadam", dev), dumps(doc))
     assert isinstance(got, Batch), got
     return got
 
@@ -163,6 +166,30 @@ def test_run_archives_checks_and_drops_old_months(
     assert _month_rows(conn, MARCH) == march_rows
 
 
+def test_the_monthly_reports_of_a_dropped_month_are_unchanged(
+    conn: Any, old_events: dict[str, int], seed: Seed, database_url: str, tmp_path: Path
+) -> None:
+    # Bob's free lunch at the canteen of school s2 in March 2021: a receipt and its roll-up
+    conn.execute("UPDATE people SET meal_category = 1 WHERE id = %s", (seed.bob,))
+    write(conn, [_batch([1], _ts(2021, 3, 10, 7), dev="gate-2", card=CARD_B, reader="canteen")])
+    assert _one(conn, "SELECT count(*) FROM meal_receipts WHERE school_id = 's2'") == 1
+
+    def reports() -> list[Any]:
+        return [
+            build.attendance(conn, "s1", MARCH),
+            build.crosscheck(conn, "s1", MARCH),
+            build.meals(conn, "s2", MARCH),
+            build.attendance(conn, "s2", MARCH),
+        ]
+
+    before = reports()
+    assert len(before[2]["lines"]) == 1  # Bob's meal is in the meal report
+    assert before[0] != build.attendance(conn, "s1", APRIL)  # March's has Alice's two days
+    assert job.run_once(_settings(database_url, tmp_path)).dropped == ["2021-03", "2021-04"]
+    assert _one(conn, "SELECT count(*) FROM events WHERE occurred_at < '2021-05-01Z'") == 0
+    assert reports() == before
+
+
 def test_restore_holds_the_month_then_archives_it_again(
     conn: Any, old_events: dict[str, int], database_url: str, tmp_path: Path
 ) -> None:
@@ -255,3 +282,28 @@ def test_month_argument_is_checked() -> None:
     for bad in ("2023-13", "2023-9", "23-09", "2023-09-01", "", "1900-01"):
         with pytest.raises(ValueError, match="YYYY-MM"):
             months.parse(bad)
+
+
+def test_the_archive_reader_refuses_what_is_not_one_whole_copy(tmp_path: Path) -> None:
+    import struct
+
+    head = pgcopy.SIGNATURE + struct.pack("!iI", 0, 0)
+    record = struct.pack("!h", 2) + struct.pack("!i", 3) + b"abc" + struct.pack("!i", -1)
+    trailer = struct.pack("!h", -1)
+    f = tmp_path / "a.pgcopy"
+    f.write_bytes(head + record * 3 + trailer)
+    got = pgcopy.read_back(f, 2)
+    assert (got.rows, got.size) == (3, len(head) + 3 * len(record) + 2)
+    assert got.sha256 == hashlib.sha256(f.read_bytes()).hexdigest()
+    for bad, says in (
+        (head + record + trailer + b"\x00", "after the end-of-data trailer"),
+        (head + record, "ends inside a record"),
+        (head + record[:-2], "ends inside a record"),
+        (b"PGCOPY\n\xff\r\n\x00", "inside the header"),
+        (b"COPY" + head[4:] + trailer, "bad signature"),
+        (head + struct.pack("!h", 3) + record[2:] + trailer, "3 fields, expected 2"),
+        (head + struct.pack("!h", 2) + struct.pack("!i", -7) + trailer, "bad field length"),
+    ):
+        f.write_bytes(bad)
+        with pytest.raises(pgcopy.BadArchive, match=says):
+            pgcopy.read_back(f, 2)

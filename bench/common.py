@@ -86,6 +86,9 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                        "Lighthouse (npm, Debian's Chromium, mobile) on the parents' app's "
                        "sign-in, invitation and feed pages: performance, accessibility, best "
                        "practices"),
+    "import_accounts": ("bench.import_accounts",
+                        "a 10,000-pupil CSV import applied with an app account for every pupil "
+                        "(the student_account column, D29-E); vs the same file without it"),
     "ota": ("bench.ota",
             "OTA transfer time of the firmware image (~84 KB, 1 KB chunks in windows of 8) to a "
             "simulated board through Mosquitto, the whole update to confirmed, Ed25519 in the "

@@ -77,8 +77,11 @@ def slips_form(
     pupils: list[student_accounts.ClassPupil] = []
     class_name = ""
     try:
-        if class_id is not None:  # the class's school is the one shown
-            school, class_name, pupils = student_accounts.class_pupils(conn, user, class_id)
+        if class_id is not None:
+            of, class_name, pupils = student_accounts.class_pupils(conn, user, class_id)
+            if school and school != of:  # another school was just picked: its classes
+                class_id, class_name, pupils = None, "", []
+            school = of if class_id is not None else school
         schools, shown = _school_choice(conn, user, school or None)
     except NotFound:
         return _not_found(request, lang, user)

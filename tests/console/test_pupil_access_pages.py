@@ -156,6 +156,18 @@ def test_class_slips_new_codes_for_pupils_without_a_password(
     assert stale.status_code == 422 and "replaced by a newer one" in stale.text
 
 
+def test_class_slips_school_picked_over_the_old_class(client: TestClient, world: World) -> None:
+    """A platform admin picks another school while a class of the first is chosen: the page
+    shows the new school's classes, not the old class's pupils."""
+    _admin(client, "root@qadam.kz")
+    klass = world.ids["class_id"]
+    page = client.get(f"/student-slips?class={klass}").text
+    assert 'id="class-pupils"' in page and "Alice Aliyeva" in page
+    page = client.get(f"/student-slips?school=s3&class={klass}").text
+    assert 'id="class-pupils"' not in page and "Alice Aliyeva" not in page
+    assert '<option value="s3" selected>' in page
+
+
 @pytest.mark.parametrize("who", ["admin1@qadam.kz", "cook1@qadam.kz"])
 def test_class_slips_of_another_school_or_role(
     client: TestClient, world: World, database_url: str, who: str

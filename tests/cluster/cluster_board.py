@@ -109,10 +109,9 @@ class ClusterBoard:
 
     def _next_node(self) -> None:
         self.node = (self.node + 1) % len(self.ports)
-        try:
-            self.client.port = self.ports[self.node]
-        except RuntimeError:  # still open: paho tries the same node once more
-            pass
+        # paho's port setter refuses while its loop is reconnecting (state "connecting"), which
+        # is exactly when a board moves on; its reconnect reads _port each time.
+        self.client._port = self.ports[self.node]
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         if rc.is_failure:

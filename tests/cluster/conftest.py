@@ -3,6 +3,7 @@ helpers (tests/cloud: the fake board, the seed) on the import path."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -26,7 +27,8 @@ def _cluster(size: int) -> Iterator[RabbitCluster]:
         yield cluster.start()
     finally:
         cluster.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if not os.environ.get("QADAM_KEEP_RMQ"):  # set it to read the nodes' logs afterwards
+            shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -179,6 +179,14 @@ class RabbitCluster:
             node.proc.wait(10)
         node.killed = True
 
+    def restart(self, node: Node, timeout: float = 120.0) -> None:
+        """Start a killed node again on its own data folder (what systemd does after a crash)
+        and wait until it runs in the cluster."""
+        assert node.proc is None or node.proc.poll() is not None, "the node still runs"
+        self._launch(node)
+        self._await(node, time.monotonic() + timeout)
+        node.killed = False
+
     def stop(self) -> None:
         """Stop every node we started: SIGTERM to its process group, SIGKILL after 15 s."""
         live = [n for n in self.nodes if n.proc is not None and n.proc.poll() is None]

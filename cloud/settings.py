@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     )
     ingest_metrics_host: str = Field(default="127.0.0.1", min_length=1)
     ingest_metrics_port: int = Field(default=0, ge=0, le=65535)  # 0 = no metrics endpoint
+    # A database step (a flush's transaction, the ack keys) taking longer than this is cut and
+    # retried on a new connection: a frozen primary after a failover (D29-D); 0 = never.
+    ingest_db_stall_s: float = Field(default=60.0, ge=0, le=3600)
     # The broker the ingest reads (D29-C): "mosquitto" (one machine, MQTT, $share) or "rabbitmq"
     # (a cluster: boards still speak MQTT to its plugin, the ingest reads amqp_urls over AMQP
     # from ingest_partitions quorum queues of at most ingest_partition_max messages each).
@@ -220,6 +223,14 @@ class Settings(BaseSettings):
     # plain http to loopback only when this is set (tests: a fake receiver on 127.0.0.1).
     webhook_allow_http_loopback: bool = False
     webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # An e-journal (docs/integrations.md, D29-I): a generic REST adapter over OAuth2 client
+    # credentials. No URL: no e-journal handler in the outbox worker (days queue up and wait).
+    ejournal_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    ejournal_token_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    ejournal_client_id: str | None = Field(default=None, min_length=1, max_length=200)
+    ejournal_client_secret_file: str | None = Field(default=None, min_length=1)  # read at start
+    ejournal_scope: str | None = Field(default=None, min_length=1, max_length=200)
+    ejournal_timeout_s: float = Field(default=20.0, gt=0, le=300)
 
     # E-mail (docs/email.md, D28-B): password resets and invitations, sent by the outbox worker
     # over SMTP. No host: e-mail is off and the pages that would send one say so.

@@ -177,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     retention_cli.add_arguments(p)
 
+    p = sub.add_parser("ejournal", help="e-journal: connect a school, queue a day (D29-I)")
+    from cloud.integrations.ejournal import cli as ejournal_cli
+
+    ejournal_cli.add_arguments(p)
+
     p = sub.add_parser("migrate", help="apply database migrations")
     p.add_argument("--database-url")
     p.set_defaults(func=_migrate)

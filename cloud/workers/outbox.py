@@ -347,6 +347,10 @@ def build_handlers(settings: Any, push: PushService | None = None) -> list[Handl
     from cloud.webhooks.handler import handler_from_settings  # signed webhooks (D29-I)
 
     handlers.append(handler_from_settings(settings))
+    if getattr(settings, "ejournal_url", None):  # an e-journal's days (D29-I)
+        from cloud.integrations.ejournal.handler import handler_from_settings as ejournal
+
+        handlers.append(ejournal(settings))
     return handlers
 
 

@@ -103,6 +103,9 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "push_sender": ("bench.push_sender",
                     "the sender's CPU per Web Push (encrypt, VAPID, POST from 32 threads) to a "
                     "push endpoint in another process; http.client keep-alive vs httpx.Client"),
+    "retention": ("bench.retention",
+                  "one month of 1M events archived (binary COPY, fsync, read back), dropped "
+                  "(rehash, detach) and restored; vs the bare binary COPY out"),
 }  # fmt: skip
 
 

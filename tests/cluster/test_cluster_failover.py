@@ -135,3 +135,30 @@ def test_node_kill_loses_nothing_and_duplicates_nothing(
         for b in boards:
             b.close()
         ingest.stop()
+
+
+def test_a_board_whose_node_is_gone_for_good(rabbit_cluster: RabbitCluster,
+                                             topic_prefix: str) -> None:  # fmt: skip
+    """RabbitMQ 3.10, a clean-session board with a QoS 1 subscription (our boards' ack topic):
+    the subscription's queue is a durable classic queue on the node the board used. With that
+    node down, the board connects to another node but its SUBSCRIBE fails and the plugin drops
+    the connection, again and again. ``rabbitmqctl forget_cluster_node`` (the node is gone for
+    good) deletes the queue, and the board is back."""
+    cluster = rabbit_cluster
+    ports = [n.mqtt_port for n in cluster.nodes]
+    board = ClusterBoard(ports, topic_prefix, "gate-z", CARD, first_node=0)
+    try:
+        wait_for(lambda: board.connects == 1, 20, "the board to connect")
+        time.sleep(0.5)  # its ack subscription
+        gone = cluster.nodes[0]
+        cluster.kill(gone)
+        time.sleep(6)
+        assert board.connects >= 2  # it reached another node ...
+        board.tap()
+        time.sleep(3)
+        assert not board.pubacked  # ... and was dropped at its SUBSCRIBE each time
+        live = cluster.alive()[0]
+        cluster.ctl(live, "forget_cluster_node", gone.name)
+        wait_for(lambda: bool(board.pubacked), 30, "the board to publish again")
+    finally:
+        board.close()

@@ -9,6 +9,7 @@ already the secret the whole service trusts (sessions, the devices' site keys)."
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 import psycopg
@@ -65,7 +66,14 @@ def signing_key(conn: Conn, rotation_s: int, token_ttl_s: int) -> tuple[str, RSA
             rotate(conn, token_ttl_s)
             found = _current(conn, rotation_s)
         assert found is not None
-    return found[0], RSAKey.import_key(found[1])
+    return found[0], _private(found[0], found[1])
+
+
+@lru_cache(maxsize=8)
+def _private(kid: str, pem: str) -> RSAKey:
+    """A key parsed once per process: loading a PEM checks the RSA key (~75 ms here), a
+    signature takes ~1 ms. A kid names one key for ever, so the cache cannot go stale."""
+    return RSAKey.import_key(pem)
 
 
 def jwks(conn: Conn) -> dict[str, list[dict[str, Any]]]:

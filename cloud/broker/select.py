@@ -27,6 +27,21 @@ def check_broker_features(settings: Settings) -> None:
         )  # fmt: skip
 
 
+def check_board_worker_broker(settings: Settings) -> None:
+    """For the board workers (cloud/workers/board_worker.py), whose status consumer relies on
+    the boards' retained statuses reaching a wildcard subscription: fail loudly
+    (BrokerFeatureMissing) on a broker that does not deliver them (RabbitMQ 3.10). To be called
+    before such a worker starts."""
+    from cloud.broker.probe import check_retained_wildcards
+
+    if settings.broker_probe_s > 0:
+        check_retained_wildcards(
+            settings.mqtt_host, settings.mqtt_port, settings.topic_prefix,
+            user=settings.mqtt_user, password=settings.mqtt_password,
+            deadline_s=settings.broker_probe_s,
+        )  # fmt: skip
+
+
 def make_ingest(settings: Settings) -> Ingest | AmqpIngest:
     if settings.broker_kind == "rabbitmq":
         from cloud.broker.amqp_ingest import AmqpIngest

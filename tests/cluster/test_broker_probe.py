@@ -88,3 +88,14 @@ def test_rabbitmq_settings_refuse_a_shared_group() -> None:
                  ingest_shared_group="g")  # fmt: skip
     with pytest.raises(ValueError, match="needs amqp_urls"):
         Settings(broker_kind="rabbitmq")
+
+
+def test_board_worker_check(rabbit_node: RabbitCluster, topic_prefix: str,
+                            mqtt_addr: tuple[str, int]) -> None:  # fmt: skip
+    from cloud.broker.select import check_board_worker_broker
+
+    check_board_worker_broker(Settings(mqtt_port=mqtt_addr[1], topic_prefix=topic_prefix))
+    rabbit = Settings(mqtt_port=rabbit_node.nodes[0].mqtt_port, topic_prefix=topic_prefix,
+                      broker_probe_s=2)  # fmt: skip
+    with pytest.raises(BrokerFeatureMissing, match="retained"):
+        check_board_worker_broker(rabbit)

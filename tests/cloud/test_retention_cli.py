@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from cloud_helpers import Seed, batch_doc, dumps, topic
@@ -203,3 +205,55 @@ def test_restore_by_month(conn: Any, database_url: str, tmp_path: Path) -> None:
     assert "2021-04: 1 rows restored" in ok.stdout
     assert _attached(conn, "events_p202104") and _state(conn, "2021-04") == "restored"
     assert conn.execute(april).fetchall() == before
+
+
+def test_the_worker_runs_the_job_and_counts_it(
+    conn: Any, database_url: str, tmp_path: Path
+) -> None:
+    with socket.socket() as s:  # a base port with room for the worker's offset above it
+        s.bind(("127.0.0.1", 0))
+        base = int(s.getsockname()[1]) - 6
+    env = _env(
+        database_url,
+        tmp_path / "archive",
+        QADAM_WORKER_OPS_PORT=str(base),
+        QADAM_RETENTION_POLL_S="3600",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools.cli", "worker", "retention"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(conn, "the worker's run", lambda: _state(conn, "2021-04") == "dropped")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                metrics = httpx.get(f"http://127.0.0.1:{base + 6}/metrics", timeout=5).text
+                if "qadam_retention_months_due 0.0" in metrics:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "no retention metrics"
+            time.sleep(0.2)
+        assert 'qadam_retention_steps_total{outcome="ok",step="drop"} 2.0' in metrics
+        assert 'qadam_retention_rows_total{step="archive"} 4.0' in metrics
+    finally:
+        proc.terminate()
+        try:
+            _, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    assert proc.returncode == 0, err
+    lines = [json.loads(x) for x in err.splitlines() if x.startswith("{")]
+    assert lines and all(x["process"] == "worker.retention" for x in lines), err
+    assert {x["msg"] for x in lines} >= {
+        "retention plan",
+        "retention archived",
+        "retention dropped",
+        "retention run done",
+    }

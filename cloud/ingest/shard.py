@@ -26,6 +26,7 @@ from cloud.db.conn import close_quietly, connect
 from cloud.ingest.ackkeys import AckKeys, signed_payload
 from cloud.ingest.decode import Batch, Decoded, Reject
 from cloud.ingest.inbox import Inbox
+from cloud.ingest.stall import StallWatch
 from cloud.ingest.writer import Ack, WriteResult, write
 
 if TYPE_CHECKING:
@@ -77,12 +78,20 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._maintained_at: float | None = None
         self.ack_keys = AckKeys()  # the ack keys of this writer's devices (protocol.md "Ack")
+        # cuts a connection to a database that stopped answering (cloud/ingest/stall.py)
+        self._stall = StallWatch(
+            ingest.settings.ingest_db_stall_s, ingest.stopping, self._stalled
+        )  # fmt: skip
 
     def start(self) -> None:
         self._thread = threading.Thread(
             target=self._run, name=f"ingest-writer-{self.index}", daemon=True
         )
         self._thread.start()
+        if self._stall.enabled:
+            threading.Thread(
+                target=self._stall.run, name=f"ingest-stall-{self.index}", daemon=True
+            ).start()
 
     def join(self, timeout: float) -> None:
         if self._thread is not None:
@@ -146,7 +155,8 @@ class Writer:
         met.acks.inc(len(result.acks))
         met.lag.set(committed - min(msg.at for msg in msgs))
         prefix = ing.settings.topic_prefix
-        keys = self._keys(result.acks)
+        with self._stall.step():
+            keys = self._keys(result.acks)
         # One sendall: the app acks first (with their mac, for boards with an ack key), then the
         # PUBACKs of messages delivered on the current connection (the broker redelivers the
         # others and we dedupe).
@@ -182,8 +192,9 @@ class Writer:
         delay = 0.1
         while True:
             try:
-                conn = self._connection()
-                return self._write_isolating(conn, decoded)
+                with self._stall.step():
+                    conn = self._connection()
+                    return self._write_isolating(conn, decoded)
             except _RETRYABLE as e:
                 self.ingest.count(db_errors=1)
                 self.ingest.metrics.db_errors.inc()
@@ -241,6 +252,7 @@ class Writer:
                 self.ingest.settings.database_url, autocommit=True,
                 application_name="qadam-ingest",
             )  # fmt: skip
+            self._stall.attach(self._conn)
             self._maintain(self._conn, force=True)
         elif time.monotonic() - (self._maintained_at or 0) > MAINTAIN_EVERY_S:
             self._maintain(self._conn, force=False)
@@ -263,5 +275,12 @@ class Writer:
             self._log(logging.WARNING, "event partition upkeep failed", error=repr(str(e)[:200]))
 
     def _drop_connection(self) -> None:
+        self._stall.detach()  # first: the watchdog must not cut a closed descriptor
         close_quietly(self._conn)
         self._conn = None
+
+    def _stalled(self, waited: float) -> None:
+        self._log(
+            logging.WARNING, "ingest db stalled, connection cut", writer=self.index,
+            waited_s=round(waited, 1),
+        )  # fmt: skip

@@ -168,11 +168,18 @@ class Formation:
         os.killpg(member.proc.pid, signal.SIGKILL)
         member.proc.wait(10)
 
+    def freeze(self, member: Member) -> None:
+        """SIGSTOP the member's process group: a hung machine, whose kernel still holds its
+        connections open. ``kill`` ends it."""
+        assert member.proc is not None
+        os.killpg(member.proc.pid, signal.SIGSTOP)
+
     def stop(self) -> None:
         members = [*self.nodes, self.monitor]
         for m in members:
             if m.proc is not None and m.proc.poll() is None:
                 os.killpg(m.proc.pid, signal.SIGTERM)  # pg_autoctl stops its PostgreSQL
+                os.killpg(m.proc.pid, signal.SIGCONT)  # a frozen one too
         for m in members:
             if m.proc is None:
                 continue

@@ -1,9 +1,9 @@
 """The store's failover under ingest (issue #18 "Store", D29-D): a pg_auto_failover primary and
 its synchronous streaming standby, the real ingest fed by simulated boards through the machine's
-Mosquitto (the test's own topic prefix), the primary's machine killed mid-run. Afterwards the
-new primary holds every event the boards got an ack for, each once, and everything else the
-boards had tapped (they resent what was not acked); the ingest and the API's pools found the new
-primary by the multi-host URL, without a restart."""
+Mosquitto (the test's own topic prefix), the primary's machine killed or frozen mid-run.
+Afterwards the new primary holds every event the boards got an ack for, each once, and
+everything else the boards had tapped (they resent what was not acked); the ingest and the
+API's pools found the new primary by the multi-host URL, without a restart."""
 
 from __future__ import annotations
 
@@ -93,9 +93,14 @@ def _ingest_settings(f: Formation, topic_prefix: str, mqtt_addr: tuple[str, int]
     )  # fmt: skip
 
 
-def test_primary_killed_mid_ingest_loses_no_acked_event(
-    formation: Formation, topic_prefix: str, mqtt_addr: tuple[str, int]
-) -> None:
+@pytest.mark.parametrize("how", ["killed", "frozen"])
+def test_primary_lost_mid_ingest_loses_no_acked_event(
+    formation: Formation, topic_prefix: str, mqtt_addr: tuple[str, int], how: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """killed: the primary's machine dies (SIGKILL: its sockets are reset). frozen: it hangs
+    (SIGSTOP: its kernel keeps the connections open and acknowledges what is sent, so only the
+    ingest's stall watchdog ends the wait, cloud/ingest/stall.py)."""
     f = formation
     old, new = f.nodes
     apply(f.url())
@@ -105,7 +110,7 @@ def test_primary_killed_mid_ingest_loses_no_acked_event(
     # what makes an acked event survive: its commit waited for the standby's flush
     assert sync is not None and "pgautofailover_standby" in str(sync[0]), sync
 
-    s = _ingest_settings(f, topic_prefix, mqtt_addr)
+    s = _ingest_settings(f, topic_prefix, mqtt_addr).model_copy(update={"ingest_db_stall_s": 5.0})
     writes = Connections(s, "qadam-test-writes")
     reads = Connections(s, "qadam-test-reads", read=True)
     assert _server_port(writes, 1) == (old.port, 0)
@@ -136,7 +141,11 @@ def test_primary_killed_mid_ingest_loses_no_acked_event(
             time.sleep(1.5)
             acked_before, pending_at_kill = _acked_and_pending(boards)
             killed_at = time.monotonic()
-            f.kill(old)  # mid-run: the boards keep tapping, the ingest keeps flushing
+            # mid-run: the boards keep tapping, the ingest keeps flushing
+            if how == "killed":
+                f.kill(old)
+            else:
+                f.freeze(old)
         finally:
             os.kill(receiver, signal.SIGCONT)
         assert acked_before == acked_frozen, "acks went out that the standby could not have"
@@ -174,13 +183,17 @@ def test_primary_killed_mid_ingest_loses_no_acked_event(
         assert ing.stats["db_errors"] >= 1
         assert ing.stats["duplicates"] >= 1
 
-        # the API's pools: one failed attempt per connection to the dead primary at most
-        port, failures = _server_port(writes, s.db_pool_size + 2)
-        assert port == new.port
-        port, _ = _server_port(reads, s.db_pool_size + 2)
-        assert port == new.port  # no standby left: prefer-standby takes the primary
+        stalled = [r for r in caplog.records if r.getMessage().startswith("ingest db stalled")]
+        assert bool(stalled) is (how == "frozen"), [r.getMessage() for r in stalled]
+        failures = -1
+        if how == "killed":  # a pooled connection to a frozen server hangs: not done (D29-D)
+            # the API's pools: one failed attempt per connection to the dead primary at most
+            port, failures = _server_port(writes, s.db_pool_size + 2)
+            assert port == new.port
+            port, _ = _server_port(reads, s.db_pool_size + 2)
+            assert port == new.port  # no standby left: prefer-standby takes the primary
         print(
-            f"\nfailover: {len(created)} events, {len(acked_before)} acked and "
+            f"\nfailover ({how}): {len(created)} events, {len(acked_before)} acked and "
             f"{len(pending_at_kill)} pending at the kill, {ing.stats['duplicates']} resent "
             f"duplicates, db_errors {ing.stats['db_errors']}; after the kill: promoted "
             f"{promoted_s:.1f} s, first events on the new primary {stored_s:.1f} s; "
@@ -193,6 +206,8 @@ def test_primary_killed_mid_ingest_loses_no_acked_event(
         ing.stop()
         for b in boards:
             b.close()
+        if how == "frozen" and old.proc is not None and old.proc.poll() is None:
+            f.kill(old)  # before the pools close: closing one to a frozen server would hang
         writes.close()
         reads.close()
         drop_session(*mqtt_addr, f"ingest-{topic_prefix}")

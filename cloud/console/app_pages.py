@@ -233,7 +233,7 @@ def login(
         response.headers["Retry-After"] = str(got.retry_after)
         return response
     if got.token is None:
-        return again(N_("Wrong e-mail or password."))
+        return again(N_("Wrong login or password."))
     principal = sessions.principal_for(conn, got.token)
     if principal is None or principal.role not in app_nav.BOTH:
         sessions.logout(conn, got.token)  # staff use the console

@@ -317,6 +317,14 @@ def test_sign_in_page_names_the_pupils_login(client: TestClient) -> None:
         assert label in page and 'id="login-hint"' in page and "1234@school-1.pupil" in page
 
 
+def test_a_refused_sign_in_names_the_login_not_only_an_e_mail(client: TestClient) -> None:
+    for lang, text in (("en", "Wrong login or password."), ("ru", "Неверный логин или пароль."),
+                       ("kk", "Логин немесе құпиясөз қате.")):  # fmt: skip
+        client.cookies.clear()
+        r = _post(client, f"/app/{lang}/login", {"email": "alice@s1.pupil", "password": "nope"})
+        assert r.status_code == 200 and text in r.text, r.text[-500:]
+
+
 def test_forgot_refuses_pupils_logins_alike(database_url: str, world: World) -> None:
     """An existing pupil's login, one that does not exist and one typed in capitals get the same
     page on both forgot pages; nothing is looked up or mailed; an address still gets its link."""

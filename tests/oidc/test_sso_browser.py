@@ -7,7 +7,8 @@ platform again she is signed in at once. On a desktop in English the platform si
 From the app's Learning tab (in Russian) she opens the platform her school enabled already
 signed in, and her mother sees it in the app's Platforms tab. Screenshots:
 docs/screenshots/app/sso-{login,consent}-kk-390.png, sso-refused-en-desktop.png,
-sso-learning-ru-390.png, sso-guardian-platforms-ru-390.png."""
+sso-learning-ru-390.png, sso-guardian-platforms-ru-390.png; the registration page:
+docs/screenshots/console/sso-register-{390,desktop}.png."""
 
 from __future__ import annotations
 
@@ -76,11 +77,11 @@ class Tab:
             self.outside.append(url)
             route.abort()
 
-    def shot(self, name: str) -> None:
+    def shot(self, name: str, where: Path = SHOTS) -> None:
         width = self.page.viewport_size["width"]  # type: ignore[index]
         assert self.page.evaluate("document.documentElement.scrollWidth") <= width, name
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        where.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(where / f"{name}.png"), full_page=True)
 
     def clean(self) -> None:
         assert self.errors == [], self.errors
@@ -200,3 +201,40 @@ def test_the_learning_tab_opens_the_platform_signed_in_and_mum_sees_it(
     expect(q.locator("ul.platforms li strong")).to_have_text("Oqulyq")
     mum.shot("sso-guardian-platforms-ru-390")
     mum.clean()
+
+
+@pytest.mark.parametrize(("viewport", "width"), [(PHONE, "390"), (DESKTOP, "desktop")])
+def test_a_platform_admin_registers_a_platform(
+    browser: Browser, server: str, database_url: str, viewport: dict[str, int], width: str
+) -> None:
+    tab = Tab(browser, (server,), viewport, "en-US")
+    p = tab.page
+    p.goto(f"{server}/sso")
+    p.locator("#email").fill("root@qadam.kz")
+    p.locator("#password").fill(PASSWORD)
+    p.locator("#password").press("Enter")
+    expect(p).to_have_url(f"{server}/sso")
+    p.get_by_label("Name", exact=True).fill("Daryn Books")
+    p.get_by_label("Redirect addresses, one a line (exact match)").fill(
+        "https://daryn.example/callback"
+    )
+    p.get_by_label("Addresses after sign-out, one a line (optional)").fill(
+        "https://daryn.example/bye"
+    )
+    p.locator("#scope-class").check()
+    expect(p.locator("#scope-openid")).to_be_checked()  # always, and cannot be unticked
+    p.get_by_role("button", name="Register", exact=True).click()
+    expect(p.locator("#made")).to_be_visible()
+    secret = p.locator("#made-secret").inner_text()
+    client_id = p.locator("#made-client-id").inner_text()
+    assert len(secret) == 43
+    tab.shot(f"sso-register-{width}", SHOTS.parent / "console")
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT name, scopes FROM oidc_clients WHERE client_id = %s", (client_id,)
+        ).fetchone()
+    assert row == ("Daryn Books", ["openid", "class"])
+    p.goto(f"{server}/sso")
+    expect(p.locator("#client-list")).to_contain_text("Daryn Books")
+    expect(p.locator("body")).not_to_contain_text(secret)  # shown once
+    tab.clean()

@@ -182,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     ejournal_cli.add_arguments(p)
 
+    p = sub.add_parser("platform-client", help="the read API's machine clients (D29-I)")
+    from cloud.integrations.platform import cli as platform_cli
+
+    platform_cli.add_arguments(p)
+
     p = sub.add_parser("migrate", help="apply database migrations")
     p.add_argument("--database-url")
     p.set_defaults(func=_migrate)

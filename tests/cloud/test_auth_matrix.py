@@ -300,6 +300,11 @@ CONSOLE_ROUTES = {
     ("POST", "/webhooks/hosts"),
     ("POST", "/webhooks/{webhook_id}/rotate"),
     ("POST", "/webhooks/{webhook_id}/delete"),
+    # the platforms' read API (D29-I): machine clients with tokens of their own (OAuth2 client
+    # credentials), never user sessions: tests/integrations/test_platform_api.py
+    ("POST", "/api/v1/platform/token"),
+    ("GET", "/api/v1/platform/schools/{school_id}/attendance"),
+    ("GET", "/api/v1/platform/schools/{school_id}/meals"),
 }
 
 

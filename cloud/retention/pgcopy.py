@@ -88,3 +88,14 @@ def read_back(path: Path, columns: int) -> Digest:
     if extra:
         raise BadArchive("bytes after the end-of-data trailer")
     return Digest(h.hexdigest(), rows, size)
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    """SHA-256 and size of a file, read in chunks."""
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size

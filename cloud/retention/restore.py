@@ -1,6 +1,6 @@
 """``qadam retention restore YYYY-MM``: one archived month back online, in one transaction.
 
-The file is read back first (SHA-256, rows, size as recorded); the rows are loaded with binary
+The file is read back first (its SHA-256 and size as recorded); the rows are loaded with binary
 COPY into a new table shaped like ``events``, counted, joined by any rows of the month that came
 in later (sitting in the DEFAULT partition), and the table is attached as the month's partition.
 The month is then held online for ``retention_restore_hold_days`` before the job archives it
@@ -15,7 +15,7 @@ from typing import Any
 from psycopg import sql
 
 from cloud.retention import months
-from cloud.retention.archive import RetentionError, _check_file, _limits, event_columns
+from cloud.retention.archive import RetentionError, _limits, check_recorded, event_columns
 from cloud.retention.pgcopy import CHUNK
 
 
@@ -33,7 +33,7 @@ def restore(conn: Any, month: date, directory: Path, hold_days: int, lock_timeou
     if state != "dropped":
         raise RetentionError(f"{month:%Y-%m} is online ({state}): nothing to restore")
     path = directory / name
-    _check_file(path, len(columns), sha256, rows, size)
+    check_recorded(path, sha256, size)  # COPY FROM parses it; the count is checked below
     missing = sorted(set(columns) - set(event_columns(conn)))
     if missing:
         raise RetentionError(f"{month:%Y-%m}: events has no column(s) {', '.join(missing)} now")

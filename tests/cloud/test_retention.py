@@ -227,7 +227,7 @@ def test_a_damaged_or_missing_archive_is_never_followed_by_a_drop(
     with pytest.raises(RetentionError, match="read back"):
         archive.drop(conn, MARCH, directory, 5)
     a.path.write_bytes(bytes(data[:-5]))  # cut short
-    with pytest.raises(RetentionError, match="cannot be read back"):
+    with pytest.raises(RetentionError, match="read back .* bytes"):
         archive.drop(conn, MARCH, directory, 5)
     a.path.unlink()
     with pytest.raises(RetentionError, match="cannot be read back"):

@@ -15,13 +15,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cloud"))
 from pgaf_formation import Formation  # noqa: E402
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # the marker the cluster tests share (also declared in pyproject.toml once it is there)
-    config.addinivalue_line(
-        "markers", "cluster: starts its own cluster of a distributed engine (slow; CI runs it)"
-    )
-
-
 @pytest.fixture
 def formation() -> Iterator[Formation]:
     """A fresh monitor + primary + streaming standby for one test (it kills a node)."""

@@ -49,16 +49,24 @@ class Door:
             return None
         self._last_key = key
         self._last_t = now
+        return self.decide(key, reader)
 
+    def decide(self, key, reader, method=None, why=None):
+        """The decision for a card key, or (app.altid) a person key identified by `method`
+        ("qr", "pin"; its event carries `method`); `why`: the alt-id check refused, reason."""
         clk = self.clock
         wl = self.wl
         rules = self.rules
         # One assignment each, not `granted, reason = False, "..."`: a tuple of constants is an
         # object in the heap for good (64 KiB boards, docs/decisions.md D16).
-        if wl is None:
+        if why is not None:
+            granted = False
+            reason = why
+        elif wl is None:
             granted = False
             reason = self.wl_reason
-        elif not wl.lookup(key):
+        elif not wl.lookup(key) or (method is None and wl.attrs() & 0xC0):
+            # (attrs bits 6-7: a person's or a PIN's record, D29-J; never a card's)
             granted = False
             reason = "unknown_card"
         elif rules is None:
@@ -81,10 +89,17 @@ class Door:
         self.taps += 1
         # The journal stores the fields (31 bytes) and renders the event JSON from them; it returns
         # the seq the event got (seq + 1 if a full journal had to write a "dropped" event first).
-        self.append(self.journal.append_tap, (self.boot, self.seq, clk.now(), clk.synced,
-                                              clk.up_ms(), reader, key, result, reason))
-        emit("tap", {"boot": self.boot, "seq": self.seq, "card": hexlify(key), "reader": reader,
-                     "result": result, "reason": reason})
+        if method is None:
+            self.append(self.journal.append_tap, (self.boot, self.seq, clk.now(), clk.synced,
+                                                  clk.up_ms(), reader, key, result, reason))
+        else:  # the tap's JSON with "method" (protocol.md "Alternative identification")
+            import app.altid
+            app.altid.journal(self, reader, key, result, reason, method)
+        ev = {"boot": self.boot, "seq": self.seq, "card": hexlify(key), "reader": reader,
+              "result": result, "reason": reason}
+        if method is not None:
+            ev["method"] = method
+        emit("tap", ev)
         if granted:
             p = self.passage
             if (p is None or not p(reader, self.seq, key)) and rules is not None:

@@ -219,3 +219,18 @@ def access(conn: Conn, token: str) -> Access | None:
         (digest(token),),
     ).fetchone()
     return None if row is None else Access(str(row[0]), int(row[1]), str(row[2]))
+
+
+def sweep(conn: Conn, limit: int = 500) -> int:
+    """Delete codes and tokens expired for over a day (a day keeps a reused code or refresh
+    token recognised as reuse while it could still matter). At most ``limit`` rows a table:
+    each token request sweeps a little, so no job is needed and no request waits long."""
+    deleted = 0
+    for table in ("oidc_codes", "oidc_access_tokens", "oidc_refresh_tokens"):
+        cur = conn.execute(
+            f"DELETE FROM {table} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {table}"  # noqa: S608
+            " WHERE expires_at < now() - interval '1 day' LIMIT %s))",
+            (limit,),
+        )
+        deleted += cur.rowcount
+    return deleted

@@ -87,6 +87,7 @@ def token(request: Request, conn: ConnDep, settings: SettingsDep, pairs: FormPai
     provider = Provider(conn, settings, issuer(request, settings))
     req = OidcRequest("POST", authlib_uri(request, settings), request.headers, pairs)
     response: Response = provider.create_token_response(req)
+    credentials.sweep(conn, 100)  # the long-expired, a few at a time
     return response
 
 

@@ -339,3 +339,21 @@ def test_prompt_login_and_max_age_ask_for_the_password_again(
     verifier, challenge = pkce()
     r = client.get(authorize_url(platform, challenge, max_age="3600"))
     assert r.status_code == 302 and "code=" in r.headers["location"]
+
+
+def test_long_expired_codes_and_tokens_are_swept(
+    client: TestClient, platform: Platform, database_url: str
+) -> None:
+    code, verifier = code_for(client, platform, scope="openid offline_access")
+    exchange(client, platform, code, verifier)
+    code, verifier = code_for(client, platform, scope="openid offline_access")  # kept: live
+    with psycopg.connect(database_url) as conn:
+        for table in ("oidc_access_tokens", "oidc_refresh_tokens"):
+            conn.execute(f"UPDATE {table} SET expires_at = now() - interval '2 days'")
+        conn.execute("UPDATE oidc_codes SET expires_at = now() - interval '2 days'"
+                     " WHERE used_at IS NOT NULL")  # fmt: skip
+    assert exchange(client, platform, code, verifier).status_code == 200  # sweeps
+    with psycopg.connect(database_url) as conn:
+        counts = [conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
+                  for t in ("oidc_codes", "oidc_access_tokens", "oidc_refresh_tokens")]  # fmt: skip
+    assert counts == [1, 1, 1]  # the live code (now used) and its two tokens

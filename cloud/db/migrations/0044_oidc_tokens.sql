@@ -28,6 +28,7 @@ CREATE TABLE oidc_access_tokens (
     revoked_at  timestamptz
 );
 CREATE INDEX oidc_access_tokens_family_idx ON oidc_access_tokens (family);
+CREATE INDEX oidc_access_tokens_expires_idx ON oidc_access_tokens (expires_at);
 
 CREATE TABLE oidc_refresh_tokens (
     token_hash  bytea PRIMARY KEY CHECK (length(token_hash) = 32),
@@ -41,3 +42,4 @@ CREATE TABLE oidc_refresh_tokens (
     revoked_at  timestamptz
 );
 CREATE INDEX oidc_refresh_tokens_family_idx ON oidc_refresh_tokens (family);
+CREATE INDEX oidc_refresh_tokens_expires_idx ON oidc_refresh_tokens (expires_at);

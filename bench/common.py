@@ -106,6 +106,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "retention": ("bench.retention",
                   "one month of 1M events archived (binary COPY, fsync, read back), dropped "
                   "(rehash, detach) and restored; vs the bare binary COPY out"),
+    "webhook_rows": ("bench.webhook_rows",
+                     "the ingest writer's time per flush (live and replay shapes) with the "
+                     "webhook rows of D29-I, for a school without and with 3 subscribers; vs "
+                     "the writer without the webhook part"),
 }  # fmt: skip
 
 

@@ -36,6 +36,7 @@ PAGES: dict[str, set[str]] = {
     "/reports": {P, D, S},
     "/social-wallet": {P, D, S},
     "/audit": {P, S},
+    "/sso": {P},  # registers learning platforms for single sign-on (D29-F)
     "/password": ALL,
 }
 # the menu: every page above without an id, plus the API docs

@@ -63,7 +63,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--to",
         required=True,
         dest="target",
-        help="the point in time, with its offset: 2026-12-07T09:15:00+05:00",
+        help="the point in time, with its offset: 2026-12-07T09:15:00+05:00; or latest (all "
+        "the archive has)",
     )
     q.add_argument(
         "--data-dir",
@@ -140,6 +141,7 @@ def _restore(args: argparse.Namespace) -> int:
     print(
         f"{args.data_dir}: base backup {p.backup.path.name} and WAL "
         f"{p.chain.first.name}..{p.chain.last.name} ({p.chain.count} segments, checked); "
-        f"starting PostgreSQL on it replays to {target.isoformat()} and promotes"
+        f"starting PostgreSQL on it replays to {target.isoformat() if target else 'the end'} "
+        "and opens"
     )
     return 0

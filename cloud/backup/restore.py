@@ -23,9 +23,12 @@ from cloud.backup.walarchive import BackupError, Chain, walk
 RESTORE_SCRIPT = Path("/opt/qadam/deploy/backup/restore-wal.sh")
 
 
-def parse_target(text: str) -> datetime:
-    """An ISO 8601 time with its offset (2026-12-07T09:15:00+05:00). A time without one is
-    refused: the server's, the operator's and UTC would be three different moments."""
+def parse_target(text: str) -> datetime | None:
+    """An ISO 8601 time with its offset (2026-12-07T09:15:00+05:00), or ``latest`` (None: all
+    the archive has). A time without an offset is refused: the server's, the operator's and UTC
+    would be three different moments."""
+    if text == "latest":
+        return None
     try:
         t = datetime.fromisoformat(text)
     except ValueError as exc:
@@ -56,18 +59,30 @@ class Plan:
     chain: Chain
 
 
-def plan(root: Path, target: datetime) -> Plan:
-    """The backup and the checked WAL chain a restore to ``target`` uses; writes nothing."""
+def plan(root: Path, target: datetime | None) -> Plan:
+    """The backup and the checked WAL chain a restore to ``target`` (None: the archive's end)
+    uses; writes nothing."""
+    if target is None:
+        backups = list_backups(root)
+        if not backups:
+            raise BackupError(f"no base backup in {root / 'base'}")
+        backup = backups[-1]
+        return Plan(backup, walk(root / "wal", backup.start_segment, backup.segment_size))
     backup = choose(root, target)
     chain = walk(root / "wal", backup.start_segment, backup.segment_size, target.timestamp())
     return Plan(backup, chain)
 
 
 def restore(
-    root: Path, target: datetime, data_dir: Path, restore_script: Path = RESTORE_SCRIPT
+    root: Path, target: datetime | None, data_dir: Path, restore_script: Path = RESTORE_SCRIPT
 ) -> Plan:
     """Fill ``data_dir`` (missing or empty) so that starting PostgreSQL on it replays to
-    ``target`` and promotes. Start it yourself (pg_ctlcluster / systemctl): as its owner."""
+    ``target`` (None: to the archive's end) and promotes. Start it yourself (pg_ctlcluster /
+    systemctl): as its owner.
+
+    PostgreSQL stops at a time when it meets the first commit after it: a target after the
+    archive's last commit makes it refuse to open ("recovery ended before configured recovery
+    target was reached"), though every commit is there: restore to ``latest`` then."""
     if data_dir.exists() and (not data_dir.is_dir() or any(data_dir.iterdir())):
         raise BackupError(
             f"{data_dir} is not empty: restore into an empty or new directory "
@@ -93,14 +108,20 @@ def restore(
             if f.is_file():
                 f.unlink()
         with open(data_dir / "postgresql.auto.conf", "a") as conf:
+            # without a target PostgreSQL replays all it can fetch and then opens
+            to = (
+                f"recovery_target_time = '{target.isoformat()}'\n"
+                "recovery_target_inclusive = on\n"
+                "recovery_target_action = 'promote'\n"
+                if target is not None
+                else ""
+            )
             conf.write(
                 "\n# qadam backup restore (D29-A): replay the archive to a point in time\n"
                 f"restore_command = '{restore_script} %f %p {archive}'\n"
-                f"recovery_target_time = '{target.isoformat()}'\n"
-                "recovery_target_inclusive = on\n"
                 # the backup's timeline: an older restore's promotion must not be followed
                 "recovery_target_timeline = 'current'\n"
-                "recovery_target_action = 'promote'\n"
+                f"{to}"
                 # no read-only sessions during the replay: the cluster opens once, at the
                 # target, or not at all (a replay that ends short stops the server)
                 "hot_standby = off\n"

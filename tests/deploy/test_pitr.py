@@ -300,6 +300,34 @@ def test_restore_to_a_point_in_time_keeps_every_event_acked_before_it(history: H
     assert "selected new timeline ID: 2" in log
 
 
+def test_restore_to_latest_has_every_event(history: History) -> None:
+    """After a disaster there is no commit after "now" to stop at: `--to latest` replays all."""
+    data = history.work / "restored-latest"
+    r = _qadam(
+        "backup",
+        "restore",
+        "--dir",
+        str(history.backups),
+        "--to",
+        "latest",
+        "--data-dir",
+        str(data),
+        "--restore-script",
+        str(RESTORE_SCRIPT),
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "recovery_target_time =" not in (data / "postgresql.auto.conf").read_text()
+    give_to_server_user(data)
+    restored = OwnCluster(data)
+    restored.configure("archive_mode = off")
+    try:
+        r = restored.start()
+        assert r.returncode == 0 and restored.wait_replayed(), restored.log_text()[-3000:]
+        assert _stored_batches(restored.url("qadam")) == set(range(BATCHES))
+    finally:
+        restored.stop()
+
+
 def test_a_hole_in_the_archive_is_refused_and_nothing_is_written(history: History) -> None:
     backups = _copy_backups(history, "holed")
     between = _segments_between(backups, history)

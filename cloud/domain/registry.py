@@ -91,13 +91,35 @@ def revoke_card(conn: Conn, card_key: str) -> None:
 
 
 def compile_whitelist(conn: Conn, school_id: str, version: int) -> bytes:
-    """The format-1 whitelist of the school's non-revoked cards of active people."""
-    rows = conn.execute(
-        "SELECT c.card_key, p.kind, p.meal_category, p.access_profile, p.allergen_mask"
-        " FROM cards c JOIN people p ON p.id = c.person_id"
-        " WHERE p.school_id = %s AND c.revoked_at IS NULL AND p.active",
-        (school_id,),
-    ).fetchall()
+    """The format-1 whitelist of the school's non-revoked cards of active people, and for
+    alternative identification (D29-J, migration 0048) each person key with the flags of the
+    methods whose consent is live (a PIN only once set) plus the PIN key of each live PIN."""
+    rows = conn.execute(_COMPILE, (school_id, school_id)).fetchall()
     return build_whitelist(
-        version, ((str(k), str(kind), int(m), int(a), int(al)) for k, kind, m, a, al in rows)
+        version,
+        ((str(k), str(kind), int(m), int(a), int(al), int(f)) for k, kind, m, a, al, f in rows),
     )
+
+
+# Live consents decide the flags at compile time: a withdrawal (or a PIN removed) leaves the
+# person record without the flag in the next version, and the board refuses that method.
+_COMPILE = """
+SELECT c.card_key, p.kind, p.meal_category, p.access_profile, p.allergen_mask,
+       CASE WHEN k.person_id IS NULL THEN 0 ELSE 64
+            + CASE WHEN EXISTS (SELECT 1 FROM consents q WHERE q.person_id = p.id
+                                AND q.method = 'qr' AND q.withdrawn_at IS NULL) THEN 16 ELSE 0 END
+            + CASE WHEN EXISTS (SELECT 1 FROM consents q WHERE q.person_id = p.id
+                                AND q.method = 'pin' AND q.withdrawn_at IS NULL)
+                    AND EXISTS (SELECT 1 FROM altid_pins n WHERE n.person_id = p.id)
+                   THEN 32 ELSE 0 END
+       END
+FROM cards c JOIN people p ON p.id = c.person_id
+LEFT JOIN altid_keys k ON k.card_key = c.card_key
+WHERE p.school_id = %s AND c.revoked_at IS NULL AND p.active
+UNION ALL
+SELECT n.pin_key, p.kind, 0, 0, 0, 128
+FROM altid_pins n JOIN people p ON p.id = n.person_id
+WHERE p.school_id = %s AND p.active
+  AND EXISTS (SELECT 1 FROM consents q WHERE q.person_id = p.id
+              AND q.method = 'pin' AND q.withdrawn_at IS NULL)
+"""

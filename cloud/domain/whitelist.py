@@ -21,9 +21,13 @@ assert HEADER.size == 32 and RECORD.size == RECORD_SIZE
 Entry = tuple[
     str, str, int, int, int
 ]  # card_key_hex, kind, meal_category, access_profile, allergens
+# with a sixth item: attribute bits 4-7 (alternative identification, D29-J): 0x10 QR allowed,
+# 0x20 PIN allowed, 0x40 a person's record, 0x80 a PIN's record; 0 for a card
+AltEntry = tuple[str, str, int, int, int, int]
+ALT_FLAGS = 0xF0
 
 
-def build_whitelist(version: int, entries: Iterable[Entry]) -> bytes:
+def build_whitelist(version: int, entries: Iterable[Entry | AltEntry]) -> bytes:
     """Serialise ``entries`` (card_key_hex, kind 'student'|'staff', meal_category 0..3,
     access_profile 0..255, allergen_mask 0..65535) as a format-1 whitelist.
 
@@ -32,7 +36,10 @@ def build_whitelist(version: int, entries: Iterable[Entry]) -> bytes:
         raise ValueError(f"version {version!r} out of range 0..2^32-1")
     records: dict[bytes, bytes] = {}
     for entry in entries:
-        key_hex, kind, meal, profile, allergens = entry
+        key_hex, kind, meal, profile, allergens = entry[:5]
+        flags = entry[5] if len(entry) > 5 else 0  # type: ignore[misc]
+        if not isinstance(flags, int) or flags & ~ALT_FLAGS:
+            raise ValueError(f"flags {flags!r} outside bits 4-7")
         if not is_card_key(key_hex):
             raise ValueError(f"card key {key_hex!r} is not 16 lowercase hex digits")
         if kind not in KINDS:
@@ -46,7 +53,7 @@ def build_whitelist(version: int, entries: Iterable[Entry]) -> bytes:
         key = bytes.fromhex(key_hex)
         if key in records:
             raise ValueError(f"duplicate card key {key_hex}")
-        records[key] = RECORD.pack(key, KINDS[kind] | (meal << 2), profile, allergens)
+        records[key] = RECORD.pack(key, KINDS[kind] | (meal << 2) | flags, profile, allergens)
     body = b"".join(records[k] for k in sorted(records))
     header = HEADER.pack(MAGIC, FORMAT, RECORD_SIZE, version, len(records), zlib.crc32(body))
     return header + body

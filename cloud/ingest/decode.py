@@ -28,6 +28,7 @@ DEVICE_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 CARD_RE = re.compile(r"[0-9a-f]{16}")
 READERS = frozenset({"in", "out", "canteen"})
 RESULTS = frozenset({"granted", "denied"})
+METHODS = frozenset({"qr", "pin"})
 
 # Reject reasons (stored in quarantine.reason).
 BAD_TOPIC = "bad_topic"
@@ -98,6 +99,10 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     # "not_passed" events: the seq of the granted tap nobody walked through (same boot;
     # protocol.md "Event reasons"); optional like ``dish``, and None when malformed
     ref: Annotated[int, Meta(ge=1, le=INT8_MAX)] | None = None
+    # how the person was identified when not by a card (protocol.md "Alternative
+    # identification", D29-J): "qr" or "pin"; absent (old boards, every card tap) is None,
+    # an unknown or malformed one is None too, as with ``dish``
+    method: Literal["qr", "pin"] | None = None
 
 
 class _WireBatch(msgspec.Struct, gc=False):
@@ -226,6 +231,7 @@ def _event_checked(raw: Any, index: int, boot: int) -> Event:
         reason=raw["reason"],
         dish=raw["dish"] if _is_int(raw.get("dish"), 1, INT8_MAX) else None,
         ref=raw["ref"] if _is_int(raw.get("ref"), 1, INT8_MAX) else None,
+        method=raw["method"] if raw.get("method") in METHODS else None,
     )
 
 

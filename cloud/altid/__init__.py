@@ -1,0 +1,1 @@
+"""Alternative identification with consent (issue #17 part 3, docs/altid.md, D29-J)."""

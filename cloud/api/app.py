@@ -108,6 +108,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if app.state.connections.settings is not s:  # pointed at other settings since create_app
         app.state.connections.close()
         app.state.connections = Connections(s, "qadam-api", API_SESSION_OPTIONS)
+        app.state.read_connections = _read_connections(s, app.state.connections)
         app.state.token_cache = TokenCache(s.auth_cache_ttl_s)
     limiter = anyio.to_thread.current_default_thread_limiter()
     limiter.total_tokens = max(limiter.total_tokens, s.api_max_inflight + 8)
@@ -131,6 +132,16 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if invalidator is not None:
             await anyio.to_thread.run_sync(invalidator.stop)
         await anyio.to_thread.run_sync(app.state.connections.close)
+        if app.state.read_connections is not app.state.connections:
+            await anyio.to_thread.run_sync(app.state.read_connections.close)
+
+
+def _read_connections(s: Settings, connections: Connections) -> Connections:
+    """Where reads that may lag a little go (D29-D): their own pool on database_read_url (a
+    standby preferred), or, without one, the same pool as everything else."""
+    if not s.database_read_url:
+        return connections
+    return Connections(s, "qadam-api-read", API_SESSION_OPTIONS, read=True)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -145,6 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     s = app.state.settings = settings if settings is not None else get_settings()
     # issue #19 (D27-D): pooled connections, cached token lookups, rate limits, admission queue
     app.state.connections = Connections(s, "qadam-api", API_SESSION_OPTIONS)
+    app.state.read_connections = _read_connections(s, app.state.connections)
     app.state.token_cache = TokenCache(s.auth_cache_ttl_s)
     app.state.rate_limits = RateLimits(s.api_rate_client, s.api_rate_account)
     app.add_middleware(

@@ -42,6 +42,17 @@ def get_conn(request: Request) -> Iterator[Any]:
         yield conn
 
 
+def get_read_conn(request: Request) -> Iterator[Any]:
+    """A read-only transaction for reads that may lag a little behind the primary (report
+    downloads, live cross-checks): on ``database_read_url`` (a standby) when one is set, else
+    on the primary's pool (D29-D). Read-only even on the primary, so a route that took this
+    dependency and writes fails in every test, not only against a standby."""
+    connections: Connections = request.app.state.read_connections
+    with connections.connection() as conn:
+        conn.execute("SET TRANSACTION READ ONLY")
+        yield conn
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
@@ -56,6 +67,7 @@ def get_login_throttle(request: Request) -> LoginThrottle:
 
 LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
 ConnDep = Annotated[psycopg.Connection[Any], Depends(get_conn, scope="function")]
+ReadConnDep = Annotated[psycopg.Connection[Any], Depends(get_read_conn, scope="function")]
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 TokenDep = Annotated[str | None, Depends(oauth2_scheme)]

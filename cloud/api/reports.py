@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field, StrictBool
 
-from cloud.api.deps import ConnDep, PageDep, allow
+from cloud.api.deps import ConnDep, PageDep, ReadConnDep, allow
 from cloud.api.models import IdPath, Input, Page, page_of
 from cloud.api.org import SchoolPath
 from cloud.auth import scope
@@ -78,10 +78,17 @@ def _out(
 
 
 def _school_report(
-    conn: ConnDep, p: Principal, school_id: str, month: str, kind: Kind, fmt: str
+    conn: ConnDep,
+    read: ReadConnDep,
+    p: Principal,
+    school_id: str,
+    month: str,
+    kind: Kind,
+    fmt: str,
 ) -> dict[str, Any] | Response:
+    """The stored report, read where reads may lag (a report changes once a month)."""
     scope.require_school(conn, p, school_id)
-    meta, content = service.read(conn, school_id, build.parse_month(month), kind)
+    meta, content = service.read(read, school_id, build.parse_month(month), kind)
     return _out(content, meta, fmt)
 
 
@@ -106,26 +113,26 @@ def list_reports(
 
 @router.get("/reports/schools/{school_id}/meals", response_model=None)
 def school_meals(
-    conn: ConnDep, p: ReportReader, school_id: SchoolPath, month: MonthQuery,
+    conn: ConnDep, read: ReadConnDep, p: ReportReader, school_id: SchoolPath, month: MonthQuery,
     format: FormatQuery = "json",
 ) -> dict[str, Any] | Response:  # fmt: skip
     """Free and subsidised meals per pupil with totals per category and school, and the
     cross-check."""
-    return _school_report(conn, p, school_id, month, "meals", format)
+    return _school_report(conn, read, p, school_id, month, "meals", format)
 
 
 @router.get("/reports/schools/{school_id}/attendance", response_model=None)
 def school_attendance(
-    conn: ConnDep, p: ReportReader, school_id: SchoolPath, month: MonthQuery,
+    conn: ConnDep, read: ReadConnDep, p: ReportReader, school_id: SchoolPath, month: MonthQuery,
     format: FormatQuery = "json",
 ) -> dict[str, Any] | Response:  # fmt: skip
     """Students and staff: first in, last out and lateness per day."""
-    return _school_report(conn, p, school_id, month, "attendance", format)
+    return _school_report(conn, read, p, school_id, month, "attendance", format)
 
 
 @router.get("/reports/schools/{school_id}/crosscheck", response_model=None)
 def school_crosscheck(
-    conn: ConnDep, p: ReportReader, school_id: SchoolPath, month: MonthQuery,
+    conn: ConnDep, read: ReadConnDep, p: ReportReader, school_id: SchoolPath, month: MonthQuery,
     format: FormatQuery = "json",
 ) -> dict[str, Any] | Response:  # fmt: skip
     """Live meals-vs-presence check (what the administrator reviews before approving)."""
@@ -133,9 +140,9 @@ def school_crosscheck(
     m = build.parse_month(month)
     content = {
         "kind": "crosscheck",
-        "school": build.school_info(conn, school_id),
+        "school": build.school_info(read, school_id),
         "month": month,
-        **build.crosscheck(conn, school_id, m),
+        **build.crosscheck(read, school_id, m),
     }
     return _out(content, None, format)
 
@@ -186,10 +193,10 @@ def approve(
 
 @router.get("/reports/districts/{district_id}/meals", response_model=None)
 def district_meals(
-    conn: ConnDep, p: DistrictReader, district_id: IdPath, month: MonthQuery,
+    read: ReadConnDep, p: DistrictReader, district_id: IdPath, month: MonthQuery,
     format: FormatQuery = "json",
 ) -> dict[str, Any] | Response:  # fmt: skip
     """District totals by category and per school (with each school report's status)."""
     if p.role != "platform_admin" and p.district_id != district_id:
         raise NotFound(f"district {district_id} not found")
-    return _out(build.district_meals(conn, district_id, build.parse_month(month)), None, format)
+    return _out(build.district_meals(read, district_id, build.parse_month(month)), None, format)

@@ -54,6 +54,13 @@ class WebhookOut(BaseModel):
     rotated_at: datetime | None
 
 
+class WebhookListed(WebhookOut):
+    delivered: int = Field(description="deliveries the receiver answered with 2xx")
+    waiting: int = Field(description="deliveries not sent yet, or being retried")
+    failed: int = Field(description="dead letters: refused, or retried until the outbox gave up")
+    last_error: str | None = Field(description="the newest dead letter's error")
+
+
 class WebhookSecretOut(WebhookOut):
     secret: str = Field(description="the HMAC-SHA256 key; shown in this answer only")
 
@@ -74,10 +81,11 @@ def put_hosts(
                                                                      body.hosts))  # fmt: skip
 
 
-@router.get("/schools/{school_id}/webhooks", response_model=list[WebhookOut])
-def list_webhooks(conn: ConnDep, p: WebhookKeeper, school_id: SchoolPath) -> list[WebhookOut]:
+@router.get("/schools/{school_id}/webhooks", response_model=list[WebhookListed])
+def list_webhooks(conn: ConnDep, p: WebhookKeeper, school_id: SchoolPath) -> list[WebhookListed]:
+    """The school's subscribers (never their secrets), with what became of their deliveries."""
     require_school(conn, p, school_id)
-    return [WebhookOut(**r) for r in subscribers.listing(conn, school_id)]
+    return [WebhookListed(**r) for r in subscribers.listing(conn, school_id)]
 
 
 @router.post("/schools/{school_id}/webhooks", response_model=WebhookSecretOut, status_code=201)

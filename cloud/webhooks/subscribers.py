@@ -151,12 +151,24 @@ def register(
     return {**row, "secret": secret}
 
 
+# per subscriber: deliveries done, waiting (incl. retrying), dead, and the newest dead letter's
+# error (outbox_webhook_subscriber_idx, migration 0047)
+_LISTING = f"""
+SELECT {", ".join("s." + c.strip() for c in _COLUMNS.split(","))},
+       count(o.id) FILTER (WHERE o.delivered_at IS NOT NULL) AS delivered,
+       count(o.id) FILTER (WHERE o.delivered_at IS NULL AND o.dead_at IS NULL) AS waiting,
+       count(o.id) FILTER (WHERE o.dead_at IS NOT NULL) AS failed,
+       (array_agg(o.last_error ORDER BY o.dead_at DESC)
+            FILTER (WHERE o.dead_at IS NOT NULL))[1] AS last_error
+FROM webhook_subscriptions s
+LEFT JOIN outbox o ON o.kind = 'webhook' AND (o.payload->>'subscription_id')::int8 = s.id
+WHERE s.school_id = %s
+GROUP BY s.id ORDER BY s.id"""
+
+
 def listing(conn: Conn, school_id: str) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            f"SELECT {_COLUMNS} FROM webhook_subscriptions WHERE school_id = %s ORDER BY id",
-            (school_id,),
-        ).fetchall()
+        return cur.execute(_LISTING, (school_id,)).fetchall()
 
 
 def school_of(conn: Conn, webhook_id: int) -> str:

@@ -94,6 +94,7 @@ def test_hosts_by_the_district_then_a_webhook_added_rotated_and_removed_by_the_s
     shown = p.locator("#secret-value").inner_text()
     assert shown == _secret(database_url) and shown.startswith("whsec_")
     expect(p.locator("#webhook-list")).to_contain_text("Meals received")
+    expect(p.locator("#webhook-list .deliveries")).to_contain_text("Delivered: 0")
     _full_shot(tab, f"webhooks-added-{width}")
 
     p.goto(site + "/webhooks")  # the secret is not shown again

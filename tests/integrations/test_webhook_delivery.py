@@ -101,6 +101,11 @@ def test_signed_deliveries_retry_after_503_and_a_400_is_a_dead_letter(
             wait_done(database_url, n)
         finally:
             w.stop()
+        r = c.get("/api/v1/schools/s1/webhooks", headers=world.auth("school_admin"))
+        listed = {h["id"]: h for h in r.json()}
+        assert [listed[s["id"]]["delivered"] for s in (ok, flaky, broken)] == [3, 2, 0]
+        assert listed[broken["id"]]["failed"] == 1 and listed[ok["id"]]["waiting"] == 0
+        assert "HTTP 400" in listed[broken["id"]]["last_error"]
     assert rx.bad == []  # every request carried a valid signature within the window
     rows = {key: (delivered, dead, attempts, err)
             for key, _p, delivered, dead, attempts, err in webhook_rows(database_url)}  # fmt: skip

@@ -34,3 +34,8 @@ CREATE TABLE platform_tokens (
     expires_at  timestamptz NOT NULL
 );
 CREATE INDEX platform_tokens_expiry_idx ON platform_tokens (expires_at);
+
+-- What became of a webhook subscriber's deliveries (counts and the last error, shown in the
+-- console and the API's listing) is read by subscriber, from the outbox's webhook rows only.
+CREATE INDEX outbox_webhook_subscriber_idx ON outbox (((payload->>'subscription_id')::int8), id)
+    WHERE kind = 'webhook';

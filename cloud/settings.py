@@ -231,6 +231,8 @@ class Settings(BaseSettings):
     ejournal_client_secret_file: str | None = Field(default=None, min_length=1)  # read at start
     ejournal_scope: str | None = Field(default=None, min_length=1, max_length=200)
     ejournal_timeout_s: float = Field(default=20.0, gt=0, le=300)
+    # the daily hook (cloud/integrations/ejournal/daily.py) queues a school's day after this
+    ejournal_push_at: str = Field(default="20:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
     platform_token_ttl_s: int = Field(default=600, ge=30, le=24 * 3600)  # the read API's tokens
 
     # E-mail (docs/email.md, D28-B): password resets and invitations, sent by the outbox worker

@@ -57,18 +57,43 @@ class Used:
     platform: str
     granted_at: datetime
     last_used_at: datetime
+    client_id: str = ""
 
 
 def platforms_of_person(conn: Conn, person_id: int) -> list[Used]:
     """The platforms a pupil's own account consented to (guardians see them, issue #17)."""
     rows = conn.execute(
-        "SELECT c.name, o.granted_at, o.last_used_at FROM student_accounts a"
+        "SELECT c.name, o.granted_at, o.last_used_at, c.client_id FROM student_accounts a"
         " JOIN oidc_consents o ON o.user_id = a.user_id"
         " JOIN oidc_clients c ON c.client_id = o.client_id"
         " WHERE a.person_id = %s ORDER BY o.last_used_at DESC",
         (person_id,),
     ).fetchall()
-    return [Used(str(r[0]), r[1], r[2]) for r in rows]
+    return [Used(str(r[0]), r[1], r[2], str(r[3])) for r in rows]
+
+
+def withdraw_for_child(conn: Conn, guardian: Principal, person_id: int, client_id: str) -> bool:
+    """A guardian withdraws their child's consent to a platform: the consent is deleted and
+    every token the platform holds for the child's account is revoked, so the platform gets
+    nothing more until the child agrees again. Audited. False: nothing to withdraw (or not
+    their child)."""
+    row = conn.execute(
+        "DELETE FROM oidc_consents o USING student_accounts a, guardian_students g"
+        " WHERE o.user_id = a.user_id AND a.person_id = %s AND o.client_id = %s"
+        " AND g.person_id = a.person_id AND g.guardian_id = %s RETURNING o.user_id, o.scopes",
+        (person_id, client_id, guardian.user_id),
+    ).fetchone()
+    if row is None:
+        return False
+    for table in ("oidc_access_tokens", "oidc_refresh_tokens"):
+        conn.execute(
+            f"UPDATE {table} SET revoked_at = now() WHERE user_id = %s AND client_id = %s"  # noqa: S608
+            " AND revoked_at IS NULL",
+            (row[0], client_id),
+        )
+    audit(conn, guardian, "withdraw", "oidc_consents", f"{row[0]}:{client_id}",
+          {"person_id": person_id, "client_id": client_id, "scopes": row[1]}, None)  # fmt: skip
+    return True
 
 
 @dataclass(frozen=True)

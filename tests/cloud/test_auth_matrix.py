@@ -294,6 +294,7 @@ CONSOLE_ROUTES = {
     ("POST", "/sso/schools"),
     ("POST", "/sso/schools/remove"),
     ("GET", "/app/{lang}/platforms"),
+    ("POST", "/app/{lang}/platforms/withdraw"),
     # signed webhooks (D29-I): tests/integrations/test_webhook_pages.py
     ("GET", "/webhooks"),
     ("POST", "/webhooks"),

@@ -163,3 +163,23 @@ def test_the_outbox_worker_gets_the_handler_only_when_configured(tmp_path: Any) 
     assert "ejournal_day" in {h.kind for h in build_handlers(s)}
     with pytest.raises(ValueError, match="ejournal_token_url"):
         handler_from_settings(base.model_copy(update={"ejournal_url": "https://ej.example.kz"}))
+
+
+def test_the_daily_hook_queues_each_connected_schools_day_once_after_its_hour(
+    database_url: str, world: World
+) -> None:
+    from datetime import datetime
+
+    from cloud.integrations.ejournal import daily, job
+
+    with psycopg.connect(database_url) as conn:
+        job.connect_school(conn, "s1", "KZ-0001")
+        job.connect_school(conn, "s3", "KZ-0003")
+        conn.execute("UPDATE schools SET timezone = 'Asia/Tokyo' WHERE id = 's3'")  # UTC+9
+        at = datetime.fromisoformat("2026-11-10T14:30:00+00:00")  # 19:30 in s1 (UTC+5)
+        assert daily.tick(conn, "20:00", at) == ["ejournal:s3:2026-11-10:1"]  # 23:30 in s3
+        at = datetime.fromisoformat("2026-11-10T15:05:00+00:00")  # 20:05 in s1
+        assert daily.tick(conn, "20:00", at) == ["ejournal:s1:2026-11-10:1"]
+        assert daily.tick(conn, "20:00", at) == []  # once a day
+        at = datetime.fromisoformat("2026-11-10T15:30:00+00:00")  # past midnight in s3
+        assert daily.tick(conn, "20:00", at) == []  # s3's new day is not due until 20:00

@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 from api_world import PASSWORD
 from fastapi.testclient import TestClient
-from oidc_helpers import Platform, code_for, register
+from oidc_helpers import Platform, code_for, exchange, register
 
 LAUNCH = "https://books.example/login-with-qadam"
 
@@ -88,3 +88,32 @@ def test_a_platform_of_another_school_is_not_listed(
     assert client.post("/sso/schools", data=form).status_code == 303
     _app(client, "alice@s1.pupil")
     assert "Elsewhere" not in client.get("/app/en/learning").text
+
+
+def test_a_guardian_withdraws_the_childs_consent_and_the_platform_loses_access(
+    client: TestClient, platform: Platform, database_url: str
+) -> None:
+    code, verifier = code_for(client, platform, scope="openid role offline_access")
+    tokens = exchange(client, platform, code, verifier).json()
+    _app(client, "mum@qadam.kz")
+    form = {"child": "999999", "client_id": platform.client_id}
+    assert client.post("/app/en/platforms/withdraw", data=form).status_code == 404  # not hers
+    with psycopg.connect(database_url) as conn:
+        alice = conn.execute("SELECT person_id FROM student_accounts").fetchone()[0]  # type: ignore[index]
+    form["child"] = str(alice)
+    r = client.post("/app/en/platforms/withdraw", data=form)
+    assert r.status_code == 303
+    assert "Oqulyq" not in client.get("/app/en/platforms").text
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert client.get("/oidc/userinfo", headers=bearer).status_code == 401
+    r = client.post(
+        "/oidc/token",
+        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        auth=(platform.client_id, platform.secret),
+    )
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+    assert client.post("/app/en/platforms/withdraw", data=form).status_code == 404  # done
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute(
+            "SELECT action, actor FROM audit_log WHERE entity = 'oidc_consents' ORDER BY id"
+        ).fetchall() == [("create", "alice@s1.pupil"), ("withdraw", "mum@qadam.kz")]

@@ -117,13 +117,18 @@ def _check(args: argparse.Namespace) -> int:
         raise BackupError(f"no base backup in {args.dir / 'base'}")
     newest = backups[-1]
     base.verify(newest, args.pg_bindir)
-    # the chain from the oldest kept backup: every backup can replay to the archive's end
-    chain = walarchive.walk(args.dir / "wal", backups[0].start_segment, backups[0].segment_size)
     print(f"{len(backups)} base backups; newest {newest.path.name} verified")
-    print(
-        f"WAL archive: {chain.count} segments {chain.first.name}..{chain.last.name}, "
-        f"no hole, none damaged; last archived {_when(chain.last_archived_at)}"
-    )
+    # from the oldest kept backup of each timeline (a restore starts a new one): every backup
+    # can replay to the end of its timeline in the archive
+    oldest: dict[int, base.BaseBackup] = {}
+    for b in backups:
+        oldest.setdefault(b.start_segment.timeline, b)
+    for b in oldest.values():
+        chain = walarchive.walk(args.dir / "wal", b.start_segment, b.segment_size)
+        print(
+            f"WAL archive: {chain.count} segments {chain.first.name}..{chain.last.name}, "
+            f"no hole, none damaged; last archived {_when(chain.last_archived_at)}"
+        )
     if not args.no_server:
         print(archiver.check_archiver(args.database))
     age = (time.time() - newest.finished_at) / 3600

@@ -47,7 +47,7 @@ from cloud.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 QADAM = [str(REPO / ".venv/bin/python"), "-m", "tools.cli"]
-RESTORE_SCRIPT = REPO / "deploy/backup/restore-wal.sh"
+SCRIPTS = REPO / "deploy/backup"
 MQTT_HOST = os.environ.get("QADAM_TEST_MQTT_HOST", "127.0.0.1")
 MQTT_PORT = int(os.environ.get("QADAM_TEST_MQTT_PORT", "1883"))
 BATCHES = 60  # two taps each, one batch every 40 ms: ~2.4 s of taps
@@ -64,6 +64,7 @@ class History:
     stored: set[int]  # batches in the primary at the end
     early_segment: str  # the segment that got batches 15 to 29 (most acked before T)
     primary: str  # the primary's URL (still running)
+    restore_script: Path  # restore-wal.sh, where the server's user can run it
 
 
 def _qadam(*args: str) -> subprocess.CompletedProcess[str]:
@@ -154,8 +155,11 @@ def history() -> Iterator[History]:
     work = Path(tempfile.mkdtemp(prefix="qadam-pitr-"))
     backups = work / "backups"
     (backups / "wal").mkdir(parents=True)
+    # the scripts copied where the server's user reaches them (a checkout may be in /root)
+    for name in ("archive-wal.sh", "restore-wal.sh"):
+        shutil.copy2(SCRIPTS / name, work / name)
     give_to_server_user(work)
-    archive = f"{REPO / 'deploy/backup/archive-wal.sh'} %p %f {backups / 'wal'}"
+    archive = f"{work / 'archive-wal.sh'} %p %f {backups / 'wal'}"
     primary = OwnCluster(work / "primary")
     try:
         primary.initdb(
@@ -238,6 +242,7 @@ def history() -> Iterator[History]:
             stored,
             early,
             primary.url(),
+            work / "restore-wal.sh",
         )
     finally:
         primary.stop()
@@ -277,7 +282,7 @@ def test_restore_to_a_point_in_time_keeps_every_event_acked_before_it(history: H
         "--data-dir",
         str(data),
         "--restore-script",
-        str(RESTORE_SCRIPT),
+        str(h.restore_script),
     )
     assert r.returncode == 0, r.stdout + r.stderr
     give_to_server_user(data)
@@ -321,7 +326,7 @@ def test_restore_to_latest_has_every_event(history: History) -> None:
         "--data-dir",
         str(data),
         "--restore-script",
-        str(RESTORE_SCRIPT),
+        str(history.restore_script),
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "recovery_target_time =" not in (data / "postgresql.auto.conf").read_text()
@@ -343,7 +348,7 @@ def test_a_hole_in_the_archive_is_refused_and_nothing_is_written(history: Histor
     between[0].unlink()
     data = history.work / "not-restored-hole"
     with pytest.raises(BackupError, match=f"{between[0].name[:24]} is missing from the archive"):
-        pitr.restore(backups, history.target, data, RESTORE_SCRIPT)
+        pitr.restore(backups, history.target, data, history.restore_script)
     assert not data.exists()
     r = _qadam("backup", "check", "--dir", str(backups), "--pg-bindir", str(PG_BIN), "--no-server")
     assert r.returncode == 1 and "a hole" in r.stderr, r.stdout + r.stderr
@@ -358,7 +363,7 @@ def test_a_damaged_segment_is_refused(history: History) -> None:
     data = history.work / "not-restored-damage"
     data.mkdir()
     with pytest.raises(BackupError, match=f"{victim.name} in the archive is damaged"):
-        pitr.restore(backups, history.target, data, RESTORE_SCRIPT)
+        pitr.restore(backups, history.target, data, history.restore_script)
     assert list(data.iterdir()) == []
 
 
@@ -366,11 +371,11 @@ def test_targets_outside_the_archive_are_refused(history: History) -> None:
     data = history.work / "not-restored-time"
     later = datetime.now(UTC) + timedelta(hours=1)
     with pytest.raises(BackupError, match="before the target time"):
-        pitr.restore(history.backups, later, data, RESTORE_SCRIPT)
+        pitr.restore(history.backups, later, data, history.restore_script)
     first = list_backups(history.backups)[0]
     earlier = datetime.fromtimestamp(first.started_at - 60, UTC)
     with pytest.raises(BackupError, match="no base backup finished before"):
-        pitr.restore(history.backups, earlier, data, RESTORE_SCRIPT)
+        pitr.restore(history.backups, earlier, data, history.restore_script)
     r = _qadam(
         "backup",
         "restore",
@@ -396,7 +401,7 @@ def test_wal_damaged_inside_an_intact_file_stops_the_restored_server(history: Hi
     wal[40:] = bytes(len(wal) - 40)  # all but the segment's page header: zeros
     victim.write_bytes(gzip.compress(bytes(wal)))
     data = history.work / "restored-short"
-    pitr.restore(backups, history.target, data, RESTORE_SCRIPT)  # the file itself is intact
+    pitr.restore(backups, history.target, data, history.restore_script)  # the file itself is intact
     give_to_server_user(data)
     restored = OwnCluster(data)
     restored.configure("archive_mode = off\nfsync = off")

@@ -106,6 +106,9 @@ class WebhookHandler(BaseHandler):
     # -- in the claim transaction
 
     def claimed(self, conn: Conn, items: Sequence[OutboxItem]) -> None:
+        # a round delivers what it claimed before the next claim; anything left is from a round
+        # the worker abandoned (stopping): those rows come back after their lease
+        self._ready.clear()
         subs: dict[int, tuple[str, str, list[str]]] = {}
         wanted = sorted({int(i.payload.get("subscription_id", 0)) for i in items})
         for sid, url, secret, hosts in conn.execute(_SUBSCRIBERS, (wanted,)):

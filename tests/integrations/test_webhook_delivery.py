@@ -128,6 +128,25 @@ def test_signed_deliveries_retry_after_503_and_a_400_is_a_dead_letter(
     assert sum(rx.duplicates.values()) == 0
 
 
+@pytest.mark.parametrize(("status", "dead"), [(429, False), (408, False), (301, True),
+                                             (410, True), (500, False)])  # fmt: skip
+def test_which_answers_are_retried_and_which_are_final(
+    database_url: str, world: World, status: int, dead: bool
+) -> None:
+    with FakeReceiver() as rx, api(database_url, world) as c:
+        allow_loopback(c, world)
+        sub = subscribe(c, world, rx.url("/x"), ["passage"])
+        rx.secrets["/x"] = sub["secret"]
+        rx.always["/x"] = status
+        ingest(database_url, "gate-1", [1], CARD_ALICE, "in")
+        w = worker(database_url)
+        assert w.run_once() == 1  # one claim, one attempt
+        w.stop()
+    [(_key, _p, delivered, dead_at, attempts, err)] = webhook_rows(database_url)
+    assert delivered is None and attempts == 1 and f"HTTP {status}" in str(err)
+    assert (dead_at is not None) == dead
+
+
 def test_a_board_going_offline_and_an_approved_report_are_delivered(
     database_url: str, world: World
 ) -> None:

@@ -29,6 +29,7 @@ class EJournalHandler(BaseHandler):
         self._days: dict[int, SchoolDay | Fail] = {}
 
     def claimed(self, conn: Conn, items: Sequence[OutboxItem]) -> None:
+        self._days.clear()  # left from a round the worker abandoned: those rows come back
         for item in items:
             try:
                 day = date.fromisoformat(str(item.payload["day"]))

@@ -127,6 +127,10 @@ def restore(
                 "hot_standby = off\n"
             )
         (data_dir / "recovery.signal").touch()
+        if os.geteuid() == 0:
+            # PostgreSQL runs only on a directory its own user owns: give the copy to the owner
+            # of the directory it is in (/var/lib/postgresql/15 is postgres's)
+            _chown_tree(data_dir, data_dir.parent.stat())
     except BaseException:
         # bad luck half-way (disk full): leave nothing that looks like a cluster
         if created:
@@ -136,3 +140,10 @@ def restore(
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
         raise
     return p
+
+
+def _chown_tree(top: Path, owner: os.stat_result) -> None:
+    os.chown(top, owner.st_uid, owner.st_gid)
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in dirnames + filenames:
+            os.chown(os.path.join(dirpath, name), owner.st_uid, owner.st_gid, follow_symlinks=False)

@@ -330,7 +330,9 @@ def test_restore_to_latest_has_every_event(history: History) -> None:
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "recovery_target_time =" not in (data / "postgresql.auto.conf").read_text()
-    give_to_server_user(data)
+    # as root, the copy belongs to the owner of the directory it is in (the server's user)
+    assert data.stat().st_uid == data.parent.stat().st_uid
+    assert (data / "global/pg_control").stat().st_uid == data.parent.stat().st_uid
     restored = OwnCluster(data)
     restored.configure("archive_mode = off\nfsync = off")
     try:

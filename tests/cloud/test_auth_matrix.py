@@ -306,6 +306,11 @@ CONSOLE_ROUTES = {
     ("POST", "/api/v1/platform/token"),
     ("GET", "/api/v1/platform/schools/{school_id}/attendance"),
     ("GET", "/api/v1/platform/schools/{school_id}/meals"),
+    # their registration by a platform admin (D29-I): tests/integrations/
+    # test_platform_clients_browser.py
+    ("GET", "/platform-clients"),
+    ("POST", "/platform-clients"),
+    ("POST", "/platform-clients/{client_id}/disable"),
 }
 
 

@@ -38,6 +38,7 @@ PAGES: dict[str, set[str]] = {
     "/audit": {P, S},
     "/sso": {P},  # registers learning platforms for single sign-on (D29-F)
     "/webhooks": {P, D, S},  # a school's webhooks; hosts are kept by P and D (D29-I)
+    "/platform-clients": {P},  # platforms' machine clients read across districts (D29-I)
     "/password": ALL,
 }
 # the menu: every page above without an id, plus the API docs

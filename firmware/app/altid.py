@@ -17,8 +17,8 @@ F_PIN = 0x20
 F_PERSON = 0x40
 F_PINREC = 0x80
 SKEW_S = 5  # a code is taken this much before its step starts (clocks a little apart)
-REPLAY_N = 32  # QR codes remembered (12 bytes each); two steps' worth of scans
-LOCK_N = 32  # people with PIN failures remembered (16 bytes each)
+REPLAY_N = 16  # QR codes remembered (12 bytes each): 16 codes within a minute at one board
+LOCK_N = 16  # people with PIN failures remembered (16 bytes each)
 MAX_TRIES = 5  # wrong PINs in a row that lock a person's PIN out
 LOCK_S = 900  # for this long; failures older than this are forgotten
 
@@ -45,8 +45,20 @@ def _eq(b, i, key):
 def reset():
     """Forget the replay cache and the PIN failures (a reboot does the same; tests)."""
     global _seen, _fails
+    import gc
+    _seen = _fails = None
+    gc.collect()  # the first use comes after taps have cut the heap up: room in one piece
     _seen = bytearray(REPLAY_N * 12)
     _fails = bytearray(LOCK_N * 16)
+
+
+def setup(a):
+    """At boot (app.runner, device.json "altid": true): the tables, and on the simulated board
+    its scanner and keypad (hal.simalt)."""
+    reset()
+    if a.board.name == "sim":
+        import hal.simalt
+        hal.simalt.setup()
 
 
 def parse_qr(line):

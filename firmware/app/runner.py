@@ -34,6 +34,11 @@ class App:
         self.wl, wl_reason = wlc.open_whitelist(live)
         unload(wlc)
         self.wl_version = self.wl.version if self.wl else 0
+        if cfg.get("altid"):
+            # QR scanner and keypad (D29-J): their modules and tables are made now, while the
+            # heap is in one piece; loaded at the first code they failed in a cut-up 64 KiB heap
+            import app.altid
+            app.altid.setup(self)
         self.clock = Clock(cfg.get("clock_synced", False))
         self.sync = Sync(journal, dev, prefix, cfg.get("batch", 32),
                          cfg.get("ack_timeout_ms", 3000),

@@ -1,6 +1,7 @@
 # Simulator board adapter (decisions.md D5): the virtual board's control channel is stdin/stdout.
 # stdin commands: "tap <uid-hex> [reader]", "stat", "quit", "override" (the canteen operator's
-# button), "pass <reader>" (the passage sensor of that direction sees a person for 300 ms); the
+# button), "pass <reader>" (the passage sensor of that direction sees a person for 300 ms),
+# "qr <text> [reader]" and "keys <keys> [reader]" (the QR scanner and keypad, hal.simalt); the
 # turnstile parts (relays per direction, passage sensors, buzzer) and the fault injection
 # ("fail reader <n>", "wedge reader", "hang") are in hal.simx, loaded only when used. A tap goes
 # through a reader task like a real reader's: polled, re-initialised with backoff on errors,
@@ -159,6 +160,12 @@ class Board:
                 app.override()
             elif cmd == "pass" and len(parts) == 2 and parts[1] in getattr(self, "sensors", ()):
                 self.sensors[parts[1]]._v = ticks_add(ticks_ms(), 300)
+            elif cmd in ("qr", "keys") and 2 <= len(parts) <= 3 and not self.down:
+                import hal.simalt  # the QR scanner and the keypad (D29-J)
+                try:
+                    hal.simalt.command(app, parts)
+                except Exception as e:  # keep the control channel alive whatever happens
+                    log("altid", repr(e))
             else:
                 import hal.simx
                 hal.simx.command(self, parts)

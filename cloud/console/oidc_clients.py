@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from cloud.api.deps import ConnDep
+from cloud.auth import scope
 from cloud.auth.principal import Principal, Role
 from cloud.console import nav
 from cloud.console.guard import ConsoleUser, check_csrf, require_role
@@ -23,7 +24,9 @@ from cloud.oidc import clients, launch
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf)])
 ROLES: tuple[Role, ...] = ("platform_admin",)  # platforms serve every school: the platform's
-nav.register("/sso", N_("Single sign-on"), ROLES, 85)
+# a school admin lists registered platforms in their own school's Learning tab
+PAGE_ROLES: tuple[Role, ...] = ("platform_admin", "school_admin")
+nav.register("/sso", N_("Single sign-on"), PAGE_ROLES, 85)
 FIELD_TEXT = {
     "name": N_("The name must be 1 to 100 characters."),
     "redirect_uris": N_("Give 1 to 10 redirect addresses, each a full https address without #."),
@@ -43,16 +46,24 @@ def _page(request: Request, conn: ConnDep, user: Principal, status: int = 200,
           **ctx: object) -> Response:  # fmt: skip
     ctx.setdefault("form", {"name": "", "redirect_uris": "", "logout_uris": "",
                             "scopes": ["openid"]})  # fmt: skip
-    schools = conn.execute("SELECT id, name FROM schools ORDER BY name, id").fetchall()
+    ids = scope.school_ids(conn, user)  # None: every school (a platform admin)
+    schools = conn.execute(
+        "SELECT id, name FROM schools WHERE %s::text[] IS NULL OR id = ANY (%s::text[])"
+        " ORDER BY name, id",
+        (ids, ids),
+    ).fetchall()
+    launches = launch.every(conn) if ids is None else [
+        item for school in ids for item in launch.for_school(conn, school)]  # fmt: skip
     return render(request, "oidc_clients.html", _lang(request, conn, user), status_code=status,
                   user=user, nav=nav.for_user(user), clients=clients.listing(conn),
-                  SCOPES=clients.SCOPES, SCOPE_TEXT=SCOPE_TEXT, launches=launch.every(conn),
-                  schools=[(str(r[0]), str(r[1])) for r in schools], **ctx)  # fmt: skip
+                  SCOPES=clients.SCOPES, SCOPE_TEXT=SCOPE_TEXT, launches=launches,
+                  schools=[(str(r[0]), str(r[1])) for r in schools],
+                  registers=user.role in ROLES, **ctx)  # fmt: skip
 
 
 @router.get("/sso")
 def clients_page(request: Request, conn: ConnDep, user: ConsoleUser) -> Response:
-    require_role(user, ROLES)
+    require_role(user, PAGE_ROLES)
     return _page(request, conn, user)
 
 
@@ -100,8 +111,13 @@ def enable_for_school(
     school_id: Annotated[str, Form(max_length=100)] = "",
     launch_url: Annotated[str, Form(max_length=600)] = "",
 ) -> Response:
-    """A platform in a school's Learning tab, opened at its launch address. Audited."""
-    require_role(user, ROLES)
+    """A platform in a school's Learning tab, opened at its launch address (a school admin:
+    their own school's). Audited."""
+    require_role(user, PAGE_ROLES)
+    try:
+        scope.require_school(conn, user, school_id)  # another school: as if there were none
+    except NotFound:
+        return _page(request, conn, user, errors=[FIELD_TEXT["school_id"]])
     try:
         launch.enable(conn, user, client_id, school_id, launch_url)
     except Invalid as e:
@@ -119,8 +135,9 @@ def remove_from_school(
     client_id: Annotated[str, Form(max_length=100)] = "",
     school_id: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    require_role(user, ROLES)
+    require_role(user, PAGE_ROLES)
     try:
+        scope.require_school(conn, user, school_id)
         launch.disable(conn, user, client_id, school_id)
     except NotFound:
         return render(request, "not_found.html", _lang(request, conn, user), status_code=404,

@@ -36,7 +36,7 @@ PAGES: dict[str, set[str]] = {
     "/reports": {P, D, S},
     "/social-wallet": {P, D, S},
     "/audit": {P, S},
-    "/sso": {P},  # registers learning platforms for single sign-on (D29-F)
+    "/sso": {P, S},  # P registers learning platforms, S lists them for its school (D29-F)
     "/webhooks": {P, D, S},  # a school's webhooks; hosts are kept by P and D (D29-I)
     "/platform-clients": {P},  # platforms' machine clients read across districts (D29-I)
     "/password": ALL,

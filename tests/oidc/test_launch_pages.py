@@ -42,15 +42,22 @@ def test_enable_for_a_school_lists_it_in_that_schools_learning_tab(
     assert rows == [("link", "s1")]
 
 
-def test_only_platform_admins_enable_and_remove(
+def test_a_school_admin_enables_for_their_own_school_only(
     client: TestClient, platform: Platform, database_url: str
 ) -> None:
     form = {"client_id": platform.client_id, "school_id": "s1", "launch_url": LAUNCH}
-    _console(client, "admin1@qadam.kz")
+    _console(client, "cook1@qadam.kz")
     assert client.post("/sso/schools", data=form).status_code == 403
     client.cookies.clear()
-    _console(client, "root@qadam.kz")
-    client.post("/sso/schools", data=form)
+    _console(client, "admin1@qadam.kz")  # s1's
+    r = client.post("/sso/schools", data={**form, "school_id": "s2"})
+    assert r.status_code == 200 and "No such school." in r.text
+    assert "s2" not in client.get("/sso").text.split('id="l-school"')[1].split("</select>")[0]
+    assert client.post("/sso/schools", data=form).status_code == 303
+    r = client.post("/sso/schools/remove", data={**form, "school_id": "s2"})
+    assert r.status_code == 404
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT school_id FROM oidc_client_schools").fetchall() == [("s1",)]
     r = client.post("/sso/schools/remove", data={"client_id": platform.client_id,
                                                   "school_id": "s1"})  # fmt: skip
     assert r.status_code == 303

@@ -58,6 +58,9 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                      "the dated 8-day menu (D27-A), after connect and 300 taps; the menu "
                      "arriving as a config command; the canteen in the field (TLS + Wi-Fi + "
                      "NTP, two menus, taps, a reconnect) at 96 and 100 KiB (D28-I)"),
+    "altid_verify": ("bench.altid_verify",
+                     "a pupil's dynamic QR code verified in the MicroPython VM (64 KiB): the "
+                     "board's HMAC scheme vs an Ed25519 signature; the PIN's hashing (D29-J)"),
     "whitelist_lookup": ("bench.whitelist_lookup",
                          "50,000-card whitelist lookup in the MicroPython VM (64 KiB heap): reads, "
                          "us and bytes allocated per lookup; vs a linear scan of the same file"),

@@ -29,6 +29,7 @@ OFFSETS = {
     "cloud.workers.command_push": 4,
     "cloud.workers.ota_push": 5,
     "cloud.workers.retention": 6,
+    "cloud.integrations.ejournal.daily": 7,
 }
 _info = Info("qadam_process", "which qadam process this is")
 

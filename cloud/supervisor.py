@@ -30,6 +30,7 @@ PROCESSES: dict[str, list[str]] = {
     "worker.commands": ["worker", "commands"],
     "worker.ota": ["worker", "ota"],
     "worker.retention": ["worker", "retention"],
+    "worker.ejournal": ["worker", "ejournal"],
 }
 FATAL_AT_START = (2, 3)  # cloud/startup.py EXIT_CONFIG, EXIT_DATABASE
 STEADY_S = 60.0  # a child that ran this long starts its backoff again from the bottom

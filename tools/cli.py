@@ -29,6 +29,7 @@ WORKERS = {
     "commands": "cloud.workers.command_push",
     "ota": "cloud.workers.ota_push",
     "retention": "cloud.workers.retention",  # D29-B
+    "ejournal": "cloud.integrations.ejournal.daily",  # D29-I
 }
 
 

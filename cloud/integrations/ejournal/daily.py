@@ -1,8 +1,8 @@
 """The e-journal's daily hook: ``python -m cloud.integrations.ejournal.daily``. Every minute,
 each connected school whose local clock has passed ``ejournal_push_at`` gets its day queued
 (once: the job's keys say whether it was); the outbox worker pushes it. Several copies are safe
-(the job locks per day). Not yet a ``qadam worker`` (tools/cli.py WORKERS, the supervisor and
-deploy/qadam.target list every worker together)."""
+(the job locks per day). Runs as ``qadam worker ejournal`` (and under ``qadam run-all``); with
+no school connected it only looks once a minute."""
 
 from __future__ import annotations
 

@@ -228,7 +228,7 @@ def login(
         response.headers["Retry-After"] = str(got.retry_after)
         return response
     if got.token is None:
-        return again(N_("Wrong e-mail or password."), 200)
+        return again(N_("Wrong login or password."), 200)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(COOKIE, got.token, max_age=settings.session_ttl_s, httponly=True,
                         secure=True, samesite="lax", path="/")  # fmt: skip

@@ -102,6 +102,9 @@ def install(app: FastAPI) -> None:
     from cloud.console import app_money  # noqa: I001 (D28-H: the app's money, stats, settings)
 
     app.include_router(app_money.router)
+    from cloud.console import app_altid  # noqa: I001 (D29-J: entry without a card, QR and PIN)
+
+    app.include_router(app_altid.router)
     from cloud.console import fleet  # noqa: I001 (D28-E: the fleet, a board's page, register)
 
     app.include_router(fleet.router)

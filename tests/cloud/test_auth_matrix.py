@@ -311,6 +311,12 @@ CONSOLE_ROUTES = {
     ("GET", "/platform-clients"),
     ("POST", "/platform-clients"),
     ("POST", "/platform-clients/{client_id}/disable"),
+    # entry without a card, QR code and PIN (D29-J): guardians and students, their own child or
+    # themself: tests/altid/test_altid_app.py
+    ("GET", "/app/{lang}/entry"),
+    ("GET", "/app/{lang}/entry/code"),
+    ("POST", "/app/{lang}/entry/consent"),
+    ("POST", "/app/{lang}/entry/pin"),
 }
 
 

@@ -1,28 +1,28 @@
-"""Issue #17 part 3's must-show, end to end: a guardian records consent to the QR code and the
-PIN through the API; the whitelist worker brings the flags to a turnstile board in the
-MicroPython VM; with the broker unreachable the board opens for the app's QR code (read by the
-scanner driver from its UART) and for the pupil number + PIN typed on the keypad, refuses the
-same code again, and the card works; back online, the guardian withdraws the QR consent: the
-next whitelist update reaches the board (the time is measured and printed) and the next code is
-refused there with "no_consent", while the card still opens. The ingest stores every event with
-the pupil resolved through the person key; nothing is quarantined."""
+"""Issue #17 part 3's must-show, end to end: a guardian allows the QR code and the PIN and sets
+the PIN in the parents' app (its Entry page); the whitelist worker brings the flags to a
+turnstile board in the MicroPython VM; with the broker unreachable the board opens for the code
+the app shows (read by the scanner driver from its UART) and for the pupil number + PIN typed on
+the keypad, refuses the same code again, and the card works; back online, the guardian withdraws
+the QR consent in the app: the next whitelist update reaches the board (the time is measured and
+printed) and the next code is refused there with "no_consent", while the card still opens. The
+ingest stores every event with the pupil resolved through the person key; nothing is
+quarantined."""
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from auth_tokens import session_headers
 from fastapi.testclient import TestClient
 
 from cloud.altid import keys
-from cloud.altid.pins import set_pin
 from cloud.api.app import create_app
-from cloud.auth.principal import Principal
+from cloud.auth.passwords import hash_password
 from cloud.domain import registry
 from cloud.domain.cardkey import card_key
 from cloud.ingest.service import Ingest
@@ -32,6 +32,8 @@ from simulator.board import BoardConfig, VirtualBoard
 
 SITE_KEY = b"e2e-altid-site-key-0123456789abc"
 CARD = bytes.fromhex("04a1a2a3")
+PASSWORD = "a guardian's long password"
+SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin", "Origin": "https://testserver"}
 
 
 def _closed_port() -> int:
@@ -49,12 +51,29 @@ def _seed(url: str, device: str) -> dict[str, int]:
         aida = registry.add_person(conn, "ae", "student", "Aida Keyless")
         registry.add_card(conn, aida, card_key(SITE_KEY, CARD))
         row = conn.execute(
-            "INSERT INTO users (email, password_hash, role) VALUES ('mum@ae.test', 'x',"
-            " 'guardian') RETURNING id"
+            "INSERT INTO users (email, password_hash, role) VALUES ('mum@ae.test', %s,"
+            " 'guardian') RETURNING id",
+            (hash_password(PASSWORD),),
         ).fetchone()
         assert row is not None
         conn.execute("INSERT INTO guardian_students VALUES (%s, %s)", (row[0], aida))
     return {"aida": aida, "mum": int(row[0])}
+
+
+def _app_code(web: TestClient, person: int) -> str:
+    page = web.get(f"/app/en/entry?child={person}")
+    m = re.search(r'data-code="([^"]+)"', page.text)
+    assert page.status_code == 200 and m, page.text
+    return m.group(1)
+
+
+def _qr_consent(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT id FROM consents WHERE method = 'qr' AND withdrawn_at IS NULL"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def _compiled(url: str) -> int:
@@ -115,24 +134,24 @@ def test_consent_qr_offline_withdrawal_refused_card_still_works(
             # before any consent the code is refused: the pupil is not even listed as a person
             assert _qr(board, aida)["reason"] == "unknown_card"
 
-            # the guardian consents to both methods; the PIN is set
-            mum = session_headers(database_url, ids["mum"])
-            consent = {}
+            # the guardian, in the app: both methods allowed, the PIN set
+            r = web.post("/app/en/login", data={"email": "mum@ae.test", "password": PASSWORD},
+                         headers=SAME_ORIGIN, follow_redirects=False)  # fmt: skip
+            assert r.status_code == 303, r.text
             for method in ("qr", "pin"):
-                r = web.post("/api/v1/consents", headers=mum,
-                             json={"person_id": aida, "method": method})  # fmt: skip
-                assert r.status_code == 201, r.text
-                consent[method] = r.json()["id"]
-            with psycopg.connect(database_url) as conn:
-                guardian = Principal(user_id=ids["mum"], email="mum@ae.test", role="guardian")
-                set_pin(conn, guardian, aida, "4321")
+                r = web.post("/app/en/entry/consent", data={"child": aida, "method": method},
+                             headers=SAME_ORIGIN, follow_redirects=False)  # fmt: skip
+                assert r.status_code == 303 and f"saved={method}" in r.headers["location"]
+            r = web.post("/app/en/entry/pin", data={"child": aida, "pin": "4321", "again": "4321"},
+                         headers=SAME_ORIGIN, follow_redirects=False)  # fmt: skip
+            assert r.status_code == 303 and "saved=pinset" in r.headers["location"]
             board.wait_for(lambda: _compiled(database_url) and board.stat()["wl"] ==
                            _compiled(database_url), 20, "the consented whitelist")  # fmt: skip
 
             # offline: the broker is unreachable; the board decides alone
             _restart(board, _closed_port())
             assert not board.mqtt_up
-            code = keys.qr_text(SITE_KEY, aida)[0]
+            code = _app_code(web, aida)  # what the phone shows
             tap = _send(board, "qr " + code)
             assert (tap["result"], tap["reason"], tap.get("method")) == ("granted", "ok", "qr")
             assert tap["card"] == keys.person_key(SITE_KEY, aida).hex()
@@ -150,11 +169,14 @@ def test_consent_qr_offline_withdrawal_refused_card_still_works(
             board.wait_for(lambda: board.mqtt_up, 10, "to connect")
             wl_before = board.stat()["wl"]
             t0 = time.monotonic()
-            r = web.post(f"/api/v1/consents/{consent['qr']}/withdraw", headers=mum)
-            assert r.status_code == 200, r.text
+            r = web.post(f"/app/en/consents/{_qr_consent(database_url)}/withdraw",
+                         data={"child": aida}, headers=SAME_ORIGIN,
+                         follow_redirects=False)  # fmt: skip
+            assert r.status_code == 303, r.text
             board.wait_for(lambda: board.stat()["wl"] > wl_before, 20, "the withdrawal")
             reached = time.monotonic() - t0
-            tap = _qr(board, aida)
+            assert web.get(f"/app/en/entry/code?child={aida}").status_code == 404  # app: gone
+            tap = _qr(board, aida)  # a code made as before (a screenshot of a fresh one)
             refused = time.monotonic() - t0
             assert (tap["result"], tap["reason"], tap["method"]) == ("denied", "no_consent", "qr")
             print(f"\nwithdrawal -> new whitelist on the board {reached * 1000:.0f} ms,"

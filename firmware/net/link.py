@@ -7,12 +7,20 @@ from compat import asyncio, sleep_ms, ticks_diff, ticks_ms
 
 from net.mqtt import RXBUF, MQTTClient
 
-BACKOFF_MIN_MS = 500
-BACKOFF_MAX_MS = 30000
-STABLE_MS = 10000  # a connection that lived this long resets the backoff
-TURN_MS = 500  # longest wait of one turn of Link.run (the supervisor's "net" beat)
-POLL_MS = 100  # how often a running connect is checked on
-TLS_RESERVE = 8192  # bytes kept in one block for the next TLS handshake (Link._reserve)
+try:
+    from micropython import const
+except ImportError:  # CPython (the firmware's tests run there too)
+    def const(x):
+        return x
+
+# const() with a leading underscore: inlined by the compiler, no name interned on the board
+# (every qstr counts on a 64 KiB door: D29-G).
+_BACKOFF_MIN_MS = const(500)
+_BACKOFF_MAX_MS = const(30000)
+_STABLE_MS = const(10000)  # a connection that lived this long resets the backoff
+_TURN_MS = const(500)  # longest wait of one turn of Link.run (the supervisor's "net" beat)
+_POLL_MS = const(100)  # how often a running connect is checked on
+_TLS_RESERVE = const(8192)  # bytes kept in one block for the next TLS handshake (Link._reserve)
 
 
 def _jitter(ms):
@@ -22,14 +30,14 @@ def _jitter(ms):
 
 
 def backoff_ms(attempt):
-    ms = BACKOFF_MIN_MS << min(attempt, 10)
-    if ms > BACKOFF_MAX_MS:
-        ms = BACKOFF_MAX_MS
+    ms = _BACKOFF_MIN_MS << min(attempt, 10)
+    if ms > _BACKOFF_MAX_MS:
+        ms = _BACKOFF_MAX_MS
     return _jitter(ms)
 
 
 class Link:
-    sup = None  # app.supervisor.Supervisor (set by the app): beat("net") at least every TURN_MS
+    sup = None  # app.supervisor.Supervisor (set by the app): beat("net") at least every _TURN_MS
     sync = None  # net.sync.Sync (set by the app): failed connects go to its last errors
     net = None  # net.netup.Net (set by it): no connect attempt while its network is down
     # The beats are inline (`if self.sup is not None: self.sup.beat("net")`), not a method:
@@ -62,7 +70,7 @@ class Link:
             import gc
             gc.collect()
             try:
-                self._res = bytearray(TLS_RESERVE)
+                self._res = bytearray(_TLS_RESERVE)
             except MemoryError:
                 pass
 
@@ -74,18 +82,18 @@ class Link:
             while not t.done():
                 if self.sup is not None:
                     self.sup.beat("net")
-                await sleep_ms(POLL_MS)
+                await sleep_ms(_POLL_MS)
         except BaseException:  # cancelled (the app quits): take the connect down with us
             t.cancel()
             raise
         return await t
 
     async def _sleep(self, ms):
-        # The backoff (up to 30 s) in turns of at most TURN_MS, beating on each.
+        # The backoff (up to 30 s) in turns of at most _TURN_MS, beating on each.
         while ms > 0:
             if self.sup is not None:
                 self.sup.beat("net")
-            n = ms if ms < TURN_MS else TURN_MS
+            n = ms if ms < _TURN_MS else _TURN_MS
             await sleep_ms(n)
             ms -= n
 
@@ -95,7 +103,7 @@ class Link:
             if self.sup is not None:
                 self.sup.beat("net")
             if self.net is not None and not self.net.up:
-                await sleep_ms(POLL_MS)
+                await sleep_ms(_POLL_MS)
                 continue
             t0 = ticks_ms()
             if self._res is not None:  # the block held for the handshake is its now
@@ -139,14 +147,14 @@ class Link:
                 # coroutines in the heap for the whole connection.
                 if self.sup is not None:
                     self.sup.beat("net")
-                await sleep_ms(POLL_MS)
+                await sleep_ms(_POLL_MS)
             self.up = False
             if self.on_down:
                 self.on_down()
             self._reserve()
             if self._stop:
                 break
-            attempt = 0 if ticks_diff(ticks_ms(), t0) > STABLE_MS else attempt + 1
+            attempt = 0 if ticks_diff(ticks_ms(), t0) > _STABLE_MS else attempt + 1
             await self._sleep(backoff_ms(attempt))
 
     async def publish(self, topic, payload, qos=1, retain=False, timeout_ms=5000):

@@ -21,12 +21,18 @@ from net.mqttpkt import (
 )
 from net.stream import open_connection
 
+try:
+    from micropython import const
+except ImportError:  # CPython (the firmware's tests run there too)
+    def const(x):
+        return x
+
 RXBUF = 1152  # a whitelist chunk (32 + 1024 bytes) + topic fits
 # A packet bigger than the receive buffer is not kept (a block of its size may not be found in
 # a heap the app has cut up, D28-I): read through the buffer, its head (topic, packet id, the
-# payload's first bytes) left in the first HEAD bytes, the handler told by `cut` (a command is
+# payload's first bytes) left in the first _HEAD bytes, the handler told by `cut` (a command is
 # answered "too_big", net/cmd.py).
-HEAD = 256
+_HEAD = const(256)
 
 
 class MQTTClient:
@@ -115,7 +121,7 @@ class MQTTClient:
             m = len(rb)
             got = 0
             while got < n:
-                at = got if got < m else HEAD  # a cut packet: the rest over all but its head
+                at = got if got < m else _HEAD  # a cut packet: the rest over all but its head
                 k = await self._r.readinto(mv[at:at + min(n - got, m - at)])
                 if not k:
                     raise EOFError

@@ -62,9 +62,6 @@ def install_ota_layout(flash: Path, image: Path | None = None) -> None:
     (flash / "main.py").write_text(OTA_MAIN)
 
 
-OTA_EXTRA_KB = 16
-
-
 class OtaBoard(VirtualBoard):
     """A VirtualBoard whose firmware comes from its own flash's slots (romfs mode only)."""
 
@@ -75,14 +72,6 @@ class OtaBoard(VirtualBoard):
 
     def entry(self) -> str:
         return str(self.flash / "main.py")
-
-    @property
-    def heap(self) -> str:
-        """The board's budget plus 16 KiB while an update runs: since D28-I's receive path a door
-        fails the download at 64 and 72 KiB (MemoryError, 640 bytes, in the OTA message handler)
-        and passes at 80; not yet traced (D28-I, "Regression found at integration")."""
-        base = VirtualBoard.heap.fget(self)  # type: ignore[attr-defined]
-        return base if self._heap is not None else f"{int(base[:-1]) + OTA_EXTRA_KB}K"
 
     def vm_heap(self) -> str:
         slots = [p for p in (self.flash / "slot_a.rom", self.flash / "slot_b.rom") if p.exists()]

@@ -174,16 +174,3 @@ def _stale(f, i, now):
     # The slot's failures no longer count: the lock ran out, or the last failure is old.
     t = _u32(f, i + 12)
     return now >= t if f[i + 8] >= MAX_TRIES else now - t >= LOCK_S
-
-
-def journal(door, reader, key, result, reason, method):
-    # Door.decide's journal write for an alt-id event: the tap's JSON with "method" last.
-    from store.jcodec import tap_json
-    clk = door.clock
-    t = clk.now()
-    up = clk.up_ms()
-    ev = tap_json(door.boot, door.seq, t, clk.synced, up, reader, key, result, reason)
-    ev = ev[:-1] + b',"method":"' + method.encode() + b'"}'
-    from store.jcodec import READERS
-    door.append(door.journal.append, (door.boot, door.seq, ev, t, clk.synced, up,
-                                      READERS.index(reader)))

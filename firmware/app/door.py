@@ -8,7 +8,7 @@ import gc
 
 from compat import asyncio, emit, hexlify, sleep_ms, ticks_add, ticks_diff, ticks_ms
 from store.cardkey import card_key
-from store.jcodec import READERS  # noqa: F401  (one tuple of them in the heap, not two)
+from store.jcodec import READERS, tap_json  # one tuple of READERS in the heap, not two
 
 DEBOUNCE_MS = 1500  # a card held on the reader is reported over and over; count it once
 
@@ -92,9 +92,13 @@ class Door:
         if method is None:
             self.append(self.journal.append_tap, (self.boot, self.seq, clk.now(), clk.synced,
                                                   clk.up_ms(), reader, key, result, reason))
-        else:  # the tap's JSON with "method" (protocol.md "Alternative identification")
-            import app.altid
-            app.altid.journal(self, reader, key, result, reason, method)
+        else:  # the tap's JSON with "method" last (protocol.md "Alternative identification")
+            t = clk.now()
+            up = clk.up_ms()
+            ev = tap_json(self.boot, self.seq, t, clk.synced, up, reader, key, result, reason)
+            self.append(self.journal.append, (self.boot, self.seq, ev[:-1] + b',"method":"'
+                                              + method.encode() + b'"}', t, clk.synced, up,
+                                              READERS.index(reader)))
         ev = {"boot": self.boot, "seq": self.seq, "card": hexlify(key), "reader": reader,
               "result": result, "reason": reason}
         if method is not None:

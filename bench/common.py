@@ -103,6 +103,9 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                      "a tap to its parent's phone at 1,000 taps/s: published, stored, outbox, "
                      "encrypted Web Push POST received by a local push service; vs the ingest's "
                      "tap-to-ack in the same run"),
+    "ingest_cluster": ("bench.ingest_cluster",
+                       "live and replay through a 3-node RabbitMQ cluster (AMQP ingest) vs "
+                       "Mosquitto in the same run, and live with the leaders' node killed"),
     "push_sender": ("bench.push_sender",
                     "the sender's CPU per Web Push (encrypt, VAPID, POST from 32 threads) to a "
                     "push endpoint in another process; http.client keep-alive vs httpx.Client"),

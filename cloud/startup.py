@@ -235,6 +235,11 @@ def start_worker(
         settings = load_settings()
         if broker:
             require_closed(settings, broker=True, insecure_dev=args.insecure_dev, what=what)
+            from cloud.broker.select import check_board_worker_broker
+
+            # the board workers read the boards' retained statuses through a wildcard: a broker
+            # that never delivers them (RabbitMQ 3.10) stops the start loudly (D29-C)
+            check_board_worker_broker(settings)
         check_database(settings.database_url)
         from cloud import ops
 

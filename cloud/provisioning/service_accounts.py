@@ -47,6 +47,13 @@ def acls(prefix: str, account: str) -> list[dict[str, Any]]:
         out.append({"acltype": "subscribePattern", "topic": f"$share/+/{base}events",
                     "allow": True})  # fmt: skip
     out += [{"acltype": "publishClientSend", "topic": base + leaf, "allow": True} for leaf in pubs]
+    # the start-up probe of the broker's features (cloud/broker/probe.py, D29-C): a private
+    # topic of the process's own, so a broker that silently drops a feature is caught
+    probe = f"{prefix}/v1/probe/#"
+    out += [{"acltype": "subscribePattern", "topic": probe, "allow": True},
+            {"acltype": "publishClientSend", "topic": probe, "allow": True}]  # fmt: skip
+    if "events" in subs:
+        out.append({"acltype": "subscribePattern", "topic": f"$share/+/{probe}", "allow": True})
     return out
 
 

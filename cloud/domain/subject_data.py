@@ -37,6 +37,8 @@ ERASURE: dict[str, Policy] = {
     "guardian_students": "delete",
     "allergen_restrictions": "delete",
     "consents": "delete",
+    "altid_keys": "delete",  # the person key (its cards row goes with cards; D29-J)
+    "altid_pins": "delete",  # the site-keyed PIN key (D29-J)
     "meal_ratings": "delete",
     "card_enrolments": "delete",  # card UIDs read at a reader for them
     "student_accounts": "delete",  # the pupil's own account no longer reaches them (D28-O)

@@ -143,3 +143,21 @@ def test_the_decoder_keeps_the_method_and_old_events_stay_valid() -> None:
         got = decode("p/v1/dev/d1/events", payload.encode())
         assert isinstance(got, Batch), got
         assert got.events[0].method == want
+
+
+def test_erasure_removes_the_person_key_and_the_pin(database_url: str) -> None:
+    from cloud.domain.subject_data import erase
+
+    with psycopg.connect(database_url) as conn:
+        pupil, _other, mum, guardian = _seed(conn)
+        _consent(conn, pupil, mum, "pin")
+        set_pin(conn, guardian, pupil, "975310")
+        conn.execute("UPDATE people SET active = false WHERE id = %s", (pupil,))
+        admin = Principal(user_id=None, email="ops", role="platform_admin")
+        removed = erase(conn, admin, pupil, "the guardian asked")["removed"]
+        assert removed.get("altid_keys") == 1 and removed.get("altid_pins") == 1, removed
+        assert removed["cards"] == 2  # the card and the person key
+        for table in ("altid_keys", "altid_pins", "cards"):
+            n = conn.execute(f"SELECT count(*) FROM {table} WHERE person_id = %s", (pupil,))
+            assert n.fetchone() == (0,), table
+        assert _records(registry.compile_whitelist(conn, "az", 9)) == {}

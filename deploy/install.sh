@@ -52,6 +52,8 @@ fi
 
 if step user; then
     id qadam >/dev/null 2>&1 || useradd --system --home-dir /var/lib/qadam --shell /usr/sbin/nologin qadam
+    # the retention worker's archive of old months (QADAM_RETENTION_ARCHIVE_DIR, D29-B)
+    install -d -m 0750 -o qadam -g qadam /var/lib/qadam /var/lib/qadam/event-archive
 fi
 
 if step code; then

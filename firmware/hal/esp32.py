@@ -71,6 +71,10 @@ class Board:
             self.passage_sensors.append((s["reader"], Pin(s["pin"], Pin.IN, pull),
                                          s.get("active_high", True)))
         self.readers = [self._reader(rc) for rc in cfg.get("readers") or ()]
+        qs = cfg.get("qr_scanners")
+        if qs:  # alternative identification (hal.altreaders, D29-J)
+            import hal.altreaders
+            self.readers += [hal.altreaders.make(q, Pin, machine) for q in qs]
         # Canteen counter (app.canteen): board.json "display": {"type": "ssd1306", "bus": NAME,
         # "address": 60, "width": 128, "height": 32} (needs the ssd1306 module; without it the
         # lines go to the log) and "override_button": {"pin": N, "active_high": false}.
@@ -137,6 +141,9 @@ class Board:
             if p.get("reset") is not None:
                 _out(p["reset"], 1)  # RSTPDN high: chip running
             return PN532Reader(name, self._bus(rc["bus"]), rc.get("address", 0x24))
+        if t in ("wiegand26", "wiegand34") and rc.get("keypad"):
+            import hal.altreaders  # its key frames are a PIN entry (D29-J)
+            return hal.altreaders.make(rc, Pin, machine)
         if t in ("wiegand26", "wiegand34"):
             from hal.readers import WiegandReader
 
@@ -216,7 +223,10 @@ class Board:
                     err(rd.name, "%s frame %02x" % (rd.kind, getattr(rd.drv, "last_error", 0)))
             if uid is not None:
                 try:
-                    app.tap(uid, rd.name)
+                    if hasattr(rd, "deliver"):  # a QR scanner or keypad (hal.altreaders)
+                        rd.deliver(app, uid)
+                    else:
+                        app.tap(uid, rd.name)
                 except Exception as e:  # never let one tap kill the reader task
                     log("tap failed:", repr(e))
                     if err:

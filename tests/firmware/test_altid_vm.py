@@ -2,7 +2,7 @@
 the UART-level emulator, the keypad's key frames and PIN entry, the QR and PIN verification with
 replay cache and lockout) in the real MicroPython VM at a door's 64 KiB, each named test seen to
 pass there (test_fw_micropython.py runs every case module too; this names what D29-J relies
-on, so a test renamed or dropped is noticed)."""
+on, so a test renamed or dropped is noticed); and the ESP32 adapter's path in a bigger heap."""
 
 from __future__ import annotations
 
@@ -43,4 +43,20 @@ def test_altid_cases_pass_in_the_vm_at_64k(module: str) -> None:
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "FAIL" not in out, out
     for name in EXPECTED[module]:
+        assert f"PASS {module}.{name}" in out, (name, out)
+
+
+def test_the_esp32_adapter_feeds_altid_in_the_vm() -> None:
+    """hal.esp32 with a QR scanner on a UART and a keypad on the Wiegand lines, the whole run:
+    it needs 80 KiB with the emulators and the harness (the test_fw_esp32_mfrc522 precedent);
+    96 for room."""
+    module = "test_fw_altid_esp32"
+    proc = subprocess.run(
+        [micropython(), "-X", "heapsize=96K", RUNNER, module],
+        capture_output=True, text=True, timeout=120, env=vm_env(QADAM_FW_FULL="1"), cwd=REPO,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "FAIL" not in out, out
+    for name in ("test_the_board_builds_its_scanner_and_keypad_reader",
+                 "test_a_scanned_code_and_a_typed_pin_reach_altid_and_a_card_app_tap"):  # fmt: skip
         assert f"PASS {module}.{name}" in out, (name, out)

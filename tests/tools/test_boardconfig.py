@@ -273,7 +273,7 @@ def test_keys_depend_on_the_reader_type():
     # a Wiegand reader has d0/d1 and no bus
     doc = put(door(), "readers[0].type", "wiegand26")
     assert validate(doc) == [
-        err("readers[0].bus", "unknown key 'bus' (allowed here: type, reader, pins)"),
+        err("readers[0].bus", "unknown key 'bus' (allowed here: type, reader, pins, keypad)"),
         err("readers[0].pins.cs", "unknown key 'cs' (allowed here: d0, d1)"),
         err("readers[0].pins.d0", "required key missing"),
         err("readers[0].pins.d1", "required key missing"),

@@ -15,6 +15,8 @@ pins = {}  # GPIO -> shim Pin created by the code under test
 _wired = {}  # GPIO -> emulator pin object (value(), irq())
 _spi = []  # emulator SPI buses (buses.SPIBus); the one whose CS is low gets the bytes
 _i2c = {}  # 7-bit address -> emulator device (writeto, readfrom_into)
+_uart = {}  # RX GPIO -> UART-level emulator (any, readinto, write)
+uarts = []
 spis = []
 i2cs = []
 pwms = []
@@ -25,6 +27,8 @@ def reset():
     _wired.clear()
     del _spi[:]
     _i2c.clear()
+    _uart.clear()
+    del uarts[:]
     del spis[:]
     del i2cs[:]
     del pwms[:]
@@ -40,6 +44,11 @@ def wire_spi(bus):
 
 def wire_i2c(dev):
     _i2c[dev.addr] = dev
+
+
+def wire_uart(rx, dev):
+    # a UART-level device (qrscan_emu.ScannerUART) whose output reaches the board's RX pin rx
+    _uart[rx] = dev
 
 
 def disable_irq():
@@ -178,3 +187,23 @@ class RealClock:
 
 
 _MP = hasattr(time, "ticks_us")
+
+
+class UART:
+    """machine.UART's receive side and write(), on the device wired to the RX pin (wire_uart)."""
+
+    def __init__(self, id, baudrate=9600, tx=None, rx=None, rxbuf=256):
+        self.id = id
+        self.baudrate = baudrate
+        self.dev = _uart[rx.id]
+        uarts.append(self)
+
+    def any(self):
+        return self.dev.any()
+
+    def readinto(self, buf, nbytes=None):
+        return self.dev.readinto(buf, nbytes)
+
+    def write(self, data):
+        return self.dev.write(data)
+

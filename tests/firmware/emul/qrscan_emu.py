@@ -17,18 +17,22 @@ class ScannerUART:
         self.overruns = 0
         self.written = bytearray()  # what the board sent to the module (commands)
 
+    def _now(self):
+        n = self.clock.now_us  # buses.Clock: an attribute; machine_shim.RealClock: a method
+        return n() if callable(n) else n
+
     def scan(self, text, suffix=b"\r", gap_us=0):
         """The module decodes `text` now (+ gap_us) and starts sending it."""
         if isinstance(text, str):
             text = text.encode()
-        t = max(self.clock.now_us + gap_us,
+        t = max(self._now() + gap_us,
                 self.pending[-1][0] if self.pending else 0)
         for b in bytes(text) + suffix:
             t += self.us_per_byte
             self.pending.append([t, b])
 
     def _arrive(self):
-        now = self.clock.now_us
+        now = self._now()
         i = 0
         while i < len(self.pending) and self.pending[i][0] <= now:
             if len(self.fifo) < self.rxbuf:
@@ -68,4 +72,4 @@ class ScannerUART:
     def wait_sent(self):
         """Let the clock run until every byte queued has arrived."""
         if self.pending:
-            self.clock.sleep_us(self.pending[-1][0] - self.clock.now_us)
+            self.clock.sleep_us(self.pending[-1][0] - self._now())

@@ -98,7 +98,14 @@ def qr(door, line, reader=None):
         reset()
     pk = person_key(door.site_key, got[0])
     why = _person(door, pk, F_QR) or _check_qr(door, pk, got[1], got[2])
-    return door.decide(pk, reader or door.reader, "qr", why)
+    reader = reader or door.reader
+    return _to(door, reader)(pk, reader, "qr", why)
+
+
+def _to(door, reader):
+    # The counter's decision on a canteen reader (app.canteen, set by app.runner), else the door's.
+    c = getattr(door, "counter", None)
+    return c.by_key if c is not None and reader == "canteen" else door.decide
 
 
 def _check_qr(door, pk, step, tag):
@@ -134,7 +141,8 @@ def pin(door, number, pin_digits, reader=None):
         reset()
     pk = person_key(door.site_key, number)
     why = _person(door, pk, F_PIN) or _check_pin(door, pk, pin_digits)
-    return door.decide(pk, reader or door.reader, "pin", why)
+    reader = reader or door.reader
+    return _to(door, reader)(pk, reader, "pin", why)
 
 
 def _check_pin(door, pk, pin_digits):

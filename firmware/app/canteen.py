@@ -133,35 +133,44 @@ class Canteen(Decide):
         s.status_changed()
 
     # --- a tap at the counter -------------------------------------------------------------------
-    def tap(self, uid):
+    def tap(self, uid, key=None, method=None, why=None):
+        # `key`, `method`, `why`: a person identified by a QR code or PIN (app.altid via
+        # decide; D29-J), the alt-id check's refusal in `why`
         door = self.door
         now = ticks_ms()
-        key = card_key(door.site_key, uid)
-        if key == self._last and ticks_diff(now, self._lt) < DEBOUNCE_MS:
-            self._lt = now
-            emit("ignored", {"why": "debounce"})
-            return None
-        self._last, self._lt = key, now
+        if key is None:
+            key = card_key(door.site_key, uid)
+            if key == self._last and ticks_diff(now, self._lt) < DEBOUNCE_MS:
+                self._lt = now
+                emit("ignored", {"why": "debounce"})
+                return None
+            self._last, self._lt = key, now
         clk = door.clock
         t, synced = clk.now(), clk.synced
         wl = door.wl
         info = None
-        if wl is None:
+        if why is not None:
+            granted, reason = False, why
+        elif wl is None:
             granted, reason = False, door.wl_reason
-        elif not wl.lookup(key):
-            granted, reason = False, "unknown_card"
+        elif not wl.lookup(key) or (method is None and wl.attrs() & 0xC0):
+            granted, reason = False, "unknown_card"  # (bits 6-7: a person's or PIN's record)
         else:
             cat, alg = (wl.attrs() >> 2) & 3, wl.allergens()
             granted, reason, info = self.decide(cat, alg, key, t, synced)
             if granted:
                 self.commit(key, t, synced, reason, info)
-        seq = self._event(key, granted, reason, info, t, synced)
+        seq = self._event(key, granted, reason, info, t, synced, method)
         if reason == "allergen":
             self.seq_blocked = (key, info["cat"], ticks_add(now, self.override_ms), seq)
         # After the tap is shown: free its garbage now, so what lives on is allocated low in
         # the heap, not scattered over it (a heap in small pieces cannot load a command).
         gc.collect()
         return "granted" if granted else "denied"
+
+    def by_key(self, key, reader, method=None, why=None):
+        # app.altid's entry (as Door.decide): the counter's decision for a person key
+        return self.tap(None, key, method, why)
 
     def override(self):
         """The operator's button after an allergen block: grant it (second event)."""
@@ -184,7 +193,7 @@ class Canteen(Decide):
         self._event(key, granted, reason, info, t, synced)
         return granted
 
-    def _event(self, key, granted, reason, info, t, synced):
+    def _event(self, key, granted, reason, info, t, synced, method=None):
         door = self.door
         clk = door.clock
         result = "granted" if granted else "denied"
@@ -192,7 +201,7 @@ class Canteen(Decide):
         door.seq += 1
         door.taps += 1
         up = clk.up_ms()
-        if info is None:
+        if info is None and method is None:
             door.append(door.journal.append_tap, (door.boot, door.seq, t, synced, up, "canteen",
                                                   key, result, reason))
             ex = ""
@@ -200,13 +209,15 @@ class Canteen(Decide):
             ex = ""
             for k in ("meal", "cat", "amount", "balance", "credit", "allergens", "ref",
                       "paid_as", "did"):
-                if k in info:
+                if info is not None and k in info:
                     v = info[k]
                     if k in ("amount", "balance", "credit"):
                         v = '"%s"' % fmt(v)
                     elif k in ("meal", "paid_as"):
                         v = '"%s"' % v
                     ex += ',"%s":%s' % ("dish" if k == "did" else k, v)
+            if method is not None:
+                ex += ',"method":"%s"' % method
             data = ('{"boot":%d,"seq":%d,"t":%d,"sync":%d,"up":%d,"kind":"tap","reader":'
                     '"canteen","card":"%s","result":"%s","reason":"%s"%s}'
                     % (door.boot, door.seq, t, 1 if synced else 0, up, hexlify(key), result,
@@ -214,6 +225,8 @@ class Canteen(Decide):
             door.append(door.journal.append, (door.boot, door.seq, data, t, synced, up, 2))
         ev = {"boot": door.boot, "seq": door.seq, "card": hexlify(key), "reader": "canteen",
               "result": result, "reason": reason}
+        if method is not None:
+            ev["method"] = method
         if info:
             for k in ("meal", "amount", "balance", "credit", "ref"):
                 if k in info:

@@ -131,6 +131,7 @@ class App:
         if self.canteen is None:
             from app.canteen import Canteen
             self.canteen = Canteen(self.door, self.cfg, sync=self.sync)
+            self.door.counter = self.canteen  # where app.altid sends a canteen's codes (D29-J)
             # A canteen gets commands (the menu) and balance pushes every day. Loading their
             # modules interns their names, which grows the qstr pool by one big block: do it
             # now, while the heap is in one piece, not after taps have cut it up (D15).

@@ -1,6 +1,6 @@
 # The serial QR scanner driver (hal.qrscan) fed by the UART-level scanner emulator, and the
-# Wiegand keypad path (hal.wgkeys, hal.keypad): key frames of 4 and 8 bits played on the D0/D1 pins by the
-# Wiegand emulator, and the PIN entry. CPython (pytest) and MicroPython VM (64 KiB).
+# Wiegand keypad path (hal.wgkeys, hal.keypad): key frames of 4 and 8 bits played on the D0/D1
+# pins by the Wiegand emulator, and the PIN entry. CPython (pytest) and MicroPython VM (64 KiB).
 import gc
 import sys
 
@@ -10,8 +10,8 @@ for _p in list(sys.path):
 
 gc.collect()
 from hal.keypad import HASH, STAR, PinPad  # noqa: E402
-from hal.wgkeys import KeypadWiegand  # noqa: E402
 from hal.qrscan import QRScanner  # noqa: E402
+from hal.wgkeys import KeypadWiegand  # noqa: E402
 
 gc.collect()
 from buses import Clock  # noqa: E402

@@ -45,9 +45,10 @@ def firmware_bundle(cache: Path | None = None) -> Path:
     """firmware/ compiled with mpy-cross, as tools/flash.py puts it on a board, built once per
     source state. A board holds its modules as bytecode, so the heap it has left for work is what
     the simulated board has too (compiling source on the board would eat ~4 KB more)."""
+    import tools.flash
     from tools.flash import build_bundle, firmware_sources
 
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(Path(tools.flash.__file__).read_bytes())  # how it is built, too
     for src in firmware_sources(FIRMWARE):
         digest.update(src.relative_to(FIRMWARE).as_posix().encode())
         digest.update(src.read_bytes())

@@ -67,7 +67,9 @@ def token(
     scope: Annotated[str | None, Form(max_length=200)] = None,
     client_id: Annotated[str | None, Form(max_length=100)] = None,
     client_secret: Annotated[str | None, Form(max_length=200)] = None,
-    authorization: Annotated[str | None, Header(max_length=500)] = None,
+    # not in the OpenAPI document: the client's credentials (RFC 6749 2.3.1: HTTP Basic, or the
+    # form's client_id/client_secret), parsed here so a malformed one is an OAuth2 error
+    authorization: Annotated[str | None, Header(max_length=500, include_in_schema=False)] = None,
 ) -> Any:
     """The client credentials grant: a bearer token for the client's scopes (or those asked)."""
     creds = _basic(authorization) or (
@@ -93,7 +95,10 @@ def token(
     return JSONResponse(out.model_dump(), headers={"Cache-Control": "no-store"})
 
 
-def _client(conn: ConnDep, authorization: Annotated[str | None, Header()] = None) -> Any:
+def _client(
+    conn: ConnDep,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,  # the bearer
+) -> Any:
     if not authorization or not authorization.startswith("Bearer "):
         return PlatformError(401, "invalid_request", "a bearer token is required")
     found = clients.for_token(conn, authorization[7:].strip())

@@ -44,6 +44,8 @@ class EventOut(BaseModel):
     # Best known time: the clock-corrected time of an unsynced event (protocol.md "Clock") once
     # its boot's reference pair is known, else occurred_at.
     occurred_at_corrected: datetime
+    # "qr" or "pin" when the person was identified without a card (D29-J), else None
+    method: str | None = None
 
 
 # Counts stop here where the page does not need more (issue #19: no full counts on the hot
@@ -84,7 +86,7 @@ def page_query(cond: sql.Composable, schools_in: sql.Composable | None) -> sql.C
     return sql.SQL(
         "SELECT e.device_id, e.boot, e.seq, e.school_id, e.person_id, p.full_name,"
         " e.card_key, e.kind, e.reader, e.result, e.reason, e.occurred_at, e.clock_synced,"
-        " e.received_at, COALESCE(e.occurred_at_corrected, e.occurred_at)"
+        " e.received_at, COALESCE(e.occurred_at_corrected, e.occurred_at), e.method"
         " FROM {} e LEFT JOIN people p ON p.id = e.person_id"
         " WHERE {} {} LIMIT %(limit)s OFFSET %(offset)s"
     ).format(source, cond, _ORDER)

@@ -82,6 +82,10 @@ class Child:
     zone: str
 
 
+# how a person was identified without a card (events.method, D29-J), as the feed says it
+METHODS = {"qr": N_("by QR code"), "pin": N_("by PIN")}
+
+
 @dataclass(frozen=True)
 class FeedItem:
     happened: str
@@ -91,6 +95,7 @@ class FeedItem:
     when: str  # the exact date and time in the school's zone, in the page's language
     iso: str
     day: str = ""  # the school's local date (ISO): a meal's "Rate" opens that day's menu
+    how: str = ""  # "by QR code" / "by PIN" when not by a card (D29-J); empty for a card
 
 
 def children(conn: ConnDep, user: Principal) -> list[Child]:
@@ -129,6 +134,7 @@ def _item(e: EventOut, zone: str, lang: str) -> FeedItem:
         reader=e.reader, granted=e.result == "granted",
         reason=i18n.gettext(lang, reason) if e.reason in i18n.REASON_NAMES else e.reason,
         when=exact(when, zone, lang), iso=when.isoformat(), day=_local_day(when, zone),
+        how=i18n.gettext(lang, METHODS[e.method]) if e.method in METHODS else "",
     )  # fmt: skip
 
 

@@ -60,12 +60,15 @@ class WriteResult:
 _STAGING_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS ingest_staging (
     device_id text, boot bigint, seq bigint, card_key text, kind text, reader text,
-    result text, reason text, t bigint, sync boolean, up bigint, dish bigint
+    result text, reason text, t bigint, sync boolean, up bigint, dish bigint, method text
 ) ON COMMIT DELETE ROWS
 """
-_STAGING_COLUMNS = "device_id, boot, seq, card_key, kind, reader, result, reason, t, sync, up, dish"
+_STAGING_COLUMNS = (
+    "device_id, boot, seq, card_key, kind, reader, result, reason, t, sync, up, dish, method"
+)
 _STAGING_TYPES = [
     "text", "int8", "int8", "text", "text", "text", "text", "text", "int8", "bool", "int8", "int8",
+    "text",
 ]  # fmt: skip
 _COPY = f"COPY ingest_staging ({_STAGING_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 
@@ -77,10 +80,10 @@ _COPY = f"COPY ingest_staging ({_STAGING_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 _INSERT = """
 INSERT INTO events (device_id, boot, seq, school_id, person_id, card_key, kind, reader,
                     result, reason, board_time, clock_synced, uptime_ms, occurred_at,
-                    occurred_at_corrected)
+                    occurred_at_corrected, method)
 SELECT s.device_id, s.boot, s.seq, d.school_id, p.id, s.card_key, s.kind, s.reader,
        s.result, s.reason, to_timestamp(s.t), s.sync, s.up, to_timestamp(s.t),
-       CASE WHEN NOT s.sync THEN clock_corrected(r.t_ref, r.up_ref, s.up) END
+       CASE WHEN NOT s.sync THEN clock_corrected(r.t_ref, r.up_ref, s.up) END, s.method
 FROM ingest_staging s
 JOIN devices d ON d.id = s.device_id
 LEFT JOIN cards c ON c.card_key = s.card_key
@@ -96,14 +99,14 @@ RETURNING device_id, boot, seq, extract(epoch FROM occurred_at)::int8, person_id
 BULK_MIN = 1_000
 _EVENT_COLUMNS = (
     "device_id, boot, seq, school_id, person_id, card_key, kind, reader, result, reason,"
-    " board_time, clock_synced, uptime_ms, occurred_at, occurred_at_corrected"
+    " board_time, clock_synced, uptime_ms, occurred_at, occurred_at_corrected, method"
 )
 # The timestamptz columns go as int8: in COPY's binary format a timestamptz *is* a big-endian
 # int8 of microseconds since 2000-01-01 UTC (PostgreSQL's timestamptz_send/recv), and an int is
 # far cheaper to make and dump than a datetime (a replay writes two per event).
 _EVENT_TYPES = [
     "text", "int8", "int8", "text", "int8", "text", "text", "text", "text", "text",
-    "int8", "bool", "int8", "int8", "int8",
+    "int8", "bool", "int8", "int8", "int8", "text",
 ]  # fmt: skip
 _PG_EPOCH_S = 946_684_800  # 2000-01-01T00:00:00Z in Unix seconds
 _COPY_EVENTS = f"COPY events ({_EVENT_COLUMNS}) FROM STDIN (FORMAT BINARY)"
@@ -308,7 +311,8 @@ def _statement(
             dev = b.device
             for e in b.events:
                 copy.write_row((dev, e.boot, e.seq, e.card, e.kind, e.reader, e.result,
-                                e.reason, e.t, e.sync == 1, e.up, e.dish))  # fmt: skip
+                                e.reason, e.t, e.sync == 1, e.up, e.dish,
+                                e.method))  # fmt: skip
     sent = {(b.device, e.boot, e.seq): e for b in kept for e in b.events}
     new: dict[str, tuple[list[Event], list[int | None]]] = {}
     for dev, boot, seq, _t, person in cur.execute(_INSERT).fetchall():
@@ -378,7 +382,7 @@ def _bulk(
                         corrected = clock_corrected_us(ref[0], ref[1], e.up)
                     write_row((dev, e.boot, e.seq, school, person, e.card, e.kind,
                                e.reader, e.result, e.reason, at, e.sync == 1, e.up, at,
-                               corrected))  # fmt: skip
+                               corrected, e.method))  # fmt: skip
                 derived.add(dev, school, b.events, persons)
     except psycopg.errors.UniqueViolation:
         return None

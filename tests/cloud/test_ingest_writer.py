@@ -142,3 +142,17 @@ def test_ack_wire_format() -> None:
     a = Ack("gate-1", 7, 12, 40)
     assert a.topic("qadam") == "qadam/v1/dev/gate-1/ack"
     assert a.payload() == b'{"v":1,"boot":7,"first":12,"last":40}'
+
+
+def test_the_identification_method_is_stored_with_the_event(conn: Any, seed: Seed) -> None:
+    # D29-J: "qr"/"pin" when not by a card; a card tap and an old board's event carry none
+    qr = _batch(seqs=range(1, 3), method="qr")
+    pin = _batch(seqs=range(3, 4), method="pin")
+    card = _batch(seqs=range(4, 5))
+    odd = _batch(seqs=range(5, 6), method="face")  # unknown: None, the event still stored
+    res = write(conn, [qr, pin, card, odd])
+    assert res.inserted == 5
+    got = conn.execute("SELECT seq, method FROM events ORDER BY seq").fetchall()
+    assert got == [(1, "qr"), (2, "qr"), (3, "pin"), (4, None), (5, None)]
+    with pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute("UPDATE events SET method = 'face' WHERE seq = 4")

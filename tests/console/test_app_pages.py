@@ -157,6 +157,21 @@ def test_the_feed_shows_own_children_only(client: TestClient, world: World) -> N
     assert "Пришёл" in client.get("/app/ru/").text
 
 
+def test_the_feed_says_how_a_pupil_was_identified_without_a_card(
+    client: TestClient, world: World, database_url: str
+) -> None:
+    # D29-J: a QR or PIN entry is an event with its method; the parents see which it was
+    with psycopg.connect(database_url) as conn:
+        conn.execute("UPDATE events SET method = 'qr' WHERE device_id = 'gate-1' AND seq = 1")
+    _guardian_client(client)
+    for lang, text in (("en", "by QR code"), ("ru", "по QR-коду"), ("kk", "QR-кодпен")):
+        page = client.get(f"/app/{lang}/?child={world.ids['alice']}").text
+        assert f'<span class="how">{text}</span>' in page, lang
+    with psycopg.connect(database_url) as conn:
+        conn.execute("UPDATE events SET method = NULL WHERE device_id = 'gate-1' AND seq = 1")
+    assert 'class="how"' not in client.get("/app/en/").text  # a card: nothing added
+
+
 def test_staff_cannot_use_the_app(client: TestClient) -> None:
     r = client.post("/app/en/login", data={"email": "admin1@qadam.kz", "password": PASSWORD},
                     headers=SAME_ORIGIN)  # fmt: skip

@@ -364,11 +364,27 @@ ORDER BY p.kind DESC, cl.name NULLS LAST, p.full_name, p.id, a.day
 """
 
 
+# Passages without a card in the month (D29-J: the app's QR code, a keypad PIN), per person: the
+# month's bounds in the school's zone, so the (school_id, occurred_at) index serves it
+_ALT_ID = """
+SELECT e.person_id, count(*) FILTER (WHERE e.method = 'qr'),
+       count(*) FILTER (WHERE e.method = 'pin')
+FROM events e JOIN schools s ON s.id = e.school_id
+WHERE e.school_id = %(school)s AND e.method IS NOT NULL AND e.result = 'granted'
+  AND e.person_id IS NOT NULL
+  AND e.occurred_at >= (%(month)s::timestamp AT TIME ZONE s.timezone)
+  AND e.occurred_at < (%(next)s::timestamp AT TIME ZONE s.timezone)
+GROUP BY e.person_id
+"""
+
+
 def attendance(conn: Conn, school_id: str, month: date) -> dict[str, Any]:
     """Students and staff: first in, last out and lateness per day; a summary per person (every
-    active person of the school, absent ones with 0 days)."""
+    active person of the school, absent ones with 0 days), with how many of their passages
+    were by QR code or PIN instead of a card (D29-J)."""
     school = school_info(conn, school_id)
     params = {"school": school_id, "month": month, "next": next_month(month)}
+    alt_id = {r[0]: (r[1], r[2]) for r in conn.execute(_ALT_ID, params).fetchall()}
     lines = []
     per: dict[int, dict[str, Any]] = {}
     for r in conn.execute(_ATTENDANCE, params).fetchall():
@@ -406,6 +422,8 @@ def attendance(conn: Conn, school_id: str, month: date) -> dict[str, Any]:
             "days_present": per.get(r[0], {}).get("days", 0),
             "days_late": per.get(r[0], {}).get("late_days", 0),
             "late_min": per.get(r[0], {}).get("late_min", 0),
+            "by_qr": alt_id.get(r[0], (0, 0))[0],
+            "by_pin": alt_id.get(r[0], (0, 0))[1],
         }
         for r in people
     ]

@@ -148,12 +148,22 @@ def _attendance_doc(c: dict[str, Any], meta: dict[str, Any] | None) -> Document:
     t = c["total"]
     summary = Table(
         "Attendance per person",
-        ["Name", "Kind", "Class", "Days present", "Days late", "Late, min"],
+        ["Name", "Kind", "Class", "Days present", "Days late", "Late, min", "By QR", "By PIN"],
         [
-            [x["name"], x["kind"], x["class"], x["days_present"], x["days_late"], x["late_min"]]
+            # by_qr/by_pin: passages without a card (D29-J); absent from reports made before
+            [
+                x["name"],
+                x["kind"],
+                x["class"],
+                x["days_present"],
+                x["days_late"],
+                x["late_min"],
+                x.get("by_qr", 0),
+                x.get("by_pin", 0),
+            ]
             for x in c["people"]
-        ],
-        widths=[50, 14, 12, 16, 14, 14],
+        ],  # fmt: skip
+        widths=[44, 14, 12, 14, 12, 12, 10, 10],
     )
     days = Table(
         "Attendance by day (local time)",

@@ -37,7 +37,7 @@ from cloud.api.app import create_app
 from cloud.auth.principal import Principal
 from cloud.domain import registry
 from cloud.reports import build as build_mod
-from cloud.reports import service
+from cloud.reports import render, service
 from cloud.settings import Settings
 from cloud.workers import reports as reports_worker
 
@@ -284,10 +284,45 @@ def test_attendance_report_times_and_lateness(database_url: str, world: RWorld) 
     people = _by_name(a["people"])
     dan = {"person_id": world.ids["dan"], "name": "Данияр Ахметов", "kind": "student",
            "class": "5А", "days_present": 4, "days_late": 4,
-           "late_min": 5 + 5 + 25 + 45}  # fmt: skip
+           "late_min": 5 + 5 + 25 + 45, "by_qr": 0, "by_pin": 0}  # fmt: skip
     assert people["Данияр Ахметов"] == dan
     assert a["lines"][0]["kind"] == "student"  # students first, then staff
     assert a["total"]["people"] == 5 and a["total"]["present_days"] == 13
+
+
+def test_attendance_report_counts_passages_by_qr_code_and_pin(
+    database_url: str, world: RWorld
+) -> None:
+    # D29-J: a passage without a card is an event with its method; the month's report says how
+    # many each person had, by the school's local month (Asia/Almaty, +05:00 here)
+    dan = world.ids["dan"]
+    with psycopg.connect(database_url) as conn:
+        conn.execute("SELECT ensure_event_partitions('2025-09-01', '2025-12-01')")
+        registry.register_device(conn, "alt-gate", "s1", "gate", "door", "in", direction="in")
+        for seq, at, method, result in (
+            (1, "2025-09-30 20:00+00", "qr", "granted"),  # 1 October 01:00 local: October
+            (2, "2025-10-02 03:00+00", "qr", "granted"),
+            (3, "2025-10-03 03:00+00", "pin", "granted"),
+            (4, "2025-10-04 03:00+00", "qr", "denied"),  # refused: not a passage
+            (5, "2025-10-05 03:00+00", None, "granted"),  # a card
+            (6, "2025-10-31 19:30+00", "pin", "granted"),  # 1 November 00:30 local: November
+        ):
+            conn.execute(
+                "INSERT INTO events (device_id, boot, seq, school_id, person_id, card_key, kind,"
+                " reader, result, reason, board_time, clock_synced, uptime_ms, occurred_at,"
+                " method) VALUES ('alt-gate', 1, %s, 's1', %s, 'aaaaaaaaaaaaaaaa', 'tap', 'in',"
+                " %s, 'ok', %s, true, 1000, %s, %s)",
+                (seq, dan, result, at, at, method),
+            )
+        a = build_mod.attendance(conn, "s1", date(2025, 10, 1))
+    people = _by_name(a["people"])
+    assert (people["Данияр Ахметов"]["by_qr"], people["Данияр Ахметов"]["by_pin"]) == (2, 1)
+    assert all((p["by_qr"], p["by_pin"]) == (0, 0) for n, p in people.items()
+               if n != "Данияр Ахметов")  # fmt: skip
+    table = render.document(a, None).tables[0]
+    assert table.columns[-2:] == ["By QR", "By PIN"]
+    row = next(r for r in table.rows if r[0] == "Данияр Ахметов")
+    assert row[-2:] == [2, 1]
 
 
 def test_scheduler_on_the_first_is_idempotent_and_reminds_on_the_fourth(

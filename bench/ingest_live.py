@@ -110,12 +110,12 @@ def _backend_pid(url: str) -> int:
 
 def copy_rate(url: str) -> float:
     row = ("bench-0", 1, 1, "0123456789abcdef", "tap", "in", "granted", "ok", 1_760_000_000,
-           True, 5, None)  # fmt: skip
+           True, 5, None, None)  # fmt: skip
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "CREATE UNLOGGED TABLE IF NOT EXISTS bench_copy (device_id text, boot bigint,"
             " seq bigint, card_key text, kind text, reader text, result text, reason text,"
-            " t bigint, sync boolean, up bigint, dish bigint)"
+            " t bigint, sync boolean, up bigint, dish bigint, method text)"
         )
         conn.execute("TRUNCATE bench_copy")
         t0 = time.perf_counter()
